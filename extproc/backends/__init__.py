@@ -1,0 +1,60 @@
+"""Guardrail backends, registered by the ``litellm_params.guardrail`` names users write.
+
+A name containing a dot (``my_module.MyGuardrail``) loads a custom class, as LiteLLM does.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from extproc.backends.base import Action, Finding, Guardrail
+from extproc.config.loader import ConfigError, GuardrailSpec
+
+GuardrailFactory = Callable[[GuardrailSpec], Guardrail]
+REGISTRY: dict[str, GuardrailFactory] = {}
+
+
+def register(*names: str) -> Callable[[type[Guardrail]], type[Guardrail]]:
+    def decorate(cls: type[Guardrail]) -> type[Guardrail]:
+        for name in names:
+            REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_custom(spec: GuardrailSpec) -> GuardrailFactory:
+    module_name, _, class_name = spec.guardrail.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(
+            f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: {error}"
+        ) from None
+    if not (isinstance(factory, type) and issubclass(factory, Guardrail)):
+        raise ConfigError(
+            f"guardrail {spec.name!r}: {spec.guardrail!r} is not a subclass of "
+            "extproc.backends.base.Guardrail"
+        )
+    return factory
+
+
+def build(spec: GuardrailSpec) -> Guardrail:
+    _import_builtins()
+    if spec.guardrail in REGISTRY:
+        return REGISTRY[spec.guardrail](spec)
+    if "." in spec.guardrail:
+        return _load_custom(spec)(spec)
+    known = ", ".join(sorted(REGISTRY))
+    raise ConfigError(
+        f"guardrail {spec.name!r}: unknown litellm_params.guardrail {spec.guardrail!r} "
+        f"(known: {known})"
+    )
+
+
+def _import_builtins() -> None:
+    from extproc.backends import pii, secrets  # noqa: F401  (registers themselves)
+
+
+__all__ = ["REGISTRY", "Action", "Finding", "Guardrail", "build", "register"]

@@ -1,0 +1,56 @@
+"""The one interface every guardrail backend implements, and the values it returns."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from extproc.config.loader import ConfigError, GuardrailSpec
+
+
+class Action(enum.Enum):
+    BLOCK = "block"
+    MASK = "mask"
+    LOG = "log"
+
+    @classmethod
+    def parse(cls, value: object, where: str) -> Action:
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            choices = ", ".join(a.value for a in cls)
+            raise ConfigError(f"{where}: action must be one of {choices}, got {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something a guardrail found in ``texts[index][start:end]`` (character offsets)."""
+
+    index: int
+    start: int
+    end: int
+    type: str  # stable upper-case entity name: EMAIL, PHONE, CREDIT_CARD, SECRET, ...
+    action: Action
+    subtype: str | None = None  # e.g. AWS_ACCESS_KEY for a SECRET
+
+
+class Guardrail:
+    """Base class for backends. Subclasses set ``supported_modes`` and implement ``scan``."""
+
+    supported_modes: ClassVar[frozenset[str]] = frozenset({"pre_call", "logging_only"})
+
+    def __init__(self, spec: GuardrailSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        unsupported = [m for m in spec.modes if m not in self.supported_modes]
+        if unsupported:
+            raise ConfigError(
+                f"guardrail {spec.name!r}: mode {unsupported[0]!r} is not supported by "
+                f"{spec.guardrail!r} (supported: {', '.join(sorted(self.supported_modes))})"
+            )
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        """Return findings in ``texts``; raise on failure (the engine turns it into a block)."""
+        raise NotImplementedError

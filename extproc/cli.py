@@ -1,0 +1,99 @@
+"""The ``extproc`` command: serve, stack, validate-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+
+from extproc.config import ConfigError, load_config
+
+log = logging.getLogger("extproc")
+
+
+def _engine(config_path: str | None):  # -> Engine, imported lazily to keep --help fast
+    from extproc.policy.engine import Engine
+
+    config = load_config(config_path)
+    return config, Engine(config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from extproc.server import serve
+
+    config, engine = _engine(args.config)
+    log.info("loaded %d guardrail(s) from %s", len(config.guardrails), config.source)
+    asyncio.run(serve(args.address, engine, config.settings))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config, _ = _engine(args.file)
+    print(f"{args.file}: OK ({len(config.guardrails)} guardrail(s))")
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from extproc.stack.processes import Stack
+
+    _engine(args.config)  # fail fast, with the config's own error, before starting anything
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stack = Stack(config=args.config, port=args.port, upstream=args.upstream)
+    try:
+        stack.start()
+        upstream = "bundled fake LLM (echoes the last user message)" if stack.fake_llm \
+            else stack.upstream.url
+        print(f"guardrails-extproc stack: Envoy on {stack.url} -> {upstream}")
+        print(f"logs: {stack.workdir}")
+        print("try:")
+        print(f"  curl -s {stack.url}/v1/chat/completions -H 'content-type: application/json' \\")
+        print("    -d '{\"model\": \"fake-echo-1\", \"messages\": [{\"role\": \"user\", "
+              "\"content\": \"mail me at jane@example.com\"}]}'")
+        print(f"ready: {stack.url}", flush=True)
+        while not stop.wait(0.5):
+            stack._check_alive()
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gRPC ext_proc service")
+    serve.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+    serve.add_argument("--address", default="127.0.0.1:50051",
+                       help="HOST:PORT or unix:PATH (default 127.0.0.1:50051)")
+    serve.set_defaults(run=cmd_serve)
+
+    stack = commands.add_parser("stack", help="run extproc + Envoy (+ a fake LLM) locally")
+    stack.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+    stack.add_argument("--port", type=int, default=10000, help="Envoy listener port (10000)")
+    stack.add_argument("--upstream", help="real LLM API base URL, e.g. https://api.openai.com")
+    stack.set_defaults(run=cmd_stack)
+
+    validate = commands.add_parser("validate-config", help="check a config file and exit")
+    validate.add_argument("file")
+    validate.set_defaults(run=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,138 @@
+"""Load a LiteLLM-style YAML config: validate it, resolve ``os.environ/NAME`` references.
+
+Errors name the guardrail and the key; values of environment variables are never printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from extproc.config.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "os.environ/"
+MODES = ("pre_call", "during_call", "post_call", "logging_only")
+OUR_SECTION = "extproc"
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the person who wrote the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailSpec:
+    name: str
+    guardrail: str  # backend id, e.g. "pii", or "module.ClassName"
+    modes: tuple[str, ...]
+    default_on: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)  # litellm_params, env refs resolved
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    guardrails: tuple[GuardrailSpec, ...]
+    settings: Settings = field(default_factory=Settings)
+    source: str = "<memory>"
+
+
+def _resolve_env(value: Any, where: str) -> Any:
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        if name not in os.environ:
+            raise ConfigError(f"{where} refers to environment variable {name}, which is not set")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _modes(raw: Any, where: str) -> tuple[str, ...]:
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)} or a list of them")
+    modes = []
+    for item in items:
+        mode = str(item).lower()
+        if mode not in MODES:
+            raise ConfigError(f"{where}: unknown mode {item!r} (expected one of {', '.join(MODES)})")
+        modes.append(mode)
+    return tuple(dict.fromkeys(modes))
+
+
+def _guardrail(entry: Any, index: int) -> GuardrailSpec:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"guardrails[{index}]: expected a mapping with guardrail_name")
+    name = entry.get("guardrail_name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"guardrails[{index}]: guardrail_name is required")
+    where = f"guardrail {name!r}"
+    params = entry.get("litellm_params")
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: litellm_params is required")
+    params = _resolve_env(params, f"{where}: litellm_params")
+    backend = params.get("guardrail")
+    if not isinstance(backend, str) or not backend:
+        raise ConfigError(f"{where}: litellm_params.guardrail is required")
+    if "mode" not in params:
+        raise ConfigError(f"{where}: litellm_params.mode is required")
+    default_on = params.get("default_on", False)
+    if not isinstance(default_on, bool):
+        raise ConfigError(f"{where}: litellm_params.default_on must be true or false")
+    return GuardrailSpec(
+        name=name,
+        guardrail=backend,
+        modes=_modes(params["mode"], f"{where}: litellm_params.mode"),
+        default_on=default_on,
+        params=params,
+    )
+
+
+def parse_config(document: Any, source: str = "<memory>") -> Config:
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    ignored = sorted(k for k in document if k not in ("guardrails", OUR_SECTION))
+    if ignored:
+        log.info("config %s: ignoring sections not used here: %s", source, ", ".join(ignored))
+    entries = document.get("guardrails") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: guardrails must be a list")
+    specs = tuple(_guardrail(entry, i) for i, entry in enumerate(entries))
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"guardrail {duplicates[0]!r}: guardrail_name is used more than once")
+    try:
+        settings = Settings.from_mapping(document.get(OUR_SECTION))
+    except SettingsError as error:
+        raise ConfigError(str(error)) from None
+    return Config(guardrails=specs, settings=settings, source=source)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, or the bundled default (mask PII, block secrets) when it is None."""
+    if path is None:
+        text = resources.files("extproc.config").joinpath("default.yaml").read_text()
+        return parse_config(yaml.safe_load(text), source="bundled default config")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(document, source=str(path))

@@ -1,0 +1,1 @@
+"""Policy: which guardrails apply, and how their findings become block / mask / log."""

@@ -1,0 +1,42 @@
+"""The gRPC face of the protocol: ``ExternalProcessor/Process`` feeding one Session per stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from extproc.protocol.exchange import HandlerFactory
+from extproc.protocol.pb import ProcessingRequest, ProcessingResponse, ext_grpc
+from extproc.protocol.session import ProtocolAbort, Session
+
+log = logging.getLogger(__name__)
+
+
+class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
+    def __init__(self, handler_factory: HandlerFactory) -> None:
+        self._handler_factory = handler_factory
+        self.active_streams = 0
+
+    async def Process(  # noqa: N802 (gRPC method name)
+        self,
+        request_iterator: AsyncIterator[ProcessingRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ProcessingResponse]:
+        session = Session(self._handler_factory())
+        self.active_streams += 1
+        try:
+            async for request in request_iterator:
+                try:
+                    replies = await session.on_message(request)
+                except ProtocolAbort as abort:
+                    # A non-OK status: Envoy fails the request (or resets it mid-response).
+                    # Returning with OK instead would let the request through unchecked.
+                    log.warning("aborting ext_proc stream: %s", abort)
+                    await context.abort(grpc.StatusCode.INTERNAL, str(abort))
+                for reply in replies:
+                    yield reply
+        finally:
+            # Also reached on CancelledError, when the client or Envoy resets the stream.
+            self.active_streams -= 1

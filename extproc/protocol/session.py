@@ -1,0 +1,158 @@
+"""One ext_proc stream = one HTTP request: a small explicit state machine over its phases.
+
+Envoy sends request headers, then (if asked) the request body, then response headers, body and
+trailers. Each message gets the reply its body mode demands (exactly one outside
+FULL_DUPLEX_STREAMED; only ``streamed_response`` bodies and exactly one ``end_of_stream`` inside
+it). The session asks Envoy, through ``mode_override``, only for the phases the handler needs.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from extproc.protocol import replies
+from extproc.protocol.exchange import (
+    Continue,
+    ExchangeHandler,
+    Phases,
+    Reject,
+    ReplaceBody,
+    RequestHead,
+)
+from extproc.protocol.pb import ProcessingMode, ProcessingRequest, ProcessingResponse, ext
+
+log = logging.getLogger(__name__)
+
+BodyMode = ProcessingMode.BodySendMode
+SEND, SKIP = ProcessingMode.SEND, ProcessingMode.SKIP
+
+
+class Phase(enum.Enum):
+    REQUEST_HEADERS = "request_headers"
+    REQUEST_BODY = "request_body"
+    RESPONSE = "response"  # response headers, body chunks, trailers
+    DONE = "done"  # an immediate response was sent; Envoy sends nothing more
+
+
+class ProtocolAbort(Exception):
+    """End the gRPC stream with an error status: the only safe move once the client has bytes."""
+
+
+def _headers(message: ext.HttpHeaders) -> dict[str, str]:
+    # Envoy 1.40 puts values in raw_value; `value` is empty.
+    return {h.key: (h.raw_value or h.value.encode()).decode("utf-8", "replace")
+            for h in message.headers.headers}
+
+
+def _mode_for(phases: Phases) -> ProcessingMode:
+    return ProcessingMode(
+        request_body_mode=BodyMode.BUFFERED if phases.request_body else BodyMode.NONE,
+        response_header_mode=SEND if phases.response_headers else SKIP,
+        response_body_mode=BodyMode.FULL_DUPLEX_STREAMED if phases.response_body else BodyMode.NONE,
+        request_trailer_mode=SKIP,
+        response_trailer_mode=SEND if phases.response_body else SKIP,
+    )
+
+
+class Session:
+    """Drives one stream. ``on_message`` returns the replies to send (zero or more)."""
+
+    def __init__(self, handler: ExchangeHandler) -> None:
+        self.handler = handler
+        self.phase = Phase.REQUEST_HEADERS
+        self.request_body_mode = BodyMode.NONE
+        self.response_body_mode = BodyMode.NONE
+        self.response_started = False  # a response-headers reply went out: no clean 4xx any more
+        self.response_eos_sent = False
+
+    async def on_message(self, request: ProcessingRequest) -> list[ProcessingResponse]:
+        if request.HasField("protocol_config"):
+            self.request_body_mode = request.protocol_config.request_body_mode
+            self.response_body_mode = request.protocol_config.response_body_mode
+        kind = request.WhichOneof("request")
+        try:
+            replies_ = await self._dispatch(kind, request)
+        except ProtocolAbort:
+            raise
+        except Exception as error:  # a failing handler must never turn into a silent pass
+            log.error("internal error in %s phase: %s", kind, type(error).__name__)
+            replies_ = [self._internal_error(error)]
+        return [] if request.observability_mode else replies_
+
+    async def _dispatch(self, kind: str | None, request: ProcessingRequest) -> list[ProcessingResponse]:
+        if self.phase is Phase.DONE:
+            log.debug("ignoring %s after an immediate response", kind)
+            return []
+        if kind == "request_headers":
+            return [self._on_request_headers(request.request_headers)]
+        if kind == "request_body":
+            return [await self._on_request_body(request.request_body)]
+        if kind == "request_trailers":
+            return [replies.trailers_continue("request")]
+        if kind == "response_headers":
+            self.phase = Phase.RESPONSE
+            self.response_started = True
+            return [replies.headers_reply("response")]
+        if kind == "response_body":
+            return self._on_response_body(request.response_body)
+        if kind == "response_trailers":
+            return [replies.trailers_continue("response")]
+        raise ProtocolAbort(f"unexpected ext_proc message: {kind!r}")
+
+    def _expect(self, *phases: Phase) -> None:
+        if self.phase not in phases:
+            raise ProtocolAbort(f"out-of-order message in phase {self.phase.value}")
+
+    def _reject(self, verdict: Reject) -> ProcessingResponse:
+        self.phase = Phase.DONE
+        return replies.immediate(verdict.status, verdict.body, verdict.content_type, verdict.details)
+
+    def _internal_error(self, error: BaseException) -> ProcessingResponse:
+        if self.response_started:
+            raise ProtocolAbort("internal error after the response started") from error
+        return self._reject(self.handler.on_internal_error(error))
+
+    def _on_request_headers(self, message: ext.HttpHeaders) -> ProcessingResponse:
+        self._expect(Phase.REQUEST_HEADERS)
+        headers = _headers(message)
+        head = RequestHead(
+            method=headers.get(":method", ""),
+            path=headers.get(":path", ""),
+            headers=headers,
+            has_body=not message.end_of_stream,
+        )
+        plan = self.handler.on_request_headers(head)
+        if isinstance(plan, Reject):
+            return self._reject(plan)
+        if not head.has_body:
+            plan = Phases(False, plan.response_headers, plan.response_body)
+        mode = _mode_for(plan)
+        self.request_body_mode = mode.request_body_mode
+        self.response_body_mode = mode.response_body_mode
+        self.phase = Phase.REQUEST_BODY if plan.request_body else Phase.RESPONSE
+        return replies.headers_reply("request", mode_override=mode)
+
+    async def _on_request_body(self, message: ext.HttpBody) -> ProcessingResponse:
+        if self.phase is not Phase.REQUEST_BODY:
+            # Not asked for (e.g. allow_mode_override off): pass it on untouched.
+            return replies.body_continue("request")
+        if self.request_body_mode != BodyMode.BUFFERED:
+            raise ProtocolAbort("request body inspection needs BUFFERED mode")
+        # BUFFERED: this one message is the whole body (end_of_stream is false when trailers follow).
+        self.phase = Phase.RESPONSE
+        verdict = await self.handler.on_request_body(message.body)
+        if isinstance(verdict, Continue):
+            return replies.body_continue("request")
+        if isinstance(verdict, ReplaceBody):
+            return replies.body_replace("request", verdict.body)
+        return self._reject(verdict)
+
+    def _on_response_body(self, message: ext.HttpBody) -> list[ProcessingResponse]:
+        if self.response_body_mode != BodyMode.FULL_DUPLEX_STREAMED:
+            return [replies.body_continue("response")]
+        if self.response_eos_sent:
+            return []  # Envoy #46237: a duplicate end_of_stream body must not get a second eos
+        self.response_eos_sent = message.end_of_stream
+        return [replies.body_streamed("response", message.body, message.end_of_stream)]
+

@@ -1,0 +1,1 @@
+"""The one-command local stack: extproc + Envoy + (optionally) a fake OpenAI-compatible LLM."""

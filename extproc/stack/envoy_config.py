@@ -1,0 +1,113 @@
+"""Render envoy/envoy.yaml for a given set of ports, processor address and upstream.
+
+The file in envoy/ stays the one source of truth: rendering only swaps addresses, ports and the
+upstream's TLS settings, found by listener and cluster name.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
+
+
+class EnvoyConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise EnvoyConfigError(f"upstream must be an http:// or https:// URL, got {url!r}")
+        if parts.path not in ("", "/") or parts.query:
+            raise EnvoyConfigError(f"upstream takes scheme://host[:port] only, got {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvoyOptions:
+    listen_port: int
+    admin_port: int
+    extproc_address: str  # "HOST:PORT" or "unix:/path.sock"
+    upstream: Upstream
+    listen_address: str = "127.0.0.1"
+
+
+@cache
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    if not path.exists():
+        raise EnvoyConfigError(f"Envoy config template not found at {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def _named(items: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    for item in items:
+        if item.get("name") == name:
+            return item
+    raise EnvoyConfigError(f"envoy.yaml has no entry named {name!r}")
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _set_endpoint(cluster: dict[str, Any], address: dict[str, Any]) -> None:
+    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": address}}]}]
+
+
+def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    config = copy.deepcopy(template or load_template())
+    config["admin"]["address"] = _socket("127.0.0.1", options.admin_port)
+    resources = config["static_resources"]
+    listener = _named(resources["listeners"], "llm_ingress")
+    listener["address"] = _socket(options.listen_address, options.listen_port)
+
+    extproc = _named(resources["clusters"], "extproc")
+    if options.extproc_address.startswith("unix:"):
+        extproc["type"] = "STATIC"
+        extproc.pop("dns_lookup_family", None)
+        _set_endpoint(extproc, {"pipe": {"path": options.extproc_address[len("unix:"):]}})
+    else:
+        host, _, port = options.extproc_address.rpartition(":")
+        _set_endpoint(extproc, _socket(host, int(port)))
+
+    llm = _named(resources["clusters"], "llm")
+    _set_endpoint(llm, _socket(options.upstream.host, options.upstream.port))
+    if options.upstream.scheme == "https":
+        import certifi  # shipped with httpx
+
+        llm["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": options.upstream.host,
+                "common_tls_context": {
+                    "validation_context": {"trusted_ca": {"filename": certifi.where()}},
+                },
+            },
+        }
+    return config
+
+
+def write(options: EnvoyOptions, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(render(options), sort_keys=False))
+    return path

