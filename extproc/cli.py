@@ -46,14 +46,19 @@ def cmd_stack(args: argparse.Namespace) -> int:
     stack = Stack(config=args.config, port=args.port, upstream=args.upstream)
     try:
         stack.start()
-        upstream = "bundled fake LLM (echoes the last user message)" if stack.fake_llm \
+        upstream = (
+            "bundled fake LLM (echoes the last user message)"
+            if stack.fake_llm
             else stack.upstream.url
+        )
         print(f"guardrails-extproc stack: Envoy on {stack.url} -> {upstream}")
         print(f"logs: {stack.workdir}")
         print("try:")
         print(f"  curl -s {stack.url}/v1/chat/completions -H 'content-type: application/json' \\")
-        print("    -d '{\"model\": \"fake-echo-1\", \"messages\": [{\"role\": \"user\", "
-              "\"content\": \"mail me at jane@example.com\"}]}'")
+        print(
+            '    -d \'{"model": "fake-echo-1", "messages": [{"role": "user", '
+            '"content": "mail me at jane@example.com"}]}\''
+        )
         print(f"ready: {stack.url}", flush=True)
         while not stop.wait(0.5):
             stack._check_alive()
@@ -70,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gRPC ext_proc service")
     serve.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
-    serve.add_argument("--address", default="127.0.0.1:50051",
-                       help="HOST:PORT or unix:PATH (default 127.0.0.1:50051)")
+    serve.add_argument(
+        "--address",
+        default="127.0.0.1:50051",
+        help="HOST:PORT or unix:PATH (default 127.0.0.1:50051)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     stack = commands.add_parser("stack", help="run extproc + Envoy (+ a fake LLM) locally")
@@ -88,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.run(args)
     except ConfigError as error:

@@ -6,7 +6,9 @@ A name containing a dot (``my_module.MyGuardrail``) loads a custom class, as Lit
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
@@ -24,10 +26,17 @@ def register(*names: str) -> Callable[[type[Guardrail]], type[Guardrail]]:
     return decorate
 
 
-def _load_custom(spec: GuardrailSpec) -> GuardrailFactory:
+def _load_custom(spec: GuardrailSpec, config_dir: Path | None) -> GuardrailFactory:
+    """Import ``module.ClassName``, looking beside the config file first (as LiteLLM does)."""
     module_name, _, class_name = spec.guardrail.rpartition(".")
+    search = [str(config_dir)] if config_dir else []
     try:
-        factory = getattr(importlib.import_module(module_name), class_name)
+        sys.path[:0] = search
+        try:
+            module = importlib.import_module(module_name)
+        finally:
+            del sys.path[: len(search)]
+        factory = getattr(module, class_name)
     except (ImportError, AttributeError) as error:
         raise ConfigError(
             f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: {error}"
@@ -40,12 +49,12 @@ def _load_custom(spec: GuardrailSpec) -> GuardrailFactory:
     return factory
 
 
-def build(spec: GuardrailSpec) -> Guardrail:
+def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
     _import_builtins()
     if spec.guardrail in REGISTRY:
         return REGISTRY[spec.guardrail](spec)
     if "." in spec.guardrail:
-        return _load_custom(spec)(spec)
+        return _load_custom(spec, config_dir)(spec)
     known = ", ".join(sorted(REGISTRY))
     raise ConfigError(
         f"guardrail {spec.name!r}: unknown litellm_params.guardrail {spec.guardrail!r} "

@@ -35,8 +35,9 @@ class PatternGuardrail(Guardrail):
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
         where = f"guardrail {spec.name!r}: litellm_params"
-        self.action = Action.parse(spec.params.get("action", self.DEFAULT_ACTION.value),
-                                   f"{where}.action")
+        self.action = Action.parse(
+            spec.params.get("action", self.DEFAULT_ACTION.value), f"{where}.action"
+        )
         by_name = {e.name: e for e in self.ENTITIES}
         wanted = spec.params.get("entities")
         if wanted is None:
@@ -46,8 +47,9 @@ class PatternGuardrail(Guardrail):
                 raise ConfigError(f"{where}.entities must be a non-empty list")
             unknown = [w for w in wanted if str(w).upper() not in by_name]
             if unknown:
-                raise ConfigError(f"{where}.entities: unknown entity {unknown[0]!r} "
-                                  f"(known: {', '.join(by_name)})")
+                raise ConfigError(
+                    f"{where}.entities: unknown entity {unknown[0]!r} (known: {', '.join(by_name)})"
+                )
             entities = [by_name[str(w).upper()] for w in wanted]
         self._entities = {f"e{i}": e for i, e in enumerate(entities)}
         self._regex = re2.compile(

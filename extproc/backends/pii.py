@@ -22,7 +22,11 @@ def luhn_valid(candidate: str) -> bool:
 
 
 ENTITIES = (
-    Entity("EMAIL", r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"),
+    # Unicode letters are allowed on both sides (RFC 6531 addresses such as josé@example.com).
+    Entity(
+        "EMAIL",
+        r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}",
+    ),
     # 13-19 digits in groups separated by single spaces or dashes, checked with Luhn.
     Entity("CREDIT_CARD", r"\b\d(?:[ \-]?\d){12,18}\b", luhn_valid),
     # International (+CC ...) or North-American style numbers; 9-15 digits overall.

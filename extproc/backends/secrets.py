@@ -6,9 +6,7 @@ from extproc.backends import register
 from extproc.backends.base import Action
 from extproc.backends.patterns import Entity, PatternGuardrail
 
-ENTITIES = (
-    Entity("AWS_ACCESS_KEY", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", type="SECRET"),
-)
+ENTITIES = (Entity("AWS_ACCESS_KEY", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", type="SECRET"),)
 
 
 @register("secrets")

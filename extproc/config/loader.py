@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,12 @@ class Config:
     guardrails: tuple[GuardrailSpec, ...]
     settings: Settings = field(default_factory=Settings)
     source: str = "<memory>"
+    directory: Path | None = None  # where custom guardrail modules are looked up
 
 
 def _resolve_env(value: Any, where: str) -> Any:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        name = value[len(ENV_PREFIX):]
+        name = value[len(ENV_PREFIX) :]
         if name not in os.environ:
             raise ConfigError(f"{where} refers to environment variable {name}, which is not set")
         return os.environ[name]
@@ -65,7 +66,9 @@ def _modes(raw: Any, where: str) -> tuple[str, ...]:
     for item in items:
         mode = str(item).lower()
         if mode not in MODES:
-            raise ConfigError(f"{where}: unknown mode {item!r} (expected one of {', '.join(MODES)})")
+            raise ConfigError(
+                f"{where}: unknown mode {item!r} (expected one of {', '.join(MODES)})"
+            )
         modes.append(mode)
     return tuple(dict.fromkeys(modes))
 
@@ -135,4 +138,5 @@ def load_config(path: str | Path | None = None) -> Config:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_config(document, source=str(path))
+    config = parse_config(document, source=str(path))
+    return replace(config, directory=path.resolve().parent)

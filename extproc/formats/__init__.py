@@ -7,9 +7,7 @@ from extproc.formats.base import RequestFormat, TextSlot
 
 # Matched on the end of the path (query string and trailing slash dropped), so that
 # /v1/chat/completions, /chat/completions and Azure's /openai/deployments/x/chat/completions agree.
-_BY_SUFFIX: tuple[tuple[str, RequestFormat], ...] = (
-    ("/chat/completions", openai_chat),
-)
+_BY_SUFFIX: tuple[tuple[str, RequestFormat], ...] = (("/chat/completions", openai_chat),)
 
 
 def normalize_path(path: str) -> str:

@@ -54,8 +54,13 @@ def decide(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Dec
     """``findings`` pairs each finding with the name of the guardrail that made it."""
     for guardrail, finding in findings:
         if finding.action is Action.BLOCK:
-            types = sorted({f.subtype or f.type for g, f in findings
-                            if g == guardrail and f.action is Action.BLOCK})
+            types = sorted(
+                {
+                    f.subtype or f.type
+                    for g, f in findings
+                    if g == guardrail and f.action is Action.BLOCK
+                }
+            )
             return Block(guardrail, tuple(types))
     by_text: dict[int, list[Finding]] = {}
     for _, finding in findings:

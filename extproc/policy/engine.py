@@ -42,14 +42,15 @@ class Engine:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = config.settings
-        guardrails = [build(spec) for spec in config.guardrails]
+        guardrails = [build(spec, config.directory) for spec in config.guardrails]
         # Selection by request body and route arrives with the engine issue; until then only
         # default_on guardrails run, and only in the modes implemented so far.
         self.enforcing: tuple[Guardrail, ...] = tuple(
             g for g in guardrails if g.spec.default_on and "pre_call" in g.spec.modes
         )
         self.logging: tuple[Guardrail, ...] = tuple(
-            g for g in guardrails
+            g
+            for g in guardrails
             if g.spec.default_on and "logging_only" in g.spec.modes and g not in self.enforcing
         )
 
@@ -127,6 +128,7 @@ class GuardedExchange:
     def on_internal_error(self, error: BaseException) -> Reject:
         # Only the exception type is logged: messages may quote request content.
         log.error("guardrail check failed (%s); request not forwarded", type(error).__name__)
-        body = error_body("Guardrail check failed; the request was not forwarded.",
-                          "guardrail_error", code="500")
+        body = error_body(
+            "Guardrail check failed; the request was not forwarded.", "guardrail_error", code="500"
+        )
         return Reject(500, body, details="guardrail_error")

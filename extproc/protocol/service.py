@@ -19,7 +19,7 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
         self._handler_factory = handler_factory
         self.active_streams = 0
 
-    async def Process(  # noqa: N802 (gRPC method name)
+    async def Process(
         self,
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext,

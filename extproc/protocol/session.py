@@ -41,8 +41,10 @@ class ProtocolAbort(Exception):
 
 def _headers(message: ext.HttpHeaders) -> dict[str, str]:
     # Envoy 1.40 puts values in raw_value; `value` is empty.
-    return {h.key: (h.raw_value or h.value.encode()).decode("utf-8", "replace")
-            for h in message.headers.headers}
+    return {
+        h.key: (h.raw_value or h.value.encode()).decode("utf-8", "replace")
+        for h in message.headers.headers
+    }
 
 
 def _mode_for(phases: Phases) -> ProcessingMode:
@@ -80,7 +82,9 @@ class Session:
             replies_ = [self._internal_error(error)]
         return [] if request.observability_mode else replies_
 
-    async def _dispatch(self, kind: str | None, request: ProcessingRequest) -> list[ProcessingResponse]:
+    async def _dispatch(
+        self, kind: str | None, request: ProcessingRequest
+    ) -> list[ProcessingResponse]:
         if self.phase is Phase.DONE:
             log.debug("ignoring %s after an immediate response", kind)
             return []
@@ -106,7 +110,9 @@ class Session:
 
     def _reject(self, verdict: Reject) -> ProcessingResponse:
         self.phase = Phase.DONE
-        return replies.immediate(verdict.status, verdict.body, verdict.content_type, verdict.details)
+        return replies.immediate(
+            verdict.status, verdict.body, verdict.content_type, verdict.details
+        )
 
     def _internal_error(self, error: BaseException) -> ProcessingResponse:
         if self.response_started:
@@ -139,7 +145,7 @@ class Session:
             return replies.body_continue("request")
         if self.request_body_mode != BodyMode.BUFFERED:
             raise ProtocolAbort("request body inspection needs BUFFERED mode")
-        # BUFFERED: this one message is the whole body (end_of_stream is false when trailers follow).
+        # BUFFERED: this one message is the whole body (eos is false when trailers follow).
         self.phase = Phase.RESPONSE
         verdict = await self.handler.on_request_body(message.body)
         if isinstance(verdict, Continue):
@@ -155,4 +161,3 @@ class Session:
             return []  # Envoy #46237: a duplicate end_of_stream body must not get a second eos
         self.response_eos_sent = message.end_of_stream
         return [replies.body_streamed("response", message.body, message.end_of_stream)]
-

@@ -18,6 +18,11 @@ import yaml
 TEMPLATE = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
 
 
+TLS_CONTEXT_TYPE = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)
+
+
 class EnvoyConfigError(ValueError):
     pass
 
@@ -71,7 +76,9 @@ def _socket(host: str, port: int) -> dict[str, Any]:
 
 
 def _set_endpoint(cluster: dict[str, Any], address: dict[str, Any]) -> None:
-    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": address}}]}]
+    cluster["load_assignment"]["endpoints"] = [
+        {"lb_endpoints": [{"endpoint": {"address": address}}]}
+    ]
 
 
 def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -85,7 +92,7 @@ def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dic
     if options.extproc_address.startswith("unix:"):
         extproc["type"] = "STATIC"
         extproc.pop("dns_lookup_family", None)
-        _set_endpoint(extproc, {"pipe": {"path": options.extproc_address[len("unix:"):]}})
+        _set_endpoint(extproc, {"pipe": {"path": options.extproc_address[len("unix:") :]}})
     else:
         host, _, port = options.extproc_address.rpartition(":")
         _set_endpoint(extproc, _socket(host, int(port)))
@@ -98,7 +105,7 @@ def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dic
         llm["transport_socket"] = {
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "@type": TLS_CONTEXT_TYPE,
                 "sni": options.upstream.host,
                 "common_tls_context": {
                     "validation_context": {"trusted_ca": {"filename": certifi.where()}},

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODEL = "fake-echo-1"
+CREATED = 1_700_000_000  # fixed, so identical requests get byte-identical answers
 
 
 def last_user_text(request: dict[str, Any]) -> str:
@@ -34,10 +34,11 @@ def completion(text: str) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": CREATED,
         "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }
 
@@ -48,11 +49,19 @@ def stream_events(text: str) -> list[bytes]:
     pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
     events = []
     for delta in [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]:
-        chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": MODEL,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        chunk = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
         events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-    final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": MODEL,
-             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    final = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
     events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
@@ -62,7 +71,7 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FakeLLMServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the stack's Envoy access log already shows every request
 
     def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
@@ -74,10 +83,19 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _error(self, status: int, message: str) -> None:
-        self._send(status, {"error": {"message": message, "type": "invalid_request_error",
-                                      "param": None, "code": str(status)}})
+        self._send(
+            status,
+            {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": str(status),
+                }
+            },
+        )
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/_fake/last":
             self._send(200, self.server.last or {})
         elif self.path.rstrip("/").endswith("/models"):
@@ -85,13 +103,15 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"no route for GET {self.path}")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             raw = self._read_chunked()
         else:
             raw = self.rfile.read(length)
-        self.server.record(self.command, self.path, dict(self.headers.items()), raw)
+        self.server.record(
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, raw
+        )
         if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):
             self._error(404, f"no route for POST {self.path}")
             return
@@ -139,8 +159,12 @@ class FakeLLMServer(ThreadingHTTPServer):
 
     def record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
         with self._lock:
-            self.last = {"method": method, "path": path, "headers": headers,
-                         "body": body.decode("utf-8", "replace")}
+            self.last = {
+                "method": method,
+                "path": path,
+                "headers": headers,
+                "body": body.decode("utf-8", "replace"),
+            }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,7 +79,10 @@ class Stack:
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.log_path(name), "ab") as log:
             self.processes[name] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
 
@@ -92,13 +95,32 @@ class Stack:
     def start(self, timeout: float = 30.0) -> Stack:
         try:
             if self.fake_llm:
-                self._spawn("fake-llm", [sys.executable, "-m", "extproc.stack.fake_llm",
-                                         "--port", str(self.upstream.port)])
+                self._spawn(
+                    "fake-llm",
+                    [
+                        sys.executable,
+                        "-m",
+                        "extproc.stack.fake_llm",
+                        "--port",
+                        str(self.upstream.port),
+                    ],
+                )
             self.start_extproc()
             options = EnvoyOptions(self.port, self.admin_port, self.extproc_address, self.upstream)
             envoy_yaml = write(options, self.workdir / "envoy.yaml")
-            self._spawn("envoy", [envoy_binary(), "-c", str(envoy_yaml), "--concurrency", "1",
-                                  "--disable-hot-restart", "--log-level", "warn"])
+            self._spawn(
+                "envoy",
+                [
+                    envoy_binary(),
+                    "-c",
+                    str(envoy_yaml),
+                    "--concurrency",
+                    "1",
+                    "--disable-hot-restart",
+                    "--log-level",
+                    "warn",
+                ],
+            )
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
@@ -114,9 +136,11 @@ class Stack:
                 raise StackError(f"{name} exited with code {process.returncode}:\n{tail}")
 
     def envoy_ready(self) -> bool:
-        with suppress(OSError):
-            with urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as response:
-                return response.status == 200
+        with (
+            suppress(OSError),
+            urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as response,
+        ):
+            return response.status == 200
         return False
 
     def extproc_ready(self) -> bool:

@@ -1,0 +1,24 @@
+"""Custom guardrail classes loaded by test configs (``guardrail: custom_guardrails.Name``),
+the way a LiteLLM user plugs in their own class. Copied beside each test's config file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from extproc.backends.base import Finding, Guardrail
+
+
+class RaisingGuardrail(Guardrail):
+    """Fails on every request, like a detector with a bug."""
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        raise RuntimeError("detector crashed while reading: " + " ".join(texts))
+
+
+class SlowGuardrail(Guardrail):
+    """Takes ``delay_seconds`` per request, like a remote backend; finds nothing."""
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        await asyncio.sleep(float(self.spec.params.get("delay_seconds", 1.0)))
+        return []
