@@ -34,8 +34,13 @@ def generate(out_root: Path) -> Path:
     target.mkdir(parents=True)
     include = Path(protoc.__file__).parent / "_proto"
     files = proto_files()
-    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={out_root}",
-            f"--pyi_out={out_root}"]
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--python_out={out_root}",
+        f"--pyi_out={out_root}",
+    ]
     if protoc.main(args + files) != 0:
         raise SystemExit("protoc failed")
     grpc_args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--grpc_python_out={out_root}"]

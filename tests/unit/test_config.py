@@ -1,0 +1,149 @@
+"""Config loading: LiteLLM files load, mistakes are named, secrets are never printed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extproc.config import ConfigError, load_config, parse_config
+from extproc.policy.engine import Engine
+
+
+def parse(text: str):
+    return parse_config(yaml.safe_load(textwrap.dedent(text)))
+
+
+def test_bundled_default_masks_pii_and_blocks_secrets() -> None:
+    config = load_config()
+    by_name = {g.name: g for g in config.guardrails}
+    assert by_name["mask-pii"].params["action"] == "mask"
+    assert by_name["block-secrets"].params["action"] == "block"
+    assert all(g.default_on for g in config.guardrails)
+
+
+def test_whole_litellm_config_loads_and_ignores_other_sections(caplog) -> None:
+    caplog.set_level("INFO")
+    config = parse("""
+        model_list:
+          - model_name: gpt-4o
+            litellm_params: {model: openai/gpt-4o}
+        litellm_settings: {drop_params: true}
+        guardrails:
+          - guardrail_name: pii-guard
+            litellm_params:
+              guardrail: pii
+              mode: [pre_call, logging_only]
+              default_on: true
+              some_vendor_key: passed-through
+    """)
+    (spec,) = config.guardrails
+    assert spec.modes == ("pre_call", "logging_only")
+    assert spec.params["some_vendor_key"] == "passed-through"
+    assert "litellm_settings, model_list" in caplog.text
+
+
+def test_env_reference_is_resolved(monkeypatch) -> None:
+    monkeypatch.setenv("GUARD_KEY", "s3cr3t-value")
+    config = parse("""
+        guardrails:
+          - guardrail_name: g
+            litellm_params: {guardrail: pii, mode: pre_call, api_key: os.environ/GUARD_KEY}
+    """)
+    assert config.guardrails[0].params["api_key"] == "s3cr3t-value"
+
+
+def test_unset_env_reference_names_the_variable(monkeypatch) -> None:
+    monkeypatch.delenv("MISSING_GUARD_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"guardrail 'g'.*api_key.*MISSING_GUARD_KEY.*not set"):
+        parse("""
+            guardrails:
+              - guardrail_name: g
+                litellm_params:
+                  {guardrail: pii, mode: pre_call, api_key: os.environ/MISSING_GUARD_KEY}
+        """)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{litellm_params: {guardrail: pii, mode: pre_call}}", "guardrail_name is required"),
+        ("{guardrail_name: g}", "guardrail 'g': litellm_params is required"),
+        ("{guardrail_name: g, litellm_params: {mode: pre_call}}", "litellm_params.guardrail"),
+        (
+            "{guardrail_name: g, litellm_params: {guardrail: pii}}",
+            "litellm_params.mode is required",
+        ),
+        ("{guardrail_name: g, litellm_params: {guardrail: pii, mode: sometimes}}", "unknown mode"),
+        (
+            "{guardrail_name: g, litellm_params: {guardrail: pii, mode: pre_call, default_on: 1}}",
+            "default_on must be true or false",
+        ),
+    ],
+)
+def test_mistakes_name_the_guardrail_and_key(entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(f"guardrails: [{entry}]")
+
+
+def test_unknown_backend_and_unsupported_mode_are_reported_at_startup() -> None:
+    config = parse("""
+        guardrails:
+          - guardrail_name: g
+            litellm_params: {guardrail: nonexistent, mode: pre_call}
+    """)
+    with pytest.raises(ConfigError, match=r"unknown litellm_params\.guardrail 'nonexistent'"):
+        Engine(config)
+    config = parse("""
+        guardrails:
+          - guardrail_name: g
+            litellm_params: {guardrail: pii, mode: post_call}
+    """)
+    with pytest.raises(ConfigError, match="mode 'post_call' is not supported by 'pii'"):
+        Engine(config)
+
+
+def test_our_section_is_validated() -> None:
+    assert parse("extproc: {max_request_body_bytes: 1000}").settings.max_request_body_bytes == 1000
+    with pytest.raises(ConfigError, match="unknown key 'max_body'"):
+        parse("extproc: {max_body: 1}")
+    with pytest.raises(ConfigError, match="positive number"):
+        parse("extproc: {shutdown_grace_seconds: -1}")
+
+
+def test_duplicate_names_are_rejected() -> None:
+    entry = "{guardrail_name: g, litellm_params: {guardrail: pii, mode: pre_call}}"
+    with pytest.raises(ConfigError, match="used more than once"):
+        parse(f"guardrails: [{entry}, {entry}]")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "extproc", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_validate_config_command(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "guardrails: [{guardrail_name: g, litellm_params: {guardrail: pii, mode: pre_call}}]"
+    )
+    ok = run_cli("validate-config", str(good))
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "guardrails: [{guardrail_name: g, litellm_params: "
+        "{guardrail: pii, mode: pre_call, api_key: os.environ/NOT_SET_ANYWHERE_42}}]"
+    )
+    failed = run_cli("validate-config", str(bad))
+    assert failed.returncode != 0
+    assert "NOT_SET_ANYWHERE_42" in failed.stderr
+    assert "Traceback" not in failed.stderr

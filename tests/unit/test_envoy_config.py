@@ -1,0 +1,86 @@
+"""envoy/envoy.yaml is the one source of truth: rendering it keeps it valid and consistent."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extproc.config import Settings
+from extproc.stack.envoy_config import (
+    EnvoyConfigError,
+    EnvoyOptions,
+    Upstream,
+    load_template,
+    render,
+    write,
+)
+from extproc.stack.processes import envoy_binary
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def named(items, name):
+    return next(item for item in items if item["name"] == name)
+
+
+def ingress_route(config) -> dict:
+    listener = named(config["static_resources"]["listeners"], "llm_ingress")
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return manager
+
+
+def test_route_buffer_limit_equals_extproc_default_limit() -> None:
+    manager = ingress_route(load_template())
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    catch_all = next(r for r in routes if r["match"].get("prefix") == "/")
+    assert catch_all["request_body_buffer_limit"] == Settings().max_request_body_bytes
+
+
+def test_filter_fails_closed_and_lets_the_processor_choose_phases() -> None:
+    manager = ingress_route(load_template())
+    ext_proc = named(manager["http_filters"], "envoy.filters.http.ext_proc")["typed_config"]
+    assert ext_proc["failure_mode_allow"] is False
+    assert ext_proc["allow_mode_override"] is True
+    assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
+    assert ext_proc["message_timeout"] != "0.2s"
+
+
+@pytest.mark.parametrize(
+    ("extproc", "upstream"),
+    [("127.0.0.1:50051", "http://127.0.0.1:8080"), ("unix:/tmp/x.sock", "https://api.openai.com")],
+)
+def test_rendered_config_is_valid_envoy(tmp_path: Path, extproc: str, upstream: str) -> None:
+    options = EnvoyOptions(10123, 19123, extproc, Upstream.parse(upstream))
+    result = validate(write(options, tmp_path / "envoy.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_https_upstream_gets_tls_with_sni() -> None:
+    config = render(EnvoyOptions(1, 2, "127.0.0.1:3", Upstream.parse("https://api.openai.com")))
+    llm = named(config["static_resources"]["clusters"], "llm")
+    assert llm["transport_socket"]["typed_config"]["sni"] == "api.openai.com"
+    endpoint = llm["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "api.openai.com", "port_value": 443}
+
+
+def test_render_changes_only_addresses() -> None:
+    template = load_template()
+    rendered = render(EnvoyOptions(1, 2, "127.0.0.1:3", Upstream.parse("http://127.0.0.1:4")))
+    strip = lambda c: yaml.safe_dump(ingress_route(c)["http_filters"])  # noqa: E731
+    assert strip(rendered) == strip(template)
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "http://", "https://api.openai.com/v1"])
+def test_bad_upstream_is_rejected(url: str) -> None:
+    with pytest.raises(EnvoyConfigError):
+        Upstream.parse(url)

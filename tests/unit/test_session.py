@@ -1,0 +1,157 @@
+"""The ext_proc state machine without gRPC or Envoy: messages in, replies out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from extproc.protocol.exchange import CONTINUE, Phases, Reject, ReplaceBody, RequestHead
+from extproc.protocol.pb import ProcessingMode, ProcessingRequest, core, ext
+from extproc.protocol.session import ProtocolAbort, Session
+
+BodyMode = ProcessingMode.BodySendMode
+
+
+INSPECT_BODY = Phases(request_body=True)
+
+
+class ScriptedHandler:
+    def __init__(self, phases: Phases | Reject = INSPECT_BODY, verdict=CONTINUE):
+        self.phases = phases
+        self.verdict = verdict
+        self.heads: list[RequestHead] = []
+        self.bodies: list[bytes] = []
+
+    def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+        self.heads.append(head)
+        return self.phases
+
+    async def on_request_body(self, body: bytes):
+        self.bodies.append(body)
+        if isinstance(self.verdict, Exception):
+            raise self.verdict
+        return self.verdict
+
+    def on_internal_error(self, error: BaseException) -> Reject:
+        return Reject(500, b'{"error": "internal"}', details="guardrail_error")
+
+
+def request_headers(end_of_stream: bool = False, **headers: str) -> ProcessingRequest:
+    values = {":method": "POST", ":path": "/v1/chat/completions", **headers}
+    header_map = core.HeaderMap(
+        headers=[core.HeaderValue(key=k, raw_value=v.encode()) for k, v in values.items()]
+    )
+    return ProcessingRequest(
+        request_headers=ext.HttpHeaders(headers=header_map, end_of_stream=end_of_stream)
+    )
+
+
+def body(kind: str, data: bytes, eos: bool = True) -> ProcessingRequest:
+    return ProcessingRequest(**{kind: ext.HttpBody(body=data, end_of_stream=eos)})
+
+
+def run(session: Session, message: ProcessingRequest):
+    return asyncio.run(session.on_message(message))
+
+
+def test_headers_reply_asks_only_for_the_request_body() -> None:
+    handler = ScriptedHandler()
+    session = Session(handler)
+    (reply,) = run(session, request_headers(**{"x-test": "1"}))
+    assert reply.WhichOneof("response") == "request_headers"
+    mode = reply.mode_override
+    assert mode.request_body_mode == BodyMode.BUFFERED
+    assert mode.response_header_mode == ProcessingMode.SKIP
+    assert mode.response_body_mode == BodyMode.NONE
+    assert handler.heads[0].path == "/v1/chat/completions"
+    assert handler.heads[0].headers["x-test"] == "1"
+    assert handler.heads[0].has_body
+
+
+def test_request_without_body_skips_the_body_phase() -> None:
+    session = Session(ScriptedHandler())
+    (reply,) = run(session, request_headers(end_of_stream=True))
+    assert reply.mode_override.request_body_mode == BodyMode.NONE
+
+
+def test_unchanged_body_gets_a_plain_continue() -> None:
+    session = Session(ScriptedHandler())
+    run(session, request_headers())
+    (reply,) = run(session, body("request_body", b'{"a": 1}'))
+    assert reply.WhichOneof("response") == "request_body"
+    assert not reply.request_body.response.HasField("body_mutation")
+
+
+def test_replaced_body_sets_content_length() -> None:
+    session = Session(ScriptedHandler(verdict=ReplaceBody(b'{"masked": "[EMAIL]"}')))
+    run(session, request_headers())
+    (reply,) = run(session, body("request_body", b'{"masked": "a@b.co"}'))
+    common = reply.request_body.response
+    assert common.body_mutation.body == b'{"masked": "[EMAIL]"}'
+    (header,) = common.header_mutation.set_headers
+    assert header.header.key == "content-length"
+    assert header.header.raw_value == b"21"
+    assert header.header.value == ""  # Envoy 1.40 would send a value-only header empty
+
+
+def test_reject_becomes_an_immediate_response_with_status_and_content_type() -> None:
+    session = Session(ScriptedHandler(verdict=Reject(400, b'{"error": {}}')))
+    run(session, request_headers())
+    (reply,) = run(session, body("request_body", b"{}"))
+    immediate = reply.immediate_response
+    assert immediate.status.code == 400
+    assert immediate.body == b'{"error": {}}'
+    assert immediate.headers.set_headers[0].header.raw_value == b"application/json"
+    assert immediate.details == "blocked_by_guardrail"
+    assert run(session, body("response_body", b"late")) == []  # nothing after an immediate reply
+
+
+def test_handler_failure_is_a_500_never_a_pass() -> None:
+    session = Session(ScriptedHandler(verdict=RuntimeError("boom")))
+    run(session, request_headers())
+    (reply,) = run(session, body("request_body", b"{}"))
+    assert reply.immediate_response.status.code == 500
+
+
+def test_reject_on_headers() -> None:
+    session = Session(ScriptedHandler(phases=Reject(403, b"no")))
+    (reply,) = run(session, request_headers())
+    assert reply.immediate_response.status.code == 403
+
+
+def test_full_duplex_response_echoes_chunks_and_sends_one_end_of_stream() -> None:
+    session = Session(ScriptedHandler(phases=Phases(response_headers=True, response_body=True)))
+    (headers_reply,) = run(session, request_headers(end_of_stream=True))
+    assert headers_reply.mode_override.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED
+    assert headers_reply.mode_override.response_trailer_mode == ProcessingMode.SEND
+    run(session, ProcessingRequest(response_headers=ext.HttpHeaders()))
+    (first,) = run(session, body("response_body", b"data: 1\n\n", eos=False))
+    streamed = first.response_body.response.body_mutation.streamed_response
+    assert (streamed.body, streamed.end_of_stream) == (b"data: 1\n\n", False)
+    (last,) = run(session, body("response_body", b"", eos=True))
+    assert last.response_body.response.body_mutation.streamed_response.end_of_stream
+    # Envoy #46237: a duplicated final body must not produce a second end_of_stream.
+    assert run(session, body("response_body", b"", eos=True)) == []
+
+
+def test_error_after_the_response_started_aborts_the_stream() -> None:
+    session = Session(ScriptedHandler())
+    run(session, request_headers())
+    run(session, ProcessingRequest(response_headers=ext.HttpHeaders()))
+    with pytest.raises(ProtocolAbort):
+        session._internal_error(RuntimeError("late"))
+
+
+def test_out_of_order_headers_abort() -> None:
+    session = Session(ScriptedHandler())
+    run(session, request_headers())
+    with pytest.raises(ProtocolAbort):
+        run(session, request_headers())
+
+
+def test_observability_mode_sends_no_replies() -> None:
+    session = Session(ScriptedHandler())
+    message = request_headers()
+    message.observability_mode = True
+    assert run(session, message) == []
