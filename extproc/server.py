@@ -29,6 +29,35 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+class ExtProcServer:
+    """The ext_proc and health services on one grpc.aio server."""
+
+    def __init__(self, address: str, handler_factory: HandlerFactory, settings: Settings) -> None:
+        self.address = address
+        self.settings = settings
+        self.service = ExternalProcessorService(handler_factory)
+        self.health = health.aio.HealthServicer()
+        self._server = grpc.aio.server(options=grpc_options(settings))
+        ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+
+    async def start(self) -> None:
+        port = self._server.add_insecure_port(self.address)
+        if port == 0 and not self.address.startswith("unix"):
+            raise OSError(f"cannot listen on {self.address}")
+        await self._server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("extproc listening on %s", self.address)
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING, refuse new streams, give in-flight ones the grace period."""
+        log.info("shutting down: %d stream(s) in flight", self.service.active_streams)
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(self.settings.shutdown_grace_seconds)
+        log.info("extproc stopped")
+
+
 async def serve(
     address: str,
     handler_factory: HandlerFactory,
@@ -36,29 +65,16 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop``), then drain: stop accepting, let in-flight
-    streams finish for up to ``settings.shutdown_grace_seconds``, exit."""
+    """Serve until SIGTERM/SIGINT (or ``stop``), then drain and return."""
     stop = stop or asyncio.Event()
-    server = grpc.aio.server(options=grpc_options(settings))
-    service = ExternalProcessorService(handler_factory)
-    ext_grpc.add_ExternalProcessorServicer_to_server(service, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(address) == 0 and not address.startswith("unix"):
-        raise OSError(f"cannot listen on {address}")
+    server = ExtProcServer(address, handler_factory, settings)
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("extproc listening on %s", address)
     try:
         await stop.wait()
     finally:
-        log.info("shutting down: %d stream(s) in flight", service.active_streams)
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(settings.shutdown_grace_seconds)
+        await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        log.info("extproc stopped")

@@ -235,3 +235,10 @@ def test_sigterm_lets_in_flight_requests_finish(
     assert result["r"].status_code == 200
     assert extproc.wait(10) == 0
     assert post(client, stack, chat_body("after shutdown")).status_code == 503
+
+
+def test_extproc_over_tcp(client: httpx.Client, make_stack: StackFactory) -> None:
+    stack = make_stack(extproc_tcp=True)
+    assert not stack.extproc_address.startswith("unix:")
+    response = post(client, stack, chat_body("reach me at a.b@example.org"))
+    assert response.json()["choices"][0]["message"]["content"] == "reach me at [EMAIL]"
