@@ -64,7 +64,8 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def _named(items: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def named(items: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The listener, cluster or filter called ``name`` in an Envoy config list."""
     for item in items:
         if item.get("name") == name:
             return item
@@ -85,10 +86,10 @@ def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dic
     config = copy.deepcopy(template or load_template())
     config["admin"]["address"] = _socket("127.0.0.1", options.admin_port)
     resources = config["static_resources"]
-    listener = _named(resources["listeners"], "llm_ingress")
+    listener = named(resources["listeners"], "llm_ingress")
     listener["address"] = _socket(options.listen_address, options.listen_port)
 
-    extproc = _named(resources["clusters"], "extproc")
+    extproc = named(resources["clusters"], "extproc")
     if options.extproc_address.startswith("unix:"):
         extproc["type"] = "STATIC"
         extproc.pop("dns_lookup_family", None)
@@ -97,7 +98,7 @@ def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dic
         host, _, port = options.extproc_address.rpartition(":")
         _set_endpoint(extproc, _socket(host, int(port)))
 
-    llm = _named(resources["clusters"], "llm")
+    llm = named(resources["clusters"], "llm")
     _set_endpoint(llm, _socket(options.upstream.host, options.upstream.port))
     if options.upstream.scheme == "https":
         import certifi  # shipped with httpx

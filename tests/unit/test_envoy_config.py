@@ -14,6 +14,7 @@ from extproc.stack.envoy_config import (
     EnvoyOptions,
     Upstream,
     load_template,
+    named,
     render,
     write,
 )
@@ -27,10 +28,6 @@ def validate(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-def named(items, name):
-    return next(item for item in items if item["name"] == name)
 
 
 def ingress_route(config) -> dict:

@@ -1,0 +1,833 @@
+"""What guardrails-extproc adds to a request: bare Envoy vs Envoy + extproc, same requests.
+
+Run it with ``make bench`` (which runs ``.venv/bin/python bench/latency.py $(ARGS)``), or directly::
+
+    .venv/bin/python bench/latency.py                      # defaults, about a minute
+    .venv/bin/python bench/latency.py --requests 5000 --rounds 5 --concurrency 1,8,32
+    .venv/bin/python bench/latency.py --config my-guardrails.yaml --scenarios pii
+
+What it starts, all on free 127.0.0.1 ports and all stopped on exit:
+
+- the extproc server (``python -m extproc serve``, bundled config unless ``--config``), on a unix
+  socket as in ``extproc stack``;
+- ONE Envoy (``--concurrency 1 --disable-hot-restart``) whose config is envoy/envoy.yaml rendered by
+  extproc.stack.envoy_config.render() and then extended here, in memory, with two listeners:
+  ``direct_upstream``, the fake LLM: it reads the whole request body (buffer filter) and answers
+  every request with a fixed chat.completion (``direct_response``), and the ``llm`` cluster points
+  at it; ``bare``, a copy of ``llm_ingress`` without the ext_proc filter. So the same request can
+  go through bare Envoy (``bare``) or through Envoy + extproc (``llm_ingress``), to the same
+  upstream, and the difference between the two is what extproc costs.
+
+What it measures: for each scenario (``plain``: a ~2 KB chat request with nothing to mask;
+``pii``: the same with an e-mail address, which the bundled config masks) and each concurrency,
+``--rounds`` runs of ``--requests`` POST /v1/chat/completions per listener (each after
+``--warmup`` requests), alternating bare / extproc to cancel drift. Latency is per request, seen
+by the client; the table gives the median over rounds of each run's p50, p99 and throughput.
+Below it, Envoy's ext_proc counters (admin ``/stats?filter=ext_proc``) over 100 sequential
+requests per scenario: gRPC messages each way per request (one stream per request), i.e. the round
+trips a request costs; then the CPU time extproc and Envoy spent per request during the runs
+(from /proc, warmup included); then the counters' totals, spurious_msgs_received among them.
+The default run takes about 45 seconds.
+
+The load generator is ``wrk`` if on PATH, else ``hey`` (whose latencies have 0.1 ms resolution),
+else a small asyncio HTTP/1.1 client run in its own process (keep-alive, one connection per
+concurrent worker); ``--client`` forces one. On a 2-core machine the client, Envoy and extproc
+share the cores, so compare the two columns of a run rather than reading absolute numbers.
+
+Exit status is 1 if any request did not get a 200, or if Envoy counted spurious ext_proc
+messages; 2 if the stack did not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import http.client
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HCM = "envoy.filters.network.http_connection_manager"
+HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
+)
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+PATH = "/v1/chat/completions"
+ROUND_TRIP_REQUESTS = 100
+COUNTERS = ("streams_started", "stream_msgs_sent", "stream_msgs_received", "spurious_msgs_received")
+
+UPSTREAM_ANSWER = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1_700_000_000,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Sure, here is a short summary."},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 512, "completion_tokens": 8, "total_tokens": 520},
+}
+
+_SYSTEM = (
+    "You are a careful assistant for an internal engineering team. Answer concisely, cite the "
+    "section of the document you rely on, and say so plainly when the document does not contain "
+    "the answer. Prefer bullet points for lists of steps, keep code samples short, and never "
+    "invent configuration options that the document does not mention."
+)
+_DOC = (
+    "Release process. A release starts when the main branch is green for the whole nightly "
+    "suite. The release manager tags the commit, the build system produces the artifacts for "
+    "every supported platform, and the artifacts are signed and uploaded to the staging bucket. "
+    "Staging runs the upgrade tests against the two previous minor versions; when they pass, the "
+    "artifacts are promoted to the public bucket and the changelog is published. Hotfixes follow "
+    "the same path from a maintenance branch, with the upgrade tests limited to the same minor "
+    "version. Rollbacks re-promote the previous artifacts and never rebuild them."
+)
+
+
+def chat_body(pii: bool) -> bytes:
+    question = "How long does a hotfix take compared with a normal release, and why?"
+    if pii:
+        question += " Please send the answer to jane.doe@example.com as well."
+    messages = [
+        {"role": "system", "content": _SYSTEM},
+        {"role": "user", "content": f"Here is our process document:\n\n{_DOC}"},
+        {"role": "assistant", "content": "Thanks, I have read it. What would you like to know?"},
+        {"role": "user", "content": "Which tests run before artifacts are promoted?"},
+        {
+            "role": "assistant",
+            "content": "The upgrade tests, run in staging against the two previous minor "
+            "versions (only the same minor version for hotfixes).",
+        },
+        {"role": "user", "content": "And what happens when a release has to be rolled back?"},
+        {
+            "role": "assistant",
+            "content": "The previous artifacts are promoted again from the staging bucket; "
+            "nothing is rebuilt, so the rollback ships exactly the bytes that were tested.",
+        },
+        {"role": "user", "content": question},
+    ]
+    body = {"model": "gpt-4o-mini", "messages": messages, "temperature": 0.2, "max_tokens": 256}
+    return json.dumps(body).encode()
+
+
+SCENARIOS = {"plain": chat_body(pii=False), "pii": chat_body(pii=True)}
+
+
+# -- load generators ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    ok: int  # measured requests answered 200
+    failed: int  # requests (warmup included) not answered 200
+    sent: int  # requests completed, warmup included
+    p50_ms: float
+    p99_ms: float
+    rps: float
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _python_client_main(spec: dict[str, Any]) -> None:
+    """Runs in its own process: warmup, then the measured requests; prints one JSON line."""
+    host, port, concurrency = spec["host"], spec["port"], spec["concurrency"]
+    body = spec["body"].encode()
+    request = (
+        f"POST {PATH} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]
+    connections = [None] * concurrency
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+
+    async def one(slot: int) -> int:
+        conn = connections[slot]
+        if conn is None:
+            conn = connections[slot] = await asyncio.open_connection(host, port)
+        reader, writer = conn
+        writer.write(request)
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        status = int(head[9:12])
+        start = head.find(b"\r\ncontent-length:")
+        if start < 0:
+            raise ValueError("response without content-length")
+        start += 17
+        await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+        if b"\r\nconnection: close" in head:
+            writer.close()
+            connections[slot] = None
+        return status
+
+    async def phase(count: int, record: bool) -> float:
+        remaining = count
+
+        async def worker(slot: int) -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                try:
+                    status = await one(slot)
+                except (
+                    OSError,
+                    ValueError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                ):
+                    status = 0
+                    conn = connections[slot]
+                    if conn is not None:
+                        conn[1].close()
+                    connections[slot] = None
+                elapsed = time.perf_counter() - started
+                statuses[status] += 1
+                if record and status == 200:
+                    latencies.append(elapsed)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
+        return time.perf_counter() - started
+
+    async def main() -> float:
+        if spec["warmup"]:
+            await phase(spec["warmup"], record=False)
+        return await phase(spec["requests"], record=True)
+
+    elapsed = asyncio.run(main())
+    latencies.sort()
+    failed = sum(n for status, n in statuses.items() if status != 200)
+    print(
+        json.dumps(
+            {
+                "ok": len(latencies),
+                "failed": failed,
+                "sent": sum(statuses.values()),
+                "p50_ms": percentile(latencies, 50) * 1e3,
+                "p99_ms": percentile(latencies, 99) * 1e3,
+                "rps": spec["requests"] / elapsed,
+                "statuses": {str(k): v for k, v in statuses.items()},
+            }
+        )
+    )
+
+
+WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef("int kill(int pid, int sig); int getpid(void);")
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = file:read("*a")
+file:close()
+
+local limit = tonumber(os.getenv("BENCH_REQUESTS"))
+count = 0
+bad = 0
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function response(status, headers, body)
+  count = count + 1
+  if status ~= 200 then bad = bad + 1 end
+  if count == limit then
+    -- wrk runs for its whole -d unless interrupted (SIGINT ends it and prints the summary).
+    wrk.thread:stop()
+    ffi.C.kill(ffi.C.getpid(), 2)
+  end
+end
+
+function done(summary, latency, requests)
+  local count, bad = 0, 0
+  for _, thread in ipairs(threads) do
+    count = count + thread:get("count")
+    bad = bad + thread:get("bad")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH_JSON {\\"count\\": %d, \\"bad\\": %d, \\"errors\\": %d, \\"duration_us\\": %d, " ..
+    "\\"p50_us\\": %.1f, \\"p99_us\\": %.1f}\\n",
+    count, bad, e.connect + e.read + e.write + e.timeout, summary.duration,
+    latency:percentile(50.0), latency:percentile(99.0)))
+end
+"""
+
+
+class Client:
+    name = "python"
+
+    def __init__(self, workdir: Path, timeout: float) -> None:
+        self.workdir = workdir
+        self.timeout = timeout
+
+    def body_file(self, scenario: str) -> Path:
+        path = self.workdir / f"body-{scenario}.json"
+        if not path.exists():
+            path.write_bytes(SCENARIOS[scenario])
+        return path
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            timeout=self.timeout,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{argv[0]} exited with {done.returncode}: {done.stderr.decode()[-2000:]}"
+            )
+        return done.stdout.decode()
+
+    def run(self, port: int, scenario: str, concurrency: int, requests: int, warmup: int) -> Run:
+        spec = {
+            "host": "127.0.0.1",
+            "port": port,
+            "concurrency": concurrency,
+            "requests": requests,
+            "warmup": warmup,
+            "body": SCENARIOS[scenario].decode(),
+        }
+        out = self._run([sys.executable, __file__, "--_client", json.dumps(spec)])
+        result = json.loads(out.strip().splitlines()[-1])
+        return Run(
+            result["ok"],
+            result["failed"],
+            result["sent"],
+            result["p50_ms"],
+            result["p99_ms"],
+            result["rps"],
+        )
+
+
+class WrkClient(Client):
+    name = "wrk"
+
+    def _wrk(self, port: int, body: Path, concurrency: int, requests: int) -> dict[str, Any]:
+        script = self.workdir / "bench.lua"
+        if not script.exists():
+            script.write_text(WRK_SCRIPT)
+        argv = [
+            shutil.which("wrk") or "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{int(self.timeout) - 10}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{PATH}",
+        ]
+        env = {"BENCH_BODY": str(body), "BENCH_REQUESTS": str(requests)}
+        for line in self._run(argv, env).splitlines():
+            if line.startswith("BENCH_JSON "):
+                return json.loads(line[len("BENCH_JSON ") :])
+        raise RuntimeError("wrk printed no result")
+
+    def run(self, port: int, scenario: str, concurrency: int, requests: int, warmup: int) -> Run:
+        body = self.body_file(scenario)
+        failed = sent = 0
+        if warmup:
+            w = self._wrk(port, body, concurrency, warmup)
+            failed, sent = w["bad"] + w["errors"], w["count"]
+        m = self._wrk(port, body, concurrency, requests)
+        if m["count"] < requests:
+            raise RuntimeError(f"wrk stopped after {m['count']} of {requests} requests")
+        return Run(
+            ok=m["count"] - m["bad"],
+            failed=failed + m["bad"] + m["errors"],
+            sent=sent + m["count"],
+            p50_ms=m["p50_us"] / 1e3,
+            p99_ms=m["p99_us"] / 1e3,
+            rps=m["count"] / (m["duration_us"] / 1e6),
+        )
+
+
+class HeyClient(Client):
+    name = "hey"
+
+    def _hey(self, port: int, body: Path, concurrency: int, requests: int) -> list[list[str]]:
+        argv = [shutil.which("hey") or "hey", "-n", str(requests), "-c", str(concurrency)]
+        argv += ["-m", "POST", "-T", "application/json", "-D", str(body), "-t", "10", "-o", "csv"]
+        rows = self._run([*argv, f"http://127.0.0.1:{port}{PATH}"]).splitlines()[1:]
+        return [row.split(",") for row in rows if row]
+
+    def run(self, port: int, scenario: str, concurrency: int, requests: int, warmup: int) -> Run:
+        body = self.body_file(scenario)
+        # hey gives each worker requests // concurrency and leaves errors out of its CSV.
+        requests -= requests % concurrency
+        warmup = max(warmup - warmup % concurrency, concurrency) if warmup else 0
+        rows_w = self._hey(port, body, concurrency, warmup) if warmup else []
+        rows = self._hey(port, body, concurrency, requests)
+        failed = warmup + requests - len(rows_w) - len(rows)
+        failed += sum(r[6] != "200" for r in rows_w) + sum(r[6] != "200" for r in rows)
+        latencies = sorted(float(r[0]) for r in rows if r[6] == "200")
+        duration = max((float(r[7]) + float(r[0]) for r in rows), default=math.nan)
+        return Run(
+            ok=len(latencies),
+            failed=failed,
+            sent=len(rows_w) + len(rows),
+            p50_ms=percentile(latencies, 50) * 1e3,
+            p99_ms=percentile(latencies, 99) * 1e3,
+            rps=len(rows) / duration,
+        )
+
+
+def make_client(choice: str, workdir: Path, timeout: float) -> Client:
+    classes = {"wrk": WrkClient, "hey": HeyClient, "python": Client}
+    if choice == "auto":
+        choice = next((name for name in ("wrk", "hey") if shutil.which(name)), "python")
+    elif choice != "python" and not shutil.which(choice):
+        raise SystemExit(f"--client {choice}: not found on PATH")
+    return classes[choice](workdir, timeout)
+
+
+# -- the stack ------------------------------------------------------------------------------------
+
+
+def _socket(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def envoy_config(options: Any, bare_port: int, direct_port: int) -> dict[str, Any]:
+    """envoy/envoy.yaml as rendered for ``options``, plus the ``bare`` and ``direct_upstream``
+    listeners, with the ``llm`` cluster on ``direct_upstream``."""
+    from extproc.stack.envoy_config import named, render
+
+    config = render(options)
+    resources = config["static_resources"]
+    listeners = resources["listeners"]
+
+    bare = copy.deepcopy(named(listeners, "llm_ingress"))
+    bare["name"] = "bare"
+    bare["address"] = _socket(bare_port)
+    hcm = named(bare["filter_chains"][0]["filters"], HCM)["typed_config"]
+    hcm["stat_prefix"] = "bare"
+    hcm["route_config"]["name"] = "bare"
+    filters = hcm["http_filters"]
+    hcm["http_filters"] = [f for f in filters if f["name"] != EXT_PROC_FILTER]
+    if len(hcm["http_filters"]) != len(filters) - 1:
+        raise RuntimeError("llm_ingress has no ext_proc filter to remove")
+    for host in hcm["route_config"]["virtual_hosts"]:
+        for route in host.get("routes", []):
+            per_filter = route.get("typed_per_filter_config", {})
+            per_filter.pop(EXT_PROC_FILTER, None)
+            if not per_filter:
+                route.pop("typed_per_filter_config", None)
+    listeners.append(bare)
+
+    answer = json.dumps(UPSTREAM_ANSWER)
+    direct_route = {
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 200, "body": {"inline_string": answer}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
+    buffer = {
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 4 * 1024 * 1024,
+        },
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+        },
+    }
+    listeners.append(
+        {
+            "name": "direct_upstream",
+            "address": _socket(direct_port),
+            "filter_chains": [
+                {
+                    "filters": [
+                        {
+                            "name": HCM,
+                            "typed_config": {
+                                "@type": HCM_TYPE,
+                                "stat_prefix": "direct_upstream",
+                                "route_config": {
+                                    "name": "direct_upstream",
+                                    "virtual_hosts": [
+                                        {"name": "llm", "domains": ["*"], "routes": [direct_route]}
+                                    ],
+                                },
+                                # Read the whole request before answering, like a real LLM API.
+                                "http_filters": [buffer, router],
+                            },
+                        }
+                    ]
+                }
+            ],
+        }
+    )
+
+    llm = named(resources["clusters"], "llm")
+    llm["type"] = "STATIC"
+    llm.pop("dns_lookup_family", None)
+    llm["load_assignment"]["endpoints"] = [
+        {"lb_endpoints": [{"endpoint": {"address": _socket(direct_port)}}]}
+    ]
+    return config
+
+
+def distinct_ports(count: int, taken: set[int]) -> list[int]:
+    from extproc.stack.processes import free_port
+
+    ports: list[int] = []
+    for _ in range(100):
+        port = free_port()
+        if port not in taken and port not in ports:
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError("could not find free ports")
+
+
+def post(port: int, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{PATH}",
+        data=body,
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_answering(ports: dict[str, int], timeout: float) -> None:
+    """Each listener answers 200 (the extproc cluster's first health check may lag /ready)."""
+    deadline = time.monotonic() + timeout
+    for name, port in ports.items():
+        while True:
+            try:
+                status, body = post(port, SCENARIOS["plain"])
+            except OSError as error:
+                status, body = 0, str(error).encode()
+            if status == 200 and b"chat.completion" in body:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"listener {name} answers {status}: {body[:300]!r}")
+            time.sleep(0.1)
+
+
+def admin_get(admin_url: str, path: str) -> str:
+    with urllib.request.urlopen(f"{admin_url}{path}", timeout=5) as response:
+        return response.read().decode()
+
+
+def ext_proc_counters(admin_url: str) -> Counter[str]:
+    """The ext_proc filter's counters, summed over listeners (``http.<prefix>.ext_proc.<name>``)."""
+    counters: Counter[str] = Counter()
+    for line in admin_get(admin_url, "/stats?filter=ext_proc").splitlines():
+        name, _, value = line.partition(": ")
+        if name.startswith("http.") and ".ext_proc." in name and value.strip().isdigit():
+            counters[name.rsplit(".", 1)[1]] += int(value)
+    return counters
+
+
+def requests_seen(admin_url: str) -> Counter[str]:
+    """Requests each listener received (``http.<stat_prefix>.downstream_rq_total``), aborted ones
+    included: wrk drops its in-flight requests when it has its count."""
+    counters: Counter[str] = Counter()
+    for line in admin_get(admin_url, "/stats?filter=downstream_rq_total").splitlines():
+        name, _, value = line.partition(": ")
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "http" and parts[2] == "downstream_rq_total":
+            counters[parts[1]] += int(value)
+    return counters
+
+
+def round_trips(admin_url: str, port: int, body: bytes, count: int) -> tuple[Counter[str], int]:
+    """Envoy's ext_proc counters over ``count`` sequential requests, and how many failed."""
+    before = ext_proc_counters(admin_url)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    failed = 0
+    try:
+        for _ in range(count):
+            connection.request("POST", PATH, body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            failed += response.status != 200
+    finally:
+        connection.close()
+    return ext_proc_counters(admin_url) - before, failed
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    runs: dict[str, list[Run]] = field(default_factory=lambda: {"bare": [], "extproc": []})
+    cpu: Counter[str] = field(default_factory=Counter)  # seconds, by "<process>/<listener>"
+    requests: Counter[str] = field(default_factory=Counter)  # as Envoy counted them
+
+    def median(self, listener: str, attr: str) -> float:
+        return statistics.median(getattr(run, attr) for run in self.runs[listener])
+
+
+def print_results(
+    cells: dict[tuple[str, int], Cell],
+    trips: dict[str, Counter[str]],
+    totals: Counter[str],
+    client: str,
+) -> None:
+    header = (
+        f"{'scenario':<8} {'conc':>4} | {'bare p50':>8} {'p99':>6} | {'extproc p50':>11} "
+        f"{'p99':>6} | {'added p50':>9} {'p99':>6} | {'req/s bare':>10} {'extproc':>8} "
+        f"{'ratio':>5}"
+    )
+    print("\nlatency in ms, medians over rounds")
+    print(header)
+    print("-" * len(header))
+    for (scenario, concurrency), cell in cells.items():
+        b50, b99 = cell.median("bare", "p50_ms"), cell.median("bare", "p99_ms")
+        e50, e99 = cell.median("extproc", "p50_ms"), cell.median("extproc", "p99_ms")
+        brps, erps = cell.median("bare", "rps"), cell.median("extproc", "rps")
+        print(
+            f"{scenario:<8} {concurrency:>4} | {b50:>8.2f} {b99:>6.2f} | {e50:>11.2f} {e99:>6.2f} "
+            f"| {e50 - b50:>+9.2f} {e99 - b99:>+6.2f} | {brps:>10.0f} {erps:>8.0f} "
+            f"{erps / brps:>5.2f}"
+        )
+
+    print(
+        f"\nEnvoy ext_proc counters over {ROUND_TRIP_REQUESTS} sequential requests per scenario "
+        "(messages Envoy sent to / received from extproc)"
+    )
+    header = (
+        f"{'scenario':<8} | {'streams_started':>15} {'stream_msgs_sent':>16} "
+        f"{'stream_msgs_received':>20} {'spurious_msgs_received':>22} | "
+        f"{'sent/req':>8} {'recv/req':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for scenario, c in trips.items():
+        print(
+            f"{scenario:<8} | {c['streams_started']:>15} {c['stream_msgs_sent']:>16} "
+            f"{c['stream_msgs_received']:>20} {c['spurious_msgs_received']:>22} | "
+            f"{c['stream_msgs_sent'] / ROUND_TRIP_REQUESTS:>8.2f} "
+            f"{c['stream_msgs_received'] / ROUND_TRIP_REQUESTS:>8.2f}"
+        )
+
+    print("\nCPU ms per request during the runs (from /proc; warmup included)")
+    header = f"{'scenario':<8} {'conc':>4} | {'extproc':>7} | {'Envoy bare':>10} {'extproc':>7}"
+    print(header)
+    print("-" * len(header))
+    for (scenario, concurrency), cell in cells.items():
+        bare, ext = cell.requests["bare"] or math.nan, cell.requests["extproc"] or math.nan
+        print(
+            f"{scenario:<8} {concurrency:>4} | {cell.cpu['extproc/extproc'] * 1e3 / ext:>7.3f} | "
+            f"{cell.cpu['envoy/bare'] * 1e3 / bare:>10.3f} "
+            f"{cell.cpu['envoy/extproc'] * 1e3 / ext:>7.3f}"
+        )
+    print(
+        "\nadmin /stats?filter=ext_proc at the end (all requests, sanity checks included): "
+        + ", ".join(f"{name}={totals[name]}" for name in COUNTERS)
+    )
+    if client == "wrk":
+        print("(wrk drops its in-flight requests when it has its count: sent and received differ)")
+    others = {k: v for k, v in totals.items() if k not in COUNTERS and v}
+    if others:
+        print(
+            "other non-zero ext_proc counters: " + ", ".join(f"{k}={v}" for k, v in others.items())
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Latency and throughput of bare Envoy vs Envoy + guardrails-extproc.",
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="measured requests per run")
+    parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests before each")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per listener, alternated")
+    parser.add_argument("--concurrency", default="1,32", help="comma-separated (default 1,32)")
+    parser.add_argument("--scenarios", default="plain,pii", help="plain, pii or both")
+    parser.add_argument("--client", default="auto", choices=("auto", "wrk", "hey", "python"))
+    parser.add_argument("--config", help="extproc guardrails config (default: bundled)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown or not args.scenarios:
+        parser.error(f"--scenarios: choose from {', '.join(SCENARIOS)}")
+    if args.requests < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--requests and --rounds must be positive, --warmup non-negative")
+    if not args.concurrency or min(args.concurrency) < 1 or max(args.concurrency) > args.requests:
+        parser.error("--concurrency values must be between 1 and --requests")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import yaml
+
+    from extproc.stack.envoy_config import EnvoyOptions
+    from extproc.stack.processes import Stack, StackError, envoy_binary
+
+    workdir = Path(tempfile.mkdtemp(prefix="extproc-bench-"))
+    per_run_timeout = 60 + (args.requests + args.warmup) * 0.05
+    client = make_client(args.client, workdir, per_run_timeout)
+    stack = Stack(config=args.config, upstream="http://127.0.0.1:1", workdir=workdir)
+    bare_port, direct_port = distinct_ports(2, {stack.port, stack.admin_port})
+    # The llm cluster goes to the direct_upstream listener; Stack's upstream check is skipped.
+    stack.upstream = stack.upstream.parse(f"http://127.0.0.1:{direct_port}")
+    ports = {"bare": bare_port, "extproc": stack.port}
+    failed = False
+    started = time.monotonic()
+    try:
+        try:
+            stack.start_extproc()
+            options = EnvoyOptions(
+                stack.port, stack.admin_port, stack.extproc_address, stack.upstream
+            )
+            config_path = workdir / "envoy-bench.yaml"
+            config_path.write_text(
+                yaml.safe_dump(envoy_config(options, bare_port, direct_port), sort_keys=False)
+            )
+            with open(stack.log_path("envoy"), "ab") as log:
+                stack.processes["envoy"] = subprocess.Popen(
+                    [
+                        envoy_binary(),
+                        "-c",
+                        str(config_path),
+                        "--concurrency",
+                        "1",
+                        "--disable-hot-restart",
+                        "--log-level",
+                        "warn",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            stack.wait_ready(30)
+            wait_answering({**ports, "direct_upstream": direct_port}, 15)
+        except (StackError, RuntimeError, OSError) as error:
+            print(f"stack did not start: {error}\nlogs in {workdir}", file=sys.stderr)
+            args.keep_logs = True
+            return 2
+        pids = {name: stack.processes[name].pid for name in ("envoy", "extproc")}
+        version = admin_get(stack.admin_url, "/server_info")
+        version = json.loads(version).get("version", "?").split("/")[1:2]
+        print(
+            f"load generator: {client.name}; Envoy {''.join(version)} --concurrency 1; "
+            f"extproc on {stack.extproc_address}; {os.cpu_count()} CPUs"
+        )
+        print(
+            f"{args.requests} requests (+{args.warmup} warmup) per run, {args.rounds} rounds; "
+            + ", ".join(f"{name} body {len(SCENARIOS[name])} B" for name in args.scenarios)
+        )
+
+        prefixes = {"bare": "bare", "extproc": "ingress"}
+        trips: dict[str, Counter[str]] = {}
+        for scenario in args.scenarios:
+            trips[scenario], errors = round_trips(
+                stack.admin_url, stack.port, SCENARIOS[scenario], ROUND_TRIP_REQUESTS
+            )
+            if errors:
+                failed = True
+                print(
+                    f"!! {scenario}: {errors} sequential request(s) not answered 200",
+                    file=sys.stderr,
+                )
+        cells: dict[tuple[str, int], Cell] = {}
+        for scenario in args.scenarios:
+            for concurrency in args.concurrency:
+                cell = cells[scenario, concurrency] = Cell()
+                for round_ in range(args.rounds):
+                    order = ("bare", "extproc") if round_ % 2 == 0 else ("extproc", "bare")
+                    for listener in order:
+                        seen = requests_seen(stack.admin_url)
+                        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                        run = client.run(
+                            ports[listener], scenario, concurrency, args.requests, args.warmup
+                        )
+                        for name, pid in pids.items():
+                            cell.cpu[f"{name}/{listener}"] += cpu_seconds(pid) - cpu[name]
+                        seen = requests_seen(stack.admin_url) - seen
+                        cell.requests[listener] += seen[prefixes[listener]]
+                        cell.runs[listener].append(run)
+                        if run.failed:
+                            failed = True
+                            print(
+                                f"!! {scenario} c={concurrency} {listener}: "
+                                f"{run.failed} request(s) not answered 200",
+                                file=sys.stderr,
+                            )
+                print(
+                    f"  done: {scenario} c={concurrency} ({time.monotonic() - started:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        totals = ext_proc_counters(stack.admin_url)
+        print_results(cells, trips, totals, client.name)
+        if failed:
+            print("FAIL: some requests were not answered 200", file=sys.stderr)
+        if totals["spurious_msgs_received"]:
+            print("FAIL: Envoy received spurious ext_proc messages", file=sys.stderr)
+            failed = True
+        if failed:
+            args.keep_logs = True
+        print(f"total time {time.monotonic() - started:.0f}s")
+        return 1 if failed else 0
+    finally:
+        stack.stop()
+        if args.keep_logs:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--_client":
+        _python_client_main(json.loads(sys.argv[2]))
+    else:
+        sys.exit(main())
