@@ -61,7 +61,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         )
         print(f"ready: {stack.url}", flush=True)
         while not stop.wait(0.5):
-            stack._check_alive()
+            stack.check_alive()
     finally:
         stack.stop()
         print("stopped", flush=True)
@@ -106,5 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError, ValueError) as error:  # StackError, EnvoyConfigError, ports
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -129,7 +129,7 @@ class Stack:
 
     # -- readiness -----------------------------------------------------------------------------
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 tail = self.log_path(name).read_text(errors="replace")[-2000:]
@@ -161,7 +161,7 @@ class Stack:
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             if self.extproc_ready() and self.upstream_ready() and self.envoy_ready():
                 return
             time.sleep(0.05)
