@@ -15,8 +15,9 @@ from extproc.backends.base import Finding
 from extproc.config import Config
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import TextSlot
-from extproc.policy.decision import Allow, Block, decide
+from extproc.policy.decision import Block, Mask, decide
 from extproc.policy.errors import error_body
+from extproc.policy.selection import SelectionError, pop_requested
 from extproc.protocol.exchange import (
     CONTINUE,
     BodyVerdict,
@@ -43,27 +44,27 @@ class Engine:
         self.config = config
         self.settings = config.settings
         guardrails = [build(spec, config.directory) for spec in config.guardrails]
-        # Selection by request body and route arrives with the engine issue; until then only
-        # default_on guardrails run, and only in the modes implemented so far.
-        self.enforcing: tuple[Guardrail, ...] = tuple(
-            g for g in guardrails if g.spec.default_on and "pre_call" in g.spec.modes
-        )
-        self.logging: tuple[Guardrail, ...] = tuple(
-            g
-            for g in guardrails
-            if g.spec.default_on and "logging_only" in g.spec.modes and g not in self.enforcing
-        )
+        self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
+        self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
 
     def __call__(self) -> GuardedExchange:
         return GuardedExchange(self)
 
-    async def findings(self, texts: Sequence[str]) -> list[tuple[str, Finding]]:
+    def active(self, requested: Sequence[str]) -> tuple[Guardrail, ...]:
+        """default_on guardrails plus the requested ones, in config order."""
+        wanted = set(requested)
+        return tuple(g for g in self.by_name.values() if g.spec.default_on or g.name in wanted)
+
+    async def findings(
+        self, guardrails: Sequence[Guardrail], texts: Sequence[str]
+    ) -> list[tuple[str, Finding]]:
         found: list[tuple[str, Finding]] = []
-        for guardrail in self.enforcing:
-            found += [(guardrail.name, f) for f in await guardrail.scan(texts)]
-        for guardrail in self.logging:
-            for finding in await guardrail.scan(texts):
-                log.info("guardrail %s (logging_only) found %s", guardrail.name, finding.type)
+        for guardrail in guardrails:
+            if "pre_call" in guardrail.spec.modes:
+                found += [(guardrail.name, f) for f in await guardrail.scan(texts)]
+            elif "logging_only" in guardrail.spec.modes:
+                for finding in await guardrail.scan(texts):
+                    log.info("guardrail %s (logging_only) found %s", guardrail.name, finding.type)
         return found
 
 
@@ -78,7 +79,7 @@ class GuardedExchange:
 
     def on_request_headers(self, head: RequestHead) -> Phases | Reject:
         self.head = head
-        if head.has_body and (self.engine.enforcing or self.engine.logging):
+        if head.has_body and self.engine.by_name:
             return INSPECT_REQUEST
         return NO_PHASES
 
@@ -100,22 +101,39 @@ class GuardedExchange:
         if not isinstance(document, dict | list):
             return CONTINUE
         try:
+            requested = pop_requested(document) if isinstance(document, dict) else None
+        except SelectionError as error:
+            return _bad_request(str(error), "bad_guardrail_selection")
+        unknown = [name for name in requested or () if name not in self.engine.by_name]
+        if unknown:
+            known = ", ".join(self.engine.by_name) or "none"
+            message = f"Unknown guardrail: {unknown[0]!r} (configured: {known})."
+            return _bad_request(message, "unknown_guardrail")
+        try:
             slots = (adapter or generic).request_texts(document)
         except ValueError as error:
             return _bad_request(str(error), "request_body_uninspectable")
-        if not slots:
-            return CONTINUE
-        return await self._judge(document, slots)
+        return await self._judge(
+            document, slots, self.engine.active(requested or ()), changed=requested is not None
+        )
 
-    async def _judge(self, document: object, slots: list[TextSlot]) -> BodyVerdict:
+    async def _judge(
+        self,
+        document: object,
+        slots: list[TextSlot],
+        guardrails: Sequence[Guardrail],
+        changed: bool,
+    ) -> BodyVerdict:
         texts = [slot.text for slot in slots]
-        decision = decide(texts, await self.engine.findings(texts))
-        if isinstance(decision, Allow):
-            return CONTINUE
+        findings = await self.engine.findings(guardrails, texts) if texts and guardrails else []
+        decision = decide(texts, findings)
         if isinstance(decision, Block):
             return self._blocked(decision)
-        for index, masked in decision.texts.items():
-            slots[index].write(masked)
+        if isinstance(decision, Mask):
+            for index, masked in decision.texts.items():
+                slots[index].write(masked)
+        elif not changed:
+            return CONTINUE
         return ReplaceBody(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
 
     def _blocked(self, block: Block) -> Reject:
