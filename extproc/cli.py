@@ -36,6 +36,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from extproc.offline import run
+
+    _, engine = _engine(args.config)
+    errors = run(engine, args.guardrail or (), sys.stdin, sys.stdout)
+    sys.stdout.flush()
+    return 1 if errors else 0
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from extproc.stack.processes import Stack
 
@@ -87,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--port", type=int, default=10000, help="Envoy listener port (10000)")
     stack.add_argument("--upstream", help="real LLM API base URL, e.g. https://api.openai.com")
     stack.set_defaults(run=cmd_stack)
+
+    check = commands.add_parser("check", help='JSON Lines {"text": ...} on stdin -> verdicts')
+    check.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+    check.add_argument(
+        "--guardrail",
+        action="append",
+        metavar="NAME",
+        help="run this guardrail (repeatable; default: the default_on ones)",
+    )
+    check.set_defaults(run=cmd_check)
 
     validate = commands.add_parser("validate-config", help="check a config file and exit")
     validate.add_argument("file")

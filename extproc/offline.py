@@ -1,0 +1,77 @@
+"""``extproc check``: the server's engine on JSON Lines, for evaluation and scripting.
+
+Reads ``{"text": ...}`` per line and writes one result line per input line, in order:
+``{"blocked", "masked_text", "findings": [{"guardrail", "type", "start", "end", "action"}]}``
+with character offsets into the input text. A line that cannot be read gets ``{"error": ...}``
+so output lines stay aligned with input lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from extproc.backends import Guardrail
+from extproc.backends.base import Action
+from extproc.config import ConfigError
+from extproc.policy.decision import Block, decide, mask_text
+from extproc.policy.engine import Engine
+
+
+def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:
+    """The named guardrails, or the ones every request gets (default_on) when none are named."""
+    unknown = [n for n in names if n not in engine.by_name]
+    if unknown:
+        known = ", ".join(engine.by_name) or "none"
+        raise ConfigError(f"unknown guardrail {unknown[0]!r} (configured: {known})")
+    return tuple(engine.by_name[n] for n in names) if names else engine.default_on
+
+
+async def check_text(engine: Engine, guardrails: Sequence[Guardrail], text: str) -> dict[str, Any]:
+    findings = await engine.findings(guardrails, [text])
+    to_mask = [f for _, f in findings if f.action is Action.MASK]
+    return {
+        "blocked": isinstance(decide([text], findings), Block),
+        # What would be forwarded if nothing blocked: mask findings applied, others kept.
+        "masked_text": mask_text(text, to_mask) if to_mask else text,
+        "findings": [
+            {
+                "guardrail": name,
+                "type": f.type,
+                "start": f.start,
+                "end": f.end,
+                "action": f.action.value,
+                **({"subtype": f.subtype} if f.subtype else {}),
+            }
+            for name, f in sorted(findings, key=lambda item: (item[1].start, item[1].end))
+        ],
+    }
+
+
+async def check_lines(
+    engine: Engine, guardrails: Sequence[Guardrail], lines: Iterable[str], out: TextIO
+) -> int:
+    """Write one result per line; return how many lines could not be read."""
+    errors = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            text = record["text"]
+            if not isinstance(text, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            errors += 1
+            result: dict[str, Any] = {"error": f'line {number}: expected {{"text": "..."}}'}
+        else:
+            result = await check_text(engine, guardrails, text)
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    return errors
+
+
+def run(engine: Engine, names: Sequence[str], lines: Iterable[str], out: TextIO) -> int:
+    guardrails = select(engine, names)
+    return asyncio.run(check_lines(engine, guardrails, lines, out))
