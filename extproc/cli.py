@@ -77,13 +77,17 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gRPC ext_proc service")
-    serve.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+    _add_config_option(serve)
     serve.add_argument(
         "--address",
         default="127.0.0.1:50051",
@@ -92,13 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     stack = commands.add_parser("stack", help="run extproc + Envoy (+ a fake LLM) locally")
-    stack.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+    _add_config_option(stack)
     stack.add_argument("--port", type=int, default=10000, help="Envoy listener port (10000)")
     stack.add_argument("--upstream", help="real LLM API base URL, e.g. https://api.openai.com")
     stack.set_defaults(run=cmd_stack)
 
     check = commands.add_parser("check", help='JSON Lines {"text": ...} on stdin -> verdicts')
-    check.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
+    _add_config_option(check)
     check.add_argument(
         "--guardrail",
         action="append",

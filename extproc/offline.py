@@ -22,10 +22,9 @@ from extproc.policy.engine import Engine
 
 def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:
     """The named guardrails, or the ones every request gets (default_on) when none are named."""
-    unknown = [n for n in names if n not in engine.by_name]
+    unknown = engine.unknown_name(names)
     if unknown:
-        known = ", ".join(engine.by_name) or "none"
-        raise ConfigError(f"unknown guardrail {unknown[0]!r} (configured: {known})")
+        raise ConfigError(unknown)
     return tuple(engine.by_name[n] for n in names) if names else engine.default_on
 
 

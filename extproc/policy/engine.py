@@ -50,8 +50,18 @@ class Engine:
     def __call__(self) -> GuardedExchange:
         return GuardedExchange(self)
 
+    def unknown_name(self, names: Sequence[str]) -> str | None:
+        """A message naming the first of ``names`` that is not configured, else None."""
+        for name in names:
+            if name not in self.by_name:
+                known = ", ".join(self.by_name) or "none"
+                return f"Unknown guardrail: {name!r} (configured: {known})."
+        return None
+
     def active(self, requested: Sequence[str]) -> tuple[Guardrail, ...]:
         """default_on guardrails plus the requested ones, in config order."""
+        if not requested:
+            return self.default_on
         wanted = set(requested)
         return tuple(g for g in self.by_name.values() if g.spec.default_on or g.name in wanted)
 
@@ -104,11 +114,9 @@ class GuardedExchange:
             requested = pop_requested(document) if isinstance(document, dict) else None
         except SelectionError as error:
             return _bad_request(str(error), "bad_guardrail_selection")
-        unknown = [name for name in requested or () if name not in self.engine.by_name]
+        unknown = self.engine.unknown_name(requested or ())
         if unknown:
-            known = ", ".join(self.engine.by_name) or "none"
-            message = f"Unknown guardrail: {unknown[0]!r} (configured: {known})."
-            return _bad_request(message, "unknown_guardrail")
+            return _bad_request(unknown, "unknown_guardrail")
         try:
             slots = (adapter or generic).request_texts(document)
         except ValueError as error:
