@@ -26,7 +26,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, engine = _engine(args.config)
     log.info("loaded %d guardrail(s) from %s", len(config.guardrails), config.source)
-    asyncio.run(serve(args.address, engine, config.settings))
+    address = args.address or config.settings.listen_address
+    asyncio.run(serve(address, engine, config.settings))
     return 0
 
 
@@ -90,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(serve)
     serve.add_argument(
         "--address",
-        default="127.0.0.1:50051",
-        help="HOST:PORT or unix:PATH (default 127.0.0.1:50051)",
+        default=None,
+        help="HOST:PORT or unix:PATH (default: extproc.listen_address, else 127.0.0.1:50051)",
     )
     serve.set_defaults(run=cmd_serve)
 

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 from extproc.backends import Guardrail
 from extproc.backends.base import Action
 from extproc.config import ConfigError
-from extproc.policy.decision import Block, decide, mask_text
-from extproc.policy.engine import Engine
+from extproc.policy.decision import Block, Mask, Placeholders, decide
+from extproc.policy.engine import Engine, observe_only
 
 
 def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:
@@ -29,12 +29,19 @@ def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:
 
 
 async def check_text(engine: Engine, guardrails: Sequence[Guardrail], text: str) -> dict[str, Any]:
-    findings = await engine.findings(guardrails, [text])
-    to_mask = [f for _, f in findings if f.action is Action.MASK]
+    findings = []
+    for guardrail in guardrails:
+        found = await engine.findings([guardrail], [text])
+        if set(guardrail.spec.modes) == {"logging_only"}:
+            found = observe_only(observe_only(found), Action.BLOCK)
+        findings += found
+    # What would be forwarded if nothing blocked: mask findings applied (with the guardrails'
+    # placeholders), others kept.
+    to_mask = [(g, f) for g, f in findings if f.action is Action.MASK]
+    masked = decide([text], to_mask, Placeholders(engine.placeholders)) if to_mask else None
     return {
         "blocked": isinstance(decide([text], findings), Block),
-        # What would be forwarded if nothing blocked: mask findings applied, others kept.
-        "masked_text": mask_text(text, to_mask) if to_mask else text,
+        "masked_text": masked.texts[0] if isinstance(masked, Mask) else text,
         "findings": [
             {
                 "guardrail": name,

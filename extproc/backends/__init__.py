@@ -63,7 +63,13 @@ def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
 
 
 def _import_builtins() -> None:
-    from extproc.backends import pii, secrets  # noqa: F401  (registers themselves)
+    from extproc.backends import (  # noqa: F401  (each registers itself)
+        content_filter,
+        litellm_names,
+        pii,
+        prompt_injection,
+        secrets,
+    )
 
 
 __all__ = ["REGISTRY", "Action", "Finding", "Guardrail", "build", "register"]

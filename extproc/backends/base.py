@@ -34,12 +34,20 @@ class Finding:
     type: str  # stable upper-case entity name: EMAIL, PHONE, CREDIT_CARD, SECRET, ...
     action: Action
     subtype: str | None = None  # e.g. AWS_ACCESS_KEY for a SECRET
+    label: str | None = None  # the backend's own mask text (e.g. "[EMAIL_REDACTED]"), if any
 
 
 class Guardrail:
     """Base class for backends. Subclasses set ``supported_modes`` and implement ``scan``."""
 
-    supported_modes: ClassVar[frozenset[str]] = frozenset({"pre_call", "logging_only"})
+    supported_modes: ClassVar[frozenset[str]] = frozenset(
+        {"pre_call", "during_call", "post_call", "logging_only"}
+    )
+    # Mask format when the config sets no ``placeholder`` (None: "[TYPE]").
+    default_placeholder: ClassVar[str | None] = None
+    # The error message of a block, when the backend has its own wording (LiteLLM's, for
+    # names that migrate from it); None: "<What> blocked by guardrail '<name>': <TYPES> detected."
+    block_message: ClassVar[str | None] = None
 
     def __init__(self, spec: GuardrailSpec) -> None:
         self.spec = spec

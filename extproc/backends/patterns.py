@@ -1,21 +1,51 @@
 """Regex-based detection shared by the built-in detectors, on RE2 (linear time, no backtracking).
 
-All entities of a detector are compiled into one alternation of named groups, so a text is
-scanned once whatever the number of entities; optional validators (Luhn, ...) drop false hits.
+All entities of a detector are compiled into one alternation, so a text is scanned once whatever
+the number of entities; each entity's own small pattern then tells which one matched (see
+``_Alternation``), and optional validators (Luhn, ...) drop false hits.
+
+Matching runs on the UTF-8 bytes of the normalised text (see ``extproc.text.normalize``): for
+ASCII text byte offsets are character offsets, and the ``re2`` wrapper's per-match conversion of
+offsets for ``str`` input is avoided. The alternation uses leftmost-longest semantics, so where two
+entities start at the same place the longer, more complete candidate wins (ties: table order).
+When a validator rejects a candidate, the other entities are tried at the same start, then the
+search resumes one byte further, so a rejected long candidate never hides a shorter valid one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import re2
 
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.normalize import Normalized, normalize
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.max_mem = 64 << 20
+
+def _options(latin1: bool, longest: bool) -> re2.Options:
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    options.longest_match = longest
+    if latin1:
+        options.encoding = re2.Options.Encoding.LATIN1
+    return options
+
+
+# Between texts scanned together: no built-in pattern matches a NUL or crosses a line end.
+_SEPARATOR = b"\n\x00\n"
+_RESCANS_PER_TEXT = 256
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
+_ANCHOR_BOTH = re2._re2.RE2.Anchor.ANCHOR_BOTH
+
+# Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
+# (the same or narrower), or None to reject the candidate.
+Refine = Callable[[bytes, int, int], "tuple[int, int] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,54 +54,371 @@ class Entity:
     pattern: str  # RE2 syntax; no capturing groups of its own
     validate: Callable[[str], bool] | None = None
     type: str | None = None  # finding type when it differs from name (SECRET for key formats)
+    # RE2 that must come right before ``pattern`` (e.g. "SSN: "); it is not part of the finding.
+    context: str | None = None
+    # Checks the candidate against its surroundings (e.g. not glued to more digits), runs first.
+    refine: Refine | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Compiled:
+    entity: Entity
+    action: Action
+    position: int  # index in the table of chosen entities
+
+
+class _Alternation:
+    """Entities compiled into one RE2 alternation; ``match`` says which one matched, and where.
+
+    The alternation has no capturing groups, so a search is the DFA alone; RE2 fills capture
+    groups by running an NFA over the match, which on this large program cost ~10x the search.
+    The entity is then found by matching the entities' own small patterns, in table order, on
+    exactly the matched span (the first one that matches it, as RE2 reports ties). Calls the
+    extension object (``re2._re2.RE2.Match``) directly: the wrapper costs more than the search.
+    """
+
+    def __init__(self, regex: Any, members: list[_Member]) -> None:
+        self._search = regex._regexp.Match
+        self._members = members  # in table order
+
+    def match(
+        self, data: bytes, pos: int, anchored: bool = False
+    ) -> tuple[int, int, int, _Compiled] | None:
+        """(match start, value start, value end, entity) of the first match at or after pos."""
+        start, end = self._search(_ANCHOR_START if anchored else _UNANCHORED, data, pos, len(data))[
+            0
+        ]
+        if start < 0:
+            return None
+        for member in self._members:
+            spans = member.match(_ANCHOR_BOTH, data, start, end)
+            if spans[0][0] >= 0:
+                value_start, value_end = spans[member.value_group]
+                return start, value_start, value_end, member.compiled
+        raise AssertionError("a match no entity matches on its own")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Member:
+    """One entity's own pattern: which entity matched a span, and where its value is."""
+
+    compiled: _Compiled
+    match: Callable[..., list[tuple[int, int]]]
+    value_group: int  # 0 when the whole match is the value
+
+
+class _Matcher:
+    """The entities' alternations for one encoding: all of them, and (built on first use) for
+    each entity the alternation of all the others, to retry at a start where it was rejected.
+
+    Text that is ASCII after normalisation is matched with the patterns compiled as Latin-1:
+    the same matches (no byte >= 0x80 occurs), and Unicode classes such as \\p{L} compile to a
+    far smaller automaton.
+    """
+
+    def __init__(self, owner: PatternGuardrail, options: re2.Options) -> None:
+        self._owner = owner
+        self._options = options
+        self._members = [self._member(c) for c in owner._compiled]
+        self.everything = self._build(list(range(len(self._members))))
+        self._others: dict[int, _Alternation | None] = {}
+
+    def others(self, position: int) -> _Alternation | None:
+        if position not in self._others:
+            rest = [i for i in range(len(self._members)) if i != position]
+            self._others[position] = self._build(rest) if rest else None
+        return self._others[position]
+
+    def _member(self, compiled: _Compiled) -> _Member:
+        entity = compiled.entity
+        if entity.context is None:
+            regex = self._owner._compile(entity.pattern, "entities", self._options)
+            return _Member(compiled, regex._regexp.Match, 0)
+        pattern = f"(?:{entity.context})(?P<value>{entity.pattern})"
+        regex = self._owner._compile(pattern, "entities", self._options)
+        groups = {_text(name): group for name, group in regex.groupindex.items()}
+        return _Member(compiled, regex._regexp.Match, groups["value"])
+
+    def _build(self, subset: list[int]) -> _Alternation:
+        entities = [self._members[i].compiled.entity for i in subset]
+        pattern = "|".join(_plain(e) for e in entities)
+        regex = self._owner._compile(pattern, "entities", self._options)
+        return _Alternation(regex, [self._members[i] for i in subset])
 
 
 class PatternGuardrail(Guardrail):
-    """A guardrail defined by a table of entities. Params: ``action`` and ``entities``."""
+    """A guardrail defined by a table of entities.
+
+    Params: ``action``; ``entities`` (a list of names, or a mapping name -> action);
+    ``pii_entities_config`` (Presidio-style mapping, names translated through ``ALIASES``);
+    ``custom_entities`` (a list of ``{name, pattern, action?}``, RE2 syntax).
+    """
 
     ENTITIES: Sequence[Entity] = ()
     DEFAULT_ACTION = Action.MASK
+    ALIASES: ClassVar[Mapping[str, str]] = {}  # other products' entity names -> ours
+    # Leftmost-longest instead of RE2's default leftmost-first (Perl) semantics: where several
+    # entities (or alternatives) match at one start, the longest wins rather than the first.
+    LONGEST_MATCH: ClassVar[bool] = False
+    # After a candidate is rejected (validator or refine), try the other entities at its start and
+    # resume the search one byte on, so a long rejected candidate cannot hide a valid one inside.
+    # Off: the search resumes after the rejected candidate (plain ``finditer`` behaviour).
+    RESCAN_REJECTED: ClassVar[bool] = False
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
-        where = f"guardrail {spec.name!r}: litellm_params"
+        self._where = f"guardrail {spec.name!r}: litellm_params"
         self.action = Action.parse(
-            spec.params.get("action", self.DEFAULT_ACTION.value), f"{where}.action"
+            spec.params.get("action", self.DEFAULT_ACTION.value), f"{self._where}.action"
         )
-        by_name = {e.name: e for e in self.ENTITIES}
-        wanted = spec.params.get("entities")
+        self._utf8_options = _options(latin1=False, longest=self.LONGEST_MATCH)
+        self._latin1_options = _options(latin1=True, longest=self.LONGEST_MATCH)
+        chosen = self._chosen_entities(spec.params) + self._custom_entities(spec.params)
+        if not chosen:
+            raise ConfigError(f"{self._where}: no entities to detect")
+        self._compiled = [
+            _Compiled(entity, action, position) for position, (entity, action) in enumerate(chosen)
+        ]
+        self._utf8 = _Matcher(self, self._utf8_options)
+        self._ascii = self._utf8
+        if _latin1_safe([_plain(entity) for entity, _ in chosen]):
+            # e.g. \x{100} has no Latin-1 form: UTF-8 is right for ASCII too, just slower.
+            with contextlib.suppress(ConfigError):
+                self._ascii = _Matcher(self, self._latin1_options)
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def _known(self) -> dict[str, list[Entity]]:
+        """Entities by name; several table rows may share a name (variants of one format)."""
+        known: dict[str, list[Entity]] = {}
+        for entity in self.ENTITIES:
+            known.setdefault(entity.name, []).append(entity)
+        return known
+
+    def _lookup(self, name: object, key: str) -> list[Entity]:
+        known = self._known()
+        upper = str(name).upper()
+        upper = self.ALIASES.get(upper, upper)
+        if upper not in known:
+            names = ", ".join([*known, *self.ALIASES])
+            raise ConfigError(f"{self._where}.{key}: unknown entity {name!r} (known: {names})")
+        return known[upper]
+
+    def _chosen_entities(self, params: Mapping[str, Any]) -> list[tuple[Entity, Action]]:
+        wanted = params.get("entities")
+        presidio = params.get("pii_entities_config")
+        if wanted is not None and presidio is not None:
+            raise ConfigError(
+                f"{self._where}: set either entities or pii_entities_config, not both"
+            )
+        if presidio is not None:
+            return self._from_mapping(presidio, "pii_entities_config")
         if wanted is None:
-            entities = list(self.ENTITIES)
-        else:
-            if not isinstance(wanted, list) or not wanted:
-                raise ConfigError(f"{where}.entities must be a non-empty list")
-            unknown = [w for w in wanted if str(w).upper() not in by_name]
-            if unknown:
-                raise ConfigError(
-                    f"{where}.entities: unknown entity {unknown[0]!r} (known: {', '.join(by_name)})"
-                )
-            entities = [by_name[str(w).upper()] for w in wanted]
-        self._entities = {f"e{i}": e for i, e in enumerate(entities)}
-        self._regex = re2.compile(
-            "|".join(f"(?P<{key}>{e.pattern})" for key, e in self._entities.items()),
-            _RE2_OPTIONS,
-        )
+            return [(e, self.action) for e in self.ENTITIES]
+        if isinstance(wanted, Mapping):
+            return self._from_mapping(wanted, "entities")
+        if not isinstance(wanted, list) or not wanted:
+            raise ConfigError(f"{self._where}.entities must be a non-empty list or mapping")
+        names = {e.name for w in wanted for e in self._lookup(w, "entities")}
+        return [(e, self.action) for e in self.ENTITIES if e.name in names]
+
+    def _from_mapping(self, mapping: object, key: str) -> list[tuple[Entity, Action]]:
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise ConfigError(f"{self._where}.{key} must be a non-empty mapping of entity: action")
+        actions: dict[str, Action] = {}
+        for name, action in mapping.items():
+            for entity in self._lookup(name, key):
+                actions[entity.name] = Action.parse(action, f"{self._where}.{key}.{name}")
+        return [(e, actions[e.name]) for e in self.ENTITIES if e.name in actions]
+
+    def _custom_entities(self, params: Mapping[str, Any]) -> list[tuple[Entity, Action]]:
+        raw = params.get("custom_entities")
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise ConfigError(f"{self._where}.custom_entities must be a list")
+        return [self._custom_entity(item, i) for i, item in enumerate(raw)]
+
+    def _custom_entity(self, item: object, i: int) -> tuple[Entity, Action]:
+        where = f"{self._where}.custom_entities[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where} must be a mapping with name and pattern")
+        name, pattern = item.get("name"), item.get("pattern")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}.name must be a non-empty string")
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where}.pattern must be a non-empty string")
+        if self._compile(pattern, f"custom_entities[{i}].pattern").match(b""):
+            raise ConfigError(f"{where}.pattern matches the empty string")
+        action = Action.parse(item.get("action", self.action.value), f"{where}.action")
+        return Entity(name.strip().upper(), pattern), action
+
+    def _compile(self, pattern: str, key: str, options: re2.Options | None = None) -> Any:
+        options = options or self._utf8_options
+        try:
+            if options.encoding == re2.Options.Encoding.LATIN1:
+                return re2.compile(pattern.encode("latin-1"), options)
+            return re2.compile(pattern, options)
+        except re2.error as error:
+            raise ConfigError(f"{self._where}.{key}: invalid RE2 pattern: {error}") from None
+
+    # -- scanning ---------------------------------------------------------------------------------
 
     def find(self, index: int, text: str) -> list[Finding]:
-        findings = []
-        for match in self._regex.finditer(text):
-            entity = self._entities[match.lastgroup]
-            start, end = match.span()
-            if entity.validate is not None and not entity.validate(text[start:end]):
+        """Findings in ``text``, with offsets into ``text`` itself (not its normalised form)."""
+        normalized = normalize(text)
+        data = normalized.text.encode("utf-8", "surrogatepass")
+        ascii_only = len(data) == len(normalized.text)
+        hits = self._scan(data, ascii_only)
+        if not hits:
+            return []
+        if not ascii_only:
+            hits = _bytes_to_chars(data, hits)
+        return [self._finding(index, normalized, hit) for hit in hits]
+
+    def _finding(
+        self, index: int, normalized: Normalized, hit: tuple[int, int, _Compiled]
+    ) -> Finding:
+        start, end, compiled = hit
+        return self._make_finding(index, *normalized.span(start, end), compiled)
+
+    @staticmethod
+    def _make_finding(index: int, start: int, end: int, compiled: _Compiled) -> Finding:
+        entity = compiled.entity
+        if entity.type:
+            return Finding(index, start, end, entity.type, compiled.action, entity.name)
+        return Finding(index, start, end, entity.name, compiled.action)
+
+    def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
+        matcher = self._ascii if ascii_only else self._utf8
+        everything = matcher.everything
+        hits: list[tuple[int, int, _Compiled]] = []
+        pos, size = 0, len(data)
+        # A search can cost up to the rest of the text (an unbounded pattern such as an e-mail
+        # local part stays alive through "1.1.1.1..."), so rescans after rejections are capped:
+        # a constant number of them keeps the scan linear on hostile input.
+        rescans = _RESCANS_PER_TEXT if self.RESCAN_REJECTED else 0
+        while pos <= size:
+            found = everything.match(data, pos)
+            if found is None:
+                break
+            start, value_start, value_end, compiled = found
+            accepted = self._accept(compiled, data, value_start, value_end)
+            if accepted is None and rescans <= 0:
+                pos = max(value_end, start + 1)
                 continue
-            if entity.type:
-                findings.append(Finding(index, start, end, entity.type, self.action, entity.name))
+            if accepted is None:
+                rescans -= 1
+                accepted, compiled = self._retry(matcher, data, start, compiled)
+            if accepted is not None:
+                hits.append((*accepted, compiled))
+                # Without rescans a match consumes its text even when refine narrowed it.
+                resume = accepted[1] if self.RESCAN_REJECTED else value_end
+                pos = max(resume, start + 1)
             else:
-                findings.append(Finding(index, start, end, entity.name, self.action))
-        return findings
+                pos = start + 1
+        return hits
+
+    def _retry(
+        self, matcher: _Matcher, data: bytes, start: int, rejected: _Compiled
+    ) -> tuple[tuple[int, int] | None, _Compiled]:
+        """The best other entity matching at ``start`` (the alternation reports one per start).
+
+        Only one more candidate is tried: a third entity at the same start after two rejections
+        is not looked for.
+        """
+        others = matcher.others(rejected.position)
+        if others is None:
+            return None, rejected
+        found = others.match(data, start, anchored=True)
+        if found is None:
+            return None, rejected
+        _, value_start, value_end, compiled = found
+        return self._accept(compiled, data, value_start, value_end), compiled
+
+    @staticmethod
+    def _accept(compiled: _Compiled, data: bytes, start: int, end: int) -> tuple[int, int] | None:
+        """The span to report for a candidate, or None when its entity's checks reject it."""
+        entity = compiled.entity
+        if entity.refine is not None:
+            span = entity.refine(data, start, end)
+            if span is None:
+                return None
+            start, end = span
+        if entity.validate is not None and not entity.validate(
+            data[start:end].decode("utf-8", "surrogatepass")
+        ):
+            return None
+        return start, end
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        if type(self).find is not PatternGuardrail.find:  # a subclass filters text by text
+            return [f for index, text in enumerate(texts) for f in self.find(index, text)]
+        return self.find_all(texts)
+
+    def find_all(self, texts: Sequence[str]) -> list[Finding]:
+        """Findings in all ``texts``; the ASCII ones are scanned together, in one buffer.
+
+        A request has many short texts (messages, parts); one search over their concatenation
+        saves the fixed cost of a search per text, which dominates on texts of a few hundred bytes.
+        """
         findings: list[Finding] = []
+        batch: list[tuple[int, str]] = []
         for index, text in enumerate(texts):
-            findings.extend(self.find(index, text))
+            if text.isascii():
+                batch.append((index, text))
+            else:
+                findings.extend(self.find(index, text))
+        if len(batch) == 1:
+            findings.extend(self.find(*batch[0]))
+        elif batch:
+            findings.extend(self._find_ascii_batch(batch))
+            findings.sort(key=lambda f: f.index)  # stable: offsets stay in order within a text
         return findings
+
+    def _find_ascii_batch(self, batch: list[tuple[int, str]]) -> list[Finding]:
+        data = _SEPARATOR.join(text.encode("ascii") for _, text in batch)
+        starts, offset = [], 0
+        for _, text in batch:
+            starts.append(offset)
+            offset += len(text) + len(_SEPARATOR)
+        findings = []
+        for start, end, compiled in self._scan(data, ascii_only=True):
+            k = bisect_right(starts, start) - 1
+            index, text = batch[k]
+            base = starts[k]
+            if end - base > len(text):  # a custom pattern ran across texts: do them one by one
+                return [f for index, text in batch for f in self.find(index, text)]
+            findings.append(self._make_finding(index, start - base, end - base, compiled))
+        return findings
+
+
+def _plain(entity: Entity) -> str:
+    """The entity's pattern as one alternative, without capturing groups of ours."""
+    if entity.context is None:
+        return f"(?:{entity.pattern})"
+    return f"(?:{entity.context})(?:{entity.pattern})"
+
+
+def _text(name: str | bytes) -> str:
+    return name.decode("latin-1") if isinstance(name, bytes) else name
+
+
+def _latin1_safe(parts: list[str]) -> bool:
+    try:
+        "".join(parts).encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bytes_to_chars(data: bytes, hits: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+    """Convert byte offsets into character offsets in one pass over the sorted offsets."""
+    offsets = sorted({o for start, end, _ in hits for o in (start, end)})
+    chars: dict[int, int] = {}
+    last_byte = last_char = 0
+    for offset in offsets:
+        last_char += len(data[last_byte:offset].decode("utf-8", "surrogatepass"))
+        last_byte = offset
+        chars[offset] = last_char
+    return [(chars[start], chars[end], rest) for start, end, rest in hits]

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from extproc.config.errors import ConfigError
 from extproc.config.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,23 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "os.environ/"
 MODES = ("pre_call", "during_call", "post_call", "logging_only")
 OUR_SECTION = "extproc"
-
-
-class ConfigError(ValueError):
-    """A config problem, phrased for the person who wrote the file."""
+# LiteLLM's legacy ``litellm_settings.callbacks`` entries that are guardrails we run built in:
+# each becomes a default_on pre_call guardrail of the same name.
+CALLBACK_GUARDRAILS = ("detect_prompt_injection", "hide_secrets")
+# Logging/observability callbacks are someone else's business; guardrail callbacks that are
+# not built in must not be dropped silently (the request would go unchecked).
+GUARDRAIL_CALLBACKS_ELSEWHERE = (
+    "presidio",
+    "lakera_prompt_injection",
+    "llmguard_moderations",
+    "llamaguard_moderations",
+    "openai_moderations",
+    "google_text_moderation",
+    "azure_content_safety",
+    "aporia",
+    "banned_keywords",
+    "blocked_user_check",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,18 +115,47 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
     )
 
 
+def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
+    """``litellm_settings.callbacks: [detect_prompt_injection, hide_secrets, ...]``."""
+    if not isinstance(settings, dict):
+        return []
+    callbacks = settings.get("callbacks") or []
+    if isinstance(callbacks, str):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, list):
+        raise ConfigError(f"{source}: litellm_settings.callbacks must be a list")
+    specs = []
+    for callback in callbacks:
+        if callback in CALLBACK_GUARDRAILS:
+            params: dict[str, Any] = {"guardrail": callback, "mode": "pre_call"}
+            extra = settings.get("prompt_injection_params")
+            if callback == "detect_prompt_injection" and isinstance(extra, dict):
+                params["prompt_injection_params"] = extra
+            specs.append(GuardrailSpec(callback, callback, ("pre_call",), True, params))
+        elif callback in GUARDRAIL_CALLBACKS_ELSEWHERE:
+            raise ConfigError(
+                f"{source}: litellm_settings.callbacks: {callback!r} is not run as a callback "
+                "here; configure it as an entry under guardrails:"
+            )
+        else:
+            log.info("config %s: ignoring litellm_settings callback %r", source, callback)
+    return specs
+
+
 def parse_config(document: Any, source: str = "<memory>") -> Config:
     if document is None:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    ignored = sorted(k for k in document if k not in ("guardrails", OUR_SECTION))
+    used = ("guardrails", OUR_SECTION, "litellm_settings")
+    ignored = sorted(k for k in document if k not in used)
     if ignored:
         log.info("config %s: ignoring sections not used here: %s", source, ", ".join(ignored))
     entries = document.get("guardrails") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: guardrails must be a list")
     specs = tuple(_guardrail(entry, i) for i, entry in enumerate(entries))
+    specs += tuple(_callback_guardrails(document.get("litellm_settings"), source))
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from extproc.formats import generic, openai_chat
+from extproc.formats import (
+    anthropic_messages,
+    embeddings,
+    generic,
+    openai_chat,
+    openai_completions,
+    openai_responses,
+)
 from extproc.formats.base import RequestFormat, TextSlot
 
 # Matched on the end of the path (query string and trailing slash dropped), so that
 # /v1/chat/completions, /chat/completions and Azure's /openai/deployments/x/chat/completions agree.
-_BY_SUFFIX: tuple[tuple[str, RequestFormat], ...] = (("/chat/completions", openai_chat),)
+# First match wins: longer suffixes go before the shorter ones they end with.
+_BY_SUFFIX: tuple[tuple[str, RequestFormat], ...] = (
+    ("/chat/completions", openai_chat),
+    ("/completions", openai_completions),
+    ("/embeddings", embeddings),
+    ("/responses/input_tokens", openai_responses.input_tokens),
+    ("/responses", openai_responses),
+    ("/messages/count_tokens", anthropic_messages.count_tokens),
+    ("/messages", anthropic_messages),
+)
+
+# OpenAI Assistants' /threads/{id}/messages also ends in /messages but is not Anthropic's shape;
+# leaving it to the generic adapter keeps its text visible.
+_NOT_ANTHROPIC = "/threads/"
 
 
 def normalize_path(path: str) -> str:
@@ -19,8 +39,21 @@ def format_for_path(path: str) -> RequestFormat | None:
     path = normalize_path(path)
     for suffix, adapter in _BY_SUFFIX:
         if path.endswith(suffix):
+            if adapter is anthropic_messages and _NOT_ANTHROPIC in path:
+                return None
             return adapter
     return None
 
 
-__all__ = ["RequestFormat", "TextSlot", "format_for_path", "generic", "normalize_path"]
+__all__ = [
+    "RequestFormat",
+    "TextSlot",
+    "anthropic_messages",
+    "embeddings",
+    "format_for_path",
+    "generic",
+    "normalize_path",
+    "openai_chat",
+    "openai_completions",
+    "openai_responses",
+]

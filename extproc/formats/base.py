@@ -1,35 +1,139 @@
-"""Where text lives in a JSON body, as writable slots."""
+"""Where text lives in a JSON body, as writable slots, and the adapter contract."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+# How deep a free-form JSON value (a tool_use ``input``) may nest before we refuse to read it.
+# The engine turns ValueError into a 400, which beats silently skipping text we could not reach.
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(slots=True)
 class TextSlot:
-    """``container[key]`` holds ``text``; writing back a mask is one assignment."""
+    """``container[key]`` holds ``text``; writing back a mask is one assignment.
+
+    ``role`` is who wrote the text (``user``, ``assistant``, ``system``, ``tool``,
+    ``instructions``...), so callers can filter or cache verdicts by role.
+    """
 
     container: dict[str, Any] | list[Any]
     key: str | int
     text: str
+    role: str | None = None
 
     def write(self, text: str) -> None:
         self.container[self.key] = text  # type: ignore[index]
 
 
 class RequestFormat(Protocol):
+    """One API schema: where text lives in requests and responses, and a stand-in answer."""
+
     name: str
 
     def request_texts(self, document: dict[str, Any]) -> list[TextSlot]:
         """Every place in the request body that a guardrail must see."""
         ...
 
+    def response_texts(self, document: dict[str, Any]) -> list[TextSlot]:
+        """Every place in a non-streamed response body that a post-call guardrail must see."""
+        ...
 
-def string_slot(container: dict[str, Any] | list[Any], key: str | int) -> list[TextSlot]:
-    """A slot for ``container[key]`` if it holds a non-empty string."""
-    try:
-        value = container[key]  # type: ignore[index]
-    except (KeyError, IndexError):
+    def synthetic_reply(
+        self, message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+    ) -> tuple[str, bytes] | None:
+        """(content type, body) of a successful-looking answer whose text is ``message``.
+
+        None when the API has no text answer to fake (embeddings); the caller sends an error.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOnlyFormat:
+    """A request shape without a text answer (token counting): read it, never fake a reply."""
+
+    name: str
+    read_request: Callable[[dict[str, Any]], list[TextSlot]]
+
+    def request_texts(self, document: dict[str, Any]) -> list[TextSlot]:
+        return self.read_request(document)
+
+    def response_texts(self, document: dict[str, Any]) -> list[TextSlot]:
         return []
-    return [TextSlot(container, key, value)] if isinstance(value, str) and value else []
+
+    def synthetic_reply(
+        self, message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+    ) -> tuple[str, bytes] | None:
+        return None
+
+
+def role_of(item: dict[str, Any], default: str | None = None) -> str | None:
+    role = item.get("role")
+    return role if isinstance(role, str) else default
+
+
+def add_string(slots: list[TextSlot], container: Any, key: str, role: str | None) -> None:
+    """Append a slot for ``container[key]`` when container is a dict and the value a non-empty
+    string; anything else (null, numbers, missing) is silently skipped."""
+    if isinstance(container, dict):
+        value = container.get(key)
+        if isinstance(value, str) and value:
+            slots.append(TextSlot(container, key, value, role))
+
+
+def add_strings_in_list(slots: list[TextSlot], items: list[Any], role: str | None) -> None:
+    """A slot for each non-empty string element (``prompt: [..]``); token arrays are skipped."""
+    for index, item in enumerate(items):
+        if isinstance(item, str) and item:
+            slots.append(TextSlot(items, index, item, role))
+
+
+def add_text_parts(
+    slots: list[TextSlot], parts: list[Any], text_types: dict[str, str], role: str | None
+) -> None:
+    """Text of content parts whose ``type`` is a key of ``text_types`` (the value names the
+    field holding the text, e.g. ``{"text": "text", "refusal": "refusal"}``)."""
+    for part in parts:
+        if isinstance(part, dict):
+            kind = part.get("type")
+            field = text_types.get(kind) if isinstance(kind, str) else None  # dicts are unhashable
+            if field is not None:
+                add_string(slots, part, field, role)
+
+
+def add_text_content(
+    slots: list[TextSlot],
+    holder: dict[str, Any],
+    key: str,
+    text_types: dict[str, str],
+    role: str | None,
+) -> None:
+    """``holder[key]`` is either a string or a list of typed parts (the common content shape)."""
+    content = holder.get(key)
+    if isinstance(content, str):
+        if content:
+            slots.append(TextSlot(holder, key, content, role))
+    elif isinstance(content, list):
+        add_text_parts(slots, content, text_types, role)
+
+
+def add_json_strings(slots: list[TextSlot], value: Any, role: str | None, depth: int = 0) -> None:
+    """Every non-empty string inside a free-form JSON value (values only, never keys), in
+    document order. Depth is bounded so hostile nesting cannot exhaust the Python stack."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError("JSON nested too deeply to inspect")
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if isinstance(item, str):
+            if item:
+                slots.append(TextSlot(value, key, item, role))
+        elif isinstance(item, dict | list):
+            add_json_strings(slots, item, role, depth + 1)

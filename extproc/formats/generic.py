@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.formats.base import TextSlot
+from extproc.formats.base import TextSlot, add_json_strings
 
 name = "generic_json"
 
-_MAX_DEPTH = 64
-
 
 def request_texts(document: Any) -> list[TextSlot]:
+    """Every non-empty string value in document order; ValueError when nested too deeply."""
     slots: list[TextSlot] = []
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > _MAX_DEPTH:
-            raise ValueError("JSON nested too deeply to inspect")
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in items:
-            if isinstance(value, str):
-                if value:
-                    slots.append(TextSlot(node, key, value))
-            elif isinstance(value, dict | list):
-                stack.append((value, depth + 1))
+    add_json_strings(slots, document, None)
     return slots
+
+
+def response_texts(document: Any) -> list[TextSlot]:
+    return request_texts(document)
+
+
+def synthetic_reply(
+    message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+) -> None:
+    """An unknown API has no answer shape we could imitate; the caller sends an error."""
+    return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from extproc.backends.base import Action, Finding
+from extproc.config.loader import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,29 +30,85 @@ Decision = Block | Mask | Allow
 ALLOW = Allow()
 
 
-def label(finding: Finding) -> str:
-    return f"[{finding.type}]"
+DEFAULT_PLACEHOLDER = "[{type}]"
+_PLACEHOLDER_FIELDS = frozenset({"type", "n"})
+
+Labeler = Callable[[Finding, str], str]  # (finding, the text it covers) -> mask text
 
 
-def mask_text(text: str, findings: Sequence[Finding]) -> str:
-    """Replace each finding by ``[TYPE]``; overlapping findings merge into one span, labelled by
+def type_label(finding: Finding, value: str) -> str:
+    return finding.label or f"[{finding.type}]"
+
+
+def check_placeholder(template: object, where: str) -> str:
+    """Validate a ``placeholder`` format at startup: ``{type}`` and ``{n}`` are its only fields."""
+    if not isinstance(template, str) or not template:
+        raise ConfigError(f"{where} must be a non-empty string such as '<{{type}}_{{n}}>'")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise ConfigError(f"{where}: invalid format {template!r} ({error})") from None
+    unknown = fields - _PLACEHOLDER_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {{{sorted(unknown)[0]}}} (use {{type}} and {{n}})"
+        )
+    try:
+        template.format(type="EMAIL", n=1)
+    except (ValueError, IndexError) as error:
+        raise ConfigError(f"{where}: invalid format {template!r} ({error})") from None
+    return template
+
+
+@dataclass(slots=True)
+class Placeholders:
+    """Mask labels for one request, from each guardrail's ``placeholder`` format.
+
+    ``{n}`` numbers values per type across the whole request, and the same value always gets
+    the same number (``<EMAIL_1>`` twice is one person), so ``originals`` can restore them.
+    """
+
+    formats: Mapping[str, str]  # guardrail name -> format; absent -> DEFAULT_PLACEHOLDER
+    numbers: dict[tuple[str, str], int] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)  # label -> original value
+
+    def label(self, guardrail: str, finding: Finding, value: str) -> str:
+        template = self.formats.get(guardrail, DEFAULT_PLACEHOLDER)
+        if template == DEFAULT_PLACEHOLDER:
+            return type_label(finding, value)
+        key = (finding.type, value)
+        number = self.numbers.get(key)
+        if number is None:
+            number = 1 + sum(1 for kind, _ in self.numbers if kind == finding.type)
+            self.numbers[key] = number
+        text = template.format(type=finding.type, n=number)
+        self.originals.setdefault(text, value)
+        return text
+
+
+def mask_text(text: str, findings: Sequence[Finding], label: Labeler = type_label) -> str:
+    """Replace each finding by its label; overlapping findings merge into one span, labelled by
     the finding that starts first (the longest, on a tie)."""
-    spans: list[list] = []  # merged [start, end, label]
+    merged: list[list] = []  # [start, end, finding that labels it]
     for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
-        if spans and finding.start < spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], finding.end)
+        if merged and finding.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], finding.end)
         else:
-            spans.append([finding.start, finding.end, label(finding)])
+            merged.append([finding.start, finding.end, finding])
     pieces: list[str] = []
     cursor = 0
-    for start, end, text_label in spans:
-        pieces += (text[cursor:start], text_label)
+    for start, end, finding in merged:
+        pieces += (text[cursor:start], label(finding, text[start:end]))
         cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces)
 
 
-def decide(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Decision:
+def decide(
+    texts: Sequence[str],
+    findings: Sequence[tuple[str, Finding]],
+    placeholders: Placeholders | None = None,
+) -> Decision:
     """``findings`` pairs each finding with the name of the guardrail that made it."""
     for guardrail, finding in findings:
         if finding.action is Action.BLOCK:
@@ -63,9 +121,17 @@ def decide(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Dec
             )
             return Block(guardrail, tuple(types))
     by_text: dict[int, list[Finding]] = {}
-    for _, finding in findings:
+    owner: dict[Finding, str] = {}
+    for guardrail, finding in findings:
         if finding.action is Action.MASK:
             by_text.setdefault(finding.index, []).append(finding)
+            owner.setdefault(finding, guardrail)
     if not by_text:
         return ALLOW
-    return Mask({i: mask_text(texts[i], fs) for i, fs in by_text.items()})
+    if placeholders is None:
+        return Mask({i: mask_text(texts[i], fs) for i, fs in by_text.items()})
+
+    def label(finding: Finding, value: str) -> str:
+        return placeholders.label(owner[finding], finding, value)
+
+    return Mask({i: mask_text(texts[i], fs, label) for i, fs in sorted(by_text.items())})

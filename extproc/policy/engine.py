@@ -1,40 +1,85 @@
 """The guardrail engine: config -> guardrails; per request, an ExchangeHandler that applies them.
 
 This is where the protocol layer (bytes, phases) meets formats (where text lives), backends
-(findings) and decisions (block / mask / allow).
+(findings) and decisions (block / mask / allow). Modes map onto ext_proc phases:
+
+- ``pre_call``: judged on the buffered request body, before the upstream is called.
+- ``during_call``: started on the request body, which goes upstream at once; the response
+  headers wait for the verdict, so a block still becomes a clean 400.
+- ``post_call``: judged on the buffered response body (held back until the verdict).
+- ``logging_only``: judged on the request body; findings are logged, nothing changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from extproc.backends import Guardrail, build
-from extproc.backends.base import Finding
+from extproc.backends.base import Action, Finding
 from extproc.config import Config
+from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
-from extproc.formats.base import TextSlot
-from extproc.policy.decision import Block, Mask, decide
+from extproc.formats.base import RequestFormat, TextSlot
+from extproc.policy.decision import Block, Mask, Placeholders, check_placeholder, decide
 from extproc.policy.errors import error_body
-from extproc.policy.selection import SelectionError, pop_requested
+from extproc.policy.selection import (
+    SELECTION_HEADER,
+    SelectionError,
+    names_from_header,
+    pop_requested,
+)
 from extproc.protocol.exchange import (
     CONTINUE,
+    BodyAccess,
     BodyVerdict,
     Phases,
     Reject,
     ReplaceBody,
     RequestHead,
+    ResponseHead,
 )
 
 log = logging.getLogger(__name__)
 
 NO_PHASES = Phases()
-INSPECT_REQUEST = Phases(request_body=True)
+RESPONSE_MODES = frozenset({"during_call", "post_call"})
+Found = list[tuple[str, Finding]]
 
 
 def _bad_request(message: str, details: str) -> Reject:
     return Reject(400, error_body(message), details=details)
+
+
+def _dump(document: object) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ModePlan:
+    """The guardrails of one request, by the phase they run in."""
+
+    pre_call: tuple[Guardrail, ...] = ()
+    during_call: tuple[Guardrail, ...] = ()
+    post_call: tuple[Guardrail, ...] = ()
+    logging_only: tuple[Guardrail, ...] = ()
+
+    @classmethod
+    def of(cls, guardrails: Sequence[Guardrail]) -> ModePlan:
+        def having(mode: str) -> tuple[Guardrail, ...]:
+            return tuple(g for g in guardrails if mode in g.spec.modes)
+
+        return cls(
+            having("pre_call"), having("during_call"), having("post_call"), having("logging_only")
+        )
+
+    @property
+    def on_request(self) -> bool:
+        return bool(self.pre_call or self.during_call or self.logging_only)
 
 
 class Engine:
@@ -46,6 +91,25 @@ class Engine:
         guardrails = [build(spec, config.directory) for spec in config.guardrails]
         self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
         self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
+        self.default_plan = ModePlan.of(self.default_on)
+        # Whether a request *may* need its response: asked for in reply to the request headers,
+        # before the body (which may select more guardrails) has arrived.
+        self.response_possible = any(RESPONSE_MODES & set(g.spec.modes) for g in guardrails)
+        self.on_error = {
+            g.name: check_on_error(
+                g.spec.params.get("on_error", config.settings.on_error),
+                f"guardrail {g.name!r}: litellm_params.on_error",
+            )
+            for g in guardrails
+        }
+        self.placeholders = {
+            g.name: check_placeholder(
+                g.spec.params.get("placeholder", g.default_placeholder),
+                f"guardrail {g.name!r}: litellm_params.placeholder",
+            )
+            for g in guardrails
+            if "placeholder" in g.spec.params or g.default_placeholder
+        }
 
     def __call__(self) -> GuardedExchange:
         return GuardedExchange(self)
@@ -65,33 +129,87 @@ class Engine:
         wanted = set(requested)
         return tuple(g for g in self.by_name.values() if g.spec.default_on or g.name in wanted)
 
-    async def findings(
-        self, guardrails: Sequence[Guardrail], texts: Sequence[str]
-    ) -> list[tuple[str, Finding]]:
-        found: list[tuple[str, Finding]] = []
+    def plan(self, requested: Sequence[str]) -> ModePlan:
+        return ModePlan.of(self.active(requested)) if requested else self.default_plan
+
+    async def findings(self, guardrails: Sequence[Guardrail], texts: Sequence[str]) -> Found:
+        """Findings of ``guardrails`` on ``texts``, each paired with its guardrail's name."""
+        found: Found = []
+        if not texts:
+            return found
         for guardrail in guardrails:
-            if "pre_call" in guardrail.spec.modes:
+            try:
                 found += [(guardrail.name, f) for f in await guardrail.scan(texts)]
-            elif "logging_only" in guardrail.spec.modes:
-                for finding in await guardrail.scan(texts):
-                    log.info("guardrail %s (logging_only) found %s", guardrail.name, finding.type)
+            except Exception as error:
+                if self.on_error[guardrail.name] == "block":
+                    raise
+                # Fail open, by configuration; said loudly, and never with the content.
+                log.warning(
+                    "guardrail %s failed (%s); request allowed because on_error is 'allow'",
+                    guardrail.name,
+                    type(error).__name__,
+                )
         return found
+
+    async def log_findings(self, guardrails: Sequence[Guardrail], texts: Sequence[str]) -> None:
+        """logging_only: record what was found (types only, never content)."""
+        for name, finding in await self.findings(guardrails, texts):
+            log.info("guardrail %s (logging_only) found %s", name, finding.subtype or finding.type)
+
+
+def observe_only(findings: Found, action: Action = Action.MASK) -> Found:
+    """Findings with ``action`` turned into logs: during_call cannot change a request that has
+    already gone, and a logging_only guardrail changes nothing."""
+    return [(g, replace(f, action=Action.LOG) if f.action is action else f) for g, f in findings]
 
 
 class GuardedExchange:
     """One HTTP request's view of the engine (an ``ExchangeHandler``)."""
 
-    __slots__ = ("engine", "head")
+    __slots__ = (
+        "adapter",
+        "during",
+        "engine",
+        "head",
+        "placeholders",
+        "plan",
+        "request",
+        "selected",
+    )
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.head: RequestHead | None = None
+        self.adapter: RequestFormat | None = None
+        self.request: dict[str, Any] | None = None  # the parsed request body, once judged
+        self.selected: list[str] = []  # selected by route (gRPC metadata) or header
+        self.plan = engine.default_plan
+        self.placeholders: Placeholders | None = None
+        self.during: asyncio.Task[Found] | None = None
+
+    # -- request ----------------------------------------------------------------------------
 
     def on_request_headers(self, head: RequestHead) -> Phases | Reject:
         self.head = head
-        if head.has_body and self.engine.by_name:
-            return INSPECT_REQUEST
-        return NO_PHASES
+        engine = self.engine
+        if not engine.by_name:
+            return NO_PHASES
+        selected = names_from_header(head.metadata.get(SELECTION_HEADER))
+        selected += names_from_header(head.headers.get(SELECTION_HEADER))
+        unknown = engine.unknown_name(selected)
+        if unknown:
+            return _bad_request(unknown, "unknown_guardrail")
+        self.selected = selected
+        self.plan = engine.plan(selected)
+        response = engine.response_possible
+        removals = (SELECTION_HEADER,) if SELECTION_HEADER in head.headers else ()
+        if response:
+            removals += ("accept-encoding",)  # a response we may read must come uncompressed
+        return Phases(
+            request_body=head.has_body,
+            response_headers=response,
+            remove_headers=removals,
+        )
 
     async def on_request_body(self, body: bytes) -> BodyVerdict:
         limit = self.engine.settings.max_request_body_bytes
@@ -99,7 +217,7 @@ class GuardedExchange:
             message = f"Request body is larger than the {limit}-byte inspection limit."
             return Reject(413, error_body(message, code="413"), details="request_body_too_large")
         path = self.head.path if self.head else ""
-        adapter = format_for_path(path)
+        adapter = self.adapter = format_for_path(path)
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -117,39 +235,123 @@ class GuardedExchange:
         unknown = self.engine.unknown_name(requested or ())
         if unknown:
             return _bad_request(unknown, "unknown_guardrail")
+        if requested:
+            self.plan = self.engine.plan(self.selected + requested)
+        if isinstance(document, dict):
+            self.request = document
+        if not self.plan.on_request:
+            return CONTINUE if requested is None else ReplaceBody(_dump(document))
         try:
             slots = (adapter or generic).request_texts(document)
         except ValueError as error:
             return _bad_request(str(error), "request_body_uninspectable")
-        return await self._judge(
-            document, slots, self.engine.active(requested or ()), changed=requested is not None
-        )
+        return await self._judge_request(document, slots, changed=requested is not None)
 
-    async def _judge(
-        self,
-        document: object,
-        slots: list[TextSlot],
-        guardrails: Sequence[Guardrail],
-        changed: bool,
+    async def _judge_request(
+        self, document: object, slots: list[TextSlot], changed: bool
     ) -> BodyVerdict:
+        engine, plan = self.engine, self.plan
         texts = [slot.text for slot in slots]
-        findings = await self.engine.findings(guardrails, texts) if texts and guardrails else []
-        decision = decide(texts, findings)
+        if plan.logging_only:
+            await engine.log_findings(plan.logging_only, texts)
+        findings = await engine.findings(plan.pre_call, texts) if plan.pre_call else []
+        decision = decide(texts, findings, self._placeholders()) if findings else None
         if isinstance(decision, Block):
-            return self._blocked(decision)
+            return self._blocked(decision, "Request")
         if isinstance(decision, Mask):
             for index, masked in decision.texts.items():
                 slots[index].write(masked)
-        elif not changed:
-            return CONTINUE
-        return ReplaceBody(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
+                texts[index] = masked
+            changed = True
+        if plan.during_call and texts:
+            # The request goes upstream now; the verdict is awaited at the response headers.
+            self.during = asyncio.ensure_future(engine.findings(plan.during_call, texts))
+        return ReplaceBody(_dump(document)) if changed else CONTINUE
 
-    def _blocked(self, block: Block) -> Reject:
-        what = ", ".join(block.types)
-        log.info("guardrail %s blocked a request (%s)", block.guardrail, what)
-        message = f"Request blocked by guardrail '{block.guardrail}': {what} detected."
+    def _placeholders(self) -> Placeholders | None:
+        if not self.engine.placeholders:
+            return None
+        if self.placeholders is None:
+            self.placeholders = Placeholders(self.engine.placeholders)
+        return self.placeholders
+
+    # -- response ---------------------------------------------------------------------------
+
+    async def on_response_headers(self, head: ResponseHead) -> BodyAccess | Reject:
+        if self.during is not None:
+            task, self.during = self.during, None
+            decision = decide([], observe_only(await task))
+            if isinstance(decision, Block):
+                return self._blocked(decision, "Request")
+        if not self.plan.post_call or not 200 <= head.status < 300:
+            return BodyAccess.NONE
+        content_type = head.headers.get("content-type", "")
+        if "json" in content_type:
+            return BodyAccess.BUFFERED
+        # Streamed (SSE) output is not checked yet (issue: streaming); say so rather than pass
+        # it silently as checked.
+        log.warning("post_call guardrails skipped a %s response", content_type or "untyped")
+        return BodyAccess.NONE
+
+    async def on_response_body(self, body: bytes) -> BodyVerdict:
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return self._uninspectable_response()
+        try:
+            if self.adapter is not None and isinstance(document, dict):
+                slots = self.adapter.response_texts(document)
+            elif isinstance(document, dict | list):
+                slots = generic.request_texts(document)
+            else:
+                slots = []
+        except ValueError:  # e.g. nested too deeply to inspect
+            return self._uninspectable_response()
+        texts = [slot.text for slot in slots]
+        findings = await self.engine.findings(self.plan.post_call, texts)
+        if not findings:
+            return CONTINUE
+        decision = decide(texts, findings, self._placeholders())
+        if isinstance(decision, Block):
+            return self._blocked(decision, "Response")
+        if isinstance(decision, Mask):
+            for index, masked in decision.texts.items():
+                slots[index].write(masked)
+            return ReplaceBody(_dump(document))
+        return CONTINUE
+
+    def _uninspectable_response(self) -> Reject:
+        log.warning("post_call: upstream response is not JSON; not forwarded")
+        body = error_body(
+            "The upstream response could not be inspected by a post_call guardrail.",
+            "guardrail_error",
+            code="502",
+        )
+        return Reject(502, body, details="response_uninspectable")
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _blocked(self, block: Block, what: str) -> Reject:
+        kinds = ", ".join(block.types)
+        log.info("guardrail %s blocked a %s (%s)", block.guardrail, what.lower(), kinds)
+        guardrail = self.engine.by_name[block.guardrail]
+        message = guardrail.block_message or (
+            f"{what} blocked by guardrail '{block.guardrail}': {kinds} detected."
+        )
+        if guardrail.spec.params.get("disable_exception_on_block"):
+            reply = self._synthetic_reply(message)
+            if reply is not None:
+                content_type, body = reply
+                return Reject(200, body, content_type, details="blocked_by_guardrail")
         body = error_body(message, guardrail_name=block.guardrail, detected=list(block.types))
         return Reject(400, body, details="blocked_by_guardrail")
+
+    def _synthetic_reply(self, message: str) -> tuple[str, bytes] | None:
+        """An answer in the API's own shape carrying the block message (LiteLLM's
+        ``disable_exception_on_block``), for clients such as OpenWebUI that show it."""
+        if self.adapter is None:
+            return None
+        return self.adapter.synthetic_reply(message, self.request or {})
 
     def on_internal_error(self, error: BaseException) -> Reject:
         # Only the exception type is logged: messages may quote request content.
@@ -158,3 +360,13 @@ class GuardedExchange:
             "Guardrail check failed; the request was not forwarded.", "guardrail_error", code="500"
         )
         return Reject(500, body, details="guardrail_error")
+
+    def close(self) -> None:
+        task, self.during = self.during, None
+        if task is None:
+            return
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: an unused verdict's failure is not an error
+        else:
+            task.cancel()

@@ -11,6 +11,9 @@ from typing import Any
 
 FIELD = "guardrails"
 METADATA_KEYS = ("metadata", "litellm_metadata")
+# A request header, or gRPC initial metadata that an Envoy route adds with
+# ``grpc_initial_metadata``: comma-separated guardrail names to run on top of default_on ones.
+SELECTION_HEADER = "x-guardrails"
 
 
 class SelectionError(ValueError):
@@ -38,3 +41,10 @@ def pop_requested(document: dict[str, Any]) -> list[str] | None:
             if not metadata:
                 del document[key]
     return found
+
+
+def names_from_header(value: str | None) -> list[str]:
+    """``"a, b"`` -> ``["a", "b"]``; absent or blank -> ``[]``."""
+    if not value:
+        return []
+    return [name for name in (part.strip() for part in value.split(",")) if name]

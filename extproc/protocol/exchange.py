@@ -6,28 +6,56 @@ The session speaks Envoy; an :class:`ExchangeHandler` speaks plain values. A blo
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class RequestHead:
-    """What the request-headers message tells us about an HTTP request."""
+    """What the request-headers message tells us about an HTTP request.
+
+    ``metadata`` is the gRPC initial metadata of the ext_proc stream: per-route settings that
+    Envoy's ``grpc_initial_metadata`` adds (the client cannot forge them).
+    """
 
     method: str
     path: str
     headers: Mapping[str, str]
     has_body: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """What the response-headers message tells us about the upstream's answer."""
+
+    status: int
+    headers: Mapping[str, str]
+    has_body: bool
+
+
+class BodyAccess(enum.Enum):
+    """How a handler wants to see a response body."""
+
+    NONE = "none"  # not at all: it flows straight to the client
+    BUFFERED = "buffered"  # whole, in one message; held back until the verdict
+    STREAMED = "streamed"  # chunk by chunk (FULL_DUPLEX_STREAMED), rewritten in flight
 
 
 @dataclass(frozen=True, slots=True)
 class Phases:
-    """Which later ext_proc phases this request needs; every phase skipped saves a round trip."""
+    """Which later ext_proc phases this request needs; every phase skipped saves a round trip.
+
+    ``remove_headers`` are request headers to drop before the upstream sees them (for example
+    ``accept-encoding``, so that a response we must read arrives uncompressed).
+    """
 
     request_body: bool = False
     response_headers: bool = False
-    response_body: bool = False
+    response_body: BodyAccess = BodyAccess.NONE
+    remove_headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +95,21 @@ class ExchangeHandler(Protocol):
         """Judge the complete (buffered) request body."""
         ...
 
+    async def on_response_headers(self, head: ResponseHead) -> BodyAccess | Reject:
+        """Judge the response on its headers (and any check still running); say how to read
+        its body. Only called when the request-headers plan asked for response headers."""
+        ...
+
+    async def on_response_body(self, body: bytes) -> BodyVerdict:
+        """Judge the complete (buffered) response body."""
+        ...
+
     def on_internal_error(self, error: BaseException) -> Reject:
         """The reply for a failure inside the handler: never a silent pass."""
+        ...
+
+    def close(self) -> None:
+        """The stream ended (normally, or the client went away): cancel pending work."""
         ...
 
 

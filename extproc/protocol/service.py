@@ -24,7 +24,8 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ProcessingResponse]:
-        session = Session(self._handler_factory())
+        metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        session = Session(self._handler_factory(), metadata)
         self.active_streams += 1
         try:
             async for request in request_iterator:
@@ -40,3 +41,4 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
         finally:
             # Also reached on CancelledError, when the client or Envoy resets the stream.
             self.active_streams -= 1
+            session.close()

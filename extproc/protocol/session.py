@@ -8,17 +8,22 @@ it). The session asks Envoy, through ``mode_override``, only for the phases the 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
+from collections.abc import Mapping
 
 from extproc.protocol import replies
 from extproc.protocol.exchange import (
+    BodyAccess,
+    BodyVerdict,
     Continue,
     ExchangeHandler,
     Phases,
     Reject,
     ReplaceBody,
     RequestHead,
+    ResponseHead,
 )
 from extproc.protocol.pb import ProcessingMode, ProcessingRequest, ProcessingResponse, ext
 
@@ -47,26 +52,46 @@ def _headers(message: ext.HttpHeaders) -> dict[str, str]:
     }
 
 
+_RESPONSE_BODY_MODE = {
+    BodyAccess.NONE: BodyMode.NONE,
+    BodyAccess.BUFFERED: BodyMode.BUFFERED,
+    BodyAccess.STREAMED: BodyMode.FULL_DUPLEX_STREAMED,
+}
+
+
 def _mode_for(phases: Phases) -> ProcessingMode:
+    streamed = phases.response_body is BodyAccess.STREAMED
     return ProcessingMode(
         request_body_mode=BodyMode.BUFFERED if phases.request_body else BodyMode.NONE,
         response_header_mode=SEND if phases.response_headers else SKIP,
-        response_body_mode=BodyMode.FULL_DUPLEX_STREAMED if phases.response_body else BodyMode.NONE,
+        response_body_mode=_RESPONSE_BODY_MODE[phases.response_body],
         request_trailer_mode=SKIP,
-        response_trailer_mode=SEND if phases.response_body else SKIP,
+        response_trailer_mode=SEND if streamed else SKIP,
     )
+
+
+def _response_body_mode(access: BodyAccess) -> ProcessingMode:
+    """An override sent with the response-headers reply; DEFAULT (0) fields keep their mode."""
+    mode = ProcessingMode(response_body_mode=_RESPONSE_BODY_MODE[access])
+    if access is BodyAccess.STREAMED:
+        mode.response_trailer_mode = SEND
+    return mode
 
 
 class Session:
     """Drives one stream. ``on_message`` returns the replies to send (zero or more)."""
 
-    def __init__(self, handler: ExchangeHandler) -> None:
+    def __init__(self, handler: ExchangeHandler, metadata: Mapping[str, str] | None = None) -> None:
         self.handler = handler
+        self.metadata = metadata or {}
         self.phase = Phase.REQUEST_HEADERS
         self.request_body_mode = BodyMode.NONE
         self.response_body_mode = BodyMode.NONE
         self.response_started = False  # a response-headers reply went out: no clean 4xx any more
         self.response_eos_sent = False
+
+    def close(self) -> None:
+        self.handler.close()
 
     async def on_message(self, request: ProcessingRequest) -> list[ProcessingResponse]:
         if request.HasField("protocol_config"):
@@ -95,11 +120,9 @@ class Session:
         if kind == "request_trailers":
             return [replies.trailers_continue("request")]
         if kind == "response_headers":
-            self.phase = Phase.RESPONSE
-            self.response_started = True
-            return [replies.headers_reply("response")]
+            return [await self._on_response_headers(request.response_headers)]
         if kind == "response_body":
-            return self._on_response_body(request.response_body)
+            return await self._on_response_body(request.response_body)
         if kind == "response_trailers":
             return [replies.trailers_continue("response")]
         raise ProtocolAbort(f"unexpected ext_proc message: {kind!r}")
@@ -127,17 +150,20 @@ class Session:
             path=headers.get(":path", ""),
             headers=headers,
             has_body=not message.end_of_stream,
+            metadata=self.metadata,
         )
         plan = self.handler.on_request_headers(head)
         if isinstance(plan, Reject):
             return self._reject(plan)
-        if not head.has_body:
-            plan = Phases(False, plan.response_headers, plan.response_body)
+        if not head.has_body and plan.request_body:
+            plan = dataclasses.replace(plan, request_body=False)
         mode = _mode_for(plan)
         self.request_body_mode = mode.request_body_mode
         self.response_body_mode = mode.response_body_mode
         self.phase = Phase.REQUEST_BODY if plan.request_body else Phase.RESPONSE
-        return replies.headers_reply("request", mode_override=mode)
+        removals = [h for h in plan.remove_headers if h in headers]
+        mutation = replies.header_mutation(remove=removals) if removals else None
+        return replies.headers_reply("request", mode_override=mode, mutation=mutation)
 
     async def _on_request_body(self, message: ext.HttpBody) -> ProcessingResponse:
         if self.phase is not Phase.REQUEST_BODY:
@@ -147,14 +173,51 @@ class Session:
             raise ProtocolAbort("request body inspection needs BUFFERED mode")
         # BUFFERED: this one message is the whole body (eos is false when trailers follow).
         self.phase = Phase.RESPONSE
-        verdict = await self.handler.on_request_body(message.body)
+        return self._body_reply("request", await self.handler.on_request_body(message.body))
+
+    def _body_reply(self, direction: str, verdict: BodyVerdict) -> ProcessingResponse:
         if isinstance(verdict, Continue):
-            return replies.body_continue("request")
+            return replies.body_continue(direction)
         if isinstance(verdict, ReplaceBody):
-            return replies.body_replace("request", verdict.body)
+            return replies.body_replace(direction, verdict.body)
         return self._reject(verdict)
 
-    def _on_response_body(self, message: ext.HttpBody) -> list[ProcessingResponse]:
+    async def _on_response_headers(self, message: ext.HttpHeaders) -> ProcessingResponse:
+        self._expect(Phase.RESPONSE)
+        headers = _headers(message)
+        try:
+            status = int(headers.get(":status", "0"))
+        except ValueError:
+            status = 0
+        head = ResponseHead(status=status, headers=headers, has_body=not message.end_of_stream)
+        access = await self.handler.on_response_headers(head)
+        if isinstance(access, Reject):
+            return self._reject(access)  # Envoy has not sent the upstream's headers yet: clean
+        if self.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED:
+            # Chosen with the request headers; Envoy 1.40 cannot switch away from it.
+            self.response_started = True
+            return replies.headers_reply("response")
+        if not head.has_body:
+            access = BodyAccess.NONE
+        self.response_body_mode = _RESPONSE_BODY_MODE[access]
+        # A BUFFERED body holds the headers back until its verdict: still room for a clean 4xx.
+        self.response_started = access is not BodyAccess.BUFFERED
+        # A buffered body may be rewritten to another length: drop content-length now (Envoy
+        # then sends the answer chunked) rather than risk a mismatch 500 later.
+        mutation = (
+            replies.header_mutation(remove=["content-length"])
+            if access is BodyAccess.BUFFERED and "content-length" in headers
+            else None
+        )
+        return replies.headers_reply(
+            "response", mode_override=_response_body_mode(access), mutation=mutation
+        )
+
+    async def _on_response_body(self, message: ext.HttpBody) -> list[ProcessingResponse]:
+        if self.response_body_mode == BodyMode.BUFFERED:
+            reply = self._body_reply("response", await self.handler.on_response_body(message.body))
+            self.response_started = True
+            return [reply]
         if self.response_body_mode != BodyMode.FULL_DUPLEX_STREAMED:
             return [replies.body_continue("response")]
         if self.response_eos_sent:

@@ -116,6 +116,8 @@ def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dic
     return config
 
 
-def write(options: EnvoyOptions, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(render(options), sort_keys=False))
+def write(options: EnvoyOptions, path: Path, template: Path | None = None) -> Path:
+    """Render ``template`` (default: envoy/envoy.yaml) for ``options`` into ``path``."""
+    loaded = load_template(template) if template else None
+    path.write_text(yaml.safe_dump(render(options, loaded), sort_keys=False))
     return path

@@ -1,7 +1,21 @@
-"""A tiny OpenAI-compatible LLM for local runs and tests: it echoes the last user message.
+"""A tiny LLM for local runs and tests that speaks every API schema we inspect, by echoing.
 
-So a user sees exactly what reached the model (masked PII shows up masked). ``GET /_fake/last``
-returns the last request as received (headers and body), for tests that check the upstream side.
+Each schema answers with the last text the user supplied, so a user sees exactly what reached the
+model (masked PII shows up masked) and post_call guardrails have that text to check:
+
+=====================  ==========================================================================
+POST path ends with    answer (``"stream": true`` gives the SSE variant, one word per delta)
+=====================  ==========================================================================
+/chat/completions      ``chat.completion``: the last user message
+/completions           ``text_completion``: the prompt (the last one of a list)
+/embeddings            a list of ``embedding`` objects, one per input (floats, or base64)
+/responses             a completed ``response`` whose message says the last user input
+/messages              an Anthropic ``message`` whose text block says the last user message
+=====================  ==========================================================================
+
+Ids and timestamps are fixed, so identical requests get byte-identical answers. ``GET
+/_fake/last`` returns the last request as received (headers and body), for tests that check the
+upstream side.
 
     python -m extproc.stack.fake_llm --port 8080
 """
@@ -9,62 +23,223 @@ returns the last request as received (headers and body), for tests that check th
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
+import struct
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODEL = "fake-echo-1"
 CREATED = 1_700_000_000  # fixed, so identical requests get byte-identical answers
+EMBEDDING_SIZE = 8
+
+# A JSON answer, or the SSE events of a streamed one.
+Reply = dict[str, Any] | list[bytes]
 
 
-def last_user_text(request: dict[str, Any]) -> str:
-    for message in reversed(request.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+# -- reading the request -----------------------------------------------------------------------
+
+
+def joined_text(content: Any, part_types: tuple[str, ...]) -> str:
+    """A content string as is, or the text of its parts of ``part_types`` joined by spaces."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p for p in content if isinstance(p, dict) and p.get("type") in part_types]
+        return " ".join(p.get("text", "") for p in parts)
     return ""
 
 
-def completion(text: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": CREATED,
-        "model": MODEL,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
+def last_user_text(messages: Any, part_types: tuple[str, ...] = ("text",)) -> str:
+    """The content of the last ``role: user`` item of a chat/Responses/Anthropic history."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return joined_text(message.get("content"), part_types)
+    return ""
 
 
-def stream_events(text: str) -> list[bytes]:
-    """SSE events, one word per chunk, then ``[DONE]``."""
-    words = text.split(" ")
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-    events = []
-    for delta in [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]:
-        chunk = {
+def words(text: str) -> list[str]:
+    """``text`` cut into stream deltas, one word each, spaces kept: they join back to ``text``."""
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+# -- one function per schema -------------------------------------------------------------------
+
+
+def chat(request: dict[str, Any]) -> Reply:
+    text = last_user_text(request.get("messages"))
+    if not request.get("stream"):
+        message = {"role": "assistant", "content": text}
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+    deltas = [{"role": "assistant", "content": ""}, *({"content": w} for w in words(text)), {}]
+    finishes: list[str | None] = [None] * (len(deltas) - 1) + ["stop"]
+    chunks = [
+        {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "model": MODEL,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
-        events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-    final = {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        for delta, finish in zip(deltas, finishes, strict=True)
+    ]
+    return [sse(chunk) for chunk in chunks] + [DONE]
+
+
+def completions(request: dict[str, Any]) -> Reply:
+    prompt = request.get("prompt")
+    strings = [p for p in prompt if isinstance(p, str)] if isinstance(prompt, list) else [prompt]
+    text = strings[-1] if strings and isinstance(strings[-1], str) else ""
+
+    def body(piece: str, finish: str | None) -> dict[str, Any]:
+        choice = {"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}
+        return {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [choice],
+        }
+
+    if not request.get("stream"):
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        return body(text, "stop") | {"usage": usage}
+    return [sse(body(w, None)) for w in words(text)] + [sse(body("", "stop")), DONE]
+
+
+def embedding_of(text: str, as_base64: bool) -> list[float] | str:
+    """A small deterministic vector derived from the text, so different inputs differ."""
+    digest = hashlib.sha256(text.encode()).digest()
+    vector = [round(b / 255 - 0.5, 4) for b in digest[:EMBEDDING_SIZE]]
+    if as_base64:  # what the openai SDK asks for by default: little-endian float32
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+def embeddings(request: dict[str, Any]) -> Reply:
+    value = request.get("input")
+    inputs = value if isinstance(value, list) else [value]
+    as_base64 = request.get("encoding_format") == "base64"
+    data = [
+        {"object": "embedding", "embedding": embedding_of(str(item), as_base64), "index": i}
+        for i, item in enumerate(inputs)
+    ]
+    usage = {"prompt_tokens": 0, "total_tokens": 0}
+    return {"object": "list", "data": data, "model": MODEL, "usage": usage}
+
+
+def responses(request: dict[str, Any]) -> Reply:
+    value = request.get("input")
+    text = value if isinstance(value, str) else last_user_text(value, ("input_text", "text"))
+    part = {"type": "output_text", "text": text, "annotations": []}
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
     }
-    events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
-    events.append(b"data: [DONE]\n\n")
-    return events
+    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    done = {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": CREATED,
+        "status": "completed",
+        "model": MODEL,
+        "output": [message],
+        "usage": usage,
+    }
+    if not request.get("stream"):
+        return done
+    started = done | {"status": "in_progress", "output": [], "usage": None}
+    where = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": message | {"status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **where, "part": part | {"text": ""}},
+        *({"type": "response.output_text.delta", **where, "delta": w} for w in words(text)),
+        {"type": "response.output_text.done", **where, "text": text},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": "response.completed", "response": done},
+    ]
+    return [sse(e | {"sequence_number": n}, e["type"]) for n, e in enumerate(events)]
+
+
+def anthropic_messages(request: dict[str, Any]) -> Reply:
+    text = last_user_text(request.get("messages"))
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": len(text.split())},
+    }
+    if not request.get("stream"):
+        return message
+    started = message | {"content": [], "stop_reason": None, "usage": {"input_tokens": 0}}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": started},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}
+            for w in words(text)
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": message["usage"],
+        },
+        {"type": "message_stop"},
+    ]
+    return [sse(event, event["type"]) for event in events]
+
+
+# First match on the end of the path wins: /chat/completions must come before /completions.
+ROUTES: tuple[tuple[str, Callable[[dict[str, Any]], Reply]], ...] = (
+    ("/chat/completions", chat),
+    ("/completions", completions),
+    ("/embeddings", embeddings),
+    ("/responses", responses),
+    ("/messages", anthropic_messages),
+)
+
+
+def route(path: str) -> Callable[[dict[str, Any]], Reply] | None:
+    path = path.split("?")[0].rstrip("/")
+    return next((answer for suffix, answer in ROUTES if path.endswith(suffix)), None)
+
+
+# -- HTTP --------------------------------------------------------------------------------------
 
 
 class FakeLLMHandler(BaseHTTPRequestHandler):
@@ -84,17 +259,8 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _error(self, status: int, message: str) -> None:
-        self._send(
-            status,
-            {
-                "error": {
-                    "message": message,
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": str(status),
-                }
-            },
-        )
+        error = {"message": message, "type": "invalid_request_error", "param": None}
+        self._send(status, {"error": error | {"code": str(status)}})
 
     def do_GET(self) -> None:
         if self.path == "/_fake/last":
@@ -105,15 +271,14 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             self._error(404, f"no route for GET {self.path}")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             raw = self._read_chunked()
         else:
-            raw = self.rfile.read(length)
-        self.server.record(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, raw
-        )
-        if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.record(self.command, self.path, headers, raw)
+        answer = route(self.path)
+        if answer is None:
             self._error(404, f"no route for POST {self.path}")
             return
         try:
@@ -123,11 +288,11 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         except ValueError:
             self._error(400, "body is not a JSON object")
             return
-        text = last_user_text(request)
-        if request.get("stream"):
-            self._stream(stream_events(text))
+        reply = answer(request)
+        if isinstance(reply, list):
+            self._stream(reply)
         else:
-            self._send(200, completion(text))
+            self._send(200, reply)
 
     def _read_chunked(self) -> bytes:
         data = bytearray()
@@ -169,7 +334,7 @@ class FakeLLMServer(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="fake OpenAI-compatible LLM (echo)")
+    parser = argparse.ArgumentParser(description="fake LLM (echo) for OpenAI/Anthropic APIs")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)

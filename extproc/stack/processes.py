@@ -53,8 +53,10 @@ class Stack:
         *,
         extproc_tcp: bool = False,
         workdir: Path | None = None,
+        envoy_template: Path | None = None,
     ) -> None:
         self.config = Path(config) if config else None
+        self.envoy_template = envoy_template  # a variant of envoy/envoy.yaml (tests, examples)
         self.port = port or free_port()
         self.admin_port = free_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="extproc-stack-"))
@@ -107,7 +109,7 @@ class Stack:
                 )
             self.start_extproc()
             options = EnvoyOptions(self.port, self.admin_port, self.extproc_address, self.upstream)
-            envoy_yaml = write(options, self.workdir / "envoy.yaml")
+            envoy_yaml = write(options, self.workdir / "envoy.yaml", self.envoy_template)
             self._spawn(
                 "envoy",
                 [

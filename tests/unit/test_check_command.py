@@ -52,3 +52,17 @@ def test_unknown_guardrail_is_a_usage_error() -> None:
     result = check([], "--guardrail", "nope")
     assert result.returncode == 2
     assert "'nope'" in result.stderr
+
+
+def test_masked_text_uses_the_guardrails_placeholders(tmp_path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "guardrails:\n"
+        "  - guardrail_name: p\n"
+        "    litellm_params: {guardrail: pii, mode: pre_call, default_on: true,"
+        ' placeholder: "<{type}_{n}>"}\n'
+    )
+    text = "a x@y.io b z@y.io c x@y.io"
+    result = check([json.dumps({"text": text})], "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["masked_text"] == "a <EMAIL_1> b <EMAIL_2> c <EMAIL_1>"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from extproc.backends import REGISTRY, Guardrail
 from extproc.config import ConfigError, load_config, parse_config
 from extproc.policy.engine import Engine
 
@@ -44,7 +45,31 @@ def test_whole_litellm_config_loads_and_ignores_other_sections(caplog) -> None:
     (spec,) = config.guardrails
     assert spec.modes == ("pre_call", "logging_only")
     assert spec.params["some_vendor_key"] == "passed-through"
-    assert "litellm_settings, model_list" in caplog.text
+    assert "ignoring sections not used here: model_list" in caplog.text
+
+
+def test_legacy_callbacks_become_default_on_guardrails(caplog) -> None:
+    caplog.set_level("INFO")
+    config = parse("""
+        litellm_settings:
+          callbacks: [langfuse, detect_prompt_injection, hide_secrets]
+          prompt_injection_params: {heuristics_check: true}
+    """)
+    by_name = {spec.name: spec for spec in config.guardrails}
+    assert set(by_name) == {"detect_prompt_injection", "hide_secrets"}
+    injection = by_name["detect_prompt_injection"]
+    assert (injection.guardrail, injection.modes, injection.default_on) == (
+        "detect_prompt_injection",
+        ("pre_call",),
+        True,
+    )
+    assert injection.params["prompt_injection_params"] == {"heuristics_check": True}
+    assert "ignoring litellm_settings callback 'langfuse'" in caplog.text
+
+
+def test_guardrail_callback_that_is_not_built_in_is_an_error_not_a_silent_skip() -> None:
+    with pytest.raises(ConfigError, match="'presidio' is not run as a callback"):
+        parse("litellm_settings: {callbacks: [presidio]}")
 
 
 def test_env_reference_is_resolved(monkeypatch) -> None:
@@ -90,7 +115,13 @@ def test_mistakes_name_the_guardrail_and_key(entry: str, message: str) -> None:
         parse(f"guardrails: [{entry}]")
 
 
-def test_unknown_backend_and_unsupported_mode_are_reported_at_startup() -> None:
+class InputOnly(Guardrail):
+    supported_modes = frozenset({"pre_call"})
+
+
+def test_unknown_backend_and_unsupported_mode_are_reported_at_startup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     config = parse("""
         guardrails:
           - guardrail_name: g
@@ -101,9 +132,10 @@ def test_unknown_backend_and_unsupported_mode_are_reported_at_startup() -> None:
     config = parse("""
         guardrails:
           - guardrail_name: g
-            litellm_params: {guardrail: pii, mode: post_call}
+            litellm_params: {guardrail: input-only, mode: [pre_call, post_call]}
     """)
-    with pytest.raises(ConfigError, match="mode 'post_call' is not supported by 'pii'"):
+    monkeypatch.setitem(REGISTRY, "input-only", InputOnly)
+    with pytest.raises(ConfigError, match="mode 'post_call' is not supported by 'input-only'"):
         Engine(config)
 
 

@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from extproc.protocol.exchange import CONTINUE, Phases, Reject, ReplaceBody, RequestHead
+from extproc.protocol.exchange import (
+    CONTINUE,
+    BodyAccess,
+    Phases,
+    Reject,
+    ReplaceBody,
+    RequestHead,
+    ResponseHead,
+)
 from extproc.protocol.pb import ProcessingMode, ProcessingRequest, core, ext
 from extproc.protocol.session import ProtocolAbort, Session
 
@@ -17,11 +25,35 @@ INSPECT_BODY = Phases(request_body=True)
 
 
 class ScriptedHandler:
-    def __init__(self, phases: Phases | Reject = INSPECT_BODY, verdict=CONTINUE):
+    def __init__(
+        self,
+        phases: Phases | Reject = INSPECT_BODY,
+        verdict=CONTINUE,
+        response_access: BodyAccess | Reject = BodyAccess.NONE,
+        response_verdict=CONTINUE,
+    ):
         self.phases = phases
         self.verdict = verdict
+        self.response_access = response_access
+        self.response_verdict = response_verdict
         self.heads: list[RequestHead] = []
         self.bodies: list[bytes] = []
+        self.response_heads: list[ResponseHead] = []
+        self.response_bodies: list[bytes] = []
+        self.closed = False
+
+    async def on_response_headers(self, head: ResponseHead):
+        self.response_heads.append(head)
+        return self.response_access
+
+    async def on_response_body(self, body: bytes):
+        self.response_bodies.append(body)
+        if isinstance(self.response_verdict, Exception):
+            raise self.response_verdict
+        return self.response_verdict
+
+    def close(self) -> None:
+        self.closed = True
 
     def on_request_headers(self, head: RequestHead) -> Phases | Reject:
         self.heads.append(head)
@@ -121,7 +153,8 @@ def test_reject_on_headers() -> None:
 
 
 def test_full_duplex_response_echoes_chunks_and_sends_one_end_of_stream() -> None:
-    session = Session(ScriptedHandler(phases=Phases(response_headers=True, response_body=True)))
+    phases = Phases(response_headers=True, response_body=BodyAccess.STREAMED)
+    session = Session(ScriptedHandler(phases=phases))
     (headers_reply,) = run(session, request_headers(end_of_stream=True))
     assert headers_reply.mode_override.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED
     assert headers_reply.mode_override.response_trailer_mode == ProcessingMode.SEND
@@ -138,7 +171,8 @@ def test_full_duplex_response_echoes_chunks_and_sends_one_end_of_stream() -> Non
 def test_error_after_the_response_started_aborts_the_stream() -> None:
     session = Session(ScriptedHandler())
     run(session, request_headers())
-    run(session, ProcessingRequest(response_headers=ext.HttpHeaders()))
+    run(session, body("request_body", b"{}"))
+    run(session, response_headers(200))
     with pytest.raises(ProtocolAbort):
         session._internal_error(RuntimeError("late"))
 
@@ -155,3 +189,89 @@ def test_observability_mode_sends_no_replies() -> None:
     message = request_headers()
     message.observability_mode = True
     assert run(session, message) == []
+
+
+def response_headers(status: int = 200, eos: bool = False, **headers: str) -> ProcessingRequest:
+    values = {":status": str(status), **headers}
+    header_map = core.HeaderMap(
+        headers=[core.HeaderValue(key=k, raw_value=v.encode()) for k, v in values.items()]
+    )
+    return ProcessingRequest(
+        response_headers=ext.HttpHeaders(headers=header_map, end_of_stream=eos)
+    )
+
+
+def test_route_metadata_reaches_the_handler_and_headers_can_be_removed() -> None:
+    plan = Phases(request_body=True, remove_headers=("x-guardrails", "accept-encoding"))
+    handler = ScriptedHandler(phases=plan)
+    session = Session(handler, {"x-guardrails": "strict"})
+    (reply,) = run(session, request_headers(**{"x-guardrails": "a"}))
+    assert handler.heads[0].metadata == {"x-guardrails": "strict"}
+    # Only headers that are present are removed.
+    assert list(reply.request_headers.response.header_mutation.remove_headers) == ["x-guardrails"]
+
+
+def test_buffered_response_body_is_judged_and_replaced_with_its_length() -> None:
+    handler = ScriptedHandler(
+        phases=Phases(request_body=True, response_headers=True),
+        response_access=BodyAccess.BUFFERED,
+        response_verdict=ReplaceBody(b'{"masked":true}'),
+    )
+    session = Session(handler)
+    (reply,) = run(session, request_headers())
+    assert reply.mode_override.response_header_mode == ProcessingMode.SEND
+    run(session, body("request_body", b"{}"))
+    (reply,) = run(session, response_headers(200, **{"content-type": "application/json"}))
+    assert reply.mode_override.response_body_mode == BodyMode.BUFFERED
+    assert handler.response_heads[0].status == 200
+    assert handler.response_heads[0].headers["content-type"] == "application/json"
+    (reply,) = run(session, body("response_body", b'{"x":1}'))
+    common = reply.response_body.response
+    assert common.body_mutation.body == b'{"masked":true}'
+    assert common.header_mutation.set_headers[0].header.raw_value == b"15"
+    assert handler.response_bodies == [b'{"x":1}']
+
+
+def test_response_headers_reject_is_an_immediate_response() -> None:
+    handler = ScriptedHandler(
+        phases=Phases(request_body=True, response_headers=True),
+        response_access=Reject(400, b"{}", details="blocked_by_guardrail"),
+    )
+    session = Session(handler)
+    run(session, request_headers())
+    run(session, body("request_body", b"{}"))
+    (reply,) = run(session, response_headers(200))
+    assert reply.immediate_response.status.code == 400
+    assert run(session, body("response_body", b"late")) == []
+
+
+def test_failure_on_a_buffered_response_body_is_still_a_clean_500() -> None:
+    handler = ScriptedHandler(
+        phases=Phases(request_body=True, response_headers=True),
+        response_access=BodyAccess.BUFFERED,
+        response_verdict=RuntimeError("backend down"),
+    )
+    session = Session(handler)
+    run(session, request_headers())
+    run(session, body("request_body", b"{}"))
+    run(session, response_headers(200))
+    (reply,) = run(session, body("response_body", b"{}"))
+    assert reply.immediate_response.status.code == 500
+
+
+def test_response_without_body_needs_no_body_mode() -> None:
+    handler = ScriptedHandler(
+        phases=Phases(request_body=True, response_headers=True),
+        response_access=BodyAccess.BUFFERED,
+    )
+    session = Session(handler)
+    run(session, request_headers())
+    run(session, body("request_body", b"{}"))
+    (reply,) = run(session, response_headers(204, eos=True))
+    assert reply.mode_override.response_body_mode == BodyMode.NONE
+
+
+def test_close_reaches_the_handler() -> None:
+    handler = ScriptedHandler()
+    Session(handler).close()
+    assert handler.closed

@@ -1,0 +1,16 @@
+"""A guardrail that finds nothing and does no work: the protocol's cost without any detector's.
+
+``bench/latency.py --config bench/configs/noop.yaml`` against the bundled config isolates what the
+detectors and the policy add on top of the same ext_proc round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from extproc.backends.base import Finding, Guardrail
+
+
+class NoopGuardrail(Guardrail):
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        return []

@@ -1,0 +1,592 @@
+"""Built-in prompt-injection / jailbreak / prompt-extraction detector: a small linear model.
+
+Why this shape: the server runs it per request in Python, so the model must cost a few tens of
+microseconds. Every feature is a binary "present in this text" test, and ALL of them (a fixed
+vocabulary of word uni/bi-grams chosen at training time plus hand-written attack patterns) sit in
+one RE2 ``Set``: one linear-time C scan returns the indices present, Python only sums their
+weights. The weights come from logistic regression trained by ``tools/train_injection.py`` and ship
+in ``injection_model.json`` next to this file.
+
+Word terms are only allowed to raise the score of a text that also has a strong hand-written attack
+pattern (a "trigger", weight >= TRIGGER_WEIGHT). Without one they can only lower it: the training
+data's benign and attack rows differ in topic (e-mail words, CyberSecEval questions that are attacks
+only under a hidden system prompt), and letting topic words alone push an everyday request over the
+threshold blocked "What is the capital of France?". The bias then sets where featureless text sits.
+
+Long texts (an e-mail with an instruction hidden in the middle) are also scored in overlapping
+windows and the maximum is taken, so a short attack is not diluted by a long benign document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import re2
+
+from extproc.backends import register
+from extproc.backends.base import Action, Finding, Guardrail
+from extproc.config.loader import ConfigError, GuardrailSpec
+
+MODEL_PATH = Path(__file__).with_name("injection_model.json")
+FINDING_TYPE = "PROMPT_INJECTION"
+SENSITIVITY_THRESHOLDS = {"low": 0.8, "medium": 0.5, "high": 0.3}  # probability of "attack"
+WINDOW_CHARS = 500  # long texts are also scored in windows of this size ...
+WINDOW_STRIDE = 250  # ... overlapping by half, so an attack on a boundary is still seen whole
+SPAN_MARGIN = 3.0  # windows this close (in logit) to the best one belong to the reported span
+MIN_TERM_NORM = 8  # term sums are divided by sqrt(max(n, this)): one word can't decide a short text
+TRIGGER_WEIGHT = 0.3  # a pattern this strong lets positive term evidence count (see module doc)
+UNTRIGGERED_TERM_CAP = 0.0  # most (logit) that terms may add to a text without a trigger
+_SET_MAX_MEM = 256 << 20  # RE2::Set fails (returns nothing) if its DFA runs out of memory
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A hand-written feature; ``kind`` decides the finding's subtype when it fires."""
+
+    name: str
+    regex: str  # RE2 syntax, applied to the lower-cased text
+    kind: str = ""  # INSTRUCTION_OVERRIDE | JAILBREAK | PROMPT_EXTRACTION | "" (no opinion)
+
+
+_IGNORE = (
+    r"(?:ignore|disregard|forget|skip|neglect|overlook|omit|bypass|override|discard|dismiss"
+    r"|abandon|drop|erase|delete|set aside|pay no attention to|do not follow|don't follow|stop following)"  # noqa: E501 (one alternation per line reads best)
+)
+_PRIOR = r"(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|old|all|any|your|the|these|those|system|my)"  # noqa: E501 (one alternation per line reads best)
+_ORDERS = (
+    r"(?:instructions?|prompts?|directions?|directives?|rules?|guidelines?|commands?|orders?"
+    r"|context|constraints?|restrictions?|programming|guidance|polic(?:y|ies)|assignments?"
+    r"|tasks?|information|everything|settings|training|safeguards?|filters?)"
+)
+_SHOW = (
+    r"(?:reveal|show|print|output|repeat|display|tell me|give me|share|leak|dump|write out|spell out"  # noqa: E501 (one alternation per line reads best)
+    r"|recite|list|disclose|expose|return|echo|paste|copy|translate|summari[sz]e|encode)"
+)
+_HIDDEN = r"(?:system|initial|original|hidden|secret|internal|above|previous|prior|first|pre-?prompt|starting)"  # noqa: E501 (one alternation per line reads best)
+
+PATTERNS: tuple[Pattern, ...] = (
+    # instruction override
+    Pattern(
+        "override",
+        rf"\b{_IGNORE}\s+(?:(?:all|any|of|the|your|my|every|each|these|those|that|this)\s+)*"
+        rf"{_PRIOR}\s+(?:\w+\s+)?{_ORDERS}\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "forget_everything",
+        r"\b(?:forget|ignore|disregard|abandon|drop|overlook)\s+(?:about\s+)?(?:everything|all"
+        r"|anything|what (?:i|you|we))\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "ignore_prior_near",
+        rf"\b{_IGNORE}\b\W+(?:\w+\W+){{0,6}}(?:previous|prior|above|earlier|preceding|before"
+        r"|previously|instructed|told)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "foreign_ignore",
+        r"(?:\bignorier|\bvergiss|\bvergessen sie|\bvergesse|\boubli|\bignorez|\bolvid|\bignora"
+        r"|\bignore (?:as|os|las|los|les|le|la|i|gli)\b|\bzaboravi|\babweichend|無視|忽略|忘记|忘れ"
+        r"|игнорир|забудь|무시|잊어)",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "foreign_instructions",
+        r"(?:instruç|instrucc|istruzion|anweisung|instruktion|instrukcij|consignes|инструкц|지시"
+        r"|指示|指令)",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "new_instructions",
+        r"\b(?:new|updated|real|actual|following|neue|nouvelles?|nuevas?)\s+"
+        r"(?:instructions?|tasks?|rules?|directives?|orders?|assignment|anweisungen|aufgabe|prompt)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern("from_now_on", r"\b(?:from now on|ab (?:jetzt|sofort)|starting now|henceforth)\b"),
+    Pattern(
+        "instead_do",
+        r"\binstead\b\W+(?:\w+\W+){0,2}(?:say|print|write|respond|answer|output|reply|tell)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "change_instructions",
+        rf"\b(?:change|replace|update|modify|rewrite|overwrite)\s+(?:your|the|my|all)\s+{_ORDERS}\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "role_marker",
+        r"(?:<\|?(?:im_start|im_end|system|endoftext|user|assistant)\|?>|\[/?(?:inst|system|sys)\]"
+        r"|</?(?:system|sys|instructions?)>|(?:^|\n)\s*(?:system|assistant)\s*:)",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "end_of_input",
+        r"\b(?:end of|ende der|end)\s+(?:the\s+)?(?:document|text|input|email|e-mail|context|prompt"
+        r"|instructions|conversation|user input|data)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern("separator_line", r"(?:^|\n)\s*(?:#{3,}|-{3,}|={3,}|\*{3,}|_{3,})"),
+    Pattern(
+        "addressed_to_ai",
+        r"\b(?:ai|assistant|chatbot|model|llm|gpt|chatgpt|language model|bot)\s*[,:]\s*"
+        r"(?:please\s+)?(?:ignore|you must|you should|do not|don't|now|stop|respond|reply|say)",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "impersonate_authority",
+        r"\b(?:i am|i'm|this is|as)\s+(?:your|the|an?)?\s*(?:\w+\s+)?(?:developer|creator|admin"
+        r"|administrator|owner|boss|programmer|operator|supervisor|president|god|ceo|manager"
+        r"|engineer at openai|ai developed by)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "admin_mode",
+        r"\b(?:administrator|admin|sudo|root|maintenance|debug|god|developer|dev)\s+"
+        r"(?:override|mode|access|command|privileges)\b",
+        "JAILBREAK",
+    ),
+    # jailbreak / role play
+    Pattern(
+        "dan",
+        r"\b(?:dan|do anything now|stan|dude|aim|evil-?bot|anti-?gpt|betterdan)\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "developer_mode",
+        r"\b(?:developer|dev|god|unrestricted|jailbreak|jailbroken)\s+mode\b",
+        "JAILBREAK",
+    ),
+    Pattern("jailbreak_word", r"\bjail-?br(?:eak|oken|eaking)\b", "JAILBREAK"),
+    Pattern(
+        "no_limits",
+        r"\b(?:no|without|free (?:from|of)|not bound by|not restricted by|beyond|break free of"
+        r"|freed from|doesn't have|does not have|don't have|do not have)\s+(?:any\s+)?(?:\w+\s+)?"
+        r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules|ethics"
+        r"|morals|boundaries|constraints|restraints|policies|safeguards)\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "unfiltered",
+        r"\b(?:unfiltered|uncensored|amoral|unrestricted|unethical|unbound|unlimited)\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "content_policy",
+        r"\b(?:openai|content|usage|safety|ethical)\s+(?:polic(?:y|ies)|guidelines|filters?|restrictions)\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "stay_in_character",
+        r"\b(?:stay|staying|remain|break|breaking|out of)\s+(?:in\s+)?(?:(?:their|his|her|your|the)\s+)?"  # noqa: E501 (one alternation per line reads best)
+        r"(?:character|role)s?\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "act_as",
+        r"\b(?:act|acting|pretend|pretending|roleplay|role-play|role play|behave|respond|answer)\s+"
+        r"(?:to be|as|like)\s+(?:an?\s+|my\s+|the\s+)?",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "you_are_now",
+        r"\byou(?:\s+are|'re)\s+(?:now|going to (?:act|be|pretend)|no longer|free|about to immerse)\b",  # noqa: E501 (one alternation per line reads best)
+        "JAILBREAK",
+    ),
+    Pattern(
+        "simulate",
+        r"\b(?:simulate|emulate|hypothetical|imagine|fictional|fiction|story|scenario|movie|novel|screenplay|script)\b",
+    ),
+    Pattern(
+        "two_responses",
+        r"\b(?:two|2|dual|both)\s+(?:different\s+)?(?:responses|answers|ways|paragraphs|personalities)\b",
+        "JAILBREAK",
+    ),
+    Pattern("lock_emoji", r"(?:🔓|🔒|\[🔓|\(🔓)", "JAILBREAK"),
+    Pattern(
+        "never_refuse",
+        r"\b(?:never|not|won't|will not|cannot|can't|don't|do not|must not|shall not)\s+"
+        r"(?:ever\s+)?(?:refuse|decline|apologi[sz]e|warn|say (?:no|sorry)|deny)\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "sure_here",
+        r"(?:\bsure,?\s+here\s+(?:is|are)\b|\bstart (?:your|the) (?:response|reply|answer) with\b"
+        r"|\bbegin (?:your|the) (?:response|reply|answer) with\b)",
+        "JAILBREAK",
+    ),
+    Pattern("as_an_ai", r"\bas an ai\b|\blanguage model\b|\bchatgpt\b|\bopenai\b|\bllm\b"),
+    Pattern(
+        "harmful_ask",
+        r"\b(?:bomb|explosive|weapon|malware|ransomware|virus|hack|hacking|exploit|steal|poison|drugs?"
+        r"|meth|cocaine|suicide|self-harm|kill|murder|genocide|racist|sexist|defamatory|illegal"
+        r"|harass(?:ment|ing)?|phishing|fraud|counterfeit|launder|smuggl\w*|terroris\w*|extremis\w*)\b",
+    ),
+    # system prompt extraction
+    Pattern(
+        "show_prompt",
+        rf"\b{_SHOW}\b\W+(?:\w+\W+){{0,4}}{_HIDDEN}\s+(?:\w+\s+)?(?:prompts?|instructions?|rules|messages?"
+        r"|configuration|directives|guidelines|text|context|conversation)\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "system_prompt",
+        r"\b(?:system|initial|original|hidden|secret)[ _-]?(?:prompt|instructions|message|configuration)\b"  # noqa: E501 (one alternation per line reads best)
+        r"|\bsystemprompt\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "your_instructions",
+        r"\b(?:your|my|those|the)\s+(?:\w+\s+)?(?:instructions|prompt)\s+(?:are|were|is|was)\b"
+        r"|\bwhat\s+(?:are|were|is|was)\s+(?:your|those|the)\s+(?:\w+\s+)?(?:instructions|prompt|rules)\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "verbatim",
+        r"\b(?:word for word|verbatim|in full|everything above|text above|words above|above text"
+        r"|this entire conversation|all of the above|beginning of (?:this|the) (?:prompt|conversation))\b",  # noqa: E501 (one alternation per line reads best)
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "password",
+        r"\b(?:password|passcode|secret key|api key|credentials|access code)\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "user_data",
+        r"\b(?:the\s+)?users?'?s?\s+(?:email|e-mail|home|address|password|phone|location|bank"
+        r"|credit card|personal|private|data|information|details|balance|account)\b"
+        r"|\bwhere does \w+(?: \w+)? live\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "foreign_password",
+        r"(?:\bmot de passe|\bcontraseña|\bsenha\b|\bpasswort|パスワード|密码|비밀번호|пароль)",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "you_were_given",
+        r"\byou (?:were|have been) (?:given|told|instructed|programmed)\b",
+        "PROMPT_EXTRACTION",
+    ),
+    # adversarial-suffix gibberish (GCG-style); one run is common in code, several are not
+    Pattern("symbol_run", r"[\[\]{}()<>\\|^~`]{3,}"),
+    Pattern(
+        "symbol_runs_3", r"(?:[\[\]{}()<>\\|^~=@#$%&*+;`]{2,}[^\[\]{}()<>\\|^~=@#$%&*+;`]{1,40}){3}"
+    ),
+    Pattern("word_symbol_word", r"[a-z]{2,}[\[\]{}()<>\\|^~`]{1,3}[a-z]{2,}"),
+    Pattern("camel_mash", r"\b[a-z]{3,}(?:[\[({<\\]+[a-z]+){2,}"),
+    Pattern("long_base64", r"[a-z0-9+/]{60,}={0,2}"),
+    # instructions aimed at the model that reads a document (indirect injection)
+    Pattern(
+        "reply_directive",
+        r"\b(?:in|into|to|with|within|throughout|from|augment|enhance|modify|reverse|begin|end|start)"
+        r"\s+your\s+(?:\w+\s+)?(?:reply|response|answer|output|responses|replies|answers)\b"
+        r"|\byour\s+(?:reply|response|answer)\s+(?:should|must|in|with|using|backwards?|by)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "reply_format",
+        r"\b(?:reply|respond|answer|write|render|provide|translate|display|output)\s+(?:\w+\s+){0,3}"
+        r"(?:in|using|into|to)\s+(?:\w+\s+)?(?:german|french|spanish|italian|portuguese|chinese"
+        r"|japanese|russian|base\s?\d+|hex|binary|morse|rot13|leetspeak|emojis?|pig latin|reverse)\b",  # noqa: E501 (one alternation per line reads best)
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "encoding",
+        r"\b(?:base ?(?:64|32|16|85)|rot-?13|caesar cipher|hexadecimal|morse code|leetspeak"
+        r"|pig latin|backwards?|reverse (?:the )?(?:order|character))\b",
+    ),
+    Pattern(
+        "email_header", r"(?:^|\|)\s*(?:subject|email_from|from|received date|content|to|cc)\s*:"
+    ),
+    Pattern(
+        "repeat_after_me",
+        r"\brepeat after me\b|\bsay (?:exactly|only|just)\b|\b(?:state|claim) that\b",
+    ),
+    Pattern(
+        "output_markers",
+        r"\b(?:pwned|haha pwned|i have been pwned|access granted)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+)
+
+_KINDS_BY_PRIORITY = ("PROMPT_EXTRACTION", "INSTRUCTION_OVERRIDE", "JAILBREAK")
+
+
+def term_regex(term: str) -> str:
+    """RE2 pattern for a vocabulary term ("ignore previous"): words apart by any whitespace.
+
+    Word boundaries only where the edge character is an ASCII word character, because RE2's
+    ``\\b`` is ASCII-only (a boundary before "über" would never match).
+    """
+    words = term.split()
+    body = r"\s+".join(re2.escape(word) for word in words)
+    left = r"\b" if _ascii_word_char(term[0]) else ""
+    right = r"\b" if _ascii_word_char(term[-1]) else ""
+    return f"{left}{body}{right}"
+
+
+def _ascii_word_char(char: str) -> bool:
+    return char.isascii() and (char.isalnum() or char == "_")
+
+
+def feature_fingerprint() -> str:
+    """Hash of everything that defines the features; the weights file must carry the same one."""
+    material = json.dumps(
+        {
+            "patterns": [[p.name, p.regex] for p in PATTERNS],
+            "term_regex": term_regex("ab cd-é"),
+            "window": [WINDOW_CHARS, WINDOW_STRIDE, MIN_TERM_NORM],
+            "trigger": [TRIGGER_WEIGHT, UNTRIGGERED_TERM_CAP],
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def payload_checksum(model: Mapping[str, Any]) -> str:
+    """Checksum of the learned numbers, so a corrupted or hand-edited file is refused."""
+    material = json.dumps(
+        [model["bias"], model["pattern_weights"], model["terms"]], sort_keys=True, ensure_ascii=True
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+class InjectionModel:
+    """Weights plus the RE2 Set that finds their features; pure Python besides RE2."""
+
+    def __init__(
+        self, bias: float, pattern_weights: Mapping[str, float], terms: Mapping[str, float]
+    ) -> None:
+        self.bias = float(bias)
+        regexes = [p.regex for p in PATTERNS] + [term_regex(t) for t in terms]
+        self.weights = [float(pattern_weights.get(p.name, 0.0)) for p in PATTERNS]
+        self.weights += [float(w) for w in terms.values()]
+        self.kinds = [p.kind for p in PATTERNS] + [""] * len(terms)
+        self.names = [p.name for p in PATTERNS] + list(terms)
+        self.first_term = len(PATTERNS)
+        pattern_weights_list = self.weights[: self.first_term]
+        self.triggers = frozenset(
+            i for i, weight in enumerate(pattern_weights_list) if weight >= TRIGGER_WEIGHT
+        )
+        self._set = _compile_set(regexes)
+
+    @classmethod
+    def from_dict(cls, model: Mapping[str, Any], where: str = "injection model") -> InjectionModel:
+        if model.get("fingerprint") != feature_fingerprint():
+            raise ValueError(
+                f"{where}: feature fingerprint {model.get('fingerprint')!r} does not match the "
+                f"code ({feature_fingerprint()!r}); regenerate it with tools/train_injection.py"
+            )
+        if model.get("checksum") != payload_checksum(model):
+            raise ValueError(f"{where}: checksum mismatch (file corrupted or edited by hand)")
+        return cls(model["bias"], model["pattern_weights"], model["terms"])
+
+    def present(self, lowered: str) -> list[int]:
+        """Indices of the features present in already lower-cased text (one RE2 scan)."""
+        return self._set.Match(lowered.encode()) or []
+
+    def logit(self, indices: Iterable[int]) -> float:
+        """Bias + pattern weights + term weights / sqrt(number of terms present).
+
+        The term part is an L2-normalised bag of words, so a long benign document does not
+        collect a large score from many weakly positive words; without a trigger pattern it is
+        clamped at 0 (terms may only speak for "benign").
+        """
+        weights, first_term, triggers = self.weights, self.first_term, self.triggers
+        patterns = terms = 0.0
+        n_terms = 0
+        triggered = False
+        for i in indices:
+            if i < first_term:
+                patterns += weights[i]
+                triggered = triggered or i in triggers
+            else:
+                terms += weights[i]
+                n_terms += 1
+        terms /= math.sqrt(max(n_terms, MIN_TERM_NORM))
+        if not triggered and terms > UNTRIGGERED_TERM_CAP:
+            terms = UNTRIGGERED_TERM_CAP
+        return self.bias + patterns + terms
+
+    def ceiling(self, indices: Iterable[int]) -> float:
+        """Upper bound of ``logit`` over every subset of ``indices`` (any window of the text).
+
+        Positive pattern weights add up; for terms, sum/sqrt(k) <= sqrt(sum of squares) of the
+        positive ones (Cauchy-Schwarz; dividing by sqrt(max(k, 8)) only lowers it). A window
+        has a trigger only if the whole text has one; otherwise terms add at most 0.
+        """
+        weights, first_term, triggers = self.weights, self.first_term, self.triggers
+        patterns = squares = 0.0
+        triggered = False
+        for i in indices:
+            weight = weights[i]
+            triggered = triggered or i in triggers
+            if weight > 0:
+                if i < first_term:
+                    patterns += weight
+                else:
+                    squares += weight * weight
+        terms = math.sqrt(squares)
+        return self.bias + patterns + (terms if triggered else min(terms, UNTRIGGERED_TERM_CAP))
+
+    def score(self, text: str) -> tuple[float, int, int, list[int]]:
+        """Best logit over the whole text and its windows: (logit, start, end, feature indices)."""
+        lowered = text.lower()
+        whole = self.present(lowered)
+        best = (self.logit(whole), 0, len(text), whole)
+        if len(text) <= WINDOW_CHARS:
+            return best
+        if self.ceiling(whole) <= best[0]:
+            return best  # no window can beat the whole text: skip the window scans
+        for start in _window_starts(len(text)):
+            end = min(start + WINDOW_CHARS, len(text))
+            indices = self.present(lowered[start:end])
+            logit = self.logit(indices)
+            if logit > best[0]:
+                best = (logit, start, end, indices)
+        return best
+
+    def locate(self, text: str, cut: float) -> tuple[float, int, int, list[int]] | None:
+        """None if no score reaches ``cut``; else (best logit, span, features of the span).
+
+        The span is the union of the windows scoring within SPAN_MARGIN of the best one: a short
+        injection in a long document gets a short span, a jailbreak spread over the whole text
+        gets all of it.
+        """
+        lowered = text.lower()
+        whole = self.present(lowered)
+        best = self.logit(whole)
+        if len(text) <= WINDOW_CHARS or self.ceiling(whole) < cut:
+            return (best, 0, len(text), whole) if best >= cut else None
+        windows = []
+        for start in _window_starts(len(text)):
+            end = min(start + WINDOW_CHARS, len(text))
+            indices = self.present(lowered[start:end])
+            windows.append((self.logit(indices), start, end, indices))
+        top = max(w[0] for w in windows)
+        if max(best, top) < cut:
+            return None
+        if top < cut:
+            return best, 0, len(text), whole
+        keep = [w for w in windows if w[0] >= max(cut, top - SPAN_MARGIN)]
+        hits = sorted({i for w in keep for i in w[3]})
+        return max(best, top), keep[0][1], keep[-1][2], hits
+
+    def kind(self, indices: Sequence[int]) -> str:
+        """Subtype from the hand-written patterns that pushed the score up most, per kind."""
+        totals = dict.fromkeys(_KINDS_BY_PRIORITY, 0.0)
+        for i in indices:
+            kind = self.kinds[i]
+            if kind and self.weights[i] > 0:
+                totals[kind] += self.weights[i]
+        best = max(_KINDS_BY_PRIORITY, key=lambda k: totals[k])
+        return best if totals[best] > 0 else "JAILBREAK"
+
+    def probability(self, text: str) -> float:
+        return _sigmoid(self.score(text)[0])
+
+
+def _window_starts(length: int) -> list[int]:
+    last = max(0, length - WINDOW_CHARS)
+    starts = list(range(0, last, WINDOW_STRIDE))
+    starts.append(last)
+    return starts
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _compile_set(regexes: Sequence[str]) -> re2.Set:
+    options = re2.Options()
+    options.max_mem = _SET_MAX_MEM
+    feature_set = re2.Set.SearchSet(options)
+    for regex in regexes:
+        feature_set.Add(regex)
+    feature_set.Compile()
+    return feature_set
+
+
+@cache
+def load_model(path: Path = MODEL_PATH) -> InjectionModel:
+    """The shipped model, loaded once per process (compiling the Set takes a few ms)."""
+    return InjectionModel.from_dict(json.loads(path.read_text()), where=str(path))
+
+
+def _snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a window so it neither starts nor ends inside a word."""
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return start, end
+
+
+@register("prompt_injection")
+class PromptInjectionGuardrail(Guardrail):
+    """Flags prompt injection, jailbreak and system-prompt extraction attempts.
+
+    Params: ``action`` (block | log; default block), and either ``threshold`` (probability in
+    (0, 1)) or ``sensitivity`` (low | medium | high; default medium).
+    """
+
+    def __init__(self, spec: GuardrailSpec) -> None:
+        super().__init__(spec)
+        where = f"guardrail {spec.name!r}: litellm_params"
+        self.action = Action.parse(spec.params.get("action", "block"), f"{where}.action")
+        if self.action is Action.MASK:
+            raise ConfigError(
+                f"{where}.action: mask is not supported by prompt_injection (block, log)"
+            )
+        self.threshold = _threshold(spec.params, where)
+        self._threshold_logit = _logit(self.threshold)
+        self.model = load_model()
+
+    def find(self, index: int, text: str) -> Finding | None:
+        located = self.model.locate(text, self._threshold_logit)
+        if located is None:
+            return None
+        _, start, end, indices = located
+        if (start, end) != (0, len(text)):
+            start, end = _snap_to_words(text, start, end)
+        return Finding(index, start, end, FINDING_TYPE, self.action, self.model.kind(indices))
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        findings = []
+        for index, text in enumerate(texts):
+            if text and (finding := self.find(index, text)) is not None:
+                findings.append(finding)
+        return findings
+
+
+def _threshold(params: Mapping[str, Any], where: str) -> float:
+    threshold, sensitivity = params.get("threshold"), params.get("sensitivity")
+    if threshold is not None and sensitivity is not None:
+        raise ConfigError(f"{where}: set threshold or sensitivity, not both")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ConfigError(f"{where}.threshold must be a number in (0, 1), got {threshold!r}")
+        if not 0.0 < float(threshold) < 1.0:
+            raise ConfigError(f"{where}.threshold must be in (0, 1), got {threshold!r}")
+        return float(threshold)
+    level = str(sensitivity if sensitivity is not None else "medium").lower()
+    if level not in SENSITIVITY_THRESHOLDS:
+        choices = ", ".join(SENSITIVITY_THRESHOLDS)
+        raise ConfigError(f"{where}.sensitivity must be one of {choices}, got {sensitivity!r}")
+    return SENSITIVITY_THRESHOLDS[level]

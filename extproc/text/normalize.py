@@ -1,0 +1,284 @@
+"""Unicode normalisation for detection, with a map back to offsets in the original text.
+
+Detectors match on a normalised copy of the text (NFKC, invisible characters removed, dashes
+folded to ``-``) so that ``j\u200bane@ex\u200bample.com`` or fullwidth digits are still found; the
+findings must then mask the ORIGINAL text, so every normalised offset maps back to it.
+
+Text that is already normal comes back untouched with no map: ASCII at once, other text after one
+RE2 search for the characters normalisation may change (``extproc.text.unstable``). Otherwise
+only the changed stretches are recorded, as "pieces": the normalised text is a concatenation
+of identity runs (copied verbatim) and rewritten clusters (a base character plus its combining
+marks, rewritten as a unit, possibly to a different length or to nothing at all).
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Any
+
+import re2
+
+from extproc.text.unstable import character_class, unstable_ranges
+
+# Invisible characters that split tokens without showing: zero-width (U+200B-U+200D, U+2060,
+# U+FEFF, U+180E), bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069), invisible
+# math operators (U+2061-U+2064), soft hyphen (U+00AD) and the LRM/RLM marks (U+200E, U+200F).
+INVISIBLE = frozenset(
+    "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+# NFKC leaves these dashes alone; they stand for "-" in phone numbers, IDs and card numbers.
+_DASH_CHARS = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58"
+DASHES = str.maketrans(dict.fromkeys(_DASH_CHARS, "-"))
+# Characters normalisation removes or folds on top of NFKC.
+REMOVED_OR_FOLDED = "".join(sorted(INVISIBLE.union(_DASH_CHARS)))
+
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+
+
+@functools.cache
+def _unstable_runs() -> Any:
+    """RE2 (on UTF-8) for runs of characters that normalisation may change; built on first use."""
+    pattern = character_class(unstable_ranges(), REMOVED_OR_FOLDED) + "+"
+    options = re2.Options()
+    options.max_mem = 32 << 20
+    return re2.compile(pattern, options)._regexp
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A normalised text and, when it differs from the original, the pieces mapping it back.
+
+    Piece ``k`` covers ``text[norm_starts[k]:norm_starts[k+1]]`` and came from
+    ``original[orig_starts[k]:orig_starts[k+1]]``; it is an identity run when ``identity[k]``.
+    """
+
+    text: str
+    original: str
+    norm_starts: tuple[int, ...] = ()
+    orig_starts: tuple[int, ...] = ()
+    identity: tuple[bool, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """The text differs from the original (with no pieces, offsets map one to one)."""
+        return self.text is not self.original
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a non-empty span of ``text`` to the smallest original span that produced it."""
+        if not self.norm_starts:
+            return start, end
+        return self._orig_start(start), self._orig_end(end)
+
+    def _piece(self, offset: int) -> int:
+        # bisect_right skips pieces of normalised length 0 (removed characters) at ``offset``.
+        return bisect_right(self.norm_starts, offset) - 1
+
+    def _orig_start(self, offset: int) -> int:
+        k = self._piece(offset)
+        if self.identity[k]:
+            return self.orig_starts[k] + offset - self.norm_starts[k]
+        return self.orig_starts[k]
+
+    def _orig_end(self, offset: int) -> int:
+        k = self._piece(offset - 1)
+        if self.identity[k]:
+            return self.orig_starts[k] + offset - self.norm_starts[k]
+        return self.orig_starts[k + 1]
+
+
+def normalize(text: str) -> Normalized:
+    """Normalise ``text`` for matching; text that is already normal comes back as it is, with
+    no map (ASCII at once; other text after one RE2 search for unstable characters)."""
+    if text.isascii():
+        return Normalized(text, text)
+    data = text.encode("utf-8", "surrogatepass")
+    find = _unstable_runs().Match
+    size = len(data)
+    start, end = find(_UNANCHORED, data, 0, size)[0]
+    if start < 0:
+        return Normalized(text, text)
+    if _not_one_for_one().Match(_UNANCHORED, data, start, size)[0][0] < 0:
+        return _replace_one_for_one(text, data, start, end)
+    builder: _Builder | None = None
+    pos = char = 0
+    while True:
+        start, end = find(_UNANCHORED, data, pos, size)[0]
+        if start < 0:
+            break
+        # Character offsets of the run, counted from the previous run's end.
+        char_start = char + len(data[pos:start].decode("utf-8", "surrogatepass"))
+        char = char_start + len(data[start:end].decode("utf-8", "surrogatepass"))
+        pos = end
+        builder = builder or _Builder(text)
+        builder.add_run(char_start, char)
+    return builder.finish() if builder else Normalized(text, text)
+
+
+def _replace_one_for_one(text: str, data: bytes, start: int, end: int) -> Normalized:
+    """Every unstable character in ``text`` becomes one other character whatever surrounds it
+    (fullwidth punctuation in CJK text, dashes, no-break spaces): replace each distinct one in
+    a C-speed pass; offsets do not move, so there is no map."""
+    find = _unstable_runs().Match
+    size = len(data)
+    present: set[str] = set()
+    while start >= 0:
+        present.update(data[start:end].decode("utf-8", "surrogatepass"))
+        start, end = find(_UNANCHORED, data, end, size)[0]
+    table = _one_for_one()
+    normalized = text
+    for char in present:
+        normalized = normalized.replace(char, table[char])
+    return Normalized(normalized, text)
+
+
+@functools.cache
+def _one_for_one() -> dict[str, str]:
+    """Unstable characters that normalise to one stable, non-combining character: nothing
+    composes with them or with what they become, so each can be replaced on its own."""
+    ranges = unstable_ranges()
+    unstable = {cp for first, last in ranges for cp in range(first, last + 1)}
+    unstable.update(map(ord, REMOVED_OR_FOLDED))
+    table = {}
+    for cp in sorted(unstable):
+        char = chr(cp)
+        if unicodedata.combining(char) or char in INVISIBLE:
+            continue
+        rewritten = _rewrite(char)
+        if (
+            len(rewritten) == 1
+            and rewritten != char
+            and ord(rewritten) not in unstable
+            and not unicodedata.combining(rewritten)
+        ):
+            table[char] = rewritten
+    return table
+
+
+@functools.cache
+def _not_one_for_one() -> Any:
+    """RE2 for the unstable characters ``_one_for_one`` does not cover (marks, ligatures, ...)."""
+    table = _one_for_one()
+    ranges = unstable_ranges()
+    rest = [cp for first, last in ranges for cp in range(first, last + 1) if chr(cp) not in table]
+    rest += [ord(c) for c in REMOVED_OR_FOLDED if c not in table]
+    options = re2.Options()
+    options.max_mem = 32 << 20
+    return re2.compile(character_class(_merge_points(sorted(set(rest)))), options)._regexp
+
+
+def _merge_points(points: list[int]) -> tuple[tuple[int, int], ...]:
+    ranges: list[tuple[int, int]] = []
+    for cp in points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return tuple(ranges)
+
+
+def _needs_rewrite(chunk: str) -> bool:
+    return (
+        not unicodedata.is_normalized("NFKC", chunk)
+        or not INVISIBLE.isdisjoint(chunk)
+        or chunk.translate(DASHES) != chunk
+    )
+
+
+def _rewrite(cluster: str) -> str:
+    kept = "".join(c for c in cluster if c not in INVISIBLE)
+    return unicodedata.normalize("NFKC", kept).translate(DASHES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rewrite_char(char: str) -> str:
+    """One character on its own (cached: runs of one character are most runs)."""
+    return _rewrite(char)
+
+
+class _Builder:
+    """Accumulates pieces; text between rewritten clusters is copied as identity runs."""
+
+    def __init__(self, original: str) -> None:
+        self.original = original
+        self.parts: list[str] = []
+        self.norm_starts: list[int] = []
+        self.orig_starts: list[int] = []
+        self.identity: list[bool] = []
+        self.norm_len = 0
+        self.copied_to = 0  # original offset up to which pieces exist
+
+    def add_run(self, start: int, end: int) -> None:
+        text = self.original
+        if end - start == 1 and not unicodedata.combining(text[start]):
+            self._add_char(start)  # the common case: one fullwidth comma, dash or ellipsis
+            return
+        # A combining mark at the start of the run (maybe behind invisible characters) belongs
+        # to the ASCII letter before it: "e\u0301" is "é".
+        first_visible = next((c for c in text[start:end] if c not in INVISIBLE), "")
+        if start > self.copied_to and first_visible and unicodedata.combining(first_visible):
+            start -= 1
+        if not _needs_rewrite(text[start:end]):
+            return
+        for cluster_start, cluster_end in _clusters(text, start, end):
+            cluster = text[cluster_start:cluster_end]
+            if not _needs_rewrite(cluster):
+                continue
+            self._identity(cluster_start)
+            self._piece(cluster_start, _rewrite(cluster), identity=False)
+            self.copied_to = cluster_end
+
+    def _add_char(self, position: int) -> None:
+        char = self.original[position]
+        rewritten = _rewrite_char(char)
+        if rewritten != char:
+            self._identity(position)
+            self._piece(position, rewritten, identity=False)
+            self.copied_to = position + 1
+
+    def finish(self) -> Normalized:
+        if not self.norm_starts:
+            return Normalized(self.original, self.original)
+        self._identity(len(self.original))
+        self.norm_starts.append(self.norm_len)
+        self.orig_starts.append(len(self.original))
+        return Normalized(
+            "".join(self.parts),
+            self.original,
+            tuple(self.norm_starts),
+            tuple(self.orig_starts),
+            tuple(self.identity),
+        )
+
+    def _identity(self, up_to: int) -> None:
+        if up_to > self.copied_to:
+            self._piece(self.copied_to, self.original[self.copied_to : up_to], identity=True)
+            self.copied_to = up_to
+
+    def _piece(self, orig_start: int, normalized: str, identity: bool) -> None:
+        self.norm_starts.append(self.norm_len)
+        self.orig_starts.append(orig_start)
+        self.identity.append(identity)
+        self.parts.append(normalized)
+        self.norm_len += len(normalized)
+
+
+def _clusters(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Split ``text[start:end]`` into a base character plus the marks (and invisibles) after it.
+
+    Marks after the run (there are none: the run is maximal and marks are non-ASCII) cannot
+    extend a cluster, so each cluster is normalised on its own. This equals NFKC of the whole
+    text except for compositions across two base characters (conjoining Hangul jamo).
+    """
+    clusters = []
+    cluster_start = start
+    for i in range(start + 1, end):
+        # Invisible characters stay in the cluster: "x\u200b\u0301" must still compose.
+        if text[i] not in INVISIBLE and not unicodedata.combining(text[i]):
+            clusters.append((cluster_start, i))
+            cluster_start = i
+    clusters.append((cluster_start, end))
+    return clusters

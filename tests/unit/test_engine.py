@@ -1,0 +1,103 @@
+"""The engine without Envoy: modes split into phases, failure policy, placeholder formats."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extproc.config import ConfigError, parse_config
+from extproc.policy.engine import Engine
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
+
+
+def engine(text: str) -> Engine:
+    config = parse_config(yaml.safe_load(textwrap.dedent(text)))
+    return Engine(replace(config, directory=FAKES))
+
+
+def test_guardrails_are_split_by_mode_and_selection() -> None:
+    built = engine("""
+        guardrails:
+          - guardrail_name: a
+            litellm_params: {guardrail: pii, mode: [pre_call, post_call], default_on: true}
+          - guardrail_name: b
+            litellm_params: {guardrail: secrets, mode: during_call}
+          - guardrail_name: c
+            litellm_params: {guardrail: pii, mode: logging_only, default_on: true}
+    """)
+    names = lambda group: [g.name for g in group]  # noqa: E731
+    plan = built.plan([])
+    assert (names(plan.pre_call), names(plan.during_call), names(plan.post_call)) == (
+        ["a"],
+        [],
+        ["a"],
+    )
+    assert names(plan.logging_only) == ["c"]
+    assert names(built.plan(["b"]).during_call) == ["b"]
+    assert built.response_possible
+
+
+def test_request_only_config_never_asks_for_the_response() -> None:
+    built = engine("""
+        guardrails:
+          - guardrail_name: a
+            litellm_params: {guardrail: pii, mode: pre_call, default_on: true}
+    """)
+    assert not built.response_possible
+
+
+@pytest.mark.parametrize(("policy", "expect_raise"), [("block", True), ("allow", False)])
+def test_on_error_decides_what_a_failing_guardrail_means(
+    policy: str, expect_raise: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    built = engine(f"""
+        extproc: {{on_error: {policy}}}
+        guardrails:
+          - guardrail_name: broken
+            litellm_params: {{guardrail: custom_guardrails.RaisingGuardrail, mode: pre_call}}
+    """)
+    run = built.findings(list(built.by_name.values()), ["canary text"])
+    if expect_raise:
+        with pytest.raises(RuntimeError):
+            asyncio.run(run)
+    else:
+        assert asyncio.run(run) == []
+        assert "broken failed (RuntimeError); request allowed" in caplog.text
+        assert "canary" not in caplog.text
+
+
+def test_guardrail_on_error_overrides_the_default_and_is_validated() -> None:
+    built = engine("""
+        guardrails:
+          - guardrail_name: broken
+            litellm_params:
+              guardrail: custom_guardrails.RaisingGuardrail
+              mode: pre_call
+              on_error: allow
+    """)
+    assert built.on_error["broken"] == "allow"
+    with pytest.raises(ConfigError, match=r"'broken': litellm_params\.on_error must be one of"):
+        engine("""
+            guardrails:
+              - guardrail_name: broken
+                litellm_params: {guardrail: pii, mode: pre_call, on_error: maybe}
+        """)
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "message"),
+    [("<{kind}>", "unknown field {kind}"), ("<{type", "invalid format"), ("", "non-empty")],
+)
+def test_bad_placeholder_is_a_config_error(placeholder: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        engine(f"""
+            guardrails:
+              - guardrail_name: g
+                litellm_params: {{guardrail: pii, mode: pre_call, placeholder: "{placeholder}"}}
+        """)

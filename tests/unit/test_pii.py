@@ -1,0 +1,250 @@
+"""The built-in PII detector: formats, checksums, per-entity actions, custom entities, Unicode."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from extproc.backends import build
+from extproc.backends.base import Action, Finding
+from extproc.backends.patterns import PatternGuardrail
+from extproc.backends.pii import card_valid, iban_valid, ssn_valid
+from extproc.config import ConfigError, GuardrailSpec
+
+
+def guardrail(**params: object) -> PatternGuardrail:
+    spec = GuardrailSpec("pii-test", "pii", ("pre_call",), True, {"guardrail": "pii", **params})
+    pii = build(spec)
+    assert isinstance(pii, PatternGuardrail)
+    return pii
+
+
+def fullwidth(text: str) -> str:
+    """The fullwidth form of ASCII digits and spaces (what some input methods type)."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else "\u3000" for c in text)
+
+
+def findings(text: str, **params: object) -> list[Finding]:
+    return asyncio.run(guardrail(**params).scan([text]))
+
+
+def found(text: str, **params: object) -> list[tuple[str, str]]:
+    return [(f.type, text[f.start : f.end]) for f in findings(text, **params)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail jane.doe+x@mail.example.co.uk.", ("EMAIL", "jane.doe+x@mail.example.co.uk")),
+        ("call +1 (415) 555-0132 now", ("PHONE", "+1 (415) 555-0132")),
+        ("ring +44 (20) 7123 4567", ("PHONE", "+44 (20) 7123 4567")),
+        ("Fax: +46 (0)157 548 89", ("PHONE", "+46 (0)157 548 89")),
+        ("mobile +905321234567 ok", ("PHONE", "+905321234567")),
+        ("call (415)555-0132", ("PHONE", "(415)555-0132")),
+        ("office 930.167.3943 fax", ("PHONE", "930.167.3943")),
+        ("Desk: +1-903-140-4508x769", ("PHONE", "+1-903-140-4508x769")),
+        ("Tokyo 090-1234-5678", ("PHONE", "090-1234-5678")),
+        ("Paris 01 23 45 67 89", ("PHONE", "01 23 45 67 89")),
+        ("call me at 0494 92 82 32 please", ("PHONE", "0494 92 82 32")),
+        ("Phone:\n358 0594\n", ("PHONE", "358 0594")),  # short local number after a label
+        ("card 4111 1111 1111 1111.", ("CREDIT_CARD", "4111 1111 1111 1111")),
+        ("amex 3782-822463-10005", ("CREDIT_CARD", "3782-822463-10005")),
+        ("cc 5019717010103742 ok", ("CREDIT_CARD", "5019717010103742")),
+        ("SSN 078-05-1123", ("SSN", "078-05-1123")),
+        ("ssn 078 05 1123", ("SSN", "078 05 1123")),
+        ("my social security number is 078051123", ("SSN", "078051123")),
+        ("IBAN GB82 WEST 1234 5698 7654 32.", ("IBAN", "GB82 WEST 1234 5698 7654 32")),
+        ("to DE89370400440532013000 today", ("IBAN", "DE89370400440532013000")),
+        ("AL47-2121-1009-0000-0002-3569-8741", ("IBAN", "AL47-2121-1009-0000-0002-3569-8741")),
+        ("host 192.168.1.20, ok", ("IP_ADDRESS", "192.168.1.20")),
+        ("net 10.0.0.0/8", ("IP_ADDRESS", "10.0.0.0/8")),
+        ("v6 [2001:db8::8a2e:370:7334]:443", ("IP_ADDRESS", "2001:db8::8a2e:370:7334")),
+        ("mapped ::ffff:192.168.1.1 here", ("IP_ADDRESS", "::ffff:192.168.1.1")),
+        ("loopback ::1", ("IP_ADDRESS", "::1")),
+    ],
+)
+def test_finds(text: str, expected: tuple[str, str]) -> None:
+    assert found(text) == [expected]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "released 2024-03-15 at 10:30:00, version 1.2.3 build 4.5.6",
+        "order #12345678 shipped, invoice 2024-0001, ticket 500-1000 words",
+        "$11 055.00 paid; 1.234.567 units; 3.14159265",
+        "years 1999-2004 and 2019 2020",
+        "the restaurant is at 17151 2450 Crown St",
+        "SSN 000-12-3456, 666-12-3456, 912-12-3456, 123-00-4567, 123-45-0000",
+        "unformatted 078051123 with no context",
+        "card 4111 1111 1111 1112 (bad Luhn), 7111111111111111 (not a card prefix)",
+        "IBAN GB82 WEST 1234 5698 7654 33 (bad checksum), XX82 WEST 1234 5698 7654 32",
+        "256.1.1.1 and 1.2.3.4.5 and 12:34:56 and aa:bb:cc:dd:ee:ff",
+        "std::vector<int> and a ::= b in a grammar",
+        "not an email: hello-world here, user@localhost",
+    ],
+)
+def test_does_not_find(text: str) -> None:
+    assert found(text) == []
+
+
+def test_validators() -> None:
+    assert card_valid("4111-1111-1111-1111") and not card_valid("4111-1111-1111-1112")
+    assert not card_valid("0000000000000000")  # Luhn-valid, but no card starts with 0
+    assert iban_valid("GB82WEST12345698765432") and not iban_valid("GB82WEST12345698765433")
+    assert not iban_valid("GB82WEST1234569876543")  # wrong length for GB
+    assert ssn_valid("078-05-1123") and not ssn_valid("078-05-0000")
+
+
+def test_several_findings_keep_text_order_and_offsets() -> None:
+    text = "a@b.io or +1 415-555-0100; card 4111111111111111; ip 10.1.2.3"
+    assert found(text) == [
+        ("EMAIL", "a@b.io"),
+        ("PHONE", "+1 415-555-0100"),
+        ("CREDIT_CARD", "4111111111111111"),
+        ("IP_ADDRESS", "10.1.2.3"),
+    ]
+
+
+# -- entity selection and actions ------------------------------------------------------------------
+
+TEXT = "jane@example.com 078-05-1123 +1 415-555-0100 10.0.0.1"
+
+
+def test_entities_list_limits_detection() -> None:
+    assert [t for t, _ in found(TEXT, entities=["email", "SSN"])] == ["EMAIL", "SSN"]
+
+
+def test_entities_mapping_sets_an_action_per_entity() -> None:
+    result = findings(TEXT, action="log", entities={"EMAIL": "mask", "SSN": "block"})
+    assert [(f.type, f.action) for f in result] == [("EMAIL", Action.MASK), ("SSN", Action.BLOCK)]
+
+
+def test_presidio_entities_config_maps_names_and_actions() -> None:
+    config = {"EMAIL_ADDRESS": "MASK", "US_SSN": "BLOCK", "IP_ADDRESS": "MASK"}
+    result = findings(TEXT, pii_entities_config=config)
+    assert [(f.type, f.action) for f in result] == [
+        ("EMAIL", Action.MASK),
+        ("SSN", Action.BLOCK),
+        ("IP_ADDRESS", Action.MASK),
+    ]
+
+
+def test_default_action_applies_to_every_entity() -> None:
+    assert {f.action for f in findings(TEXT, action="block")} == {Action.BLOCK}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"pii_entities_config": {"US_PASSPORT": "MASK"}}, "unknown entity 'US_PASSPORT'.*EMAIL"),
+        ({"entities": {"EMAIL": "explode"}}, "action must be one of"),
+        ({"entities": ["EMAIL"], "pii_entities_config": {"US_SSN": "BLOCK"}}, "not both"),
+        ({"pii_entities_config": []}, "pii_entities_config must be a non-empty mapping"),
+    ],
+)
+def test_bad_entity_config_is_a_config_error(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        guardrail(**params)
+    assert "pii-test" in str(error.value)
+
+
+# -- custom entities -------------------------------------------------------------------------------
+
+
+def test_custom_entity_is_found_with_its_action() -> None:
+    custom = [{"name": "employee_id", "pattern": r"EMP-\d{6}", "action": "block"}]
+    result = findings("badge EMP-123456 of jane@example.com", custom_entities=custom)
+    assert [(f.type, f.action) for f in result] == [
+        ("EMPLOYEE_ID", Action.BLOCK),
+        ("EMAIL", Action.MASK),
+    ]
+
+
+def test_custom_entity_with_unicode_pattern_works_on_any_text() -> None:
+    custom = [{"name": "PROJECT", "pattern": r"Projekt-\p{Lu}\w+"}]
+    assert found("das Projekt-Übermut und Projekt-Alpha", custom_entities=custom) == [
+        ("PROJECT", "Projekt-Übermut"),
+        ("PROJECT", "Projekt-Alpha"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("custom", "message"),
+    [
+        ([{"name": "X", "pattern": "EMP-(\\d{6}"}], r"custom_entities\[0\]\.pattern: invalid RE2"),
+        ([{"name": "X", "pattern": "(a)\\1"}], r"custom_entities\[0\]\.pattern: invalid RE2"),
+        ([{"name": "X", "pattern": "a*"}], "matches the empty string"),
+        ([{"pattern": "abc"}], r"custom_entities\[0\]\.name"),
+        ([{"name": "X", "pattern": "abc", "action": "zap"}], "action must be one of"),
+        ({"name": "X"}, "custom_entities must be a list"),
+    ],
+)
+def test_bad_custom_entity_is_a_config_error(custom: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        guardrail(custom_entities=custom)
+    assert "pii-test" in str(error.value)
+
+
+# -- Unicode ---------------------------------------------------------------------------------------
+
+
+def test_hidden_characters_do_not_hide_pii_and_the_mask_covers_them() -> None:
+    card = fullwidth("4111 1111 1111 1111")
+    text = f"write to j\u200bane@ex\u200bample.com or {card}"
+    assert found(text) == [("EMAIL", "j\u200bane@ex\u200bample.com"), ("CREDIT_CARD", card)]
+
+
+def test_offsets_are_characters_of_the_original_non_ascii_text() -> None:
+    text = "José (東京) ﬁle: josé@exämple.com, tél 0494 92 82 32 — ok"
+    assert found(text) == [("EMAIL", "josé@exämple.com"), ("PHONE", "0494 92 82 32")]
+
+
+def test_scanning_many_texts_at_once_equals_one_by_one() -> None:
+    texts = [
+        "jane@example.com",
+        "nothing here",
+        "café +33 1 23 45 67 89",
+        "",
+        "SSN 078-05-1123 and 10.0.0.1",
+        "EMP-000001",
+    ]
+    pii = guardrail(custom_entities=[{"name": "EMP", "pattern": r"EMP-\d{6}"}])
+    together = asyncio.run(pii.scan(texts))
+    one_by_one = [f for i, t in enumerate(texts) for f in pii.find(i, t)]
+    assert together == one_by_one
+    assert [(f.index, f.type) for f in together] == [
+        (0, "EMAIL"),
+        (2, "PHONE"),
+        (4, "SSN"),
+        (4, "IP_ADDRESS"),
+        (5, "EMP"),
+    ]
+
+
+# -- linear time -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "1 " * 100_000,
+        "1." * 100_000,
+        "12-" * 70_000,
+        ":" * 200_000,
+        "a:" * 100_000,
+        "9" * 200_000,
+        "+1 " * 70_000,
+        "GB82 " * 40_000,
+        "ssn " * 50_000,
+        "a" * 100_000 + "@" + "b." * 50_000,
+    ],
+)
+def test_hostile_input_is_scanned_in_linear_time(hostile: str) -> None:
+    pii = guardrail()
+    started = time.process_time()
+    pii.find(0, hostile)
+    # ~200 KB: a quadratic scan would take minutes; a linear one well under a second.
+    assert time.process_time() - started < 5
