@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on a {request_size} B chat request of {len(request)} messages."
     )
     header = " ".join(f"{k:>13}" for k in sets)
-    print(f"{'detector':<10} {header}  {'p50 us':>7} {'p99 us':>7}")
+    print(f"{'detector':<16} {header}  {'p50 us':>7} {'p99 us':>7}")
     rows: list[tuple[str, list, Callable[[str], bool]]] = [
         (name, [g], lambda _k: True) for name, g in guardrails.items()
     ]
@@ -320,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
             speeds = [throughput(group, b) if wanted(k) else None for k, b in sets.items()]
             p50, p99 = latency(group, request, args.runs)
         except Exception as error:  # another detector's bug must not hide the others' numbers
-            print(f"{name:<10} failed: {type(error).__name__}: {error}")
+            print(f"{name:<16} failed: {type(error).__name__}: {error}")
             continue
         cells = " ".join(f"{s[0]:>5.1f} ({s[1]:>5.1f})" if s else f"{'-':>13}" for s in speeds)
-        print(f"{name:<10} {cells}  {p50:>7.0f} {p99:>7.0f}")
+        print(f"{name:<16} {cells}  {p50:>7.0f} {p99:>7.0f}")
     return 0
 
 

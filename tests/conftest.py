@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
@@ -54,6 +55,31 @@ def make_stack(tmp_path: Path) -> Iterator[StackFactory]:
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=15, trust_env=False) as http:
         yield http
+
+
+def module_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, config_yaml: str, **kwargs: object
+) -> Iterator[Stack]:
+    """Body of a module-scoped fixture: one stack with ``config_yaml`` for a whole test module."""
+    workdir = tmp_path_factory.mktemp(name)
+    config = write_config(workdir, config_yaml)
+    with Stack(config=config, workdir=workdir, **kwargs) as running:  # type: ignore[arg-type]
+        yield running
+
+
+def post(
+    client: httpx.Client,
+    stack: Stack,
+    body: bytes | dict,
+    path: str = "/v1/chat/completions",
+    **headers: str,
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(
+        f"{stack.url}{path}",
+        content=content,
+        headers={"content-type": "application/json", **headers},
+    )
 
 
 def chat_body(content: str, **extra: object) -> dict[str, object]:

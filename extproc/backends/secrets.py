@@ -1,15 +1,891 @@
-"""Built-in secret detector (``guardrail: secrets``): provider key formats."""
+"""Built-in secret detector (``guardrail: secrets``): provider key formats plus keyword + entropy.
+
+Speed comes from never running the full formats over the text. One small RE2 *prefilter* (the
+rules' triggers: literal prefixes such as ``AKIA`` or ``ghp_``, a few fixed infixes, and the
+keyword-assignment shapes) is searched once over the text; only where it hits are the matching
+rules' full patterns run, anchored on a bounded window. The prefilter has no large counted
+repetitions, so its DFA stays small and fast, and every hit costs bounded work, so the scan is
+linear in the text even on hostile input. Python work happens only at hits:
+
+* provider formats (``secret_rules.RULES``) drop bodies that are placeholders (``ghp_xxxx...``) or
+  too uniform to be random;
+* the keyword rule (subtype ``GENERIC_SECRET``) finds assignments such as ``password = "..."``,
+  ``api_key: ...``, ``--token ...`` or ``"..." == secret``, then keeps the value only when the name
+  really denotes a credential (not ``public_token``, ``key_id``, ``csrf_token``) and the value is
+  not a placeholder (``changeme``, ``${VAR}``, ``<token>``). Quoted values of password-like names
+  are kept as they are (people choose weak passwords, and those are still secrets); anything else
+  needs enough Shannon entropy (``entropy_threshold``, bits per character) and no whitespace;
+* a ``kind: Secret`` Kubernetes manifest counts only when it carries non-empty base64 data.
+
+Text is matched in its normalised form (``extproc.text.normalize``: zero-width characters removed,
+NFKC), so ``gh\u200bp_...`` is still found; spans are mapped back to the original text. Findings
+cover only the secret value, so a mask leaves ``password = "[REDACTED]"`` readable.
+"""
 
 from __future__ import annotations
 
-from extproc.backends import register
-from extproc.backends.base import Action
-from extproc.backends.patterns import Entity, PatternGuardrail
+import base64
+import binascii
+import dataclasses
+import json
+import math
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-ENTITIES = (Entity("AWS_ACCESS_KEY", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", type="SECRET"),)
+import re2
+
+from extproc.backends import register
+from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.secret_rules import RULES, Rule
+from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.normalize import Normalized, normalize
+
+GENERIC = "GENERIC_SECRET"
+KUBERNETES = "KUBERNETES_SECRET"
+DEFAULT_ENTROPY_THRESHOLD = 3.0
+# Bits per character a quoted string with no known format needs (detect-secrets' base64 limit):
+# random base64 of 40+ characters scores ~5, English or code as base64 ~4.3-4.6, hex <= 4.
+HIGH_ENTROPY_BITS = 4.5
+# Subresource-integrity / lockfile digests ("sha512-...") are public hashes of content.
+_DIGEST_PREFIXES = ("sha1-", "sha256-", "sha384-", "sha512-")
+_PUBLIC_CONTEXT = (b"csrf", b"xsrf", b"authenticity", b"nonce", b"integrity")
+
+_KEYWORD = r"(?i:pass|pw|secret|token|key|auth|credential|creds)"
+_IDENT = rf"{_KEYWORD}[A-Za-z0-9_.-]*"
+_OPERATOR = r"""(?:\[[0-9]*\])?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
+# Values shorter than 6 characters are never kept (see ``_generic_ok``), so they are not even
+# candidates: ``key: x`` in prose or repeated short assignments cost no Python work.
+_QUOTED = r"""(?:"[^"\n]{6,}"|'[^'\n]{6,}'|`[^`\n]{6,}`)"""
+# Unquoted values end at any operator character ('=' only as base64 padding).
+_UNQUOTED = r"""[^\s"'`,;=:]{6,}={0,2}"""
+_VALUE = (
+    r"""(?:"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
+    rf"""|(?:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_UNQUOTED})"""
+)
+# The shapes of a keyword assignment, with the groups used to take a candidate apart. They are
+# also (groups removed) the prefilter's keyword trigger: unbounded classes, no counters, so the
+# DFA stays small; a candidate is judged once and the search resumes after it.
+_GENERIC_FORMS = (
+    ("cli", rf"-{{1,2}}(?P<id>{_IDENT})[ \t]+(?P<val>[^\s\"'`,;=:-]{_UNQUOTED})"),
+    ("assign", rf"(?P<id>{_IDENT}){_OPERATOR}(?P<val>{_VALUE})"),
+    ("call", rf"""(?P<id>{_IDENT})["'`]?(?:[ \t]*\(|[ \t]+)[ \t]*@?(?P<val>{_QUOTED})"""),
+    (
+        "compare",
+        rf"""(?P<val>["'`][^"'`\n]{{6,}}["'`])[ \t]*[!=]==?[ \t]*"""
+        rf"(?P<id>[A-Za-z0-9_.]*{_KEYWORD}[A-Za-z0-9_.]*)",  # the name comes last
+    ),
+)
+_KUBERNETES_TRIGGER = r"""\bkind:[ \t]*["']?[Ss]ecret["']?[ \t]*(?:\r?\n|$)"""
+_K8S_DATA = re2.compile(r"(?m)^[ \t]*(?:data|stringData):[ \t]*$")
+_K8S_VALUE = re2.compile(
+    r"""(?m)^[ \t]+[A-Za-z0-9_.-]+:[ \t]*(?:[>|][-+]?[ \t]*\n[ \t]*)?["']?"""
+    r"""(?P<v>[A-Za-z0-9+/]{12,}={0,2})["']?[ \t]*$"""
+)
+_K8S_WINDOW = 65536  # how far a manifest's data section is looked for around ``kind: Secret``
+_MAX_NAME = 256  # longer "identifiers" before an operator are not variable names
+
+# Name segments (after splitting camelCase and _.- separators) that make an assignment a secret.
+_STRONG = frozenset(
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "pw",
+        "secret",
+        "secrets",
+        "secrete",
+        "privatekey",
+        "credential",
+        "credentials",
+        "creds",
+    ]
+)
+_WEAK = frozenset(["token", "auth", "authorization", "apikey", "bearer"])  # not "tokens": counts
+_COMPOUND_KEYS = ("apikey", "accesskey", "secretkey", "privatekey", "authkey", "masterkey")
+_COMPOUND_KEYS += ("licensekey", "signingkey", "encryptionkey", "clientkey", "authtoken")
+_COMPOUND_KEYS += ("accesstoken", "refreshtoken", "apitoken", "apisecret", "clientsecret")
+# ``<x>_key`` is a credential unless ``x`` says what kind of non-secret key it is.
+_KEY_QUALIFIER_DENY = frozenset(
+    [
+        "public",
+        "pub",
+        "primary",
+        "foreign",
+        "sort",
+        "partition",
+        "cache",
+        "hash",
+        "lookup",
+        "map",
+        "dict",
+        "index",
+        "row",
+        "column",
+        "unique",
+        "composite",
+        "sequence",
+        "hot",
+        "short",
+        "object",
+        "item",
+        "group",
+        "entry",
+        "i18n",
+        "translation",
+        "cursor",
+        "range",
+        "shard",
+        "routing",
+        "idempotency",
+        "dedup",
+        "ssh",
+        "gpg",
+        "pgp",
+    ]
+)
+# First segments meaning "not a credential" (CSRF tokens are per-session, not credentials).
+_PREFIX_DENY = frozenset(
+    [
+        "public",
+        "pub",
+        "csrf",
+        "xsrf",
+        "authenticity",
+        "is",
+        "has",
+        "show",
+        "max",
+        "min",
+        "num",
+        "use",
+        "enable",
+        "require",
+        "allow",
+    ]
+)
+# Last segments naming metadata about a secret rather than the secret itself.
+_SUFFIX_DENY = frozenset(
+    [
+        "name",
+        "names",
+        "id",
+        "ids",
+        "length",
+        "len",
+        "size",
+        "file",
+        "filename",
+        "path",
+        "dir",
+        "url",
+        "uri",
+        "type",
+        "field",
+        "var",
+        "variable",
+        "env",
+        "count",
+        "header",
+        "policy",
+        "rotation",
+        "version",
+        "format",
+        "pattern",
+        "regex",
+        "prefix",
+        "suffix",
+        "hint",
+        "label",
+        "chars",
+        "charset",
+        "selector",
+        "meshing",
+        "expiry",
+        "expires",
+        "expiration",
+        "ttl",
+        "timeout",
+        "endpoint",
+        "provider",
+        "class",
+        "mode",
+        "kind",
+        "algorithm",
+        "alg",
+        "storage",
+        "store",
+        "manager",
+        "service",
+        "param",
+        "params",
+        "required",
+        "enabled",
+        "placeholder",
+        "template",
+        "limit",
+        "position",
+        "pos",
+        "ref",
+        "reference",
+        "arn",
+    ]
+)
+_NAME_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "API", "PASS")
+_COMMON_VALUES = frozenset(
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "changeme",
+        "change_me",
+        "null",
+        "none",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "empty",
+        "string",
+        "str",
+        "required",
+        "optional",
+        "test",
+        "pass",
+        "pwd",
+        "apikey",
+        "api_key",
+        "key",
+        "value",
+    ]
+)
+_PLACEHOLDER_WORDS = ("xxx", "***", "###", "...", "example", "placeholder", "your", "changeme")
+_PLACEHOLDER_WORDS += ("change_me", "dummy", "fake", "sample", "redacted", "insert", "replace")
+_PLACEHOLDER_WORDS += ("here", "todo")
+_TOKEN_PLACEHOLDER_WORDS = ("xxxx", "****", "####", "your", "here", "placeholder")
+_TEMPLATE_STARTS = ("${", "$(", "{{", "<", "%", "#{", "[", "$")
+# Unquoted code, not a literal: ``a.b.c``, ``obj->field``, ``call(...`` or a plain identifier
+# without digits (``userPassword``); ``HXe8DGg1iJd2`` (letters and digits) stays a candidate.
+_CODE_REFERENCE = re2.compile(
+    r"[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|->|::)[A-Za-z_$][A-Za-z0-9_$]*)+[;,)]*"
+    r"|[A-Za-z_$][A-Za-z0-9_$.]*\(.*|[A-Za-z_$]+[;,)]*"
+)
+_WORDY = re2.compile(r"[A-Za-z]+(?:[-_.][A-Za-z]+)*")
+_CAMEL = re2.compile(r"([a-z0-9])([A-Z])")
+_SEPARATORS = re2.compile(r"[^A-Za-z0-9]+")
+_HEX = re2.compile(r"[0-9a-f]+")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character: random keys score high, words and repeated characters low."""
+    if not value:
+        return 0.0
+    length = len(value)
+    return -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+
+
+def _dominated(folded: str) -> bool:
+    """One character makes up half the value: typed filler (``xxxx``), not random material."""
+    return max(Counter(folded).values()) * 2 >= len(folded)
+
+
+def _is_uniform(value: str) -> bool:
+    """Too few distinct characters, or one character dominating: not random material."""
+    folded = value.lower()
+    return len(set(folded)) < 5 or _dominated(folded)
+
+
+def _has_alphabet_run(value: str, run: int = 6) -> bool:
+    """``abcdef...``: typed by hand as a dummy, never produced by a key generator."""
+    folded = value.lower()
+    return any(_ALPHABET[i : i + run] in folded for i in range(len(_ALPHABET) - run + 1))
+
+
+def looks_like_placeholder(value: str) -> bool:
+    """Documentation and template values: ``changeme``, ``${VAR}``, ``<token>``, ``xxxx``.
+
+    Low variety alone (``ab12ab12``) is left to the entropy threshold, which the user tunes.
+    """
+    stripped = value.strip()
+    folded = stripped.lower()
+    if not stripped or folded in _COMMON_VALUES or stripped.startswith(_TEMPLATE_STARTS):
+        return True
+    if any(word in folded for word in _PLACEHOLDER_WORDS):
+        return True
+    if stripped.upper() == stripped and any(w in stripped for w in _NAME_WORDS):
+        return stripped.replace("-", "_").replace("_", "").isalnum()  # an env-var name
+    return len(stripped) >= 8 and _dominated(folded)
+
+
+def _token_body_ok(rule: Rule, body: str) -> bool:
+    if rule.check == "none":
+        return True
+    if rule.check == "entropy":
+        return _random_base64(body)
+    if rule.check == "password":
+        return not looks_like_placeholder(body.strip("'\""))
+    folded = body.lower()
+    if any(word in folded for word in _TOKEN_PLACEHOLDER_WORDS):
+        return False
+    if len(body) >= 8 and _is_uniform(body):
+        return False
+    if rule.mixed_case and _HEX.fullmatch(body):
+        return False
+    if rule.needs_upper_lower_digit:
+        return (
+            any(c.isupper() for c in body)
+            and any(c.islower() for c in body)
+            and any(c.isdigit() for c in body)
+        )
+    return True
+
+
+def _random_base64(body: str) -> bool:
+    """Key material: mixed case and digits, high entropy, not a published content digest."""
+    if body.lower().startswith(_DIGEST_PREFIXES) or looks_like_placeholder(body):
+        return False
+    if not (_has_upper(body) and _has_lower(body) and _has_digit(body)):
+        return False
+    return shannon_entropy(body) >= HIGH_ENTROPY_BITS
+
+
+def _public_context(data: bytes, start: int, end: int) -> bool:
+    """A random string named as a per-session or public value on its line (a CSRF token,
+    a nonce, an integrity digest) is not a credential."""
+    line = data[start:end].rsplit(b"\n", 1)[-1].lower()
+    return any(word in line for word in _PUBLIC_CONTEXT)
+
+
+def _has_upper(value: str) -> bool:
+    return value.lower() != value
+
+
+def _has_lower(value: str) -> bool:
+    return value.upper() != value
+
+
+def _has_digit(value: str) -> bool:
+    return any(c.isdigit() for c in value)
+
+
+def _name_segments(identifier: str) -> list[str]:
+    spaced = _CAMEL.sub(r"\1_\2", identifier.split("[")[0])
+    return [s for s in _SEPARATORS.split(spaced.lower()) if s]
+
+
+def credential_strength(identifier: str) -> str | None:
+    """``"strong"`` for password-like names, ``"weak"`` for token/key-like ones, else None."""
+    segments = _name_segments(identifier)
+    if not segments or segments[0] in _PREFIX_DENY or segments[-1] in _SUFFIX_DENY:
+        return None
+    joined = "".join(segments)
+    if any(s in _STRONG or s.startswith(("password", "passwd", "secret")) for s in segments):
+        return "strong"
+    if "private" in segments and "key" in segments:
+        return "strong"
+    if any(s in _WEAK for s in segments) or any(k in joined for k in _COMPOUND_KEYS):
+        return "weak"
+    if segments[-1] in ("key", "token") and len(segments) > 1:
+        return None if segments[-2] in _KEY_QUALIFIER_DENY else "weak"
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Candidate:
+    form: str
+    identifier: str
+    value: str
+    quoted: bool
+    value_start: int  # byte offsets of the unquoted value in the scanned data
+    value_end: int
+
+
+_SCHEMES = (b"Bearer ", b"Basic ", b"Token ", b"Bot ", b"Digest ")
+
+
+def _unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
+    """(quoted, start, end) of a raw value without its quotes and auth scheme."""
+    quoted = data[start : start + 1] in (b'"', b"'", b"`")
+    if quoted:
+        if end - start >= 2 and data[end - 1 : end] == data[start : start + 1]:
+            end -= 1
+        start += 1
+    for scheme in _SCHEMES:
+        if data.startswith(scheme, start, end):
+            start += len(scheme)
+            while start < end and data[start] in (0x20, 0x09):
+                start += 1
+            break
+    return quoted, start, end
+
+
+def _jwt_header_ok(matched: str) -> bool:
+    """A JWT's first segment must decode to a JSON object (``eyJ`` alone is just ``{"``)."""
+    header = matched.split(".", 1)[0].rstrip("=")
+    try:
+        decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        return isinstance(json.loads(decoded), dict)
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _k8s_last_value_end(document: bytes) -> int:
+    """End offset of the last non-empty base64 value of a manifest's data section, or -1."""
+    text = document.decode("latin-1")  # offsets stay byte offsets; values are ASCII
+    if _K8S_DATA.search(text) is None:
+        return -1
+    last = -1
+    for m in _K8S_VALUE.finditer(text):
+        try:
+            if len(base64.b64decode(m.group("v"), validate=True)) >= 8:
+                last = m.end(1)  # the "v" group
+        except (binascii.Error, ValueError):
+            continue
+    return last
+
+
+# -- compiled matching ------------------------------------------------------------------------
+
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
+_OPTIONS = re2.Options()
+# Matching runs on bytes (UTF-8 of the normalised text) with byte semantics: every pattern is
+# ASCII, and Latin-1 mode keeps the automata small (no multi-byte UTF-8 decoding states).
+_OPTIONS.encoding = re2.Options.Encoding.LATIN1
+_OPTIONS.max_mem = 32 << 20
+_CAPTURE = re2.compile(r"\(\?P<[a-z]+>")
+# Between texts scanned together: no trigger or pattern matches a NUL or crosses a line end.
+_SEPARATOR = b"\n\x00\n"
+_IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_MEMO_ENTRIES = 2048  # per scan: repeated text is what the memo is for, not variety
+_MEMO_KEY_BYTES = 2048
+
+
+def _compile(pattern: str) -> Any:
+    return re2.compile(pattern.encode("latin-1"), _OPTIONS)
+
+
+def _strip_groups(pattern: str) -> str:
+    return _CAPTURE.sub("(?:", pattern)
+
+
+def _group(regex: Any, name: str) -> int:
+    index = {(k.decode() if isinstance(k, bytes) else k): v for k, v in regex.groupindex.items()}
+    return index.get(name, -1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pattern:
+    """One full pattern of a rule: the raw RE2 ``Match`` and its value/body group indexes."""
+
+    match: Any
+    value: int
+    body: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RuleMatcher:
+    rule: Rule
+    patterns: tuple[_Pattern, ...]
+    footer: Any | None  # raw ``Match`` of the footer regex
+
+
+def _rule_matcher(rule: Rule) -> _RuleMatcher:
+    patterns = []
+    for source in rule.patterns:
+        regex = _compile(source)
+        value = _group(regex, "v")
+        body = _group(regex, "b")
+        patterns.append(_Pattern(regex._regexp.Match, value, body if body > 0 else value))
+    footer = _compile(rule.footer)._regexp.Match if rule.footer else None
+    return _RuleMatcher(rule, tuple(patterns), footer)
+
+
+Hit = tuple[int, int, str]  # byte start, byte end, subtype
+
+
+class _Scan:
+    """State of one scan over ``data[lo:hi]``: memos that keep repeated work linear."""
+
+    __slots__ = ("data", "footer_memo", "hi", "k8s_memo", "lo", "memo")
+
+    def __init__(self, data: bytes, lo: int, hi: int) -> None:
+        self.data, self.lo, self.hi = data, lo, hi
+        self.footer_memo: dict[str, tuple[int, int, int]] = {}  # rule -> (from, start, end)
+        self.k8s_memo: tuple[int, int, int] | None = None  # doc start, doc end, data end or -1
+        # Verdicts by (kind, offsets, the bytes the rules see), relative to the trigger.
+        self.memo: dict[tuple[int, int, int, bytes], object] = {}
+
+    def remember(self, key: tuple[int, int, int, bytes], verdict: object) -> None:
+        if len(self.memo) < _MEMO_ENTRIES and len(key[3]) <= _MEMO_KEY_BYTES:
+            self.memo[key] = verdict
+
+
+class _Detector:
+    """The prefilter, the rules behind each trigger, and the checks run at each hit."""
+
+    def __init__(self, rules: list[Rule], generic: bool, kubernetes: bool, threshold: float):
+        self.entropy_threshold = threshold
+        self.generic = generic
+        self.kubernetes = kubernetes
+        self.generic_forms = [(form, _compile(p)) for form, p in _GENERIC_FORMS]
+        # Alternatives in priority order: keyword shapes, Kubernetes, then provider triggers.
+        # Kinds: "generic", "k8s", or the tuple of rule matchers a provider trigger stands for.
+        triggers: dict[str, list[_RuleMatcher]] = {}
+        for rule in rules:
+            matcher = _rule_matcher(rule)
+            for trigger in rule.triggers:
+                triggers.setdefault(trigger, []).append(matcher)
+        alternatives: list[str] = []
+        self.kinds: list[object] = []
+        if generic:
+            alternatives.append("|".join(_strip_groups(p) for _, p in _GENERIC_FORMS))
+            self.kinds.append("generic")
+        if kubernetes:
+            alternatives.append(_KUBERNETES_TRIGGER)
+            self.kinds.append("k8s")
+        for trigger, matchers in triggers.items():
+            alternatives.append(trigger)
+            self.kinds.append(tuple(matchers))
+        # How much text around a provider trigger its rules can look at (the memo key).
+        self.windows = [
+            (max(m.rule.back for m in kind) + 1, max(m.rule.reach for m in kind))
+            if isinstance(kind, tuple)
+            else (0, 0)
+            for kind in self.kinds
+        ]
+        self.prefilter = None
+        if alternatives:
+            self.prefilter = _compile("|".join(f"(?:{a})" for a in alternatives))._regexp.Match
+            # Which alternative a hit is: a set of anchored DFAs, ~1 us, whatever their number.
+            self.classifier = re2.Set.FullMatchSet(_OPTIONS)
+            for alternative in alternatives:
+                self.classifier.Add(alternative.encode("latin-1"))
+            self.classifier.Compile()
+            self.classify = self.classifier._set.Match  # the raw call: a list of indexes
+
+    # -- the scan loop ------------------------------------------------------------------------
+
+    def scan(self, data: bytes, lo: int, hi: int, nested: bool = False) -> list[Hit]:
+        """Findings in ``data[lo:hi]``; linear: each hit costs bounded work and the search
+        moves forward by at least one byte after it."""
+        if self.prefilter is None:
+            return []
+        state = _Scan(data, lo, hi)
+        hits: list[Hit] = []
+        pos = lo
+        while pos < hi:
+            s, e = self.prefilter(_UNANCHORED, data, pos, hi)[0]
+            if s < 0:
+                break
+            which = min(self.classify(data[s:e]))
+            kind = self.kinds[which]
+            if kind == "generic":
+                if not nested:
+                    hits.extend(self._generic(state, s, e))
+                pos = max(e, s + 1)
+                continue
+            hit = self._k8s(state, s, e) if kind == "k8s" else self._provider(state, which, s)
+            if hit is not None and (not hits or hit[0] >= hits[-1][1]):
+                hits.append(hit)
+                pos = max(hit[1], s + 1)
+            else:
+                pos = s + 1
+        return hits
+
+    # -- provider formats ---------------------------------------------------------------------
+
+    def _provider(self, state: _Scan, which: int, s: int) -> Hit | None:
+        """The first of the trigger's rules matching around ``s``. Verdicts are memoised by
+        the bytes the rules can see, so repeated text (``sk-sk-sk-...``) is judged once."""
+        back, reach = self.windows[which]
+        low, high = max(state.lo, s - back), min(state.hi, s + reach)
+        key = (which, s - low, high - s, state.data[low:high])
+        if key in state.memo:
+            found = state.memo[key]
+            return None if found is None else (s + found[0], s + found[1], found[2])
+        hit = None
+        for matcher in self.kinds[which]:  # type: ignore[union-attr]
+            span = self._rule_span(state, matcher, s)
+            if span is not None:
+                hit = span[0], span[1], matcher.rule.name
+                break
+        if hit is None or hit[2] != "PRIVATE_KEY":  # PEM ends depend on text further on
+            state.remember(key, None if hit is None else (hit[0] - s, hit[1] - s, hit[2]))
+        return hit
+
+    def _rule_span(self, state: _Scan, matcher: _RuleMatcher, s: int) -> tuple[int, int] | None:
+        rule, data = matcher.rule, state.data
+        end = min(state.hi, s + rule.reach)
+        for pattern in matcher.patterns:
+            spans = self._locate(pattern, data, s, max(state.lo, s - rule.back), end, rule.back)
+            if spans is None:
+                continue
+            body_start, body_end = spans[pattern.body]
+            if not _token_body_ok(rule, data[body_start:body_end].decode("utf-8", "replace")):
+                continue
+            start, stop = spans[pattern.value]
+            if rule.name == "JWT" and not _jwt_header_ok(data[start:stop].decode("latin-1")):
+                continue
+            if rule.check == "entropy" and _public_context(data, max(state.lo, start - 96), start):
+                continue
+            if matcher.footer is not None:
+                stop = self._footer_end(state, matcher, stop)
+            return start, stop
+        return None
+
+    @staticmethod
+    def _locate(pattern: _Pattern, data: bytes, s: int, lo: int, hi: int, back: int) -> Any:
+        """Group spans of the pattern's match containing the trigger at ``s``, or None."""
+        if back == 0:
+            spans = pattern.match(_ANCHOR_START, data, s, hi)
+            return spans if spans[0][0] >= 0 else None
+        pos = lo
+        while pos <= s:  # bounded by ``back``: the window before the trigger
+            spans = pattern.match(_UNANCHORED, data, pos, hi)
+            start, end = spans[0]
+            if start < 0 or start > s:
+                return None
+            if end > s:
+                return spans
+            pos = start + 1
+        return None
+
+    @staticmethod
+    def _footer_end(state: _Scan, matcher: _RuleMatcher, stop: int) -> int:
+        """Extend a PEM header to its footer; one forward search serves many headers."""
+        memo = state.footer_memo.get(matcher.rule.name)
+        if memo is None or memo[0] > stop or 0 <= memo[1] < stop:
+            start, end = matcher.footer(_UNANCHORED, state.data, stop, state.hi)[0]
+            memo = (stop, start, end)
+            state.footer_memo[matcher.rule.name] = memo
+        return memo[2] if memo[1] >= 0 else stop
+
+    # -- Kubernetes ---------------------------------------------------------------------------
+
+    def _k8s(self, state: _Scan, s: int, e: int) -> Hit | None:
+        """``kind: Secret`` counts when its YAML document carries base64 data (judged once per
+        document, so many ``kind`` lines in one document stay linear)."""
+        memo = state.k8s_memo
+        if memo is None or not memo[0] <= s < memo[1]:
+            data, lo, hi = state.data, state.lo, state.hi
+            doc_start = data.rfind(b"\n---", max(lo, s - _K8S_WINDOW), s) + 1 or lo
+            doc_start = max(doc_start, lo, s - _K8S_WINDOW)
+            doc_end = data.find(b"\n---", s, min(hi, s + _K8S_WINDOW))
+            doc_end = doc_end if doc_end >= 0 else min(hi, s + _K8S_WINDOW)
+            last = _k8s_last_value_end(data[doc_start:doc_end])
+            memo = (doc_start, doc_end, -1 if last < 0 else doc_start + last)
+            state.k8s_memo = memo
+        if memo[2] < 0:
+            return None
+        # Through the last data value, so a mask hides the data, not just the ``kind`` line.
+        return s, max(e, memo[2]), KUBERNETES
+
+    # -- keyword + entropy --------------------------------------------------------------------
+
+    def _generic(self, state: _Scan, s: int, e: int) -> list[Hit]:
+        """A keyword assignment, judged once per distinct text (memoised like providers)."""
+        name_start = self._name_start(state, s)
+        key = (-1, s - name_start, e - s, state.data[name_start:e])
+        if key in state.memo:
+            return [(s + a, s + b, name) for a, b, name in state.memo[key]]  # type: ignore[union-attr]
+        hits = self._judge_generic(state, s, e, name_start)
+        state.remember(key, [(a - s, b - s, name) for a, b, name in hits])
+        return hits
+
+    def _judge_generic(self, state: _Scan, s: int, e: int, name_start: int) -> list[Hit]:
+        candidate = self._parse(state, s, e, name_start)
+        if candidate is None:
+            return []
+        # One byte more: formats end with a boundary character (the closing quote, here).
+        value_hi = min(state.hi, candidate.value_end + 1)
+        inner = self.scan(state.data, candidate.value_start, value_hi, nested=True)
+        if inner:
+            return inner[:1]  # a provider token: reported under the provider's name
+        if candidate.value_end <= candidate.value_start or not self._generic_ok(candidate):
+            return []
+        return [(candidate.value_start, candidate.value_end, GENERIC)]
+
+    def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> _Candidate | None:
+        data = state.data
+        for form, regex in self.generic_forms:
+            spans = regex._regexp.Match(_ANCHOR_START, data, s, e)
+            if spans[0][0] < 0:
+                continue
+            id_group, val_group = _FORM_GROUPS[form]
+            id_start, id_end = spans[id_group]
+            if form != "compare":
+                id_start = name_start
+            if id_end - id_start > _MAX_NAME:
+                return None
+            quoted, value_start, value_end = _unquote(data, *spans[val_group])
+            identifier = data[id_start:id_end].decode("utf-8", "replace")
+            value = data[value_start:value_end].decode("utf-8", "replace")
+            return _Candidate(form, identifier, value, quoted, value_start, value_end)
+        return None
+
+    @staticmethod
+    def _name_start(state: _Scan, s: int) -> int:
+        """The keyword may sit inside a longer name (``db_password``): walk back to its start."""
+        data, start = state.data, s
+        floor = max(state.lo, s - _MAX_NAME)
+        while start > floor and data[start - 1] in _IDENT_BYTES:
+            start -= 1
+        return start
+
+    def _generic_ok(self, candidate: _Candidate) -> bool:
+        strength = credential_strength(candidate.identifier)
+        value = candidate.value
+        if strength is None or looks_like_placeholder(value):
+            return False
+        if strength == "strong" and candidate.quoted and candidate.form == "assign":
+            return len(value) >= 6  # a chosen password: weak ones are still secrets
+        if any(c.isspace() for c in value) or _has_alphabet_run(value):
+            return False
+        if len(value) < (8 if strength == "strong" else 16):
+            return False
+        if not candidate.quoted and (_CODE_REFERENCE.fullmatch(value) or _WORDY.fullmatch(value)):
+            return False
+        return shannon_entropy(value) >= self.entropy_threshold
+
+
+def _form_groups() -> dict[str, tuple[int, int]]:
+    groups = {}
+    for form, pattern in _GENERIC_FORMS:
+        regex = _compile(pattern)
+        groups[form] = (_group(regex, "id"), _group(regex, "val"))
+    return groups
+
+
+_FORM_GROUPS = _form_groups()
+
+
+# -- the guardrail ----------------------------------------------------------------------------
+
+
+def _params(spec: GuardrailSpec) -> tuple[dict[str, Action], float]:
+    """Enabled subtypes with their actions, and the entropy threshold."""
+    where = f"guardrail {spec.name!r}: litellm_params"
+    action = Action.parse(spec.params.get("action", Action.BLOCK.value), f"{where}.action")
+    known = [r.name for r in RULES] + [GENERIC, KUBERNETES]
+    key = "rules" if "rules" in spec.params else "entities"
+    wanted = spec.params.get(key)
+    actions: dict[str, Action] = {}
+    if wanted is None:
+        actions = dict.fromkeys(known, action)
+    elif isinstance(wanted, Mapping) and wanted:
+        for name, value in wanted.items():
+            actions[_known_name(name, known, f"{where}.{key}")] = Action.parse(
+                value, f"{where}.{key}.{name}"
+            )
+    elif isinstance(wanted, list) and wanted:
+        actions = {_known_name(name, known, f"{where}.{key}"): action for name in wanted}
+    else:
+        raise ConfigError(f"{where}.{key} must be a non-empty list of rule names")
+    threshold = spec.params.get("entropy_threshold", DEFAULT_ENTROPY_THRESHOLD)
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not (0 <= threshold <= 8)
+    ):
+        raise ConfigError(
+            f"{where}.entropy_threshold must be a number of bits per character between 0 and 8, "
+            f"got {threshold!r}"
+        )
+    return actions, float(threshold)
+
+
+def _known_name(name: object, known: list[str], where: str) -> str:
+    upper = str(name).upper()
+    if upper not in known:
+        raise ConfigError(f"{where}: unknown rule {name!r} (known: {', '.join(known)})")
+    return upper
 
 
 @register("secrets")
-class SecretsGuardrail(PatternGuardrail):
-    ENTITIES = ENTITIES
-    DEFAULT_ACTION = Action.BLOCK
+class SecretsGuardrail(Guardrail):
+    """Params: ``action`` (default block), ``rules`` (subset of subtypes; ``entities`` is an
+    alias, which may also map subtype -> action), ``entropy_threshold`` (bits per character)."""
+
+    def __init__(self, spec: GuardrailSpec) -> None:
+        super().__init__(spec)
+        self.actions, threshold = _params(spec)
+        enabled = [r for r in RULES if r.name in self.actions]
+        self._detector = _Detector(
+            enabled, GENERIC in self.actions, KUBERNETES in self.actions, threshold
+        )
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        findings: list[Finding] = []
+        batch: list[tuple[int, str]] = []
+        for index, text in enumerate(texts):
+            if text.isascii():
+                batch.append((index, text))
+            else:
+                findings.extend(self.find(index, text))
+        if batch:
+            findings.extend(self._scan_ascii(batch))
+            findings.sort(key=lambda f: f.index)  # stable: offsets stay in order within a text
+        return findings
+
+    def find(self, index: int, text: str) -> list[Finding]:
+        """Findings in one text, with offsets into ``text`` itself (not its normalised form)."""
+        normalized = normalize(text)
+        data = normalized.text.encode("utf-8")
+        hits = self._detector.scan(data, 0, len(data))
+        if not hits:
+            return []
+        if len(data) != len(normalized.text):
+            hits = _bytes_to_chars(data, hits)
+        return [self._finding(index, normalized, *hit) for hit in hits]
+
+    def _scan_ascii(self, batch: list[tuple[int, str]]) -> list[Finding]:
+        """ASCII texts need no normalisation: scan them as one buffer (one prefilter search
+        instead of one per text, which dominates on chat-sized messages)."""
+        if len(batch) == 1:
+            return self.find(*batch[0])
+        data = _SEPARATOR.join(text.encode("ascii") for _, text in batch)
+        starts, offset = [], 0
+        for _, text in batch:
+            starts.append(offset)
+            offset += len(text) + len(_SEPARATOR)
+        findings = []
+        for start, end, subtype in self._detector.scan(data, 0, len(data)):
+            k = bisect_right(starts, start) - 1
+            base = starts[k]
+            end = min(end, base + len(batch[k][1]))
+            findings.append(self._make(batch[k][0], start - base, end - base, subtype))
+        return findings
+
+    def _finding(
+        self, index: int, normalized: Normalized, start: int, end: int, subtype: str
+    ) -> Finding:
+        return self._make(index, *normalized.span(start, end), subtype)
+
+    def _make(self, index: int, start: int, end: int, subtype: str) -> Finding:
+        return Finding(index, start, end, "SECRET", self.actions[subtype], subtype)
+
+
+def _bytes_to_chars(data: bytes, hits: list[Hit]) -> list[Hit]:
+    """Convert byte offsets into character offsets in one pass over the sorted offsets."""
+    offsets = sorted({o for start, end, _ in hits for o in (start, end)})
+    chars: dict[int, int] = {}
+    last_byte = last_char = 0
+    for offset in offsets:
+        last_char += len(data[last_byte:offset].decode("utf-8", "replace"))
+        last_byte = offset
+        chars[offset] = last_char
+    return [(chars[start], chars[end], subtype) for start, end, subtype in hits]
+
+
+__all__ = [
+    "SecretsGuardrail",
+    "credential_strength",
+    "looks_like_placeholder",
+    "shannon_entropy",
+]

@@ -91,6 +91,17 @@ def add_strings_in_list(slots: list[TextSlot], items: list[Any], role: str | Non
             slots.append(TextSlot(items, index, item, role))
 
 
+def add_string_or_strings(
+    slots: list[TextSlot], document: dict[str, Any], key: str, role: str | None
+) -> None:
+    """``document[key]`` is a string or a list of them (``prompt``, ``input``)."""
+    value = document.get(key)
+    if isinstance(value, str):
+        add_string(slots, document, key, role)
+    elif isinstance(value, list):
+        add_strings_in_list(slots, value, role)
+
+
 def add_text_parts(
     slots: list[TextSlot], parts: list[Any], text_types: dict[str, str], role: str | None
 ) -> None:

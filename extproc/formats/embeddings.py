@@ -7,18 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.formats.base import TextSlot, add_string, add_strings_in_list
+from extproc.formats.base import TextSlot, add_string_or_strings
 
 name = "embeddings"
 
 
 def request_texts(document: dict[str, Any]) -> list[TextSlot]:
     slots: list[TextSlot] = []
-    value = document.get("input")
-    if isinstance(value, str):
-        add_string(slots, document, "input", "user")
-    elif isinstance(value, list):
-        add_strings_in_list(slots, value, "user")
+    add_string_or_strings(slots, document, "input", "user")
     return slots
 
 

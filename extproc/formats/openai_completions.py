@@ -9,18 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.formats._replies import json_reply, model_of, now, random_id, sse_reply, wants_stream
-from extproc.formats.base import TextSlot, add_string, add_strings_in_list
+from extproc.formats.base import TextSlot, add_string, add_string_or_strings
 
 name = "openai_completions"
 
 
 def request_texts(document: dict[str, Any]) -> list[TextSlot]:
     slots: list[TextSlot] = []
-    prompt = document.get("prompt")
-    if isinstance(prompt, str):
-        add_string(slots, document, "prompt", "user")
-    elif isinstance(prompt, list):
-        add_strings_in_list(slots, prompt, "user")
+    add_string_or_strings(slots, document, "prompt", "user")
     add_string(slots, document, "suffix", "user")
     return slots
 

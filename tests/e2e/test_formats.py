@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import upstream_last, write_config
+from tests.conftest import module_stack, upstream_last
+from tests.conftest import post as post_json
 
 MODEL = "fake-echo-1"
 EMAIL = "jane.doe@example.com"
@@ -203,11 +204,7 @@ def set_in(document: Any, where: Where, value: Any) -> None:
 
 
 def post(client: httpx.Client, stack: Stack, path: str, body: dict[str, Any]) -> httpx.Response:
-    return client.post(
-        f"{stack.url}{path}",
-        content=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
+    return post_json(client, stack, body, path)
 
 
 def direct(client: httpx.Client, stack: Stack, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -335,9 +332,7 @@ POST_CALL_CONFIG = """
 
 @pytest.fixture(scope="module")
 def post_call_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("post-call")
-    with Stack(config=write_config(workdir, POST_CALL_CONFIG), workdir=workdir) as running:
-        yield running
+    yield from module_stack(tmp_path_factory, "post-call", POST_CALL_CONFIG)
 
 
 @answer_params

@@ -11,24 +11,9 @@ from pathlib import Path
 import httpx
 
 from extproc.stack.processes import Stack
-from tests.conftest import StackFactory, chat_body, ext_proc_stats, upstream_last
+from tests.conftest import StackFactory, chat_body, ext_proc_stats, post, upstream_last
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "custom_guardrails.py"
-
-
-def post(
-    client: httpx.Client,
-    stack: Stack,
-    body: bytes | dict,
-    path: str = "/v1/chat/completions",
-    **headers: str,
-) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client.post(
-        f"{stack.url}{path}",
-        content=content,
-        headers={"content-type": "application/json", **headers},
-    )
 
 
 # -- pass-through ------------------------------------------------------------------------------

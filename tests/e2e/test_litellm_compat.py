@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import chat_body, upstream_last
+from tests.conftest import chat_body, module_stack, post, upstream_last
 
 KEY = "AKIA" + "IOSFODNN7EXAMPLE"
 
@@ -35,19 +35,11 @@ guardrails:
 
 @pytest.fixture(scope="module")
 def litellm_stack(tmp_path_factory: pytest.TempPathFactory):
-    workdir = tmp_path_factory.mktemp("litellm")
-    config = workdir / "config.yaml"
-    config.write_text(LITELLM_CONFIG)
-    with Stack(config=config, workdir=workdir) as running:
-        yield running
+    yield from module_stack(tmp_path_factory, "litellm", LITELLM_CONFIG)
 
 
 def send(client: httpx.Client, stack: Stack, content: str) -> httpx.Response:
-    return client.post(
-        f"{stack.url}/v1/chat/completions",
-        content=json.dumps(chat_body(content)),
-        headers={"content-type": "application/json"},
-    )
+    return post(client, stack, chat_body(content))
 
 
 def test_content_filter_masks_in_litellm_format(client: httpx.Client, litellm_stack: Stack) -> None:

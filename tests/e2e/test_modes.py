@@ -12,7 +12,7 @@ import yaml
 
 from extproc.stack.envoy_config import TEMPLATE, named
 from extproc.stack.processes import Stack
-from tests.conftest import chat_body, ext_proc_stats, upstream_last
+from tests.conftest import chat_body, ext_proc_stats, module_stack, post, upstream_last
 
 KEY = "AKIA" + "IOSFODNN7EXAMPLE"
 EMAIL = "jane.doe@example.com"
@@ -64,27 +64,14 @@ def route_template(directory: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def modes_stack(tmp_path_factory: pytest.TempPathFactory):
-    workdir = tmp_path_factory.mktemp("modes")
-    config = workdir / "config.yaml"
-    config.write_text(CONFIG)
-    with Stack(config=config, workdir=workdir, envoy_template=route_template(workdir)) as running:
-        yield running
-
-
-def send(
-    client: httpx.Client, stack: Stack, body: dict, path: str = "/v1/chat/completions", **headers
-) -> httpx.Response:
-    return client.post(
-        f"{stack.url}{path}",
-        content=json.dumps(body),
-        headers={"content-type": "application/json", **headers},
-    )
+    template = route_template(tmp_path_factory.mktemp("modes-envoy"))
+    yield from module_stack(tmp_path_factory, "modes", CONFIG, envoy_template=template)
 
 
 def test_during_call_lets_the_request_go_but_blocks_the_answer(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
-    response = send(client, modes_stack, chat_body(f"my key is {KEY}"))
+    response = post(client, modes_stack, chat_body(f"my key is {KEY}"))
     assert response.status_code == 400
     error = response.json()["error"]
     assert "watch-secrets" in error["message"]
@@ -96,7 +83,7 @@ def test_during_call_lets_the_request_go_but_blocks_the_answer(
 def test_post_call_masks_the_answer_not_the_request(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
-    response = send(client, modes_stack, chat_body(f"write to {EMAIL}"))
+    response = post(client, modes_stack, chat_body(f"write to {EMAIL}"))
     assert response.status_code == 200
     answer = response.json()
     assert answer["choices"][0]["message"]["content"] == "write to [EMAIL]"
@@ -109,7 +96,7 @@ def test_logging_only_changes_nothing_and_logs_the_type_only(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
     phone = "+1 415-555-0100"
-    response = send(client, modes_stack, chat_body(f"call {phone}"))
+    response = post(client, modes_stack, chat_body(f"call {phone}"))
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == f"call {phone}"
     log = modes_stack.log_path("extproc").read_text()
@@ -121,7 +108,7 @@ def test_header_selection_adds_a_guardrail_and_is_not_forwarded(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
     body = chat_body(f"a {EMAIL} b other@example.org c {EMAIL}")
-    response = send(client, modes_stack, body, **{"x-guardrails": "numbered"})
+    response = post(client, modes_stack, body, **{"x-guardrails": "numbered"})
     assert response.status_code == 200
     upstream = upstream_last(client, modes_stack)
     sent = json.loads(upstream["body"])
@@ -133,7 +120,7 @@ def test_header_selection_adds_a_guardrail_and_is_not_forwarded(
 def test_route_selection_through_grpc_initial_metadata(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
-    response = send(
+    response = post(
         client, modes_stack, chat_body(f"mail {EMAIL}"), path="/strict/v1/chat/completions"
     )
     assert response.status_code == 200
@@ -141,12 +128,12 @@ def test_route_selection_through_grpc_initial_metadata(
     assert upstream["path"] == "/v1/chat/completions"
     assert json.loads(upstream["body"])["messages"][0]["content"] == "mail <EMAIL_1>"
     # The same request on the plain route is not masked on the way up.
-    send(client, modes_stack, chat_body(f"mail {EMAIL}"))
+    post(client, modes_stack, chat_body(f"mail {EMAIL}"))
     assert EMAIL in upstream_last(client, modes_stack)["body"]
 
 
 def test_unknown_guardrail_in_header_is_a_400(client: httpx.Client, modes_stack: Stack) -> None:
-    response = send(client, modes_stack, chat_body("hi"), **{"x-guardrails": "nope"})
+    response = post(client, modes_stack, chat_body("hi"), **{"x-guardrails": "nope"})
     assert response.status_code == 400
     assert "'nope'" in response.json()["error"]["message"]
 
@@ -155,7 +142,7 @@ def test_disable_exception_on_block_answers_200_with_the_message(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
     body = chat_body(f"key {KEY}", guardrails=["friendly-block"])
-    response = send(client, modes_stack, body)
+    response = post(client, modes_stack, body)
     assert response.status_code == 200
     answer = response.json()
     assert answer["object"] == "chat.completion"
@@ -167,7 +154,7 @@ def test_disable_exception_on_block_streams_when_the_client_streams(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
     body = chat_body(f"key {KEY}", guardrails=["friendly-block"], stream=True)
-    response = send(client, modes_stack, body)
+    response = post(client, modes_stack, body)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
@@ -180,7 +167,7 @@ def test_clean_request_costs_three_messages_and_no_spurious_ones(
     client: httpx.Client, modes_stack: Stack
 ) -> None:
     before = ext_proc_stats(client, modes_stack)
-    response = send(client, modes_stack, chat_body("nothing to see"))
+    response = post(client, modes_stack, chat_body("nothing to see"))
     assert response.status_code == 200
     after = ext_proc_stats(client, modes_stack)
     # request headers, request body, response headers (during_call verdict), response body

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import chat_body, upstream_last
+from tests.conftest import chat_body, module_stack, post, upstream_last
 
 CONFIG = """
     guardrails:
@@ -22,25 +22,13 @@ KEY = "AKIAIOSFODNN7EXAMPLE"
 
 @pytest.fixture(scope="module")
 def selection_stack(tmp_path_factory: pytest.TempPathFactory):
-    workdir = tmp_path_factory.mktemp("selection")
-    config = workdir / "config.yaml"
-    config.write_text(CONFIG)
-    with Stack(config=config, workdir=workdir) as running:
-        yield running
-
-
-def send(client: httpx.Client, stack: Stack, body: dict) -> httpx.Response:
-    return client.post(
-        f"{stack.url}/v1/chat/completions",
-        content=json.dumps(body),
-        headers={"content-type": "application/json"},
-    )
+    yield from module_stack(tmp_path_factory, "selection", CONFIG)
 
 
 def test_guardrail_not_default_on_is_off_unless_requested(
     client: httpx.Client, selection_stack: Stack
 ) -> None:
-    response = send(client, selection_stack, chat_body(f"key {KEY}"))
+    response = post(client, selection_stack, chat_body(f"key {KEY}"))
     assert response.status_code == 200
     assert KEY in upstream_last(client, selection_stack)["body"]
 
@@ -52,7 +40,7 @@ def test_guardrail_not_default_on_is_off_unless_requested(
 def test_requested_guardrail_runs(
     client: httpx.Client, selection_stack: Stack, selection: dict
 ) -> None:
-    response = send(client, selection_stack, chat_body(f"key {KEY}", **selection))
+    response = post(client, selection_stack, chat_body(f"key {KEY}", **selection))
     assert response.status_code == 400
     assert "opt-in-secrets" in response.json()["error"]["message"]
 
@@ -61,7 +49,7 @@ def test_selection_field_is_removed_and_default_on_still_runs(
     client: httpx.Client, selection_stack: Stack
 ) -> None:
     body = chat_body("write to a@b.io", guardrails=["opt-in-secrets"], temperature=0)
-    assert send(client, selection_stack, body).status_code == 200
+    assert post(client, selection_stack, body).status_code == 200
     seen = upstream_last(client, selection_stack)
     assert json.loads(seen["body"]) == chat_body("write to [EMAIL]", temperature=0)
     assert int(seen["headers"]["content-length"]) == len(seen["body"].encode())
@@ -70,11 +58,11 @@ def test_selection_field_is_removed_and_default_on_still_runs(
 def test_selection_alone_is_removed_even_when_nothing_is_found(
     client: httpx.Client, selection_stack: Stack
 ) -> None:
-    assert send(client, selection_stack, chat_body("hi", guardrails=[])).status_code == 200
+    assert post(client, selection_stack, chat_body("hi", guardrails=[])).status_code == 200
     assert json.loads(upstream_last(client, selection_stack)["body"]) == chat_body("hi")
 
 
 def test_unknown_guardrail_is_a_400_naming_it(client: httpx.Client, selection_stack: Stack) -> None:
-    response = send(client, selection_stack, chat_body("hi", guardrails=["nope"]))
+    response = post(client, selection_stack, chat_body("hi", guardrails=["nope"]))
     assert response.status_code == 400
     assert "'nope'" in response.json()["error"]["message"]

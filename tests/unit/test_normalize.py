@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from extproc.text.normalize import INVISIBLE, normalize
+from extproc.text.normalize import DASHES, INVISIBLE, normalize
 
 
 def test_ascii_text_is_returned_untouched_without_a_map() -> None:
@@ -94,3 +94,59 @@ def test_property_every_span_maps_into_the_original_and_covers_its_source() -> N
             previous_start = orig_start
             piece = normalize(text[orig_start:orig_end]).text
             assert normalized.text[start:end] in piece
+
+
+# -- the one-search check for text that is already normal ------------------------------------------
+
+
+def test_shipped_table_of_unstable_characters_matches_this_unicode_version() -> None:
+    from extproc.text import _unstable_data
+    from extproc.text.unstable import compute_ranges, unstable_ranges
+
+    if unicodedata.unidata_version != _unstable_data.UNIDATA_VERSION:
+        pytest.skip("table made for another Unicode version (computed at run time instead)")
+    assert unstable_ranges() == compute_ranges()
+
+
+def _reference(text: str) -> str:
+    """Character by character: invisible characters dropped, NFKC, dashes folded (right for
+    texts without combining marks, where nothing composes)."""
+    return "".join(
+        unicodedata.normalize("NFKC", c).translate(DASHES) for c in text if c not in INVISIBLE
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "请帮我总结，并解释为什么？（谢谢）",  # noqa: RUF001  fullwidth punctuation in CJK text
+        "Москва — 2024\u2013 25\u00a0km",  # dashes, no-break space
+        "\u2460 call \uff14\uff11\uff15 555 0100",  # circled and fullwidth digits
+    ],
+)
+def test_one_for_one_rewrites_keep_offsets_without_a_map(text: str) -> None:
+    normalized = normalize(text)
+    assert normalized.text == _reference(text)
+    assert len(normalized.text) == len(text)
+    assert normalized.changed and not normalized.norm_starts
+    assert normalized.span(2, 5) == (2, 5)
+
+
+def test_random_texts_without_marks_equal_the_character_by_character_reference() -> None:
+    alphabet = "ab1 .東ж\uff0c\uff1f\u2014\u2013\u00a0\u2460\u2026\ufb01\u200b\u3000\uff21é"
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        assert normalize(text).text == _reference(text), repr(text)
+
+
+def test_lone_surrogates_do_not_break_normalisation() -> None:
+    text = "a\ud800b\uff11"
+    assert normalize(text).text == "a\ud800b1"
+    assert normalize("x\udfff").text == "x\udfff"
+
+
+@pytest.mark.parametrize("hostile", ["\uff0c" * 200_000, "e\u0301" * 100_000, "東" * 200_000])
+def test_long_non_ascii_texts_normalise_in_linear_time(hostile: str) -> None:
+    normalized = normalize(hostile)  # a quadratic pass would not finish
+    assert len(normalized.text) <= len(hostile)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
+import re2
 
 from extproc.backends import build
 from extproc.backends.base import Action, Finding
 from extproc.backends.patterns import PatternGuardrail
-from extproc.backends.pii import card_valid, iban_valid, ssn_valid
+from extproc.backends.pii import _groups, card_valid, iban_valid, ssn_valid
 from extproc.config import ConfigError, GuardrailSpec
 
 
@@ -248,3 +250,50 @@ def test_hostile_input_is_scanned_in_linear_time(hostile: str) -> None:
     pii.find(0, hostile)
     # ~200 KB: a quadratic scan would take minutes; a linear one well under a second.
     assert time.process_time() - started < 5
+
+
+# -- candidates: what the scan hands to validators -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "released 1999-2004 to 17151 2450",  # two digit groups without a trunk 0
+        '"tracking": "JD014600006281234567"',  # letters + digits, but JD is no IBAN country
+    ],
+)
+def test_numbers_every_validator_rejects_are_not_even_candidates(text: str) -> None:
+    pii = guardrail()
+    data = text.encode()
+    assert pii._ascii.everything.match(data, 0) is None
+    assert pii._utf8.everything.match(data, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ring 0393 1144137 now", "0393 1144137"),  # two groups after a trunk 0 still are
+        ("ring 090-1234-5678 now", "090-1234-5678"),
+        ("fax: 5551 2345 99", "5551 2345 99"),
+    ],
+)
+def test_grouped_phone_numbers_still_found(text: str, expected: str) -> None:
+    assert found(text) == [("PHONE", expected)]
+
+
+def test_digit_groups_split_like_a_regex_split() -> None:
+    reference = re2.compile(r"[ .\-/()]+")
+    rng = random.Random(3)
+    for _ in range(5000):
+        number = "".join(rng.choice("0123 .-/()") for _ in range(rng.randint(1, 16)))
+        assert _groups(number) == reference.split(number), repr(number)
+
+
+def test_lone_surrogates_in_text_do_not_break_the_scan() -> None:
+    text = "mail jane@example.com \ud83d or call +1 415-555-0100"
+    assert found(text) == [("EMAIL", "jane@example.com"), ("PHONE", "+1 415-555-0100")]
+
+
+def test_context_entities_report_the_value_not_the_context() -> None:
+    assert found("my SSN: 078051120, thanks") == [("SSN", "078051120")]
+    assert found("Phone:\n434 14 557\n") == [("PHONE", "434 14 557")]

@@ -1,0 +1,79 @@
+"""Row-level precision/recall/F1 of the ``secrets`` guardrail on the labelled secrets eval set.
+
+A row is predicted positive when the guardrail reports any SECRET finding in its text. Figures are
+printed per source family (the tool and rule file a row comes from), per tool, and overall.
+Usage: ``python -m bench.quality_secrets [EVAL_DIR]`` (default /work/shared/eval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from extproc.backends import build
+from extproc.config.loader import GuardrailSpec
+
+DEFAULT_EVAL_DIR = Path("/work/shared/eval")
+
+
+def _family(source: str) -> str:
+    """``gitleaks/gitleaks:.../rules/slack.go:SlackBotToken:tps`` -> ``gitleaks:slack``."""
+    tool = source.split("/", 1)[0]
+    path = source.split(":", 1)[1] if ":" in source else source
+    stem = path.split(":", 1)[0].rsplit("/", 1)[-1].split(".", 1)[0].removesuffix("_test")
+    return f"{tool}:{stem}"
+
+
+def _scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def _line(name: str, counts: dict[str, int]) -> str:
+    p, r, f = _scores(counts["tp"], counts["fp"], counts["fn"])
+    n = sum(counts.values())
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    return f"{name:<40} {n:>4} {tp:>4} {fp:>4} {fn:>4}  {p:.3f} {r:.3f} {f:.3f}"
+
+
+def evaluate(eval_dir: Path) -> None:
+    spec = GuardrailSpec("secrets-eval", "secrets", ("pre_call",), True, {"guardrail": "secrets"})
+    guardrail = build(spec)
+    rows = [json.loads(line) for line in (eval_dir / "secrets.dev.jsonl").open()]
+    by_family: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
+    by_tool: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
+    errors: list[tuple[str, str, str]] = []
+    for row in rows:
+        findings = asyncio.run(guardrail.scan([row["text"]]))
+        predicted = any(f.type == "SECRET" for f in findings)
+        outcome = {(1, True): "tp", (0, True): "fp", (1, False): "fn", (0, False): "tn"}[
+            (row["label"], predicted)
+        ]
+        family = _family(row["source"])
+        by_family[family][outcome] += 1
+        by_tool[family.split(":")[0]][outcome] += 1
+        if outcome in ("fp", "fn"):
+            errors.append((outcome, family, row["text"][:90]))
+    header = f"{'source':<40} {'rows':>4} {'tp':>4} {'fp':>4} {'fn':>4}  prec  rec   f1"
+    print(header)
+    for family in sorted(by_family):
+        print(_line(family, by_family[family]))
+    print("-" * len(header))
+    total = dict(tp=0, fp=0, fn=0, tn=0)
+    for tool in sorted(by_tool):
+        print(_line(tool, by_tool[tool]))
+        for key in total:
+            total[key] += by_tool[tool][key]
+    print(_line("OVERALL", total))
+    print("\nremaining errors:")
+    for outcome, family, text in sorted(errors):
+        print(f"  {outcome} {family:<32} {text!r}")
+
+
+if __name__ == "__main__":
+    evaluate(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_EVAL_DIR)

@@ -1,0 +1,249 @@
+"""The secrets guardrail: provider formats, keyword + entropy, placeholders, params, hostile input.
+
+Test keys are assembled from pieces so that this file holds nothing a secret scanner would flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from extproc.backends import build
+from extproc.backends.secrets import credential_strength, looks_like_placeholder, shannon_entropy
+from extproc.config import ConfigError, GuardrailSpec
+
+RANDOM = "q7Rk2Lm9Xv4Tn8Wb3Hc6Jd1Fs5Gp0Za"  # 31 mixed characters, no dictionary words
+
+
+def scan(text: str, **params: object) -> list[tuple[str, str]]:
+    spec = GuardrailSpec("g", "secrets", ("pre_call",), True, {"guardrail": "secrets", **params})
+    findings = asyncio.run(build(spec).scan([text]))
+    assert all(f.type == "SECRET" for f in findings)
+    return [(f.subtype or "", text[f.start : f.end]) for f in findings]
+
+
+POSITIVES = [
+    ("AWS_ACCESS_KEY", "AKIA" + "Q7RK2LM9XV4TN8WB"),
+    ("GCP_API_KEY", "AIza" + "Sy" + RANDOM + "abc"),
+    ("GITHUB_TOKEN", "gh" + "p_" + RANDOM + "Ab12c"),  # 36 after the prefix
+    ("GITLAB_TOKEN", "glpat" + "-" + RANDOM[:20]),
+    ("SLACK_TOKEN", "xox" + "b-263594206564-" + RANDOM[:24]),
+    ("STRIPE_KEY", "sk" + "_live_" + RANDOM[:24]),
+    ("OPENAI_API_KEY", "sk-" + "proj-" + RANDOM[:20] + "T3Blbk" + "FJ" + RANDOM[:20]),
+    ("ANTHROPIC_API_KEY", "sk-" + "ant-api03-" + (RANDOM * 3)[:93] + "AA"),
+    ("SENDGRID_API_KEY", "SG" + "." + RANDOM[:22] + "." + (RANDOM * 2)[:43]),
+    ("HUGGINGFACE_TOKEN", "hf" + "_" + "qRkLmXvTnWbHcJdFsGpZaYeUiOoPlKjHgF"),
+    ("URL_CREDENTIALS", "postgres://app:" + "S3cr3t-" + "Pw9@db.internal:5432/x"),
+]
+
+
+@pytest.mark.parametrize(("subtype", "text"), POSITIVES)
+def test_provider_format_is_found_with_its_subtype(subtype: str, text: str) -> None:
+    found = scan(f"please use {text} for the deploy")
+    assert [name for name, _ in found] == [subtype]
+    assert found[0][1] in text  # the span is (part of) the secret, not the sentence
+
+
+NEAR_MISSES = [
+    "XAKIA" + "Q7RK2LM9XV4TN8WBX",  # glued into a longer word
+    "gh" + "p_" + "x" * 36,  # documentation placeholder
+    "glpat" + "-" + "XXXXXXXXXXX-XXXXXXXX",
+    "pk" + "_live_" + RANDOM[:24],  # Stripe publishable keys are public
+    "xox" + "p-1234-1234-1234-" + RANDOM,  # too few digits in the ids
+    "sk-" + "proj-" + RANDOM[:20] + "T4Blbk" + "FJ" + RANDOM[:20],  # not the OpenAI marker
+    "postgres://app:" + "password@db.internal/x",  # placeholder password
+    "eyJhbasdGciOi" + "JIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abc",  # bad header
+]
+
+
+@pytest.mark.parametrize("text", NEAR_MISSES)
+def test_near_miss_is_not_a_secret(text: str) -> None:
+    assert scan(f"see {text} in the docs") == []
+
+
+def test_jwt_with_json_header() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0" + ".sig_" + RANDOM
+    assert scan(f"Authorization: Bearer {jwt}") == [("JWT", jwt)]
+
+
+def test_private_key_header() -> None:
+    pem = "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIEow" + RANDOM + "\n"
+    assert [name for name, _ in scan(pem)] == ["PRIVATE_KEY"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('password = "correct horse battery"', "correct horse battery"),  # chosen passwords count
+        ("db_pass := " + RANDOM, RANDOM),
+        ('"api_key": "' + RANDOM + '"', RANDOM),
+        ("huggingface-cli login --token " + RANDOM, RANDOM),
+        ('if ("' + RANDOM + '" == secret) {', RANDOM),
+    ],
+)
+def test_keyword_assignment_masks_only_the_value(text: str, value: str) -> None:
+    assert scan(text) == [("GENERIC_SECRET", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'password = "changeme"',
+        "api_key = ${API_KEY}",
+        'token: "<your token here>"',
+        'public_token = "' + RANDOM + '"',  # public by name
+        'csrf_token = "' + RANDOM + '"',
+        'kms_key_id = "' + RANDOM + '"',  # metadata about a key
+        "secret_length = X25519.secret_length",  # code, not a literal
+        'api_key = "abc123"',  # too short and too little entropy for a key
+        "GITHUB_API_KEY=\nDYNATRACE_API_KEY=",
+    ],
+)
+def test_placeholders_and_non_credentials_are_ignored(text: str) -> None:
+    assert scan(text) == []
+
+
+def test_keyword_value_holding_a_provider_token_keeps_the_provider_subtype() -> None:
+    key = "AKIA" + "Q7RK2LM9XV4TN8WB"
+    assert scan(f"aws_key = '{key}'") == [("AWS_ACCESS_KEY", key)]
+
+
+def test_entropy_and_name_helpers() -> None:
+    assert shannon_entropy("aaaa") == 0.0
+    assert shannon_entropy(RANDOM) > 4.0
+    assert looks_like_placeholder("xxxxxxxxxxxx") and looks_like_placeholder("${TOKEN}")
+    assert not looks_like_placeholder(RANDOM)
+    assert credential_strength("DB_PASSWORD") == "strong"
+    assert credential_strength("slackApiToken") == "weak"
+    assert credential_strength("publicKey") is None
+
+
+def test_entropy_threshold_param_changes_the_decision() -> None:
+    value = "ab12ba21ab21ba12ab12"  # 20 characters, 2 bits per character, not one unit repeated
+    text = f'auth_token = "{value}"'
+    assert scan(text, entropy_threshold=1.5) == [("GENERIC_SECRET", value)]
+    assert scan(text) == []
+
+
+def test_kubernetes_secret_needs_base64_data() -> None:
+    manifest = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {v}\n"
+    assert [n for n, _ in scan(manifest.format(v="c3VwZXJzZWNyZXQxMjM="))] == ["KUBERNETES_SECRET"]
+    assert scan(manifest.format(v='""')) == []
+
+
+def test_rules_subset_action_and_config_errors() -> None:
+    text = "gh" + "p_" + RANDOM + "Ab12c and AKIA" + "Q7RK2LM9XV4TN8WB"
+    assert [n for n, _ in scan(text, rules=["aws_access_key"])] == ["AWS_ACCESS_KEY"]
+    spec = GuardrailSpec("g", "secrets", ("pre_call",), True, {"action": "mask"})
+    assert {f.action.value for f in asyncio.run(build(spec).scan([text]))} == {"mask"}
+    with pytest.raises(ConfigError, match=r"'g'.*rules: unknown rule 'NOPE' \(known: .*JWT"):
+        scan("x", rules=["NOPE"])
+    with pytest.raises(ConfigError, match="entropy_threshold"):
+        scan("x", entropy_threshold="high")
+
+
+def test_provider_token_found_through_unicode_tricks_with_original_offsets() -> None:
+    token = "gh" + "p_" + RANDOM + "Ab12c"
+    hidden = token[:2] + "\u200b" + token[2:]  # zero-width space inside the prefix
+    text = f"café — {hidden} ok"
+    assert scan(text) == [("GITHUB_TOKEN", hidden)]
+    wide = "\uff21\uff2b\uff29\uff21" + "Q7RK2LM9XV4TN8WB"  # fullwidth AKIA: NFKC folds it
+    assert scan(f"clé {wide}") == [("AWS_ACCESS_KEY", wide)]
+
+
+def test_several_texts_keep_their_own_indexes_and_offsets() -> None:
+    key = "AKIA" + "Q7RK2LM9XV4TN8WB"
+    texts = ["nothing here", f"x {key}", "still nothing", f"{key} and {key}"]
+    spec = GuardrailSpec("g", "secrets", ("pre_call",), True, {})
+    findings = asyncio.run(build(spec).scan(texts))
+    assert [(f.index, texts[f.index][f.start : f.end]) for f in findings] == [
+        (1, key),
+        (3, key),
+        (3, key),
+    ]
+
+
+def test_private_key_finding_runs_to_its_footer() -> None:
+    body = "MIIEow" + RANDOM + "\n" + RANDOM + "\n"
+    pem = "-----BEGIN RSA " + "PRIVATE KEY-----\n" + body + "-----END RSA " + "PRIVATE KEY-----"
+    assert scan(f"key:\n{pem}\nthanks") == [("PRIVATE_KEY", pem)]
+
+
+def test_kubernetes_finding_covers_the_data_values() -> None:
+    value = "c3VwZXJzZWNyZXQxMjM="
+    manifest = f"kind: Secret\nmetadata:\n  name: db\ndata:\n  password: {value}\n"
+    [(name, span)] = scan(manifest)
+    assert name == "KUBERNETES_SECRET" and span.startswith("kind: Secret") and span.endswith(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ('cfg = "' + RANDOM + "Zq8" + RANDOM[::-1] + '"', True),  # random base64, no prefix
+        ('integrity="sha512-' + RANDOM + RANDOM[::-1] + '"', False),  # a public content digest
+        ('name="csrf_token" value="' + RANDOM + RANDOM[::-1] + '"', False),  # per-session
+        ('"' + "0123456789abcdef" * 3 + '"', False),  # hex digest: too little entropy
+        ('"' + "TheQuickBrownFoxJumpsOverTheLazyDog" * 2 + '"', False),  # words, no digits
+    ],
+)
+def test_quoted_high_entropy_strings(text: str, found: bool) -> None:
+    assert [n for n, _ in scan(text)] == (["HIGH_ENTROPY_STRING"] if found else [])
+
+
+def test_curl_user_and_slack_ids() -> None:
+    password = "pRf7vG2h1L8nQkW9"
+    assert scan(f"curl --user kevin:'{password}' -X PATCH") == [("CURL_CREDENTIALS", password)]
+    slack = "xox" + "a-511111111-31111111111-3111111111111-e039d02840a0b9379c"
+    assert scan(slack) == [("SLACK_TOKEN", slack)]  # repetitive ids, random last part
+
+
+def test_entities_mapping_sets_an_action_per_subtype() -> None:
+    text = "gh" + "p_" + RANDOM + "Ab12c and AKIA" + "Q7RK2LM9XV4TN8WB"
+    params = {"entities": {"GITHUB_TOKEN": "mask", "AWS_ACCESS_KEY": "log"}}
+    spec = GuardrailSpec("g", "secrets", ("pre_call",), True, params)
+    findings = asyncio.run(build(spec).scan([text]))
+    assert [(f.subtype, f.action.value) for f in findings] == [
+        ("GITHUB_TOKEN", "mask"),
+        ("AWS_ACCESS_KEY", "log"),
+    ]
+
+
+HOSTILE = [
+    "a" * 1_000_000,
+    "=" * 1_000_000,
+    '"' * 1_000_000,
+    "password=" * 100_000,
+    "apassword" * 100_000 + "=x",
+    ('"' + "a" * 50 + '" == ') * 10_000,
+    "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw" * 25_000,  # one long base64 run
+    '"' + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw" * 25_000 + '"',
+    "ATATT3" * 150_000,
+    "gh" + "p_" * 250_000,
+    "ghp_" * 250_000,
+    "sk-" * 300_000,
+    "eyJ" * 300_000,
+    "-----BEGIN RSA " + "PRIVATE KEY-----\n" * 30_000,
+    "kind: Secret\n" * 80_000,
+    "a://b:c@" * 120_000,
+    "curl -u " * 120_000,
+    "abc.defghi." * 90_000,
+    "1234567890:AA" * 80_000,
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=[h[:12] for h in HOSTILE])
+def test_hostile_input_is_linear(hostile: str, capfd: pytest.CaptureFixture[str]) -> None:
+    # ~1 MB each; measured 0.002-0.5 s of CPU. Quadratic rescanning would take minutes.
+    started = time.process_time()
+    assert isinstance(scan(hostile), list)
+    assert time.process_time() - started < 3.0
+    assert "DFA out of memory" not in capfd.readouterr().err
+
+
+def test_no_dfa_out_of_memory_on_realistic_text(capfd: pytest.CaptureFixture[str]) -> None:
+    key = "AKIA" + "Q7RK2LM9XV4TN8WB"
+    text = ("the release is green, see PR #4821 — café; " * 40 + f"token={key}\n") * 50
+    assert len(scan(text)) == 50
+    assert "DFA out of memory" not in capfd.readouterr().err
