@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: venv protos test lint format run bench clean
+.PHONY: venv protos test lint format run bench detectors quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ run: protos
 
 bench: protos
 	$(PY) bench/latency.py $(ARGS)
+
+detectors: $(STAMP)
+	$(PY) bench/detectors.py $(ARGS)
+
+# Needs ../shared/eval (labelled development data) beside the project.
+quality: $(STAMP)
+	$(PY) bench/quality.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

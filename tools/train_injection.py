@@ -228,7 +228,10 @@ def _feature_values(indices: Sequence[int], first_term: int) -> list[tuple[int, 
 
 
 def extract(model: pi.InjectionModel, rows: Sequence[Row]) -> list[list[int]]:
-    return [sorted(set(model.present(r.text.lower()))) for r in rows]
+    """Features of each row; code_context only switches others off, so it learns no weight."""
+    names = [p.name for p in pi.PATTERNS]
+    silent = names.index(pi.CODE_CONTEXT) if pi.CODE_CONTEXT in names else -1
+    return [sorted(set(model.present(r.text.lower())) - {silent}) for r in rows]
 
 
 def load_extra_benign(path: Path = EXTRA_BENIGN_FILE) -> list[Row]:

@@ -43,6 +43,7 @@ SPAN_MARGIN = 3.0  # windows this close (in logit) to the best one belong to the
 MIN_TERM_NORM = 8  # term sums are divided by sqrt(max(n, this)): one word can't decide a short text
 TRIGGER_WEIGHT = 0.3  # a pattern this strong lets positive term evidence count (see module doc)
 UNTRIGGERED_TERM_CAP = 0.0  # most (logit) that terms may add to a text without a trigger
+CODE_CONTEXT = "code_context"  # the pattern whose presence switches off code_sensitive ones
 _SET_MAX_MEM = 256 << 20  # RE2::Set fails (returns nothing) if its DFA runs out of memory
 
 
@@ -53,15 +54,18 @@ class Pattern:
     name: str
     regex: str  # RE2 syntax, applied to the lower-cased text
     kind: str = ""  # INSTRUCTION_OVERRIDE | JAILBREAK | PROMPT_EXTRACTION | "" (no opinion)
+    code_sensitive: bool = False  # symbol-soup evidence: meaningless when the text is code
 
 
 _IGNORE = (
     r"(?:ignore|disregard|forget|skip|neglect|overlook|omit|bypass|override|discard|dismiss"
-    r"|abandon|drop|erase|delete|set aside|pay no attention to|do not follow|don't follow|stop following)"  # noqa: E501 (one alternation per line reads best)
+    r"|abandon|drop|erase|delete|set aside|pay no attention to|do not follow|don't follow"
+    r"|stop following"
+    r"|regardless of|irrespective of|without regard to)"
 )
 _PRIOR = r"(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|old|all|any|your|the|these|those|system|my)"  # noqa: E501 (one alternation per line reads best)
 _ORDERS = (
-    r"(?:instructions?|prompts?|directions?|directives?|rules?|guidelines?|commands?|orders?"
+    r"(?:instructions?|prompts?|directions?|directives?|rules?|guidelines?|commands?"
     r"|context|constraints?|restrictions?|programming|guidance|polic(?:y|ies)|assignments?"
     r"|tasks?|information|everything|settings|training|safeguards?|filters?)"
 )
@@ -81,21 +85,35 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "forget_everything",
-        r"\b(?:forget|ignore|disregard|abandon|drop|overlook)\s+(?:about\s+)?(?:everything|all"
+        r"\b(?:forget|ignore|disregard|abandon|overlook)\s+(?:about\s+)?(?:everything|all"
         r"|anything|what (?:i|you|we))\b",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
         "ignore_prior_near",
-        rf"\b{_IGNORE}\b\W+(?:\w+\W+){{0,6}}(?:previous|prior|above|earlier|preceding|before"
-        r"|previously|instructed|told)\b",
+        rf"\b{_IGNORE}\b\W+(?:\w+\W+){{0,5}}(?:(?:before|previously|instructed|told|said)\b"
+        r"|(?:above|earlier|so far)\s*(?:[.,;:!?]|$|\s+and\b))",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
         "foreign_ignore",
-        r"(?:\bignorier|\bvergiss|\bvergessen sie|\bvergesse|\boubli|\bignorez|\bolvid|\bignora"
-        r"|\bignore (?:as|os|las|los|les|le|la|i|gli)\b|\bzaboravi|\babweichend|無視|忽略|忘记|忘れ"
-        r"|игнорир|забудь|무시|잊어)",
+        r"(?:\b(?:vergiss|vergessen sie|ignorier\w*|missachte\w*)\s+(?:\w+\s+){0,3}(?:alles"
+        r"|anweisung"
+        r"|vorherig|bisherig|obig|zuvor|vorher|instruktion|befehl|regeln)"
+        r"|\b(?:olvida|olvide|ignora|ignoren|oublie|oubliez|ignorez|dimentica|dimenticate"
+        r"|esque[çc]a|esquece)\s+(?:\w+\s+){0,3}(?:todo|toda|tudo|tout|tutto|instru|consign|istruz"
+        r"|anterior|previ|pr[ée]c[ée]dent|precedent|lo que|ce qui|ce que|quello|o que|reglas"
+        r"|r[èe]gles)"
+        r"|\bzaboravi|無視|忽略|忘记|忘れ|игнорир|забудь|무시|잊어)",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "foreign_all_previous",
+        r"\b(?:alle[ns]?|s[äa]mtliche[ns]?|die|den)\s+(?:\w+\s+)?(?:vorherigen|bisherigen|obigen"
+        r"|fr[üu]heren|vorangegangenen)\s+(?:informationen|anweisungen|instruktionen|aufgaben"
+        r"|befehle"
+        r"|regeln|anfragen)|\b(?:zuvor|vorher|bisher) gesagte|\bwas ich (?:vorher|zuvor"
+        r"|davor) gesagt",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
@@ -106,8 +124,81 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "new_instructions",
-        r"\b(?:new|updated|real|actual|following|neue|nouvelles?|nuevas?)\s+"
-        r"(?:instructions?|tasks?|rules?|directives?|orders?|assignment|anweisungen|aufgabe|prompt)\b",
+        r"\b(?:new|updated|real|actual|neue|nouvelles?|nuevas?)\s+(?:instructions?|directives?"
+        r"|anweisungen|prompt)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "directive_header",
+        r"\b(?:new|additional|next|updated|real|neue|weitere|nouvelle|nueva)\s+(?:task|statement"
+        r"|instructions?|orders?|rules?|aufgabe|anweisung|befehl|t[âa]che"
+        r"|tarea)\s*[:\-\x{2013}\x{2014}]"
+        r"|(?:^|\\n|[.?!]\s)\s*(?:instructions?|order|befehl|anweisung|task|aufgabe)\s*:",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "stop_and_do",
+        r"\b(?:stop|stopp|halt|attention|achtung)\s*[:!\-\x{2013}\x{2014}]+\s*(?:(?:stop"
+        r"|stopp)\s*[:!\-\x{2013}\x{2014}]+\s*)?"
+        r"(?:\w+\s*){0,3}?(?:write|say|print|output|answer|respond|schreibe?|sag|sage|antworte"
+        r")|\b(?:attention|achtung)\s*[:!\-\x{2013}\x{2014}]+\s*(?:stop|stopp)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "task_pivot",
+        r"\b(?:that is|that's|this is|das ist|das war|das genügt|das reicht)\s+(?:\w+\s+)?(?:done"
+        r"|enough|erledigt|genug|ok)\b|\bdas genügt\b|\bnun folgen weitere\b|\b(?:weitere[n]?"
+        r"|neue[n]?|another|a further|the next)\s+(?:aufgabe|herausforderung|challenge for you)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "ignore_the_documents",
+        r"\b(?:do not|don't|dont|never)\s+(?:look|rely|refer)\s+(?:\w+\s+){0,2}(?:documents?"
+        r"|articles?|context|sources?)\b|\bnot (?:by|from|based on|with) the (?:articles?"
+        r"|documents?"
+        r"|context)\b|\b(?:answer|respond) (?:by|from|with|using) your own knowledge\b"
+        r"|\bnicht mit \W?die antwort steht nicht",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "role_reassign",
+        r"\bi want you to (?:act|pretend|behave|play|be|become|respond as)\b"
+        r"|\b(?:ich möchte|ich will),? dass (?:sie|du) (?:\w+\s+){0,2}als\b"
+        r"|\bals\s+(?:\w+[\s-]+){1,5}(?:fungier|auftret|agier)\w*"
+        r"|\b(?:jetzt|nun|ab jetzt|ab sofort) bist du\b|\bdu bist (?:jetzt|nun|ab sofort|keine?)\b"
+        r"|\b(?:act[úu]a|act[úu]e) como\b|\bagis comme\b|\bagissez comme\b|\bjoue le r[ôo]le\b"
+        r"|\bnow,? you(?: are|'re) (?:a|an|my|the)\b|\bnow act as\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "forced_output",
+        r"\b(?:say|output|reply|respond|answer|antworte|sage|sag|schreibe|write)\s*(?:only\s+|just"
+        r"\s+|nur\s+|mit\s+|with\s+)?:?\s*[\"“„][^\"”“]{1,60}[\"”“]\s*(?:[.!?]|$|and\b|und\b)"
+        r"|\bsay (?:yes|no)\s*[.!]|\b(?:antworte|antworten sie) (?:mit|nur)\b"
+        r"|\bif i say\b[^.?!]{0,40}\byou say\b|\bsi yo digo\b|\bwenn ich \w+ sage\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "ignore_the_data_and",
+        rf"\b{_IGNORE}\s+(?:the|this|that|these|those|all|any)\s+(?:\w+\s+)?(?:documents?|articles?"
+        r"|resume|text|function|code|e-?mails?|page|webpage|paper|content|input|data|context"
+        r"|question|review|message|file)\s+(?:and|then|,)\s+(?:\w+\s+){0,2}(?:say|state|output|print"
+        r"|write|respond|reply|answer|tell|indicate|return|claim|admit)\b"
+        r"|\b(?:ignorez|ignora|ignoriere|ignorieren sie)\s+(?:\w+\s+){0,3}(?:et|y|e|und)\s+"
+        r"(?:indiquez|dites|écrivez|répondez|di|dí|escribe|responde|sag|schreibe|antworte|gib)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "hidden_markup_instruction",
+        r"<!--[^>]{0,300}?\b(?:say|tell the user|respond|reply|ignore|output|print|instead"
+        r"|instruct)"
+        r"|\b(?:training data|system|developer|admin|security)\s+override\s*:",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "payload_split",
+        r"\bpart\s*1\b[^\n]{0,80}\bpart\s*2\b|\bcombine\s+\w,\s*\w,?\s+and\s+\w\b"
+        r"|\binterlace\b",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern("from_now_on", r"\b(?:from now on|ab (?:jetzt|sofort)|starting now|henceforth)\b"),
@@ -118,13 +209,16 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "change_instructions",
-        rf"\b(?:change|replace|update|modify|rewrite|overwrite)\s+(?:your|the|my|all)\s+{_ORDERS}\b",
+        rf"\b(?:change|replace|update|modify|rewrite|overwrite)\s+(?:your|the|my"
+        rf"|all)\s+{_ORDERS}\b",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
         "role_marker",
         r"(?:<\|?(?:im_start|im_end|system|endoftext|user|assistant)\|?>|\[/?(?:inst|system|sys)\]"
-        r"|</?(?:system|sys|instructions?)>|(?:^|\n)\s*(?:system|assistant)\s*:)",
+        r"|</?(?:system|sys|instructions?)>|(?:^|\n)\s*(?:system|assistant)\s*:"
+        r"|#{2,}\s*(?:system|instructions?|new instructions?|assistant)\b"
+        r"|[=\-#*]{3,}\s*end\b|\bend\s*[=\-#*]{3,})",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
@@ -150,7 +244,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "admin_mode",
         r"\b(?:administrator|admin|sudo|root|maintenance|debug|god|developer|dev)\s+"
-        r"(?:override|mode|access|command|privileges)\b",
+        r"(?:override|mode|access|command|privileges)\b|\boverride (?:mode|protocol|code)\b",
         "JAILBREAK",
     ),
     # jailbreak / role play
@@ -169,7 +263,8 @@ PATTERNS: tuple[Pattern, ...] = (
         "no_limits",
         r"\b(?:no|without|free (?:from|of)|not bound by|not restricted by|beyond|break free of"
         r"|freed from|doesn't have|does not have|don't have|do not have)\s+(?:any\s+)?(?:\w+\s+)?"
-        r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules|ethics"
+        r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules"
+        r"|ethics"
         r"|morals|boundaries|constraints|restraints|policies|safeguards)\b",
         "JAILBREAK",
     ),
@@ -180,7 +275,8 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "content_policy",
-        r"\b(?:openai|content|usage|safety|ethical)\s+(?:polic(?:y|ies)|guidelines|filters?|restrictions)\b",
+        r"\b(?:openai|content|usage|safety|ethical)\s+(?:polic(?:y|ies)|guidelines|filters?"
+        r"|restrictions)\b",
         "JAILBREAK",
     ),
     Pattern(
@@ -202,11 +298,13 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "simulate",
-        r"\b(?:simulate|emulate|hypothetical|imagine|fictional|fiction|story|scenario|movie|novel|screenplay|script)\b",
+        r"\b(?:simulate|emulate|hypothetical|imagine|fictional|fiction|story|scenario|movie|novel"
+        r"|screenplay|script)\b",
     ),
     Pattern(
         "two_responses",
-        r"\b(?:two|2|dual|both)\s+(?:different\s+)?(?:responses|answers|ways|paragraphs|personalities)\b",
+        r"\b(?:two|2|dual|both)\s+(?:different\s+)?(?:responses|answers|ways|paragraphs"
+        r"|personalities)\b",
         "JAILBREAK",
     ),
     Pattern("lock_emoji", r"(?:🔓|🔒|\[🔓|\(🔓)", "JAILBREAK"),
@@ -222,30 +320,44 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|\bbegin (?:your|the) (?:response|reply|answer) with\b)",
         "JAILBREAK",
     ),
-    Pattern("as_an_ai", r"\bas an ai\b|\blanguage model\b|\bchatgpt\b|\bopenai\b|\bllm\b"),
+    Pattern(
+        "as_an_ai",  # addressing the model as a model (not merely mentioning one)
+        r"\bas an ai\b|\bas a (?:large )?language model\b|\b(?:hello|hi|hey|dear),?\s+(?:chatgpt"
+        r"|gpt"
+        r"|llm|ai|bard|claude|gemini)\b",
+    ),
     Pattern(
         "harmful_ask",
-        r"\b(?:bomb|explosive|weapon|malware|ransomware|virus|hack|hacking|exploit|steal|poison|drugs?"
+        r"\b(?:bomb|explosive|weapon|malware|ransomware|virus|hack|hacking|exploit|steal|poison"
+        r"|drugs?"
         r"|meth|cocaine|suicide|self-harm|kill|murder|genocide|racist|sexist|defamatory|illegal"
-        r"|harass(?:ment|ing)?|phishing|fraud|counterfeit|launder|smuggl\w*|terroris\w*|extremis\w*)\b",
+        r"|harass(?:ment|ing)?|phishing|fraud|counterfeit|launder|smuggl\w*|terroris\w*"
+        r"|extremis\w*)\b",
     ),
     # system prompt extraction
     Pattern(
         "show_prompt",
-        rf"\b{_SHOW}\b\W+(?:\w+\W+){{0,4}}{_HIDDEN}\s+(?:\w+\s+)?(?:prompts?|instructions?|rules|messages?"
+        rf"\b{_SHOW}\b\W+(?:\w+\W+){{0,4}}{_HIDDEN}\s+(?:\w+\s+)?(?:prompts?|instructions?|rules"
+        rf"|messages?"
         r"|configuration|directives|guidelines|text|context|conversation)\b",
         "PROMPT_EXTRACTION",
     ),
     Pattern(
         "system_prompt",
-        r"\b(?:system|initial|original|hidden|secret)[ _-]?(?:prompt|instructions|message|configuration)\b"  # noqa: E501 (one alternation per line reads best)
-        r"|\bsystemprompt\b",
+        r"\b(?:your|this|the above|above|preceding)\s+(?:own\s+|original\s+|full\s+)?(?:system"
+        r"|initial"
+        r"|original|hidden|secret|pre)[ _-]?(?:prompt|instructions|message|configuration)\b"
+        r"|\bsystemprompt\b|\b(?:the|this) prompt above\b|\binformation in the prompt\b"
+        r"|\bobige eingabeaufforderung\b",
         "PROMPT_EXTRACTION",
     ),
     Pattern(
         "your_instructions",
-        r"\b(?:your|my|those|the)\s+(?:\w+\s+)?(?:instructions|prompt)\s+(?:are|were|is|was)\b"
-        r"|\bwhat\s+(?:are|were|is|was)\s+(?:your|those|the)\s+(?:\w+\s+)?(?:instructions|prompt|rules)\b",
+        r"\b(?:your|those)\s+(?:\w+\s+)?(?:instructions|prompt)\s+(?:are|were|is|was)\b"
+        r"|\bwhat\s+(?:are|were|is|was)\s+(?:your|those)\s+(?:\w+\s+)?(?:instructions|prompt"
+        r"|rules)\b"
+        r"|\bwhat is written above\b|\b(?:return|show|print|give me|reveal)\s+(?:me\s+)?your\s+"
+        r"(?:embeddings|weights|training data|parameters|source code)\b",
         "PROMPT_EXTRACTION",
     ),
     Pattern(
@@ -256,7 +368,17 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "password",
-        r"\b(?:password|passcode|secret key|api key|credentials|access code)\b",
+        r"\b(?:what(?:'s| is| was| are)|tell me|give me|share|reveal|confirm|disclose|send me|spell"
+        r"|print|say|type|output|provide|repeat|leak)\b\W+(?:\w+\W+){0,4}?(?:password|passcode"
+        r"|secret (?:key|code|word|string)|access code|api key|credentials|confidential string)\b"
+        r"|\b(?:your|the system's|our|the secret)\s+(?:password|passcode|secret key|credentials)\s+"
+        r"(?:is|are|to|for|with)\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "database_dump",
+        r"\b(?:print|dump|show|export|list|give me)\s+(?:me\s+)?(?:your|the)\s+(?:entire\s+|whole"
+        r"\s+|full\s+)?(?:database|user table|customer records)\b",
         "PROMPT_EXTRACTION",
     ),
     Pattern(
@@ -268,7 +390,10 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "foreign_password",
-        r"(?:\bmot de passe|\bcontraseña|\bsenha\b|\bpasswort|パスワード|密码|비밀번호|пароль)",
+        r"(?:\b(?:quel est|quelle est|qual [ée]|cu[áa]l es|wie lautet|was ist|dime|dis-moi|diga"
+        r"|compartilhe|partage|teile|sua|votre|ton|tu|su|dein"
+        r"|ihr)\W+(?:\w+\W+){0,3}?(?:mot de passe"
+        r"|contraseña|senha|passwort)|パスワードを教え|密码是什么|비밀번호를 알려|пароль от)",
         "PROMPT_EXTRACTION",
     ),
     Pattern(
@@ -277,24 +402,36 @@ PATTERNS: tuple[Pattern, ...] = (
         "PROMPT_EXTRACTION",
     ),
     # adversarial-suffix gibberish (GCG-style); one run is common in code, several are not
-    Pattern("symbol_run", r"[\[\]{}()<>\\|^~`]{3,}"),
+    Pattern("symbol_run", r"[\[\]{}()<>\\|^~`]{3,}", code_sensitive=True),
     Pattern(
-        "symbol_runs_3", r"(?:[\[\]{}()<>\\|^~=@#$%&*+;`]{2,}[^\[\]{}()<>\\|^~=@#$%&*+;`]{1,40}){3}"
+        "symbol_runs_3",
+        r"(?:[\[\]{}()<>\\|^~=@#$%&*+;`]{2,}[^\[\]{}()<>\\|^~=@#$%&*+;`]{1,40}){3}",
+        code_sensitive=True,
     ),
-    Pattern("word_symbol_word", r"[a-z]{2,}[\[\]{}()<>\\|^~`]{1,3}[a-z]{2,}"),
-    Pattern("camel_mash", r"\b[a-z]{3,}(?:[\[({<\\]+[a-z]+){2,}"),
+    Pattern("word_symbol_word", r"[a-z]{2,}[\[\]{}()\\^~`]{1,3}[a-z]{2,}", code_sensitive=True),
+    Pattern("camel_mash", r"\b[a-z]{3,}(?:[\[({<\\]+[a-z]+){2,}", code_sensitive=True),
+    Pattern(
+        "code_context",  # code structure: the symbol patterns above then say nothing (see present)
+        r"(?m)^\s*(?:def|class|import|from \S+ import|return|#include|function|public|const|let"
+        r"|var)"
+        r"\s[^\n]*$|(?m)\)\s*[{;]\s*$|\):\s*\n[ \t]+\S"
+        r"|(?m)^\s*[\w.]+(?:\[[^\]\n]*\])?\s*[+\-*/]?=\s*[\w\[{(]"
+        r"|(?m)^\s*```|(?:^|\s)`\w[^`\n]{0,60}`(?:\W|$)",
+    ),
     Pattern("long_base64", r"[a-z0-9+/]{60,}={0,2}"),
     # instructions aimed at the model that reads a document (indirect injection)
     Pattern(
         "reply_directive",
-        r"\b(?:in|into|to|with|within|throughout|from|augment|enhance|modify|reverse|begin|end|start)"
+        r"\b(?:in|into|to|with|within|throughout|from|augment|enhance|modify|reverse|begin|end"
+        r"|start)"
         r"\s+your\s+(?:\w+\s+)?(?:reply|response|answer|output|responses|replies|answers)\b"
         r"|\byour\s+(?:reply|response|answer)\s+(?:should|must|in|with|using|backwards?|by)\b",
         "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
         "reply_format",
-        r"\b(?:reply|respond|answer|write|render|provide|translate|display|output)\s+(?:\w+\s+){0,3}"
+        r"\b(?:reply|respond|answer|write|render|provide|translate|display"
+        r"|output)\s+(?:\w+\s+){0,3}"
         r"(?:in|using|into|to)\s+(?:\w+\s+)?(?:german|french|spanish|italian|portuguese|chinese"
         r"|japanese|russian|base\s?\d+|hex|binary|morse|rot13|leetspeak|emojis?|pig latin|reverse)\b",  # noqa: E501 (one alternation per line reads best)
         "INSTRUCTION_OVERRIDE",
@@ -342,7 +479,7 @@ def feature_fingerprint() -> str:
     """Hash of everything that defines the features; the weights file must carry the same one."""
     material = json.dumps(
         {
-            "patterns": [[p.name, p.regex] for p in PATTERNS],
+            "patterns": [[p.name, p.regex, p.code_sensitive] for p in PATTERNS],
             "term_regex": term_regex("ab cd-é"),
             "window": [WINDOW_CHARS, WINDOW_STRIDE, MIN_TERM_NORM],
             "trigger": [TRIGGER_WEIGHT, UNTRIGGERED_TERM_CAP],
@@ -378,6 +515,9 @@ class InjectionModel:
             i for i, weight in enumerate(pattern_weights_list) if weight >= TRIGGER_WEIGHT
         )
         self._set = _compile_set(regexes)
+        names = [p.name for p in PATTERNS]
+        self._code_context = names.index(CODE_CONTEXT) if CODE_CONTEXT in names else -1
+        self._code_sensitive = frozenset(i for i, p in enumerate(PATTERNS) if p.code_sensitive)
 
     @classmethod
     def from_dict(cls, model: Mapping[str, Any], where: str = "injection model") -> InjectionModel:
@@ -390,9 +530,22 @@ class InjectionModel:
             raise ValueError(f"{where}: checksum mismatch (file corrupted or edited by hand)")
         return cls(model["bias"], model["pattern_weights"], model["terms"])
 
-    def present(self, lowered: str) -> list[int]:
-        """Indices of the features present in already lower-cased text (one RE2 scan)."""
+    def matched(self, lowered: str) -> list[int]:
+        """Indices of every feature regex that matches already lower-cased text (one RE2 scan)."""
         return self._set.Match(lowered.encode()) or []
+
+    def present(self, lowered: str) -> list[int]:
+        """The features that count: as ``matched``, minus the symbol-soup ones in code.
+
+        Adversarial suffixes (GCG) are runs of brackets glued to words, and so is ordinary code
+        (``xs[len(xs)]``); where the text shows code structure those patterns are dropped.
+        """
+        return self._without_code_noise(self.matched(lowered))
+
+    def _without_code_noise(self, indices: list[int]) -> list[int]:
+        if self._code_context not in indices:
+            return indices
+        return [i for i in indices if i not in self._code_sensitive]
 
     def logit(self, indices: Iterable[int]) -> float:
         """Bias + pattern weights + term weights / sqrt(number of terms present).
@@ -441,11 +594,12 @@ class InjectionModel:
     def score(self, text: str) -> tuple[float, int, int, list[int]]:
         """Best logit over the whole text and its windows: (logit, start, end, feature indices)."""
         lowered = text.lower()
-        whole = self.present(lowered)
+        raw = self.matched(lowered)
+        whole = self._without_code_noise(raw)
         best = (self.logit(whole), 0, len(text), whole)
         if len(text) <= WINDOW_CHARS:
             return best
-        if self.ceiling(whole) <= best[0]:
+        if self.ceiling(raw) <= best[0]:
             return best  # no window can beat the whole text: skip the window scans
         for start in _window_starts(len(text)):
             end = min(start + WINDOW_CHARS, len(text))
@@ -463,9 +617,10 @@ class InjectionModel:
         gets all of it.
         """
         lowered = text.lower()
-        whole = self.present(lowered)
+        raw = self.matched(lowered)
+        whole = self._without_code_noise(raw)
         best = self.logit(whole)
-        if len(text) <= WINDOW_CHARS or self.ceiling(whole) < cut:
+        if len(text) <= WINDOW_CHARS or self.ceiling(raw) < cut:
             return (best, 0, len(text), whole) if best >= cut else None
         windows = []
         for start in _window_starts(len(text)):
