@@ -5,37 +5,56 @@ Run it with ``make bench`` (which runs ``.venv/bin/python bench/latency.py $(ARG
     .venv/bin/python bench/latency.py                      # defaults, about a minute
     .venv/bin/python bench/latency.py --requests 5000 --rounds 5 --concurrency 1,8,32
     .venv/bin/python bench/latency.py --config my-guardrails.yaml --scenarios pii
+    .venv/bin/python bench/latency.py --config bench/configs/all-builtins.yaml \
+        --baseline-config bench/configs/noop.yaml --concurrency 1 --requests 3000 --rounds 5
 
-What it starts, all on free 127.0.0.1 ports and all stopped on exit:
+What it starts, all on free 127.0.0.1 ports and all stopped on exit (errors and Ctrl-C included):
 
 - the extproc server (``python -m extproc serve``, bundled config unless ``--config``), on a unix
-  socket as in ``extproc stack``;
+  socket as in ``extproc stack``; with ``--baseline-config``, a second one with that config;
 - ONE Envoy (``--concurrency 1 --disable-hot-restart``) whose config is envoy/envoy.yaml rendered by
-  extproc.stack.envoy_config.render() and then extended here, in memory, with two listeners:
+  extproc.stack.envoy_config.render() and then extended here, in memory, with more listeners:
   ``direct_upstream``, the fake LLM: it reads the whole request body (buffer filter) and answers
   every request with a fixed chat.completion (``direct_response``), and the ``llm`` cluster points
-  at it; ``bare``, a copy of ``llm_ingress`` without the ext_proc filter. So the same request can
-  go through bare Envoy (``bare``) or through Envoy + extproc (``llm_ingress``), to the same
-  upstream, and the difference between the two is what extproc costs.
+  at it; ``bare``, a copy of ``llm_ingress`` without the ext_proc filter; with
+  ``--baseline-config``, ``baseline``, a copy of ``llm_ingress`` whose ext_proc filter uses the
+  cluster ``extproc_baseline`` (a copy of ``extproc``) to the second server. So the same request
+  goes through bare Envoy (``bare``), Envoy + extproc with the baseline config (``baseline``) and
+  Envoy + extproc (``llm_ingress``), to the same upstream, in one Envoy.
+
+Why a baseline: run-to-run drift on a small VM is about 1 ms at p50, more than the guardrails
+cost, so comparing two runs with different configs says little. With bench/configs/noop.yaml (a
+guardrail that finds nothing, same ext_proc phases) as baseline, extproc minus baseline is what
+the guardrails themselves add (detection, decisions, masking), measured within one run.
 
 What it measures: for each scenario (``plain``: a ~2 KB chat request with nothing to mask;
 ``pii``: the same with an e-mail address, which the bundled config masks) and each concurrency,
 ``--rounds`` runs of ``--requests`` POST /v1/chat/completions per listener (each after
-``--warmup`` requests), alternating bare / extproc to cancel drift. Latency is per request, seen
-by the client; the table gives the median over rounds of each run's p50, p99 and throughput.
-Below it, Envoy's ext_proc counters (admin ``/stats?filter=ext_proc``) over 100 sequential
-requests per scenario: gRPC messages each way per request (one stream per request), i.e. the round
-trips a request costs; then the CPU time extproc and Envoy spent per request during the runs
-(from /proc, warmup included); then the counters' totals, spurious_msgs_received among them.
-The default run takes about 45 seconds.
+``--warmup`` requests). Rounds go bare / baseline / extproc, then backwards, so linear drift
+cancels over two rounds and the baseline and extproc runs of a round are always back to back.
+
+- latency per request, seen by the client: the median over rounds of each run's p50 and p99, and
+  of its throughput;
+- "added": the median over rounds of the per-round differences (paired, not a difference of
+  medians) extproc - bare, baseline - bare and engine = extproc - baseline, with the smallest and
+  largest per-round difference of the p50s as a measure of the noise;
+- Envoy's ext_proc counters (admin ``/stats?filter=ext_proc``) over 100 sequential requests per
+  scenario and ext_proc listener: gRPC messages each way per request (one stream per request);
+- the CPU time each extproc server and Envoy spent per request on each listener (from /proc,
+  warmup included), and the engine's share (extproc server minus baseline server);
+- the counters' totals, spurious_msgs_received among them.
+
+The default run takes about 45 seconds; the baseline example above about two and a half minutes.
+bench/configs/mask-always.yaml rewrites every request without detecting anything: as
+``--config`` against noop.yaml it shows what the masking path alone costs.
 
 The load generator is ``wrk`` if on PATH, else ``hey`` (whose latencies have 0.1 ms resolution),
 else a small asyncio HTTP/1.1 client run in its own process (keep-alive, one connection per
 concurrent worker); ``--client`` forces one. On a 2-core machine the client, Envoy and extproc
-share the cores, so compare the two columns of a run rather than reading absolute numbers.
+share the cores, so compare the columns of a run rather than reading absolute numbers.
 
 Exit status is 1 if any request did not get a 200, or if Envoy counted spurious ext_proc
-messages; 2 if the stack did not start.
+messages; 2 if the stack did not start; 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -411,26 +430,43 @@ def make_client(choice: str, workdir: Path, timeout: float) -> Client:
 
 # -- the stack ------------------------------------------------------------------------------------
 
+# Envoy's stat_prefix of each listener the benchmark sends requests to.
+STAT_PREFIXES = {"bare": "bare", "baseline": "baseline", "extproc": "ingress"}
+BASELINE_CLUSTER = "extproc_baseline"
+
 
 def _socket(port: int) -> dict[str, Any]:
     return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
 
 
-def envoy_config(options: Any, bare_port: int, direct_port: int) -> dict[str, Any]:
-    """envoy/envoy.yaml as rendered for ``options``, plus the ``bare`` and ``direct_upstream``
-    listeners, with the ``llm`` cluster on ``direct_upstream``."""
-    from extproc.stack.envoy_config import named, render
+def _set_endpoint(cluster: dict[str, Any], address: dict[str, Any]) -> None:
+    endpoint = {"endpoint": {"address": address}}
+    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [endpoint]}]
 
-    config = render(options)
-    resources = config["static_resources"]
-    listeners = resources["listeners"]
 
-    bare = copy.deepcopy(named(listeners, "llm_ingress"))
-    bare["name"] = "bare"
-    bare["address"] = _socket(bare_port)
-    hcm = named(bare["filter_chains"][0]["filters"], HCM)["typed_config"]
-    hcm["stat_prefix"] = "bare"
-    hcm["route_config"]["name"] = "bare"
+def _copy_listener(listeners: list[dict[str, Any]], name: str, port: int) -> dict[str, Any]:
+    """A copy of ``llm_ingress`` called ``name`` on ``port``, with its own stat prefix."""
+    from extproc.stack.envoy_config import named
+
+    listener = copy.deepcopy(named(listeners, "llm_ingress"))
+    listener["name"] = name
+    listener["address"] = _socket(port)
+    hcm = _hcm(listener)
+    hcm["stat_prefix"] = STAT_PREFIXES[name]
+    hcm["route_config"]["name"] = name
+    listeners.append(listener)
+    return hcm
+
+
+def _hcm(listener: dict[str, Any]) -> dict[str, Any]:
+    from extproc.stack.envoy_config import named
+
+    return named(listener["filter_chains"][0]["filters"], HCM)["typed_config"]
+
+
+def _add_bare(listeners: list[dict[str, Any]], port: int) -> None:
+    """``bare``: llm_ingress without the ext_proc filter (and its per-route settings)."""
+    hcm = _copy_listener(listeners, "bare", port)
     filters = hcm["http_filters"]
     hcm["http_filters"] = [f for f in filters if f["name"] != EXT_PROC_FILTER]
     if len(hcm["http_filters"]) != len(filters) - 1:
@@ -441,12 +477,33 @@ def envoy_config(options: Any, bare_port: int, direct_port: int) -> dict[str, An
             per_filter.pop(EXT_PROC_FILTER, None)
             if not per_filter:
                 route.pop("typed_per_filter_config", None)
-    listeners.append(bare)
 
-    answer = json.dumps(UPSTREAM_ANSWER)
+
+def _add_baseline(resources: dict[str, Any], port: int, extproc_address: str) -> None:
+    """``baseline``: llm_ingress whose ext_proc filter talks to a second extproc server, through
+    a copy of the ``extproc`` cluster (same HTTP/2 and health-check settings)."""
+    from extproc.stack.envoy_config import named
+
+    hcm = _copy_listener(resources["listeners"], "baseline", port)
+    ext_proc = named(hcm["http_filters"], EXT_PROC_FILTER)["typed_config"]
+    ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] = BASELINE_CLUSTER
+
+    cluster = copy.deepcopy(named(resources["clusters"], "extproc"))
+    cluster["name"] = cluster["load_assignment"]["cluster_name"] = BASELINE_CLUSTER
+    if extproc_address.startswith("unix:"):
+        address: dict[str, Any] = {"pipe": {"path": extproc_address[len("unix:") :]}}
+    else:
+        host, _, extproc_port = extproc_address.rpartition(":")
+        address = {"socket_address": {"address": host, "port_value": int(extproc_port)}}
+    _set_endpoint(cluster, address)
+    resources["clusters"].append(cluster)
+
+
+def _direct_upstream(port: int) -> dict[str, Any]:
+    """The fake LLM: reads the whole request (buffer filter), answers a fixed chat.completion."""
     direct_route = {
         "match": {"prefix": "/"},
-        "direct_response": {"status": 200, "body": {"inline_string": answer}},
+        "direct_response": {"status": 200, "body": {"inline_string": json.dumps(UPSTREAM_ANSWER)}},
         "response_headers_to_add": [
             {
                 "header": {"key": "content-type", "value": "application/json"},
@@ -467,40 +524,42 @@ def envoy_config(options: Any, bare_port: int, direct_port: int) -> dict[str, An
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
         },
     }
-    listeners.append(
-        {
+    hcm = {
+        "@type": HCM_TYPE,
+        "stat_prefix": "direct_upstream",
+        "route_config": {
             "name": "direct_upstream",
-            "address": _socket(direct_port),
-            "filter_chains": [
-                {
-                    "filters": [
-                        {
-                            "name": HCM,
-                            "typed_config": {
-                                "@type": HCM_TYPE,
-                                "stat_prefix": "direct_upstream",
-                                "route_config": {
-                                    "name": "direct_upstream",
-                                    "virtual_hosts": [
-                                        {"name": "llm", "domains": ["*"], "routes": [direct_route]}
-                                    ],
-                                },
-                                # Read the whole request before answering, like a real LLM API.
-                                "http_filters": [buffer, router],
-                            },
-                        }
-                    ]
-                }
-            ],
-        }
-    )
+            "virtual_hosts": [{"name": "llm", "domains": ["*"], "routes": [direct_route]}],
+        },
+        # Read the whole request before answering, like a real LLM API.
+        "http_filters": [buffer, router],
+    }
+    return {
+        "name": "direct_upstream",
+        "address": _socket(port),
+        "filter_chains": [{"filters": [{"name": HCM, "typed_config": hcm}]}],
+    }
+
+
+def envoy_config(
+    options: Any, bare_port: int, direct_port: int, baseline: tuple[int, str] | None = None
+) -> dict[str, Any]:
+    """envoy/envoy.yaml as rendered for ``options``, plus the ``bare`` and ``direct_upstream``
+    listeners, with the ``llm`` cluster on ``direct_upstream``; with ``baseline`` (its port and
+    extproc address), also the ``baseline`` listener and its cluster."""
+    from extproc.stack.envoy_config import named, render
+
+    config = render(options)
+    resources = config["static_resources"]
+    _add_bare(resources["listeners"], bare_port)
+    if baseline is not None:
+        _add_baseline(resources, *baseline)
+    resources["listeners"].append(_direct_upstream(direct_port))
 
     llm = named(resources["clusters"], "llm")
     llm["type"] = "STATIC"
     llm.pop("dns_lookup_family", None)
-    llm["load_assignment"]["endpoints"] = [
-        {"lb_endpoints": [{"endpoint": {"address": _socket(direct_port)}}]}
-    ]
+    _set_endpoint(llm, _socket(direct_port))
     return config
 
 
@@ -515,6 +574,35 @@ def distinct_ports(count: int, taken: set[int]) -> list[int]:
             if len(ports) == count:
                 return ports
     raise RuntimeError("could not find free ports")
+
+
+def start_envoy(stack: Any, config: dict[str, Any]) -> None:
+    """Envoy with ``config``, registered in ``stack`` so that ``stack.stop()`` stops it."""
+    import yaml
+
+    from extproc.stack.processes import envoy_binary
+
+    config_path = stack.workdir / "envoy-bench.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    argv = [envoy_binary(), "-c", str(config_path), "--concurrency", "1"]
+    argv += ["--disable-hot-restart", "--log-level", "warn"]
+    with open(stack.log_path("envoy"), "ab") as log:
+        stack.processes["envoy"] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
+def wait_extproc(stack: Any, timeout: float) -> None:
+    """A stack's extproc answers its gRPC health check (for the baseline, which has no Envoy)."""
+    from extproc.stack.processes import StackError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        if stack.extproc_ready():
+            return
+        time.sleep(0.05)
+    raise StackError(f"extproc ({stack.config}) not ready after {timeout:.0f}s")
 
 
 def post(port: int, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -603,68 +691,134 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Cell:
-    runs: dict[str, list[Run]] = field(default_factory=lambda: {"bare": [], "extproc": []})
+    """One scenario at one concurrency: the runs of every listener, in round order."""
+
+    listeners: tuple[str, ...]
+    runs: dict[str, list[Run]] = field(default_factory=dict)
     cpu: Counter[str] = field(default_factory=Counter)  # seconds, by "<process>/<listener>"
     requests: Counter[str] = field(default_factory=Counter)  # as Envoy counted them
+
+    def __post_init__(self) -> None:
+        self.runs = {listener: [] for listener in self.listeners}
 
     def median(self, listener: str, attr: str) -> float:
         return statistics.median(getattr(run, attr) for run in self.runs[listener])
 
+    def paired(self, listener: str, reference: str, attr: str) -> list[float]:
+        """Per-round differences ``listener - reference``, sorted: runs of one round are
+        back to back, so slow drift of the machine cancels in each difference."""
+        pairs = zip(self.runs[listener], self.runs[reference], strict=True)
+        return sorted(getattr(a, attr) - getattr(b, attr) for a, b in pairs)
 
-def print_results(
-    cells: dict[tuple[str, int], Cell],
-    trips: dict[str, Counter[str]],
-    totals: Counter[str],
-    client: str,
-) -> None:
-    header = (
-        f"{'scenario':<8} {'conc':>4} | {'bare p50':>8} {'p99':>6} | {'extproc p50':>11} "
-        f"{'p99':>6} | {'added p50':>9} {'p99':>6} | {'req/s bare':>10} {'extproc':>8} "
-        f"{'ratio':>5}"
-    )
-    print("\nlatency in ms, medians over rounds")
-    print(header)
-    print("-" * len(header))
+    def added(self, listener: str, reference: str, attr: str) -> float:
+        return statistics.median(self.paired(listener, reference, attr))
+
+    def cpu_ms(self, process: str, listener: str) -> float:
+        """CPU ms ``process`` spent per request Envoy counted on ``listener``."""
+        return self.cpu[f"{process}/{listener}"] * 1e3 / (self.requests[listener] or math.nan)
+
+
+def _table(title: str, header: str) -> None:
+    print(f"\n{title}\n{header}\n{'-' * len(header)}")
+
+
+def print_latency(cells: dict[tuple[str, int], Cell], listeners: tuple[str, ...]) -> None:
+    header = f"{'scenario':<8} {'conc':>4} | "
+    header += " | ".join(f"{name + ' p50':>12} {'p99':>6}" for name in listeners)
+    header += " | " + " ".join(f"{'req/s ' + name:>13}" for name in listeners)
+    _table("latency in ms: medians over rounds of each run's p50 and p99", header)
     for (scenario, concurrency), cell in cells.items():
-        b50, b99 = cell.median("bare", "p50_ms"), cell.median("bare", "p99_ms")
-        e50, e99 = cell.median("extproc", "p50_ms"), cell.median("extproc", "p99_ms")
-        brps, erps = cell.median("bare", "rps"), cell.median("extproc", "rps")
-        print(
-            f"{scenario:<8} {concurrency:>4} | {b50:>8.2f} {b99:>6.2f} | {e50:>11.2f} {e99:>6.2f} "
-            f"| {e50 - b50:>+9.2f} {e99 - b99:>+6.2f} | {brps:>10.0f} {erps:>8.0f} "
-            f"{erps / brps:>5.2f}"
+        row = f"{scenario:<8} {concurrency:>4} | "
+        row += " | ".join(
+            f"{cell.median(n, 'p50_ms'):>12.2f} {cell.median(n, 'p99_ms'):>6.2f}" for n in listeners
         )
+        row += " | " + " ".join(f"{cell.median(n, 'rps'):>13.0f}" for n in listeners)
+        print(row)
 
-    print(
-        f"\nEnvoy ext_proc counters over {ROUND_TRIP_REQUESTS} sequential requests per scenario "
-        "(messages Envoy sent to / received from extproc)"
+
+def print_added(cells: dict[tuple[str, int], Cell], listeners: tuple[str, ...]) -> None:
+    """What each listener adds over another: medians over rounds of per-round differences
+    (runs of a round are back to back), with the smallest and largest difference."""
+    pairs = [("extproc", "bare")]
+    if "baseline" in listeners:
+        pairs += [("baseline", "bare"), ("extproc", "baseline")]
+    names = {
+        ("extproc", "bare"): "extproc",
+        ("baseline", "bare"): "baseline",
+        ("extproc", "baseline"): "engine",
+    }
+    header = f"{'scenario':<8} {'conc':>4} | "
+    header += " | ".join(f"{names[p] + ' p50':>11} {'[min, max]':>15} {'p99':>6}" for p in pairs)
+    _table(
+        "added ms: medians over rounds of per-round differences [smallest, largest]; extproc and "
+        "baseline vs bare,\nengine = extproc - baseline (what the guardrails add over the same "
+        "ext_proc round trips)",
+        header,
     )
+    for (scenario, concurrency), cell in cells.items():
+        cols = []
+        for listener, reference in pairs:
+            diffs = cell.paired(listener, reference, "p50_ms")
+            p99 = cell.added(listener, reference, "p99_ms")
+            span = f"[{diffs[0]:+.2f}, {diffs[-1]:+.2f}]"
+            cols.append(f"{statistics.median(diffs):>+11.2f} {span:>15} {p99:>+6.2f}")
+        print(f"{scenario:<8} {concurrency:>4} | " + " | ".join(cols))
+
+
+def print_round_trips(trips: dict[tuple[str, str], Counter[str]]) -> None:
     header = (
-        f"{'scenario':<8} | {'streams_started':>15} {'stream_msgs_sent':>16} "
+        f"{'scenario':<8} {'listener':<8} | {'streams_started':>15} {'stream_msgs_sent':>16} "
         f"{'stream_msgs_received':>20} {'spurious_msgs_received':>22} | "
         f"{'sent/req':>8} {'recv/req':>8}"
     )
-    print(header)
-    print("-" * len(header))
-    for scenario, c in trips.items():
+    _table(
+        f"Envoy ext_proc counters over {ROUND_TRIP_REQUESTS} sequential requests per scenario "
+        "(messages Envoy sent to / received from extproc)",
+        header,
+    )
+    for (scenario, listener), c in trips.items():
         print(
-            f"{scenario:<8} | {c['streams_started']:>15} {c['stream_msgs_sent']:>16} "
-            f"{c['stream_msgs_received']:>20} {c['spurious_msgs_received']:>22} | "
+            f"{scenario:<8} {listener:<8} | {c['streams_started']:>15} "
+            f"{c['stream_msgs_sent']:>16} {c['stream_msgs_received']:>20} "
+            f"{c['spurious_msgs_received']:>22} | "
             f"{c['stream_msgs_sent'] / ROUND_TRIP_REQUESTS:>8.2f} "
             f"{c['stream_msgs_received'] / ROUND_TRIP_REQUESTS:>8.2f}"
         )
 
-    print("\nCPU ms per request during the runs (from /proc; warmup included)")
-    header = f"{'scenario':<8} {'conc':>4} | {'extproc':>7} | {'Envoy bare':>10} {'extproc':>7}"
-    print(header)
-    print("-" * len(header))
+
+def print_cpu(cells: dict[tuple[str, int], Cell], listeners: tuple[str, ...]) -> None:
+    servers = [n for n in ("extproc", "baseline") if n in listeners]
+    header = f"{'scenario':<8} {'conc':>4} | "
+    header += " ".join(f"{name + ' server':>15}" for name in servers)
+    if "baseline" in listeners:
+        header += f" {'engine':>7}"
+    header += " | " + " ".join(f"{'Envoy ' + name:>13}" for name in listeners)
+    _table(
+        "CPU ms per request during the runs (from /proc; warmup included); '<x> server': the "
+        "extproc process behind listener x",
+        header,
+    )
     for (scenario, concurrency), cell in cells.items():
-        bare, ext = cell.requests["bare"] or math.nan, cell.requests["extproc"] or math.nan
-        print(
-            f"{scenario:<8} {concurrency:>4} | {cell.cpu['extproc/extproc'] * 1e3 / ext:>7.3f} | "
-            f"{cell.cpu['envoy/bare'] * 1e3 / bare:>10.3f} "
-            f"{cell.cpu['envoy/extproc'] * 1e3 / ext:>7.3f}"
-        )
+        row = f"{scenario:<8} {concurrency:>4} | "
+        row += " ".join(f"{cell.cpu_ms(name, name):>15.3f}" for name in servers)
+        if "baseline" in listeners:
+            engine = cell.cpu_ms("extproc", "extproc") - cell.cpu_ms("baseline", "baseline")
+            row += f" {engine:>+7.3f}"
+        row += " | " + " ".join(f"{cell.cpu_ms('envoy', name):>13.3f}" for name in listeners)
+        print(row)
+
+
+def print_results(
+    cells: dict[tuple[str, int], Cell],
+    trips: dict[tuple[str, str], Counter[str]],
+    totals: Counter[str],
+    client: str,
+    listeners: tuple[str, ...],
+) -> None:
+    print_latency(cells, listeners)
+    print_added(cells, listeners)
+    print_round_trips(trips)
+    print_cpu(cells, listeners)
     print(
         "\nadmin /stats?filter=ext_proc at the end (all requests, sanity checks included): "
         + ", ".join(f"{name}={totals[name]}" for name in COUNTERS)
@@ -689,6 +843,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default="plain,pii", help="plain, pii or both")
     parser.add_argument("--client", default="auto", choices=("auto", "wrk", "hey", "python"))
     parser.add_argument("--config", help="extproc guardrails config (default: bundled)")
+    parser.add_argument(
+        "--baseline-config",
+        help="config of a second extproc server behind a third listener (e.g. "
+        "bench/configs/noop.yaml); the table then shows what --config adds over it",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
@@ -700,115 +859,183 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--requests and --rounds must be positive, --warmup non-negative")
     if not args.concurrency or min(args.concurrency) < 1 or max(args.concurrency) > args.requests:
         parser.error("--concurrency values must be between 1 and --requests")
+    for option in ("config", "baseline_config"):
+        path = getattr(args, option)
+        if path and not Path(path).is_file():
+            parser.error(f"--{option.replace('_', '-')}: no such file: {path}")
     return args
+
+
+@dataclass
+class Bench:
+    """The running stack: who listens where, and which processes to watch."""
+
+    ports: dict[str, int]  # listener -> port, in round order
+    pids: dict[str, int]  # process -> pid
+    admin_url: str
+
+    @property
+    def listeners(self) -> tuple[str, ...]:
+        return tuple(self.ports)
+
+
+def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> Bench:
+    """Start the extproc server(s) and Envoy; every started stack is appended to ``stacks``
+    before anything can fail, so the caller stops it."""
+    from extproc.stack.envoy_config import EnvoyOptions
+    from extproc.stack.processes import Stack
+
+    stack = Stack(config=args.config, upstream="http://127.0.0.1:1", workdir=workdir)
+    stacks.append(stack)
+    bare_port, direct_port, baseline_port = distinct_ports(3, {stack.port, stack.admin_port})
+    # The llm cluster goes to the direct_upstream listener; Stack's upstream check is skipped.
+    stack.upstream = stack.upstream.parse(f"http://127.0.0.1:{direct_port}")
+    ports = {"bare": bare_port}
+    baseline = None
+    if args.baseline_config:
+        (workdir / "baseline").mkdir()
+        baseline = Stack(
+            config=args.baseline_config, upstream="http://127.0.0.1:1", workdir=workdir / "baseline"
+        )
+        stacks.append(baseline)
+        baseline.start_extproc()
+        ports["baseline"] = baseline_port
+    ports["extproc"] = stack.port
+    stack.start_extproc()
+    options = EnvoyOptions(stack.port, stack.admin_port, stack.extproc_address, stack.upstream)
+    extra = (baseline_port, baseline.extproc_address) if baseline else None
+    start_envoy(stack, envoy_config(options, bare_port, direct_port, extra))
+    stack.wait_ready(30)
+    if baseline:
+        wait_extproc(baseline, 30)
+    wait_answering({**ports, "direct_upstream": direct_port}, 15)
+    pids = {name: stack.processes[name].pid for name in ("envoy", "extproc")}
+    if baseline:
+        pids["baseline"] = baseline.processes["extproc"].pid
+    return Bench(ports, pids, stack.admin_url)
+
+
+def print_setup(args: argparse.Namespace, bench: Bench, client: Client) -> None:
+    version = json.loads(admin_get(bench.admin_url, "/server_info")).get("version", "?")
+    print(
+        f"load generator: {client.name}; Envoy {''.join(version.split('/')[1:2])} "
+        f"--concurrency 1; {os.cpu_count()} CPUs"
+    )
+    print(f"extproc: {args.config or 'bundled config'}; listeners: {', '.join(bench.listeners)}")
+    if args.baseline_config:
+        print(f"baseline: {args.baseline_config}")
+    print(
+        f"{args.requests} requests (+{args.warmup} warmup) per run, {args.rounds} rounds; "
+        + ", ".join(f"{name} body {len(SCENARIOS[name])} B" for name in args.scenarios)
+    )
+
+
+def measure_round_trips(
+    args: argparse.Namespace, bench: Bench
+) -> tuple[dict[tuple[str, str], Counter[str]], int]:
+    """Per scenario and ext_proc listener: Envoy's ext_proc counters; and the failed requests."""
+    trips: dict[tuple[str, str], Counter[str]] = {}
+    failures = 0
+    for scenario in args.scenarios:
+        for listener in bench.listeners:
+            if listener == "bare":
+                continue
+            trips[scenario, listener], errors = round_trips(
+                bench.admin_url, bench.ports[listener], SCENARIOS[scenario], ROUND_TRIP_REQUESTS
+            )
+            if errors:
+                failures += errors
+                print(
+                    f"!! {scenario} {listener}: {errors} sequential request(s) not answered 200",
+                    file=sys.stderr,
+                )
+    return trips, failures
+
+
+def round_order(listeners: tuple[str, ...], round_: int) -> tuple[str, ...]:
+    """Forward on even rounds, backward on odd ones: over two rounds every listener has the same
+    mean position, so linear drift cancels; baseline and extproc are always adjacent."""
+    return listeners if round_ % 2 == 0 else listeners[::-1]
+
+
+def run_once(
+    bench: Bench,
+    client: Client,
+    cell: Cell,
+    listener: str,
+    scenario: str,
+    concurrency: int,
+    args: argparse.Namespace,
+) -> Run:
+    """One run on one listener, with the CPU time of each process and the requests Envoy saw."""
+    seen = requests_seen(bench.admin_url)
+    cpu = {name: cpu_seconds(pid) for name, pid in bench.pids.items()}
+    run = client.run(bench.ports[listener], scenario, concurrency, args.requests, args.warmup)
+    for name, pid in bench.pids.items():
+        cell.cpu[f"{name}/{listener}"] += cpu_seconds(pid) - cpu[name]
+    cell.requests[listener] += (requests_seen(bench.admin_url) - seen)[STAT_PREFIXES[listener]]
+    cell.runs[listener].append(run)
+    return run
+
+
+def measure(
+    args: argparse.Namespace, bench: Bench, client: Client, started: float
+) -> tuple[dict[tuple[str, int], Cell], int]:
+    cells: dict[tuple[str, int], Cell] = {}
+    failures = 0
+    for scenario in args.scenarios:
+        for concurrency in args.concurrency:
+            cell = cells[scenario, concurrency] = Cell(bench.listeners)
+            for round_ in range(args.rounds):
+                for listener in round_order(bench.listeners, round_):
+                    run = run_once(bench, client, cell, listener, scenario, concurrency, args)
+                    if run.failed:
+                        failures += run.failed
+                        print(
+                            f"!! {scenario} c={concurrency} {listener}: "
+                            f"{run.failed} request(s) not answered 200",
+                            file=sys.stderr,
+                        )
+            print(
+                f"  done: {scenario} c={concurrency} ({time.monotonic() - started:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return cells, failures
+
+
+def stop_all(stacks: list[Any]) -> None:
+    """Stop every stack, Envoy first; one failing stop does not keep the others running."""
+    for stack in stacks:
+        try:
+            stack.stop()
+        except BaseException as error:
+            print(f"stopping {stack.workdir}: {error!r}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import yaml
-
-    from extproc.stack.envoy_config import EnvoyOptions
-    from extproc.stack.processes import Stack, StackError, envoy_binary
+    from extproc.stack.processes import StackError
 
     workdir = Path(tempfile.mkdtemp(prefix="extproc-bench-"))
     per_run_timeout = 60 + (args.requests + args.warmup) * 0.05
     client = make_client(args.client, workdir, per_run_timeout)
-    stack = Stack(config=args.config, upstream="http://127.0.0.1:1", workdir=workdir)
-    bare_port, direct_port = distinct_ports(2, {stack.port, stack.admin_port})
-    # The llm cluster goes to the direct_upstream listener; Stack's upstream check is skipped.
-    stack.upstream = stack.upstream.parse(f"http://127.0.0.1:{direct_port}")
-    ports = {"bare": bare_port, "extproc": stack.port}
-    failed = False
+    stacks: list[Any] = []
     started = time.monotonic()
     try:
         try:
-            stack.start_extproc()
-            options = EnvoyOptions(
-                stack.port, stack.admin_port, stack.extproc_address, stack.upstream
-            )
-            config_path = workdir / "envoy-bench.yaml"
-            config_path.write_text(
-                yaml.safe_dump(envoy_config(options, bare_port, direct_port), sort_keys=False)
-            )
-            with open(stack.log_path("envoy"), "ab") as log:
-                stack.processes["envoy"] = subprocess.Popen(
-                    [
-                        envoy_binary(),
-                        "-c",
-                        str(config_path),
-                        "--concurrency",
-                        "1",
-                        "--disable-hot-restart",
-                        "--log-level",
-                        "warn",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            stack.wait_ready(30)
-            wait_answering({**ports, "direct_upstream": direct_port}, 15)
+            bench = start_bench(args, workdir, stacks)
         except (StackError, RuntimeError, OSError) as error:
             print(f"stack did not start: {error}\nlogs in {workdir}", file=sys.stderr)
             args.keep_logs = True
             return 2
-        pids = {name: stack.processes[name].pid for name in ("envoy", "extproc")}
-        version = admin_get(stack.admin_url, "/server_info")
-        version = json.loads(version).get("version", "?").split("/")[1:2]
-        print(
-            f"load generator: {client.name}; Envoy {''.join(version)} --concurrency 1; "
-            f"extproc on {stack.extproc_address}; {os.cpu_count()} CPUs"
-        )
-        print(
-            f"{args.requests} requests (+{args.warmup} warmup) per run, {args.rounds} rounds; "
-            + ", ".join(f"{name} body {len(SCENARIOS[name])} B" for name in args.scenarios)
-        )
-
-        prefixes = {"bare": "bare", "extproc": "ingress"}
-        trips: dict[str, Counter[str]] = {}
-        for scenario in args.scenarios:
-            trips[scenario], errors = round_trips(
-                stack.admin_url, stack.port, SCENARIOS[scenario], ROUND_TRIP_REQUESTS
-            )
-            if errors:
-                failed = True
-                print(
-                    f"!! {scenario}: {errors} sequential request(s) not answered 200",
-                    file=sys.stderr,
-                )
-        cells: dict[tuple[str, int], Cell] = {}
-        for scenario in args.scenarios:
-            for concurrency in args.concurrency:
-                cell = cells[scenario, concurrency] = Cell()
-                for round_ in range(args.rounds):
-                    order = ("bare", "extproc") if round_ % 2 == 0 else ("extproc", "bare")
-                    for listener in order:
-                        seen = requests_seen(stack.admin_url)
-                        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                        run = client.run(
-                            ports[listener], scenario, concurrency, args.requests, args.warmup
-                        )
-                        for name, pid in pids.items():
-                            cell.cpu[f"{name}/{listener}"] += cpu_seconds(pid) - cpu[name]
-                        seen = requests_seen(stack.admin_url) - seen
-                        cell.requests[listener] += seen[prefixes[listener]]
-                        cell.runs[listener].append(run)
-                        if run.failed:
-                            failed = True
-                            print(
-                                f"!! {scenario} c={concurrency} {listener}: "
-                                f"{run.failed} request(s) not answered 200",
-                                file=sys.stderr,
-                            )
-                print(
-                    f"  done: {scenario} c={concurrency} ({time.monotonic() - started:.0f}s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-        totals = ext_proc_counters(stack.admin_url)
-        print_results(cells, trips, totals, client.name)
+        print_setup(args, bench, client)
+        trips, trip_failures = measure_round_trips(args, bench)
+        cells, run_failures = measure(args, bench, client, started)
+        totals = ext_proc_counters(bench.admin_url)
+        print_results(cells, trips, totals, client.name, bench.listeners)
+        failed = bool(trip_failures or run_failures)
         if failed:
             print("FAIL: some requests were not answered 200", file=sys.stderr)
         if totals["spurious_msgs_received"]:
@@ -819,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"total time {time.monotonic() - started:.0f}s")
         return 1 if failed else 0
     finally:
-        stack.stop()
+        stop_all(stacks)
         if args.keep_logs:
             print(f"logs kept in {workdir}", file=sys.stderr)
         else:
@@ -830,4 +1057,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--_client":
         _python_client_main(json.loads(sys.argv[2]))
     else:
-        sys.exit(main())
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt:  # every process was stopped in main's finally
+            sys.exit(130)

@@ -22,7 +22,9 @@ class SelectionError(ValueError):
 
 def _names(value: Any, where: str) -> list[str]:
     if isinstance(value, dict):
-        value = list(value)
+        # {name: {...}} or {name: true}; {name: false} asks for nothing (and cannot turn a
+        # default_on guardrail off: clients never remove protection).
+        value = [name for name, setting in value.items() if setting is not False]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SelectionError(f"{where} must be a list of guardrail names")
     return value

@@ -175,3 +175,23 @@ def test_clean_request_costs_three_messages_and_no_spurious_ones(
     assert after["streams_started"] - before["streams_started"] == 1
     assert after["stream_msgs_received"] - before["stream_msgs_received"] == 4
     assert after["spurious_msgs_received"] == 0
+
+
+def test_during_call_blocks_a_streamed_answer_before_its_first_byte(
+    client: httpx.Client, modes_stack: Stack
+) -> None:
+    response = post(client, modes_stack, chat_body(f"my key is {KEY}", stream=True))
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert "watch-secrets" in response.json()["error"]["message"]
+
+
+def test_post_call_passes_a_streamed_answer_and_says_it_was_not_checked(
+    client: httpx.Client, modes_stack: Stack
+) -> None:
+    # Streamed output inspection is the streaming issue's; until then it is logged, not hidden.
+    response = post(client, modes_stack, chat_body(f"write to {EMAIL}", stream=True))
+    assert response.status_code == 200
+    assert EMAIL in response.text
+    log = modes_stack.log_path("extproc").read_text()
+    assert "post_call guardrails skipped a text/event-stream response" in log

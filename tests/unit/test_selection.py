@@ -1,6 +1,6 @@
 import pytest
 
-from extproc.policy.selection import SelectionError, pop_requested
+from extproc.policy.selection import SelectionError, names_from_header, pop_requested
 
 
 def test_body_field_is_read_and_removed() -> None:
@@ -29,3 +29,15 @@ def test_absent_selection_leaves_the_body_alone() -> None:
 def test_bad_shapes_are_errors(value: object) -> None:
     with pytest.raises(SelectionError, match="list of guardrail names"):
         pop_requested({"guardrails": value})
+
+
+def test_mapping_false_requests_nothing() -> None:
+    document = {"guardrails": {"a": False, "b": True, "c": {"x": 1}}}
+    assert pop_requested(document) == ["b", "c"]
+    assert document == {}
+
+
+def test_header_names() -> None:
+    assert names_from_header(" a, b ,,c ") == ["a", "b", "c"]
+    assert names_from_header(None) == []
+    assert names_from_header("") == []
