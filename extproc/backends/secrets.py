@@ -1,21 +1,12 @@
-"""Built-in secret detector (``guardrail: secrets``): provider key formats plus keyword + entropy.
+"""Built-in secret detector (``guardrail: secrets``): finds candidates fast, reports findings.
 
 Speed comes from never running the full formats over the text. One small RE2 *prefilter* (the
-rules' triggers: literal prefixes such as ``AKIA`` or ``ghp_``, a few fixed infixes, and the
-keyword-assignment shapes) is searched once over the text; only where it hits are the matching
-rules' full patterns run, anchored on a bounded window. The prefilter has no large counted
-repetitions, so its DFA stays small and fast, and every hit costs bounded work, so the scan is
-linear in the text even on hostile input. Python work happens only at hits:
-
-* provider formats (``secret_rules.RULES``) drop bodies that are placeholders (``ghp_xxxx...``) or
-  too uniform to be random;
-* the keyword rule (subtype ``GENERIC_SECRET``) finds assignments such as ``password = "..."``,
-  ``api_key: ...``, ``--token ...`` or ``"..." == secret``, then keeps the value only when the name
-  really denotes a credential (not ``public_token``, ``key_id``, ``csrf_token``) and the value is
-  not a placeholder (``changeme``, ``${VAR}``, ``<token>``). Quoted values of password-like names
-  are kept as they are (people choose weak passwords, and those are still secrets); anything else
-  needs enough Shannon entropy (``entropy_threshold``, bits per character) and no whitespace;
-* a ``kind: Secret`` Kubernetes manifest counts only when it carries non-empty base64 data.
+rules' triggers: literal prefixes such as ``AKIA`` or ``ghp_``, a few fixed infixes, the
+keyword-assignment shapes and ``kind: Secret``) is searched once over the text; only where it hits
+are the matching rules' full patterns run, anchored on a bounded window. The prefilter has no
+large counted repetitions, so its DFA stays small and fast, and every hit costs bounded work, so
+the scan is linear in the text even on hostile input. Whether a candidate is a real secret
+(placeholders, entropy, credential names) is decided in ``extproc.backends.secret_values``.
 
 Text is matched in its normalised form (``extproc.text.normalize``: zero-width characters removed,
 NFKC), so ``gh\u200bp_...`` is still found; spans are mapped back to the original text. Findings
@@ -24,13 +15,8 @@ cover only the secret value, so a mask leaves ``password = "[REDACTED]"`` readab
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import json
-import math
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,24 +25,30 @@ import re2
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.backends.secret_rules import RULES, Rule
+from extproc.backends.secret_values import (
+    Candidate,
+    credential_strength,
+    generic_value_ok,
+    jwt_header_ok,
+    k8s_last_value_end,
+    looks_like_placeholder,
+    public_context,
+    shannon_entropy,
+    token_body_ok,
+    unquote,
+)
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import Normalized, normalize
 
 GENERIC = "GENERIC_SECRET"
 KUBERNETES = "KUBERNETES_SECRET"
 DEFAULT_ENTROPY_THRESHOLD = 3.0
-# Bits per character a quoted string with no known format needs (detect-secrets' base64 limit):
-# random base64 of 40+ characters scores ~5, English or code as base64 ~4.3-4.6, hex <= 4.
-HIGH_ENTROPY_BITS = 4.5
-# Subresource-integrity / lockfile digests ("sha512-...") are public hashes of content.
-_DIGEST_PREFIXES = ("sha1-", "sha256-", "sha384-", "sha512-")
-_PUBLIC_CONTEXT = (b"csrf", b"xsrf", b"authenticity", b"nonce", b"integrity")
-
 _KEYWORD = r"(?i:pass|pw|secret|token|key|auth|credential|creds)"
 _IDENT = rf"{_KEYWORD}[A-Za-z0-9_.-]*"
 _OPERATOR = r"""(?:\[[0-9]*\])?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
-# Values shorter than 6 characters are never kept (see ``_generic_ok``), so they are not even
-# candidates: ``key: x`` in prose or repeated short assignments cost no Python work.
+# Values shorter than 6 characters are never kept (see ``secret_values.generic_value_ok``), so
+# they are not even candidates: ``key: x`` in prose or repeated short assignments cost no
+# Python work.
 _QUOTED = r"""(?:"[^"\n]{6,}"|'[^'\n]{6,}'|`[^`\n]{6,}`)"""
 # Unquoted values end at any operator character ('=' only as base64 padding).
 _UNQUOTED = r"""[^\s"'`,;=:]{6,}={0,2}"""
@@ -78,381 +70,31 @@ _GENERIC_FORMS = (
     ),
 )
 _KUBERNETES_TRIGGER = r"""\bkind:[ \t]*["']?[Ss]ecret["']?[ \t]*(?:\r?\n|$)"""
-_K8S_DATA = re2.compile(r"(?m)^[ \t]*(?:data|stringData):[ \t]*$")
-_K8S_VALUE = re2.compile(
-    r"""(?m)^[ \t]+[A-Za-z0-9_.-]+:[ \t]*(?:[>|][-+]?[ \t]*\n[ \t]*)?["']?"""
-    r"""(?P<v>[A-Za-z0-9+/]{12,}={0,2})["']?[ \t]*$"""
-)
 _K8S_WINDOW = 65536  # how far a manifest's data section is looked for around ``kind: Secret``
 _MAX_NAME = 256  # longer "identifiers" before an operator are not variable names
 
-# Name segments (after splitting camelCase and _.- separators) that make an assignment a secret.
-_STRONG = frozenset(
-    [
-        "password",
-        "passwd",
-        "pwd",
-        "pass",
-        "passphrase",
-        "pw",
-        "secret",
-        "secrets",
-        "secrete",
-        "privatekey",
-        "credential",
-        "credentials",
-        "creds",
-    ]
-)
-_WEAK = frozenset(["token", "auth", "authorization", "apikey", "bearer"])  # not "tokens": counts
-_COMPOUND_KEYS = ("apikey", "accesskey", "secretkey", "privatekey", "authkey", "masterkey")
-_COMPOUND_KEYS += ("licensekey", "signingkey", "encryptionkey", "clientkey", "authtoken")
-_COMPOUND_KEYS += ("accesstoken", "refreshtoken", "apitoken", "apisecret", "clientsecret")
-# ``<x>_key`` is a credential unless ``x`` says what kind of non-secret key it is.
-_KEY_QUALIFIER_DENY = frozenset(
-    [
-        "public",
-        "pub",
-        "primary",
-        "foreign",
-        "sort",
-        "partition",
-        "cache",
-        "hash",
-        "lookup",
-        "map",
-        "dict",
-        "index",
-        "row",
-        "column",
-        "unique",
-        "composite",
-        "sequence",
-        "hot",
-        "short",
-        "object",
-        "item",
-        "group",
-        "entry",
-        "i18n",
-        "translation",
-        "cursor",
-        "range",
-        "shard",
-        "routing",
-        "idempotency",
-        "dedup",
-        "ssh",
-        "gpg",
-        "pgp",
-    ]
-)
-# First segments meaning "not a credential" (CSRF tokens are per-session, not credentials).
-_PREFIX_DENY = frozenset(
-    [
-        "public",
-        "pub",
-        "csrf",
-        "xsrf",
-        "authenticity",
-        "is",
-        "has",
-        "show",
-        "max",
-        "min",
-        "num",
-        "use",
-        "enable",
-        "require",
-        "allow",
-    ]
-)
-# Last segments naming metadata about a secret rather than the secret itself.
-_SUFFIX_DENY = frozenset(
-    [
-        "name",
-        "names",
-        "id",
-        "ids",
-        "length",
-        "len",
-        "size",
-        "file",
-        "filename",
-        "path",
-        "dir",
-        "url",
-        "uri",
-        "type",
-        "field",
-        "var",
-        "variable",
-        "env",
-        "count",
-        "header",
-        "policy",
-        "rotation",
-        "version",
-        "format",
-        "pattern",
-        "regex",
-        "prefix",
-        "suffix",
-        "hint",
-        "label",
-        "chars",
-        "charset",
-        "selector",
-        "meshing",
-        "expiry",
-        "expires",
-        "expiration",
-        "ttl",
-        "timeout",
-        "endpoint",
-        "provider",
-        "class",
-        "mode",
-        "kind",
-        "algorithm",
-        "alg",
-        "storage",
-        "store",
-        "manager",
-        "service",
-        "param",
-        "params",
-        "required",
-        "enabled",
-        "placeholder",
-        "template",
-        "limit",
-        "position",
-        "pos",
-        "ref",
-        "reference",
-        "arn",
-    ]
-)
-_NAME_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "API", "PASS")
-_COMMON_VALUES = frozenset(
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "changeme",
-        "change_me",
-        "null",
-        "none",
-        "nil",
-        "true",
-        "false",
-        "undefined",
-        "empty",
-        "string",
-        "str",
-        "required",
-        "optional",
-        "test",
-        "pass",
-        "pwd",
-        "apikey",
-        "api_key",
-        "key",
-        "value",
-    ]
-)
-_PLACEHOLDER_WORDS = ("xxx", "***", "###", "...", "example", "placeholder", "your", "changeme")
-_PLACEHOLDER_WORDS += ("change_me", "dummy", "fake", "sample", "redacted", "insert", "replace")
-_PLACEHOLDER_WORDS += ("here", "todo")
-_TOKEN_PLACEHOLDER_WORDS = ("xxxx", "****", "####", "your", "here", "placeholder")
-_TEMPLATE_STARTS = ("${", "$(", "{{", "<", "%", "#{", "[", "$")
-# Unquoted code, not a literal: ``a.b.c``, ``obj->field``, ``call(...`` or a plain identifier
-# without digits (``userPassword``); ``HXe8DGg1iJd2`` (letters and digits) stays a candidate.
-_CODE_REFERENCE = re2.compile(
-    r"[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|->|::)[A-Za-z_$][A-Za-z0-9_$]*)+[;,)]*"
-    r"|[A-Za-z_$][A-Za-z0-9_$.]*\(.*|[A-Za-z_$]+[;,)]*"
-)
-_WORDY = re2.compile(r"[A-Za-z]+(?:[-_.][A-Za-z]+)*")
-_CAMEL = re2.compile(r"([a-z0-9])([A-Z])")
-_SEPARATORS = re2.compile(r"[^A-Za-z0-9]+")
-_HEX = re2.compile(r"[0-9a-f]+")
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+# -- private google-re2 API ---------------------------------------------------------------------
+# The only place that reaches into google-re2's private extension objects (``re2._re2``,
+# ``._regexp``, ``._set``): on the hot path the public wrapper costs more per call than the search
+# itself. Recheck these lines when upgrading google-re2.
+
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
 
 
-def shannon_entropy(value: str) -> float:
-    """Bits per character: random keys score high, words and repeated characters low."""
-    if not value:
-        return 0.0
-    length = len(value)
-    return -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+def _raw_match(regex: Any) -> Any:
+    """``Match(anchor, data, pos, endpos)`` of a compiled regex: a list of (start, end) per group,
+    (-1, -1) where it did not take part; the whole match is (-1, -1) when there is none."""
+    return regex._regexp.Match
 
 
-def _dominated(folded: str) -> bool:
-    """One character makes up half the value: typed filler (``xxxx``), not random material."""
-    return max(Counter(folded).values()) * 2 >= len(folded)
-
-
-def _is_uniform(value: str) -> bool:
-    """Too few distinct characters, or one character dominating: not random material."""
-    folded = value.lower()
-    return len(set(folded)) < 5 or _dominated(folded)
-
-
-def _has_alphabet_run(value: str, run: int = 6) -> bool:
-    """``abcdef...``: typed by hand as a dummy, never produced by a key generator."""
-    folded = value.lower()
-    return any(_ALPHABET[i : i + run] in folded for i in range(len(_ALPHABET) - run + 1))
-
-
-def looks_like_placeholder(value: str) -> bool:
-    """Documentation and template values: ``changeme``, ``${VAR}``, ``<token>``, ``xxxx``.
-
-    Low variety alone (``ab12ab12``) is left to the entropy threshold, which the user tunes.
-    """
-    stripped = value.strip()
-    folded = stripped.lower()
-    if not stripped or folded in _COMMON_VALUES or stripped.startswith(_TEMPLATE_STARTS):
-        return True
-    if any(word in folded for word in _PLACEHOLDER_WORDS):
-        return True
-    if stripped.upper() == stripped and any(w in stripped for w in _NAME_WORDS):
-        return stripped.replace("-", "_").replace("_", "").isalnum()  # an env-var name
-    return len(stripped) >= 8 and _dominated(folded)
-
-
-def _token_body_ok(rule: Rule, body: str) -> bool:
-    if rule.check == "none":
-        return True
-    if rule.check == "entropy":
-        return _random_base64(body)
-    if rule.check == "password":
-        return not looks_like_placeholder(body.strip("'\""))
-    folded = body.lower()
-    if any(word in folded for word in _TOKEN_PLACEHOLDER_WORDS):
-        return False
-    if len(body) >= 8 and _is_uniform(body):
-        return False
-    if rule.mixed_case and _HEX.fullmatch(body):
-        return False
-    if rule.needs_upper_lower_digit:
-        return (
-            any(c.isupper() for c in body)
-            and any(c.islower() for c in body)
-            and any(c.isdigit() for c in body)
-        )
-    return True
-
-
-def _random_base64(body: str) -> bool:
-    """Key material: mixed case and digits, high entropy, not a published content digest."""
-    if body.lower().startswith(_DIGEST_PREFIXES) or looks_like_placeholder(body):
-        return False
-    if not (_has_upper(body) and _has_lower(body) and _has_digit(body)):
-        return False
-    return shannon_entropy(body) >= HIGH_ENTROPY_BITS
-
-
-def _public_context(data: bytes, start: int, end: int) -> bool:
-    """A random string named as a per-session or public value on its line (a CSRF token,
-    a nonce, an integrity digest) is not a credential."""
-    line = data[start:end].rsplit(b"\n", 1)[-1].lower()
-    return any(word in line for word in _PUBLIC_CONTEXT)
-
-
-def _has_upper(value: str) -> bool:
-    return value.lower() != value
-
-
-def _has_lower(value: str) -> bool:
-    return value.upper() != value
-
-
-def _has_digit(value: str) -> bool:
-    return any(c.isdigit() for c in value)
-
-
-def _name_segments(identifier: str) -> list[str]:
-    spaced = _CAMEL.sub(r"\1_\2", identifier.split("[")[0])
-    return [s for s in _SEPARATORS.split(spaced.lower()) if s]
-
-
-def credential_strength(identifier: str) -> str | None:
-    """``"strong"`` for password-like names, ``"weak"`` for token/key-like ones, else None."""
-    segments = _name_segments(identifier)
-    if not segments or segments[0] in _PREFIX_DENY or segments[-1] in _SUFFIX_DENY:
-        return None
-    joined = "".join(segments)
-    if any(s in _STRONG or s.startswith(("password", "passwd", "secret")) for s in segments):
-        return "strong"
-    if "private" in segments and "key" in segments:
-        return "strong"
-    if any(s in _WEAK for s in segments) or any(k in joined for k in _COMPOUND_KEYS):
-        return "weak"
-    if segments[-1] in ("key", "token") and len(segments) > 1:
-        return None if segments[-2] in _KEY_QUALIFIER_DENY else "weak"
-    return None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Candidate:
-    form: str
-    identifier: str
-    value: str
-    quoted: bool
-    value_start: int  # byte offsets of the unquoted value in the scanned data
-    value_end: int
-
-
-_SCHEMES = (b"Bearer ", b"Basic ", b"Token ", b"Bot ", b"Digest ")
-
-
-def _unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
-    """(quoted, start, end) of a raw value without its quotes and auth scheme."""
-    quoted = data[start : start + 1] in (b'"', b"'", b"`")
-    if quoted:
-        if end - start >= 2 and data[end - 1 : end] == data[start : start + 1]:
-            end -= 1
-        start += 1
-    for scheme in _SCHEMES:
-        if data.startswith(scheme, start, end):
-            start += len(scheme)
-            while start < end and data[start] in (0x20, 0x09):
-                start += 1
-            break
-    return quoted, start, end
-
-
-def _jwt_header_ok(matched: str) -> bool:
-    """A JWT's first segment must decode to a JSON object (``eyJ`` alone is just ``{"``)."""
-    header = matched.split(".", 1)[0].rstrip("=")
-    try:
-        decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
-        return isinstance(json.loads(decoded), dict)
-    except (binascii.Error, ValueError):
-        return False
-
-
-def _k8s_last_value_end(document: bytes) -> int:
-    """End offset of the last non-empty base64 value of a manifest's data section, or -1."""
-    text = document.decode("latin-1")  # offsets stay byte offsets; values are ASCII
-    if _K8S_DATA.search(text) is None:
-        return -1
-    last = -1
-    for m in _K8S_VALUE.finditer(text):
-        try:
-            if len(base64.b64decode(m.group("v"), validate=True)) >= 8:
-                last = m.end(1)  # the "v" group
-        except (binascii.Error, ValueError):
-            continue
-    return last
+def _raw_set_match(regex_set: Any) -> Any:
+    """``Match(data)`` of a compiled ``re2.Set``: the list of indexes of matching patterns."""
+    return regex_set._set.Match
 
 
 # -- compiled matching ------------------------------------------------------------------------
 
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
-_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
 _OPTIONS = re2.Options()
 # Matching runs on bytes (UTF-8 of the normalised text) with byte semantics: every pattern is
 # ASCII, and Latin-1 mode keeps the automata small (no multi-byte UTF-8 decoding states).
@@ -501,8 +143,8 @@ def _rule_matcher(rule: Rule) -> _RuleMatcher:
         regex = _compile(source)
         value = _group(regex, "v")
         body = _group(regex, "b")
-        patterns.append(_Pattern(regex._regexp.Match, value, body if body > 0 else value))
-    footer = _compile(rule.footer)._regexp.Match if rule.footer else None
+        patterns.append(_Pattern(_raw_match(regex), value, body if body > 0 else value))
+    footer = _raw_match(_compile(rule.footer)) if rule.footer else None
     return _RuleMatcher(rule, tuple(patterns), footer)
 
 
@@ -533,7 +175,7 @@ class _Detector:
         self.entropy_threshold = threshold
         self.generic = generic
         self.kubernetes = kubernetes
-        self.generic_forms = [(form, _compile(p)) for form, p in _GENERIC_FORMS]
+        self.generic_forms = [(form, _raw_match(_compile(p))) for form, p in _GENERIC_FORMS]
         # Alternatives in priority order: keyword shapes, Kubernetes, then provider triggers.
         # Kinds: "generic", "k8s", or the tuple of rule matchers a provider trigger stands for.
         triggers: dict[str, list[_RuleMatcher]] = {}
@@ -561,13 +203,13 @@ class _Detector:
         ]
         self.prefilter = None
         if alternatives:
-            self.prefilter = _compile("|".join(f"(?:{a})" for a in alternatives))._regexp.Match
+            self.prefilter = _raw_match(_compile("|".join(f"(?:{a})" for a in alternatives)))
             # Which alternative a hit is: a set of anchored DFAs, ~1 us, whatever their number.
             self.classifier = re2.Set.FullMatchSet(_OPTIONS)
             for alternative in alternatives:
                 self.classifier.Add(alternative.encode("latin-1"))
             self.classifier.Compile()
-            self.classify = self.classifier._set.Match  # the raw call: a list of indexes
+            self.classify = _raw_set_match(self.classifier)
 
     # -- the scan loop ------------------------------------------------------------------------
 
@@ -627,12 +269,12 @@ class _Detector:
             if spans is None:
                 continue
             body_start, body_end = spans[pattern.body]
-            if not _token_body_ok(rule, data[body_start:body_end].decode("utf-8", "replace")):
+            if not token_body_ok(rule, data[body_start:body_end].decode("utf-8", "replace")):
                 continue
             start, stop = spans[pattern.value]
-            if rule.name == "JWT" and not _jwt_header_ok(data[start:stop].decode("latin-1")):
+            if rule.name == "JWT" and not jwt_header_ok(data[start:stop].decode("latin-1")):
                 continue
-            if rule.check == "entropy" and _public_context(data, max(state.lo, start - 96), start):
+            if rule.check == "entropy" and public_context(data, max(state.lo, start - 96), start):
                 continue
             if matcher.footer is not None:
                 stop = self._footer_end(state, matcher, stop)
@@ -678,7 +320,7 @@ class _Detector:
             doc_start = max(doc_start, lo, s - _K8S_WINDOW)
             doc_end = data.find(b"\n---", s, min(hi, s + _K8S_WINDOW))
             doc_end = doc_end if doc_end >= 0 else min(hi, s + _K8S_WINDOW)
-            last = _k8s_last_value_end(data[doc_start:doc_end])
+            last = k8s_last_value_end(data[doc_start:doc_end])
             memo = (doc_start, doc_end, -1 if last < 0 else doc_start + last)
             state.k8s_memo = memo
         if memo[2] < 0:
@@ -707,14 +349,16 @@ class _Detector:
         inner = self.scan(state.data, candidate.value_start, value_hi, nested=True)
         if inner:
             return inner[:1]  # a provider token: reported under the provider's name
-        if candidate.value_end <= candidate.value_start or not self._generic_ok(candidate):
+        if candidate.value_end <= candidate.value_start:
+            return []
+        if not generic_value_ok(candidate, self.entropy_threshold):
             return []
         return [(candidate.value_start, candidate.value_end, GENERIC)]
 
-    def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> _Candidate | None:
+    def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> Candidate | None:
         data = state.data
-        for form, regex in self.generic_forms:
-            spans = regex._regexp.Match(_ANCHOR_START, data, s, e)
+        for form, match in self.generic_forms:
+            spans = match(_ANCHOR_START, data, s, e)
             if spans[0][0] < 0:
                 continue
             id_group, val_group = _FORM_GROUPS[form]
@@ -723,10 +367,10 @@ class _Detector:
                 id_start = name_start
             if id_end - id_start > _MAX_NAME:
                 return None
-            quoted, value_start, value_end = _unquote(data, *spans[val_group])
+            quoted, value_start, value_end = unquote(data, *spans[val_group])
             identifier = data[id_start:id_end].decode("utf-8", "replace")
             value = data[value_start:value_end].decode("utf-8", "replace")
-            return _Candidate(form, identifier, value, quoted, value_start, value_end)
+            return Candidate(form, identifier, value, quoted, value_start, value_end)
         return None
 
     @staticmethod
@@ -737,21 +381,6 @@ class _Detector:
         while start > floor and data[start - 1] in _IDENT_BYTES:
             start -= 1
         return start
-
-    def _generic_ok(self, candidate: _Candidate) -> bool:
-        strength = credential_strength(candidate.identifier)
-        value = candidate.value
-        if strength is None or looks_like_placeholder(value):
-            return False
-        if strength == "strong" and candidate.quoted and candidate.form == "assign":
-            return len(value) >= 6  # a chosen password: weak ones are still secrets
-        if any(c.isspace() for c in value) or _has_alphabet_run(value):
-            return False
-        if len(value) < (8 if strength == "strong" else 16):
-            return False
-        if not candidate.quoted and (_CODE_REFERENCE.fullmatch(value) or _WORDY.fullmatch(value)):
-            return False
-        return shannon_entropy(value) >= self.entropy_threshold
 
 
 def _form_groups() -> dict[str, tuple[int, int]]:
@@ -883,6 +512,7 @@ def _bytes_to_chars(data: bytes, hits: list[Hit]) -> list[Hit]:
     return [(chars[start], chars[end], subtype) for start, end, subtype in hits]
 
 
+# The value judges are re-exported: they were importable from here before secret_values existed.
 __all__ = [
     "SecretsGuardrail",
     "credential_strength",

@@ -11,7 +11,11 @@ import time
 import pytest
 
 from extproc.backends import build
-from extproc.backends.secrets import credential_strength, looks_like_placeholder, shannon_entropy
+from extproc.backends.secret_values import (
+    credential_strength,
+    looks_like_placeholder,
+    shannon_entropy,
+)
 from extproc.config import ConfigError, GuardrailSpec
 
 RANDOM = "q7Rk2Lm9Xv4Tn8Wb3Hc6Jd1Fs5Gp0Za"  # 31 mixed characters, no dictionary words

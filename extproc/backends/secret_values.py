@@ -1,0 +1,437 @@
+"""Whether a matched string is a real secret, judged on the value and its name alone.
+
+The trigger matching in ``extproc.backends.secrets`` finds *candidates*; this module decides:
+
+* provider-format bodies are dropped when they are placeholders (``ghp_xxxx...``) or too uniform
+  to be random; a JWT needs a JSON header; base64 key material near ``csrf``/``nonce`` is public;
+* keyword assignments (``password = "..."``) count only when the name really denotes a credential
+  (not ``public_token``, ``key_id``, ``csrf_token``) and the value is not a placeholder
+  (``changeme``, ``${VAR}``, ``<token>``). Quoted values of password-like names are kept as they
+  are (people choose weak passwords, and those are still secrets); anything else needs enough
+  Shannon entropy (bits per character) and no whitespace;
+* a ``kind: Secret`` Kubernetes manifest counts only when it carries non-empty base64 data.
+
+Only the public google-re2 API is used here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import math
+from collections import Counter
+
+import re2
+
+from extproc.backends.secret_rules import Rule
+
+# Bits per character a quoted string with no known format needs (detect-secrets' base64 limit):
+# random base64 of 40+ characters scores ~5, English or code as base64 ~4.3-4.6, hex <= 4.
+HIGH_ENTROPY_BITS = 4.5
+# Subresource-integrity / lockfile digests ("sha512-...") are public hashes of content.
+_DIGEST_PREFIXES = ("sha1-", "sha256-", "sha384-", "sha512-")
+_PUBLIC_CONTEXT = (b"csrf", b"xsrf", b"authenticity", b"nonce", b"integrity")
+_K8S_DATA = re2.compile(r"(?m)^[ \t]*(?:data|stringData):[ \t]*$")
+_K8S_VALUE = re2.compile(
+    r"""(?m)^[ \t]+[A-Za-z0-9_.-]+:[ \t]*(?:[>|][-+]?[ \t]*\n[ \t]*)?["']?"""
+    r"""(?P<v>[A-Za-z0-9+/]{12,}={0,2})["']?[ \t]*$"""
+)
+
+# Name segments (after splitting camelCase and _.- separators) that make an assignment a secret.
+_STRONG = frozenset(
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "pw",
+        "secret",
+        "secrets",
+        "secrete",
+        "privatekey",
+        "credential",
+        "credentials",
+        "creds",
+    ]
+)
+_WEAK = frozenset(["token", "auth", "authorization", "apikey", "bearer"])  # not "tokens": counts
+_COMPOUND_KEYS = ("apikey", "accesskey", "secretkey", "privatekey", "authkey", "masterkey")
+_COMPOUND_KEYS += ("licensekey", "signingkey", "encryptionkey", "clientkey", "authtoken")
+_COMPOUND_KEYS += ("accesstoken", "refreshtoken", "apitoken", "apisecret", "clientsecret")
+# ``<x>_key`` is a credential unless ``x`` says what kind of non-secret key it is.
+_KEY_QUALIFIER_DENY = frozenset(
+    [
+        "public",
+        "pub",
+        "primary",
+        "foreign",
+        "sort",
+        "partition",
+        "cache",
+        "hash",
+        "lookup",
+        "map",
+        "dict",
+        "index",
+        "row",
+        "column",
+        "unique",
+        "composite",
+        "sequence",
+        "hot",
+        "short",
+        "object",
+        "item",
+        "group",
+        "entry",
+        "i18n",
+        "translation",
+        "cursor",
+        "range",
+        "shard",
+        "routing",
+        "idempotency",
+        "dedup",
+        "ssh",
+        "gpg",
+        "pgp",
+    ]
+)
+# First segments meaning "not a credential" (CSRF tokens are per-session, not credentials).
+_PREFIX_DENY = frozenset(
+    [
+        "public",
+        "pub",
+        "csrf",
+        "xsrf",
+        "authenticity",
+        "is",
+        "has",
+        "show",
+        "max",
+        "min",
+        "num",
+        "use",
+        "enable",
+        "require",
+        "allow",
+    ]
+)
+# Last segments naming metadata about a secret rather than the secret itself.
+_SUFFIX_DENY = frozenset(
+    [
+        "name",
+        "names",
+        "id",
+        "ids",
+        "length",
+        "len",
+        "size",
+        "file",
+        "filename",
+        "path",
+        "dir",
+        "url",
+        "uri",
+        "type",
+        "field",
+        "var",
+        "variable",
+        "env",
+        "count",
+        "header",
+        "policy",
+        "rotation",
+        "version",
+        "format",
+        "pattern",
+        "regex",
+        "prefix",
+        "suffix",
+        "hint",
+        "label",
+        "chars",
+        "charset",
+        "selector",
+        "meshing",
+        "expiry",
+        "expires",
+        "expiration",
+        "ttl",
+        "timeout",
+        "endpoint",
+        "provider",
+        "class",
+        "mode",
+        "kind",
+        "algorithm",
+        "alg",
+        "storage",
+        "store",
+        "manager",
+        "service",
+        "param",
+        "params",
+        "required",
+        "enabled",
+        "placeholder",
+        "template",
+        "limit",
+        "position",
+        "pos",
+        "ref",
+        "reference",
+        "arn",
+    ]
+)
+_NAME_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "API", "PASS")
+_COMMON_VALUES = frozenset(
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "changeme",
+        "change_me",
+        "null",
+        "none",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "empty",
+        "string",
+        "str",
+        "required",
+        "optional",
+        "test",
+        "pass",
+        "pwd",
+        "apikey",
+        "api_key",
+        "key",
+        "value",
+    ]
+)
+_PLACEHOLDER_WORDS = ("xxx", "***", "###", "...", "example", "placeholder", "your", "changeme")
+_PLACEHOLDER_WORDS += ("change_me", "dummy", "fake", "sample", "redacted", "insert", "replace")
+_PLACEHOLDER_WORDS += ("here", "todo")
+_TOKEN_PLACEHOLDER_WORDS = ("xxxx", "****", "####", "your", "here", "placeholder")
+_TEMPLATE_STARTS = ("${", "$(", "{{", "<", "%", "#{", "[", "$")
+# Unquoted code, not a literal: ``a.b.c``, ``obj->field``, ``call(...`` or a plain identifier
+# without digits (``userPassword``); ``HXe8DGg1iJd2`` (letters and digits) stays a candidate.
+_CODE_REFERENCE = re2.compile(
+    r"[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|->|::)[A-Za-z_$][A-Za-z0-9_$]*)+[;,)]*"
+    r"|[A-Za-z_$][A-Za-z0-9_$.]*\(.*|[A-Za-z_$]+[;,)]*"
+)
+_WORDY = re2.compile(r"[A-Za-z]+(?:[-_.][A-Za-z]+)*")
+_CAMEL = re2.compile(r"([a-z0-9])([A-Z])")
+_SEPARATORS = re2.compile(r"[^A-Za-z0-9]+")
+_HEX = re2.compile(r"[0-9a-f]+")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character: random keys score high, words and repeated characters low."""
+    if not value:
+        return 0.0
+    length = len(value)
+    return -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+
+
+def _dominated(folded: str) -> bool:
+    """One character makes up half the value: typed filler (``xxxx``), not random material."""
+    return max(Counter(folded).values()) * 2 >= len(folded)
+
+
+def _is_uniform(value: str) -> bool:
+    """Too few distinct characters, or one character dominating: not random material."""
+    folded = value.lower()
+    return len(set(folded)) < 5 or _dominated(folded)
+
+
+def _has_alphabet_run(value: str, run: int = 6) -> bool:
+    """``abcdef...``: typed by hand as a dummy, never produced by a key generator."""
+    folded = value.lower()
+    return any(_ALPHABET[i : i + run] in folded for i in range(len(_ALPHABET) - run + 1))
+
+
+def looks_like_placeholder(value: str) -> bool:
+    """Documentation and template values: ``changeme``, ``${VAR}``, ``<token>``, ``xxxx``.
+
+    Low variety alone (``ab12ab12``) is left to the entropy threshold, which the user tunes.
+    """
+    stripped = value.strip()
+    folded = stripped.lower()
+    if not stripped or folded in _COMMON_VALUES or stripped.startswith(_TEMPLATE_STARTS):
+        return True
+    if any(word in folded for word in _PLACEHOLDER_WORDS):
+        return True
+    if stripped.upper() == stripped and any(w in stripped for w in _NAME_WORDS):
+        return stripped.replace("-", "_").replace("_", "").isalnum()  # an env-var name
+    return len(stripped) >= 8 and _dominated(folded)
+
+
+def token_body_ok(rule: Rule, body: str) -> bool:
+    """Whether a provider-format body is key material, by the rule's ``check``."""
+    if rule.check == "none":
+        return True
+    if rule.check == "entropy":
+        return _random_base64(body)
+    if rule.check == "password":
+        return not looks_like_placeholder(body.strip("'\""))
+    folded = body.lower()
+    if any(word in folded for word in _TOKEN_PLACEHOLDER_WORDS):
+        return False
+    if len(body) >= 8 and _is_uniform(body):
+        return False
+    if rule.mixed_case and _HEX.fullmatch(body):
+        return False
+    if rule.needs_upper_lower_digit:
+        return (
+            any(c.isupper() for c in body)
+            and any(c.islower() for c in body)
+            and any(c.isdigit() for c in body)
+        )
+    return True
+
+
+def _random_base64(body: str) -> bool:
+    """Key material: mixed case and digits, high entropy, not a published content digest."""
+    if body.lower().startswith(_DIGEST_PREFIXES) or looks_like_placeholder(body):
+        return False
+    if not (_has_upper(body) and _has_lower(body) and _has_digit(body)):
+        return False
+    return shannon_entropy(body) >= HIGH_ENTROPY_BITS
+
+
+def public_context(data: bytes, start: int, end: int) -> bool:
+    """A random string named as a per-session or public value on its line (a CSRF token,
+    a nonce, an integrity digest) is not a credential."""
+    line = data[start:end].rsplit(b"\n", 1)[-1].lower()
+    return any(word in line for word in _PUBLIC_CONTEXT)
+
+
+def _has_upper(value: str) -> bool:
+    return value.lower() != value
+
+
+def _has_lower(value: str) -> bool:
+    return value.upper() != value
+
+
+def _has_digit(value: str) -> bool:
+    return any(c.isdigit() for c in value)
+
+
+def _name_segments(identifier: str) -> list[str]:
+    spaced = _CAMEL.sub(r"\1_\2", identifier.split("[")[0])
+    return [s for s in _SEPARATORS.split(spaced.lower()) if s]
+
+
+def credential_strength(identifier: str) -> str | None:
+    """``"strong"`` for password-like names, ``"weak"`` for token/key-like ones, else None."""
+    segments = _name_segments(identifier)
+    if not segments or segments[0] in _PREFIX_DENY or segments[-1] in _SUFFIX_DENY:
+        return None
+    joined = "".join(segments)
+    if any(s in _STRONG or s.startswith(("password", "passwd", "secret")) for s in segments):
+        return "strong"
+    if "private" in segments and "key" in segments:
+        return "strong"
+    if any(s in _WEAK for s in segments) or any(k in joined for k in _COMPOUND_KEYS):
+        return "weak"
+    if segments[-1] in ("key", "token") and len(segments) > 1:
+        return None if segments[-2] in _KEY_QUALIFIER_DENY else "weak"
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    """A keyword assignment taken apart: which form matched, the name, and the value."""
+
+    form: str
+    identifier: str
+    value: str
+    quoted: bool
+    value_start: int  # byte offsets of the unquoted value in the scanned data
+    value_end: int
+
+
+_SCHEMES = (b"Bearer ", b"Basic ", b"Token ", b"Bot ", b"Digest ")
+
+
+def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
+    """(quoted, start, end) of a raw value without its quotes and auth scheme."""
+    quoted = data[start : start + 1] in (b'"', b"'", b"`")
+    if quoted:
+        if end - start >= 2 and data[end - 1 : end] == data[start : start + 1]:
+            end -= 1
+        start += 1
+    for scheme in _SCHEMES:
+        if data.startswith(scheme, start, end):
+            start += len(scheme)
+            while start < end and data[start] in (0x20, 0x09):
+                start += 1
+            break
+    return quoted, start, end
+
+
+def jwt_header_ok(matched: str) -> bool:
+    """A JWT's first segment must decode to a JSON object (``eyJ`` alone is just ``{"``)."""
+    header = matched.split(".", 1)[0].rstrip("=")
+    try:
+        decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        return isinstance(json.loads(decoded), dict)
+    except (binascii.Error, ValueError):
+        return False
+
+
+def k8s_last_value_end(document: bytes) -> int:
+    """End offset of the last non-empty base64 value of a manifest's data section, or -1."""
+    text = document.decode("latin-1")  # offsets stay byte offsets; values are ASCII
+    if _K8S_DATA.search(text) is None:
+        return -1
+    last = -1
+    for m in _K8S_VALUE.finditer(text):
+        try:
+            if len(base64.b64decode(m.group("v"), validate=True)) >= 8:
+                last = m.end(1)  # the "v" group
+        except (binascii.Error, ValueError):
+            continue
+    return last
+
+
+def generic_value_ok(candidate: Candidate, entropy_threshold: float) -> bool:
+    """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``)."""
+    strength = credential_strength(candidate.identifier)
+    value = candidate.value
+    if strength is None or looks_like_placeholder(value):
+        return False
+    if strength == "strong" and candidate.quoted and candidate.form == "assign":
+        return len(value) >= 6  # a chosen password: weak ones are still secrets
+    if any(c.isspace() for c in value) or _has_alphabet_run(value):
+        return False
+    if len(value) < (8 if strength == "strong" else 16):
+        return False
+    if not candidate.quoted and (_CODE_REFERENCE.fullmatch(value) or _WORDY.fullmatch(value)):
+        return False
+    return shannon_entropy(value) >= entropy_threshold
+
+
+__all__ = [
+    "HIGH_ENTROPY_BITS",
+    "Candidate",
+    "credential_strength",
+    "generic_value_ok",
+    "jwt_header_ok",
+    "k8s_last_value_end",
+    "looks_like_placeholder",
+    "public_context",
+    "shannon_entropy",
+    "token_body_ok",
+    "unquote",
+]
