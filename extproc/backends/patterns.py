@@ -25,6 +25,7 @@ import re2
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import Normalized, normalize
+from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match
 
 
 def _options(latin1: bool, longest: bool) -> re2.Options:
@@ -39,9 +40,6 @@ def _options(latin1: bool, longest: bool) -> re2.Options:
 # Between texts scanned together: no built-in pattern matches a NUL or crosses a line end.
 _SEPARATOR = b"\n\x00\n"
 _RESCANS_PER_TEXT = 256
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
-_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
-_ANCHOR_BOTH = re2._re2.RE2.Anchor.ANCHOR_BOTH
 
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
 # (the same or narrower), or None to reject the candidate.
@@ -74,24 +72,22 @@ class _Alternation:
     groups by running an NFA over the match, which on this large program cost ~10x the search.
     The entity is then found by matching the entities' own small patterns, in table order, on
     exactly the matched span (the first one that matches it, as RE2 reports ties). Calls the
-    extension object (``re2._re2.RE2.Match``) directly: the wrapper costs more than the search.
+    extension object directly (extproc.text.re2_raw): the wrapper costs more than the search.
     """
 
     def __init__(self, regex: Any, members: list[_Member]) -> None:
-        self._search = regex._regexp.Match
+        self._search = raw_match(regex)
         self._members = members  # in table order
 
     def match(
         self, data: bytes, pos: int, anchored: bool = False
     ) -> tuple[int, int, int, _Compiled] | None:
         """(match start, value start, value end, entity) of the first match at or after pos."""
-        start, end = self._search(_ANCHOR_START if anchored else _UNANCHORED, data, pos, len(data))[
-            0
-        ]
+        start, end = self._search(ANCHOR_START if anchored else UNANCHORED, data, pos, len(data))[0]
         if start < 0:
             return None
         for member in self._members:
-            spans = member.match(_ANCHOR_BOTH, data, start, end)
+            spans = member.match(ANCHOR_BOTH, data, start, end)
             if spans[0][0] >= 0:
                 value_start, value_end = spans[member.value_group]
                 return start, value_start, value_end, member.compiled
@@ -133,11 +129,11 @@ class _Matcher:
         entity = compiled.entity
         if entity.context is None:
             regex = self._owner._compile(entity.pattern, "entities", self._options)
-            return _Member(compiled, regex._regexp.Match, 0)
+            return _Member(compiled, raw_match(regex), 0)
         pattern = f"(?:{entity.context})(?P<value>{entity.pattern})"
         regex = self._owner._compile(pattern, "entities", self._options)
         groups = {_text(name): group for name, group in regex.groupindex.items()}
-        return _Member(compiled, regex._regexp.Match, groups["value"])
+        return _Member(compiled, raw_match(regex), groups["value"])
 
     def _build(self, subset: list[int]) -> _Alternation:
         entities = [self._members[i].compiled.entity for i in subset]

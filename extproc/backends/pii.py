@@ -16,6 +16,7 @@ import re2
 from extproc.backends import register
 from extproc.backends.base import Action
 from extproc.backends.patterns import Entity, PatternGuardrail
+from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match
 
 # Presidio's entity names (``pii_entities_config``) -> ours.
 PRESIDIO_NAMES = {
@@ -195,29 +196,25 @@ class _Shape:
     the ``re2`` module's wrapper costs several times the match itself. Linear like the scan."""
 
     def __init__(self, pattern: str) -> None:
-        self._match = re2.compile(pattern)._regexp.Match
+        self._match = raw_match(re2.compile(pattern))
 
     def _span(self, anchor: Any, text: str) -> tuple[int, int]:
         data = text.encode("utf-8", "surrogatepass")
         return self._match(anchor, data, 0, len(data))[0]
 
     def whole(self, text: str) -> bool:
-        return self._span(_ANCHOR_BOTH, text)[0] >= 0
+        return self._span(ANCHOR_BOTH, text)[0] >= 0
 
     def prefix(self, text: str) -> bool:
-        return self._span(_ANCHOR_START, text)[0] >= 0
+        return self._span(ANCHOR_START, text)[0] >= 0
 
     def cut(self, text: str) -> str:
         """``text`` up to where the pattern matches (the whole text when it does not)."""
-        start = self._span(_UNANCHORED, text)[0]
+        start = self._span(UNANCHORED, text)[0]
         if start < 0:
             return text
         return text.encode("utf-8", "surrogatepass")[:start].decode("utf-8", "surrogatepass")
 
-
-_ANCHOR_BOTH = re2._re2.RE2.Anchor.ANCHOR_BOTH
-_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
 
 _EXTENSION = _Shape(r"(?i)\s?(?:x|ext\.?)\s?\d{1,5}$")
 _DATE = _Shape(

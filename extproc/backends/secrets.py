@@ -39,6 +39,7 @@ from extproc.backends.secret_values import (
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import Normalized, normalize
+from extproc.text.re2_raw import ANCHOR_START, UNANCHORED, raw_match, raw_set_match
 
 GENERIC = "GENERIC_SECRET"
 KUBERNETES = "KUBERNETES_SECRET"
@@ -72,26 +73,6 @@ _GENERIC_FORMS = (
 _KUBERNETES_TRIGGER = r"""\bkind:[ \t]*["']?[Ss]ecret["']?[ \t]*(?:\r?\n|$)"""
 _K8S_WINDOW = 65536  # how far a manifest's data section is looked for around ``kind: Secret``
 _MAX_NAME = 256  # longer "identifiers" before an operator are not variable names
-
-# -- private google-re2 API ---------------------------------------------------------------------
-# The only place that reaches into google-re2's private extension objects (``re2._re2``,
-# ``._regexp``, ``._set``): on the hot path the public wrapper costs more per call than the search
-# itself. Recheck these lines when upgrading google-re2.
-
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
-_ANCHOR_START = re2._re2.RE2.Anchor.ANCHOR_START
-
-
-def _raw_match(regex: Any) -> Any:
-    """``Match(anchor, data, pos, endpos)`` of a compiled regex: a list of (start, end) per group,
-    (-1, -1) where it did not take part; the whole match is (-1, -1) when there is none."""
-    return regex._regexp.Match
-
-
-def _raw_set_match(regex_set: Any) -> Any:
-    """``Match(data)`` of a compiled ``re2.Set``: the list of indexes of matching patterns."""
-    return regex_set._set.Match
-
 
 # -- compiled matching ------------------------------------------------------------------------
 
@@ -143,8 +124,8 @@ def _rule_matcher(rule: Rule) -> _RuleMatcher:
         regex = _compile(source)
         value = _group(regex, "v")
         body = _group(regex, "b")
-        patterns.append(_Pattern(_raw_match(regex), value, body if body > 0 else value))
-    footer = _raw_match(_compile(rule.footer)) if rule.footer else None
+        patterns.append(_Pattern(raw_match(regex), value, body if body > 0 else value))
+    footer = raw_match(_compile(rule.footer)) if rule.footer else None
     return _RuleMatcher(rule, tuple(patterns), footer)
 
 
@@ -175,7 +156,7 @@ class _Detector:
         self.entropy_threshold = threshold
         self.generic = generic
         self.kubernetes = kubernetes
-        self.generic_forms = [(form, _raw_match(_compile(p))) for form, p in _GENERIC_FORMS]
+        self.generic_forms = [(form, raw_match(_compile(p))) for form, p in _GENERIC_FORMS]
         # Alternatives in priority order: keyword shapes, Kubernetes, then provider triggers.
         # Kinds: "generic", "k8s", or the tuple of rule matchers a provider trigger stands for.
         triggers: dict[str, list[_RuleMatcher]] = {}
@@ -203,13 +184,13 @@ class _Detector:
         ]
         self.prefilter = None
         if alternatives:
-            self.prefilter = _raw_match(_compile("|".join(f"(?:{a})" for a in alternatives)))
+            self.prefilter = raw_match(_compile("|".join(f"(?:{a})" for a in alternatives)))
             # Which alternative a hit is: a set of anchored DFAs, ~1 us, whatever their number.
             self.classifier = re2.Set.FullMatchSet(_OPTIONS)
             for alternative in alternatives:
                 self.classifier.Add(alternative.encode("latin-1"))
             self.classifier.Compile()
-            self.classify = _raw_set_match(self.classifier)
+            self.classify = raw_set_match(self.classifier)
 
     # -- the scan loop ------------------------------------------------------------------------
 
@@ -222,7 +203,7 @@ class _Detector:
         hits: list[Hit] = []
         pos = lo
         while pos < hi:
-            s, e = self.prefilter(_UNANCHORED, data, pos, hi)[0]
+            s, e = self.prefilter(UNANCHORED, data, pos, hi)[0]
             if s < 0:
                 break
             which = min(self.classify(data[s:e]))
@@ -285,11 +266,11 @@ class _Detector:
     def _locate(pattern: _Pattern, data: bytes, s: int, lo: int, hi: int, back: int) -> Any:
         """Group spans of the pattern's match containing the trigger at ``s``, or None."""
         if back == 0:
-            spans = pattern.match(_ANCHOR_START, data, s, hi)
+            spans = pattern.match(ANCHOR_START, data, s, hi)
             return spans if spans[0][0] >= 0 else None
         pos = lo
         while pos <= s:  # bounded by ``back``: the window before the trigger
-            spans = pattern.match(_UNANCHORED, data, pos, hi)
+            spans = pattern.match(UNANCHORED, data, pos, hi)
             start, end = spans[0]
             if start < 0 or start > s:
                 return None
@@ -303,7 +284,7 @@ class _Detector:
         """Extend a PEM header to its footer; one forward search serves many headers."""
         memo = state.footer_memo.get(matcher.rule.name)
         if memo is None or memo[0] > stop or 0 <= memo[1] < stop:
-            start, end = matcher.footer(_UNANCHORED, state.data, stop, state.hi)[0]
+            start, end = matcher.footer(UNANCHORED, state.data, stop, state.hi)[0]
             memo = (stop, start, end)
             state.footer_memo[matcher.rule.name] = memo
         return memo[2] if memo[1] >= 0 else stop
@@ -358,7 +339,7 @@ class _Detector:
     def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> Candidate | None:
         data = state.data
         for form, match in self.generic_forms:
-            spans = match(_ANCHOR_START, data, s, e)
+            spans = match(ANCHOR_START, data, s, e)
             if spans[0][0] < 0:
                 continue
             id_group, val_group = _FORM_GROUPS[form]

@@ -21,6 +21,7 @@ from typing import Any
 
 import re2
 
+from extproc.text.re2_raw import UNANCHORED, raw_regex
 from extproc.text.unstable import character_class, unstable_ranges
 
 # Invisible characters that split tokens without showing: zero-width (U+200B-U+200D, U+2060,
@@ -36,8 +37,6 @@ DASHES = str.maketrans(dict.fromkeys(_DASH_CHARS, "-"))
 # Characters normalisation removes or folds on top of NFKC.
 REMOVED_OR_FOLDED = "".join(sorted(INVISIBLE.union(_DASH_CHARS)))
 
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
-
 
 @functools.cache
 def _unstable_runs() -> Any:
@@ -45,7 +44,7 @@ def _unstable_runs() -> Any:
     pattern = character_class(unstable_ranges(), REMOVED_OR_FOLDED) + "+"
     options = re2.Options()
     options.max_mem = 32 << 20
-    return re2.compile(pattern, options)._regexp
+    return raw_regex(re2.compile(pattern, options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +97,15 @@ def normalize(text: str) -> Normalized:
     data = text.encode("utf-8", "surrogatepass")
     find = _unstable_runs().Match
     size = len(data)
-    start, end = find(_UNANCHORED, data, 0, size)[0]
+    start, end = find(UNANCHORED, data, 0, size)[0]
     if start < 0:
         return Normalized(text, text)
-    if _not_one_for_one().Match(_UNANCHORED, data, start, size)[0][0] < 0:
+    if _not_one_for_one().Match(UNANCHORED, data, start, size)[0][0] < 0:
         return _replace_one_for_one(text, data, start, end)
     builder: _Builder | None = None
     pos = char = 0
     while True:
-        start, end = find(_UNANCHORED, data, pos, size)[0]
+        start, end = find(UNANCHORED, data, pos, size)[0]
         if start < 0:
             break
         # Character offsets of the run, counted from the previous run's end.
@@ -127,7 +126,7 @@ def _replace_one_for_one(text: str, data: bytes, start: int, end: int) -> Normal
     present: set[str] = set()
     while start >= 0:
         present.update(data[start:end].decode("utf-8", "surrogatepass"))
-        start, end = find(_UNANCHORED, data, end, size)[0]
+        start, end = find(UNANCHORED, data, end, size)[0]
     table = _one_for_one()
     normalized = text
     for char in present:
@@ -167,7 +166,7 @@ def _not_one_for_one() -> Any:
     rest += [ord(c) for c in REMOVED_OR_FOLDED if c not in table]
     options = re2.Options()
     options.max_mem = 32 << 20
-    return re2.compile(character_class(_merge_points(sorted(set(rest)))), options)._regexp
+    return raw_regex(re2.compile(character_class(_merge_points(sorted(set(rest)))), options))
 
 
 def _merge_points(points: list[int]) -> tuple[tuple[int, int], ...]:
