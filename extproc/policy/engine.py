@@ -287,6 +287,9 @@ class GuardedExchange:
             return BodyAccess.NONE
         content_type = head.headers.get("content-type", "")
         if "json" in content_type:
+            limit = self.engine.settings.max_request_body_bytes
+            if int(head.headers.get("content-length") or 0) > limit:
+                return self._uninspectable_response(f"is larger than the {limit}-byte limit")
             return BodyAccess.BUFFERED
         # Streamed (SSE) output is not checked yet (issue: streaming); say so rather than pass
         # it silently as checked.
@@ -320,8 +323,8 @@ class GuardedExchange:
             return ReplaceBody(_dump(document))
         return CONTINUE
 
-    def _uninspectable_response(self) -> Reject:
-        log.warning("post_call: upstream response is not JSON; not forwarded")
+    def _uninspectable_response(self, why: str = "is not JSON") -> Reject:
+        log.warning("post_call: upstream response %s; not forwarded", why)
         body = error_body(
             "The upstream response could not be inspected by a post_call guardrail.",
             "guardrail_error",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 
 from extproc.config import ConfigError, parse_config
 from extproc.policy.engine import Engine
+from extproc.protocol.exchange import BodyAccess, Reject, ReplaceBody, RequestHead, ResponseHead
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
@@ -101,3 +103,45 @@ def test_bad_placeholder_is_a_config_error(placeholder: str, message: str) -> No
               - guardrail_name: g
                 litellm_params: {{guardrail: pii, mode: pre_call, placeholder: "{placeholder}"}}
         """)
+
+
+def exchange_after_request(built: Engine, body: bytes = b'{"messages": []}'):
+    exchange = built()
+    head = RequestHead("POST", "/v1/chat/completions", {}, True)
+    exchange.on_request_headers(head)
+    asyncio.run(exchange.on_request_body(body))
+    return exchange
+
+
+POST_CALL = """
+    guardrails:
+      - guardrail_name: answer-pii
+        litellm_params: {guardrail: pii, mode: post_call, default_on: true}
+"""
+
+
+def test_post_call_reads_2xx_json_answers_only() -> None:
+    exchange = exchange_after_request(engine(POST_CALL))
+    json_head = {"content-type": "application/json", "content-length": "100"}
+    check = exchange.on_response_headers
+    assert asyncio.run(check(ResponseHead(200, json_head, True))) is BodyAccess.BUFFERED
+    assert asyncio.run(check(ResponseHead(500, json_head, True))) is BodyAccess.NONE
+    sse = {"content-type": "text/event-stream"}
+    assert asyncio.run(check(ResponseHead(200, sse, True))) is BodyAccess.NONE
+
+
+def test_post_call_answer_too_large_to_inspect_is_not_delivered() -> None:
+    built = engine(POST_CALL + "\n    extproc: {max_request_body_bytes: 1000}\n")
+    exchange = exchange_after_request(built)
+    head = ResponseHead(200, {"content-type": "application/json", "content-length": "5000"}, True)
+    verdict = asyncio.run(exchange.on_response_headers(head))
+    assert isinstance(verdict, Reject) and verdict.status == 502
+
+
+def test_post_call_masks_the_answer_in_place() -> None:
+    exchange = exchange_after_request(engine(POST_CALL))
+    answer = {"id": "x", "choices": [{"message": {"role": "assistant", "content": "to a@b.io"}}]}
+    verdict = asyncio.run(exchange.on_response_body(json.dumps(answer).encode()))
+    assert isinstance(verdict, ReplaceBody)
+    answer["choices"][0]["message"]["content"] = "to [EMAIL]"
+    assert json.loads(verdict.body) == answer
