@@ -25,6 +25,7 @@ import re2
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import Normalized, normalize
+from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match
 
 
@@ -269,7 +270,7 @@ class PatternGuardrail(Guardrail):
         if not hits:
             return []
         if not ascii_only:
-            hits = _bytes_to_chars(data, hits)
+            hits = byte_spans_to_chars(data, hits)
         return [self._finding(index, normalized, hit) for hit in hits]
 
     def _finding(
@@ -406,15 +407,3 @@ def _latin1_safe(parts: list[str]) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _bytes_to_chars(data: bytes, hits: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
-    """Convert byte offsets into character offsets in one pass over the sorted offsets."""
-    offsets = sorted({o for start, end, _ in hits for o in (start, end)})
-    chars: dict[int, int] = {}
-    last_byte = last_char = 0
-    for offset in offsets:
-        last_char += len(data[last_byte:offset].decode("utf-8", "surrogatepass"))
-        last_byte = offset
-        chars[offset] = last_char
-    return [(chars[start], chars[end], rest) for start, end, rest in hits]

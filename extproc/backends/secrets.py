@@ -39,6 +39,7 @@ from extproc.backends.secret_values import (
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import Normalized, normalize
+from extproc.text.offsets import byte_spans_to_chars, utf8
 from extproc.text.re2_raw import ANCHOR_START, UNANCHORED, raw_match, raw_set_match
 
 GENERIC = "GENERIC_SECRET"
@@ -446,12 +447,12 @@ class SecretsGuardrail(Guardrail):
     def find(self, index: int, text: str) -> list[Finding]:
         """Findings in one text, with offsets into ``text`` itself (not its normalised form)."""
         normalized = normalize(text)
-        data = normalized.text.encode("utf-8")
+        data = utf8(normalized.text)
         hits = self._detector.scan(data, 0, len(data))
         if not hits:
             return []
         if len(data) != len(normalized.text):
-            hits = _bytes_to_chars(data, hits)
+            hits = byte_spans_to_chars(data, hits)
         return [self._finding(index, normalized, *hit) for hit in hits]
 
     def _scan_ascii(self, batch: list[tuple[int, str]]) -> list[Finding]:
@@ -479,18 +480,6 @@ class SecretsGuardrail(Guardrail):
 
     def _make(self, index: int, start: int, end: int, subtype: str) -> Finding:
         return Finding(index, start, end, "SECRET", self.actions[subtype], subtype)
-
-
-def _bytes_to_chars(data: bytes, hits: list[Hit]) -> list[Hit]:
-    """Convert byte offsets into character offsets in one pass over the sorted offsets."""
-    offsets = sorted({o for start, end, _ in hits for o in (start, end)})
-    chars: dict[int, int] = {}
-    last_byte = last_char = 0
-    for offset in offsets:
-        last_char += len(data[last_byte:offset].decode("utf-8", "replace"))
-        last_byte = offset
-        chars[offset] = last_char
-    return [(chars[start], chars[end], subtype) for start, end, subtype in hits]
 
 
 # The value judges are re-exported: they were importable from here before secret_values existed.

@@ -56,7 +56,10 @@ def _bad_request(message: str, details: str) -> Reject:
 
 
 def _dump(document: object) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud83d" in the JSON): keep it escaped
+        return json.dumps(document, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)

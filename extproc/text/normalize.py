@@ -22,7 +22,7 @@ from typing import Any
 import re2
 
 from extproc.text.re2_raw import UNANCHORED, raw_regex
-from extproc.text.unstable import character_class, unstable_ranges
+from extproc.text.unstable import character_class, merge_points, unstable_ranges
 
 # Invisible characters that split tokens without showing: zero-width (U+200B-U+200D, U+2060,
 # U+FEFF, U+180E), bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069), invisible
@@ -166,17 +166,7 @@ def _not_one_for_one() -> Any:
     rest += [ord(c) for c in REMOVED_OR_FOLDED if c not in table]
     options = re2.Options()
     options.max_mem = 32 << 20
-    return raw_regex(re2.compile(character_class(_merge_points(sorted(set(rest)))), options))
-
-
-def _merge_points(points: list[int]) -> tuple[tuple[int, int], ...]:
-    ranges: list[tuple[int, int]] = []
-    for cp in points:
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1] = (ranges[-1][0], cp)
-        else:
-            ranges.append((cp, cp))
-    return tuple(ranges)
+    return raw_regex(re2.compile(character_class(merge_points(sorted(set(rest)))), options))
 
 
 def _needs_rewrite(chunk: str) -> bool:

@@ -32,10 +32,10 @@ def compute_ranges() -> tuple[tuple[int, int], ...]:
         decomposition = unicodedata.decomposition(char).split()
         if len(decomposition) == 2 and not decomposition[0].startswith("<"):
             unstable.add(int(decomposition[1], 16))  # may compose with the character before it
-    return _merge(sorted(unstable))
+    return merge_points(sorted(unstable))
 
 
-def _merge(points: list[int]) -> tuple[tuple[int, int], ...]:
+def merge_points(points: list[int]) -> tuple[tuple[int, int], ...]:
     ranges: list[tuple[int, int]] = []
     for cp in points:
         if ranges and ranges[-1][1] == cp - 1:

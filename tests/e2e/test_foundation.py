@@ -227,3 +227,13 @@ def test_extproc_over_tcp(client: httpx.Client, make_stack: StackFactory) -> Non
     assert not stack.extproc_address.startswith("unix:")
     response = post(client, stack, chat_body("reach me at a.b@example.org"))
     assert response.json()["choices"][0]["message"]["content"] == "reach me at [EMAIL]"
+
+
+def test_lone_surrogate_in_json_is_inspected_and_kept(client: httpx.Client, stack: Stack) -> None:
+    # Valid JSON, not valid Unicode: it must neither crash a detector nor be corrupted.
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "\\ud83d mail a@b.io"}]}'
+    response = post(client, stack, body)
+    assert response.status_code == 200
+    sent = upstream_last(client, stack)["body"]
+    assert "\\ud83d" in sent
+    assert json.loads(sent)["messages"][0]["content"] == "\ud83d mail [EMAIL]"

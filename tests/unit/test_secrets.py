@@ -251,3 +251,10 @@ def test_no_dfa_out_of_memory_on_realistic_text(capfd: pytest.CaptureFixture[str
     text = ("the release is green, see PR #4821 — café; " * 40 + f"token={key}\n") * 50
     assert len(scan(text)) == 50
     assert "DFA out of memory" not in capfd.readouterr().err
+
+
+def test_lone_surrogate_from_json_does_not_break_the_scan() -> None:
+    # json.loads('"\\ud83d"') yields a lone surrogate; the scan must still find what follows.
+    key = "AKIA" + "Q7RK2LM9XV4TN8WB"
+    text = f"caf\u00e9 \ud83d key {key}"
+    assert scan(text) == [("AWS_ACCESS_KEY", key)]
