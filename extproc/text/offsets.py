@@ -24,4 +24,3 @@ def byte_spans_to_chars(data: bytes, hits: list[tuple[int, int, T]]) -> list[tup
         last_byte = offset
         chars[offset] = last_char
     return [(chars[start], chars[end], tag) for start, end, tag in hits]
-
