@@ -15,6 +15,11 @@ threshold blocked "What is the capital of France?". The bias then sets where fea
 
 Long texts (an e-mail with an instruction hidden in the middle) are also scored in overlapping
 windows and the maximum is taken, so a short attack is not diluted by a long benign document.
+
+Retrieved documents (e-mails with header lines) get one more, derived feature: a line that is a
+stand-alone chat request ("Recommend a good book.", "How can I ...?") and is not about the
+document itself. Such a line is ordinary in a prompt but out of place inside a mail body, which
+is how an indirect injection hands the reading model a task of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ MIN_TERM_NORM = 8  # term sums are divided by sqrt(max(n, this)): one word can't
 TRIGGER_WEIGHT = 0.3  # a pattern this strong lets positive term evidence count (see module doc)
 UNTRIGGERED_TERM_CAP = 0.0  # most (logit) that terms may add to a text without a trigger
 CODE_CONTEXT = "code_context"  # the pattern whose presence switches off code_sensitive ones
+DOCUMENT_CONTEXT = "email_header"  # the pattern that marks a text as a retrieved document
+DOCUMENT_REQUEST = "document_request"  # counts only inside a document (see InjectionModel)
+PERSONA_WITH_HARM = "persona_with_harm"  # a persona set up; counts only with HARMFUL_ASK
+HARMFUL_ASK = "harmful_ask"
 _SET_MAX_MEM = 256 << 20  # RE2::Set fails (returns nothing) if its DFA runs out of memory
 
 
@@ -74,6 +83,22 @@ _SHOW = (
     r"|recite|list|disclose|expose|return|echo|paste|copy|translate|summari[sz]e|encode)"
 )
 _HIDDEN = r"(?:system|initial|original|hidden|secret|internal|above|previous|prior|first|pre-?prompt|starting)"  # noqa: E501 (one alternation per line reads best)
+
+# A whole line that reads as a request to an assistant (what a user types into a chat box).
+_REQUEST_LINE = (
+    r"(?:^|\n|\|content:)[ \t]*(?:what|how|why|who|which|where|when|can you|could you"
+    r"|would you|is there|are there|describe|provide|recommend|suggest|explain|list|give"
+    r"|write|summari[sz]e|determine|identify|compare|analy[sz]e|translate|create|generate"
+    r"|tell me|share|discuss|outline|name|find|invert|reverse)\b[^\n|]{8,200}?[ \t]*(?:\n|$)"
+)
+# ... unless it is about the document itself: the user's own "Summarise this e-mail:" line.
+_ABOUT_DOCUMENT = (
+    r"\b(?:this|the|that|these|above|below|following|attached|my|your|its)\s+(?:e-?mails?"
+    r"|messages?|mail|thread|invoice|order|payment|booking|ticket|account|letter|reply"
+    r"|text|document|conversation)\b|\b(?:the following|below|above|attached|let me know"
+    r"|reply|respond|draft|summari[sz]e|classify|extract)\b"
+)
+
 
 PATTERNS: tuple[Pattern, ...] = (
     # instruction override
@@ -334,6 +359,12 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|harass(?:ment|ing)?|phishing|fraud|counterfeit|launder|smuggl\w*|terroris\w*"
         r"|extremis\w*)\b",
     ),
+    Pattern(
+        PERSONA_WITH_HARM,  # counts only next to harmful_ask: role-play as a wrapper for harm
+        r"\b(?:you are|you're|imagine you are|imagine you're|pretend to be|pretend you are"
+        r"|act as|the role of)\s+(?:an?|the|my)\b",
+        "JAILBREAK",
+    ),
     # system prompt extraction
     Pattern(
         "show_prompt",
@@ -449,6 +480,22 @@ PATTERNS: tuple[Pattern, ...] = (
         r"\brepeat after me\b|\bsay (?:exactly|only|just)\b|\b(?:state|claim) that\b",
     ),
     Pattern(
+        "ignore_the_above",
+        rf"\b{_IGNORE}\s+(?:all\s+)?(?:of\s+)?(?:the|everything)\s+(?:text\s+)?above\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "fake_dialogue",  # invented Q/A turns steer the model's next answer (few-shot injection)
+        r"\bq:\s[^\n]{3,300}?\ba:\s[^\n]{3,500}?\bq:\s",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern("binary_octets", r"(?:\b[01]{8}\s+){6,}[01]{8}\b"),
+    Pattern(
+        DOCUMENT_REQUEST,  # a stand-alone chat request line; see _request_spans
+        _REQUEST_LINE,
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
         "output_markers",
         r"\b(?:pwned|haha pwned|i have been pwned|access granted)\b",
         "INSTRUCTION_OVERRIDE",
@@ -480,6 +527,8 @@ def feature_fingerprint() -> str:
     material = json.dumps(
         {
             "patterns": [[p.name, p.regex, p.code_sensitive] for p in PATTERNS],
+            "document": [DOCUMENT_CONTEXT, DOCUMENT_REQUEST, _ABOUT_DOCUMENT],
+            "pairs": [PERSONA_WITH_HARM, HARMFUL_ASK],
             "term_regex": term_regex("ab cd-é"),
             "window": [WINDOW_CHARS, WINDOW_STRIDE, MIN_TERM_NORM],
             "trigger": [TRIGGER_WEIGHT, UNTRIGGERED_TERM_CAP],
@@ -518,6 +567,10 @@ class InjectionModel:
         names = [p.name for p in PATTERNS]
         self._code_context = names.index(CODE_CONTEXT) if CODE_CONTEXT in names else -1
         self._code_sensitive = frozenset(i for i, p in enumerate(PATTERNS) if p.code_sensitive)
+        self._document = names.index(DOCUMENT_CONTEXT)
+        self._request = names.index(DOCUMENT_REQUEST)
+        self._persona = names.index(PERSONA_WITH_HARM)
+        self._harmful = names.index(HARMFUL_ASK)
 
     @classmethod
     def from_dict(cls, model: Mapping[str, Any], where: str = "injection model") -> InjectionModel:
@@ -535,17 +588,51 @@ class InjectionModel:
         return self._set.Match(lowered.encode()) or []
 
     def present(self, lowered: str) -> list[int]:
-        """The features that count: as ``matched``, minus the symbol-soup ones in code.
+        """The features that count: as ``matched``, minus those whose context is missing.
 
         Adversarial suffixes (GCG) are runs of brackets glued to words, and so is ordinary code
-        (``xs[len(xs)]``); where the text shows code structure those patterns are dropped.
+        (``xs[len(xs)]``); where the text shows code structure those patterns are dropped. A
+        request line counts only inside an e-mail (see ``_request_spans``).
         """
-        return self._without_code_noise(self.matched(lowered))
+        lowered = _encodable(lowered)
+        raw = self.matched(lowered)
+        return self._in_context(raw, self._request_spans(lowered, raw), 0, len(lowered))
 
-    def _without_code_noise(self, indices: list[int]) -> list[int]:
-        if self._code_context not in indices:
-            return indices
-        return [i for i in indices if i not in self._code_sensitive]
+    def _in_context(
+        self, indices: list[int], requests: list[tuple[int, int]], start: int, end: int
+    ) -> list[int]:
+        """Drop features whose context is missing (an interaction of two patterns, in effect).
+
+        Symbol soup is dropped in code; a persona counts only next to a harmful ask (a persona
+        alone is an everyday "You are a tutor, ..."); the request feature is kept only if
+        [start, end) holds one of ``requests``, the whole text's foreign request lines.
+        """
+        drop_code = self._code_context in indices
+        drop_persona = self._harmful not in indices
+        request, sensitive, persona = self._request, self._code_sensitive, self._persona
+        kept = [
+            i
+            for i in indices
+            if i != request
+            and not (drop_code and i in sensitive)
+            and not (drop_persona and i == persona)
+        ]
+        if requests and any(start <= a and b <= end for a, b in requests):
+            kept.append(request)
+        return kept
+
+    def _request_spans(self, lowered: str, raw: list[int]) -> list[tuple[int, int]]:
+        """Request lines not about the document, in a text with e-mail headers (else none).
+
+        Found once on the whole text, so a window cut mid-line never looks like a line start.
+        """
+        if self._request not in raw or self._document not in raw:
+            return []
+        return [
+            match.span()
+            for match in _REQUEST_RE.finditer(lowered)
+            if not _ABOUT_DOCUMENT_RE.search(match.group())
+        ]
 
     def logit(self, indices: Iterable[int]) -> float:
         """Bias + pattern weights + term weights / sqrt(number of terms present).
@@ -593,9 +680,10 @@ class InjectionModel:
 
     def score(self, text: str) -> tuple[float, int, int, list[int]]:
         """Best logit over the whole text and its windows: (logit, start, end, feature indices)."""
-        lowered = text.lower()
+        lowered = _encodable(text.lower())
         raw = self.matched(lowered)
-        whole = self._without_code_noise(raw)
+        requests = self._request_spans(lowered, raw)
+        whole = self._in_context(raw, requests, 0, len(text))
         best = (self.logit(whole), 0, len(text), whole)
         if len(text) <= WINDOW_CHARS:
             return best
@@ -603,7 +691,7 @@ class InjectionModel:
             return best  # no window can beat the whole text: skip the window scans
         for start in _window_starts(len(text)):
             end = min(start + WINDOW_CHARS, len(text))
-            indices = self.present(lowered[start:end])
+            indices = self._in_context(self.matched(lowered[start:end]), requests, start, end)
             logit = self.logit(indices)
             if logit > best[0]:
                 best = (logit, start, end, indices)
@@ -616,16 +704,17 @@ class InjectionModel:
         injection in a long document gets a short span, a jailbreak spread over the whole text
         gets all of it.
         """
-        lowered = text.lower()
+        lowered = _encodable(text.lower())
         raw = self.matched(lowered)
-        whole = self._without_code_noise(raw)
+        requests = self._request_spans(lowered, raw)
+        whole = self._in_context(raw, requests, 0, len(text))
         best = self.logit(whole)
         if len(text) <= WINDOW_CHARS or self.ceiling(raw) < cut:
             return (best, 0, len(text), whole) if best >= cut else None
         windows = []
         for start in _window_starts(len(text)):
             end = min(start + WINDOW_CHARS, len(text))
-            indices = self.present(lowered[start:end])
+            indices = self._in_context(self.matched(lowered[start:end]), requests, start, end)
             windows.append((self.logit(indices), start, end, indices))
         top = max(w[0] for w in windows)
         if max(best, top) < cut:
@@ -648,6 +737,24 @@ class InjectionModel:
 
     def probability(self, text: str) -> float:
         return _sigmoid(self.score(text)[0])
+
+
+def _encodable(lowered: str) -> str:
+    """The text with lone surrogates as "?" (same length): RE2 needs valid UTF-8.
+
+    A client can send one (a JSON "\\ud83d" escape); raising would turn the request into a 500.
+    """
+    if lowered.isascii():
+        return lowered
+    try:
+        lowered.encode()
+    except UnicodeEncodeError:
+        return lowered.encode("utf-8", "replace").decode()
+    return lowered
+
+
+_REQUEST_RE = re2.compile(_REQUEST_LINE)
+_ABOUT_DOCUMENT_RE = re2.compile(_ABOUT_DOCUMENT)
 
 
 def _window_starts(length: int) -> list[int]:
