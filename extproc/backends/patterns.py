@@ -15,7 +15,6 @@ search resumes one byte further, so a rejected long candidate never hides a shor
 from __future__ import annotations
 
 import contextlib
-from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ import re2
 
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match
@@ -38,8 +38,6 @@ def _options(latin1: bool, longest: bool) -> re2.Options:
     return options
 
 
-# Between texts scanned together: no built-in pattern matches a NUL or crosses a line end.
-_SEPARATOR = b"\n\x00\n"
 _RESCANS_PER_TEXT = 256
 
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
@@ -359,13 +357,8 @@ class PatternGuardrail(Guardrail):
         A request has many short texts (messages, parts); one search over their concatenation
         saves the fixed cost of a search per text, which dominates on texts of a few hundred bytes.
         """
-        findings: list[Finding] = []
-        batch: list[tuple[int, str]] = []
-        for index, text in enumerate(texts):
-            if text.isascii():
-                batch.append((index, text))
-            else:
-                findings.extend(self.find(index, text))
+        batch, others = split_ascii(texts)
+        findings = [f for index, text in others for f in self.find(index, text)]
         if len(batch) == 1:
             findings.extend(self.find(*batch[0]))
         elif batch:
@@ -373,19 +366,13 @@ class PatternGuardrail(Guardrail):
             findings.sort(key=lambda f: f.index)  # stable: offsets stay in order within a text
         return findings
 
-    def _find_ascii_batch(self, batch: list[tuple[int, str]]) -> list[Finding]:
-        data = _SEPARATOR.join(text.encode("ascii") for _, text in batch)
-        starts, offset = [], 0
-        for _, text in batch:
-            starts.append(offset)
-            offset += len(text) + len(_SEPARATOR)
+    def _find_ascii_batch(self, items: list[tuple[int, str]]) -> list[Finding]:
+        batch = AsciiBatch.of(items)
         findings = []
-        for start, end, compiled in self._scan(data, ascii_only=True):
-            k = bisect_right(starts, start) - 1
-            index, text = batch[k]
-            base = starts[k]
+        for start, end, compiled in self._scan(batch.data, ascii_only=True):
+            index, text, base = batch.locate(start)
             if end - base > len(text):  # a custom pattern ran across texts: do them one by one
-                return [f for index, text in batch for f in self.find(index, text)]
+                return [f for index, text in items for f in self.find(index, text)]
             findings.append(self._make_finding(index, start - base, end - base, compiled))
         return findings
 

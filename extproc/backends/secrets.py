@@ -16,7 +16,6 @@ cover only the secret value, so a mask leaves ``password = "[REDACTED]"`` readab
 from __future__ import annotations
 
 import dataclasses
-from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +37,7 @@ from extproc.backends.secret_values import (
     unquote,
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars, utf8
 from extproc.text.re2_raw import ANCHOR_START, UNANCHORED, raw_match, raw_set_match
@@ -83,8 +83,6 @@ _OPTIONS = re2.Options()
 _OPTIONS.encoding = re2.Options.Encoding.LATIN1
 _OPTIONS.max_mem = 32 << 20
 _CAPTURE = re2.compile(r"\(\?P<[a-z]+>")
-# Between texts scanned together: no trigger or pattern matches a NUL or crosses a line end.
-_SEPARATOR = b"\n\x00\n"
 _IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _MEMO_ENTRIES = 2048  # per scan: repeated text is what the memo is for, not variety
 _MEMO_KEY_BYTES = 2048
@@ -432,13 +430,8 @@ class SecretsGuardrail(Guardrail):
         )
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
-        findings: list[Finding] = []
-        batch: list[tuple[int, str]] = []
-        for index, text in enumerate(texts):
-            if text.isascii():
-                batch.append((index, text))
-            else:
-                findings.extend(self.find(index, text))
+        batch, others = split_ascii(texts)
+        findings = [f for index, text in others for f in self.find(index, text)]
         if batch:
             findings.extend(self._scan_ascii(batch))
             findings.sort(key=lambda f: f.index)  # stable: offsets stay in order within a text
@@ -460,17 +453,12 @@ class SecretsGuardrail(Guardrail):
         instead of one per text, which dominates on chat-sized messages)."""
         if len(batch) == 1:
             return self.find(*batch[0])
-        data = _SEPARATOR.join(text.encode("ascii") for _, text in batch)
-        starts, offset = [], 0
-        for _, text in batch:
-            starts.append(offset)
-            offset += len(text) + len(_SEPARATOR)
+        joined = AsciiBatch.of(batch)
         findings = []
-        for start, end, subtype in self._detector.scan(data, 0, len(data)):
-            k = bisect_right(starts, start) - 1
-            base = starts[k]
-            end = min(end, base + len(batch[k][1]))
-            findings.append(self._make(batch[k][0], start - base, end - base, subtype))
+        for start, end, subtype in self._detector.scan(joined.data, 0, len(joined.data)):
+            index, text, base = joined.locate(start)
+            end = min(end, base + len(text))
+            findings.append(self._make(index, start - base, end - base, subtype))
         return findings
 
     def _finding(
