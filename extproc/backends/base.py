@@ -48,6 +48,10 @@ class Guardrail:
     # The error message of a block, when the backend has its own wording (LiteLLM's, for
     # names that migrate from it); None: "<What> blocked by guardrail '<name>': <TYPES> detected."
     block_message: ClassVar[str | None] = None
+    # The most characters whose content decides one finding (the match plus any text around it
+    # that the backend inspects). Streamed output is held back this far, so a finding cannot
+    # start in text that already reached the client. Backends with longer matches must say so.
+    max_match_chars: ClassVar[int] = 256
 
     def __init__(self, spec: GuardrailSpec) -> None:
         self.spec = spec
