@@ -37,11 +37,13 @@ from extproc.protocol.exchange import (
     CONTINUE,
     BodyAccess,
     BodyVerdict,
+    ChunkVerdict,
     Phases,
     Reject,
     ReplaceBody,
     RequestHead,
     ResponseHead,
+    StreamChunk,
 )
 
 log = logging.getLogger(__name__)
@@ -325,6 +327,10 @@ class GuardedExchange:
                 slots[index].write(masked)
             return ReplaceBody(_dump(document))
         return CONTINUE
+
+    async def on_response_chunk(self, chunk: bytes, end_of_stream: bool) -> ChunkVerdict:
+        """Streamed answers are not judged yet (never asked for): pass them through."""
+        return StreamChunk(chunk)
 
     def _uninspectable_response(self, why: str = "is not JSON") -> Reject:
         log.warning("post_call: upstream response %s; not forwarded", why)

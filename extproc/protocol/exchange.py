@@ -80,7 +80,21 @@ class Reject:
     details: str = "blocked_by_guardrail"
 
 
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """What to send the client now from a streamed response body.
+
+    ``body`` may be empty: hold everything back for now (while nothing has been sent, the
+    response headers are held too, so a later :class:`Reject` is still a clean 4xx). ``end``
+    ends the client's stream here; the rest of the upstream's body is dropped.
+    """
+
+    body: bytes = b""
+    end: bool = False
+
+
 BodyVerdict = Continue | ReplaceBody | Reject
+ChunkVerdict = StreamChunk | Reject
 CONTINUE = Continue()
 
 
@@ -102,6 +116,11 @@ class ExchangeHandler(Protocol):
 
     async def on_response_body(self, body: bytes) -> BodyVerdict:
         """Judge the complete (buffered) response body."""
+        ...
+
+    async def on_response_chunk(self, chunk: bytes, end_of_stream: bool) -> ChunkVerdict:
+        """Judge one chunk of a streamed response body. Only called when the request-headers
+        plan asked for ``BodyAccess.STREAMED`` and the response-headers call answered it again."""
         ...
 
     def on_internal_error(self, error: BaseException) -> Reject:

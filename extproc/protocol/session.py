@@ -24,6 +24,7 @@ from extproc.protocol.exchange import (
     ReplaceBody,
     RequestHead,
     ResponseHead,
+    StreamChunk,
 )
 from extproc.protocol.pb import ProcessingMode, ProcessingRequest, ProcessingResponse, ext
 
@@ -89,6 +90,9 @@ class Session:
         self.response_body_mode = BodyMode.NONE
         self.response_started = False  # a response-headers reply went out: no clean 4xx any more
         self.response_eos_sent = False
+        # Streamed body judged by the handler: its headers reply waits for the first bytes sent.
+        self.streaming = False
+        self.held_headers: ProcessingResponse | None = None
 
     def close(self) -> None:
         self.handler.close()
@@ -120,7 +124,7 @@ class Session:
         if kind == "request_trailers":
             return [replies.trailers_continue("request")]
         if kind == "response_headers":
-            return [await self._on_response_headers(request.response_headers)]
+            return await self._on_response_headers(request.response_headers)
         if kind == "response_body":
             return await self._on_response_body(request.response_body)
         if kind == "response_trailers":
@@ -182,7 +186,7 @@ class Session:
             return replies.body_replace(direction, verdict.body)
         return self._reject(verdict)
 
-    async def _on_response_headers(self, message: ext.HttpHeaders) -> ProcessingResponse:
+    async def _on_response_headers(self, message: ext.HttpHeaders) -> list[ProcessingResponse]:
         self._expect(Phase.RESPONSE)
         headers = _headers(message)
         try:
@@ -192,11 +196,22 @@ class Session:
         head = ResponseHead(status=status, headers=headers, has_body=not message.end_of_stream)
         access = await self.handler.on_response_headers(head)
         if isinstance(access, Reject):
-            return self._reject(access)  # Envoy has not sent the upstream's headers yet: clean
+            return [self._reject(access)]  # Envoy has not sent the upstream's headers yet: clean
         if self.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED:
-            # Chosen with the request headers; Envoy 1.40 cannot switch away from it.
+            # Chosen with the request headers (a mode_override travels in the headers reply, so
+            # only a mode known before it lets that reply be held). The body may change length.
+            mutation = (
+                replies.header_mutation(remove=["content-length"])
+                if "content-length" in headers
+                else None
+            )
+            held = replies.headers_reply("response", mutation=mutation)
+            if access is BodyAccess.STREAMED and head.has_body:
+                self.streaming = True
+                self.held_headers = held  # released with the first bytes the handler sends
+                return []
             self.response_started = True
-            return replies.headers_reply("response")
+            return [held]
         if not head.has_body:
             access = BodyAccess.NONE
         self.response_body_mode = _RESPONSE_BODY_MODE[access]
@@ -209,9 +224,11 @@ class Session:
             if access is BodyAccess.BUFFERED and "content-length" in headers
             else None
         )
-        return replies.headers_reply(
-            "response", mode_override=_response_body_mode(access), mutation=mutation
-        )
+        return [
+            replies.headers_reply(
+                "response", mode_override=_response_body_mode(access), mutation=mutation
+            )
+        ]
 
     async def _on_response_body(self, message: ext.HttpBody) -> list[ProcessingResponse]:
         if self.response_body_mode == BodyMode.BUFFERED:
@@ -221,6 +238,27 @@ class Session:
         if self.response_body_mode != BodyMode.FULL_DUPLEX_STREAMED:
             return [replies.body_continue("response")]
         if self.response_eos_sent:
-            return []  # Envoy #46237: a duplicate end_of_stream body must not get a second eos
-        self.response_eos_sent = message.end_of_stream
-        return [replies.body_streamed("response", message.body, message.end_of_stream)]
+            return []  # Envoy #46237 (duplicate eos), or the handler ended the stream early
+        if not self.streaming:
+            self.response_eos_sent = message.end_of_stream
+            return [replies.body_streamed("response", message.body, message.end_of_stream)]
+        verdict = await self.handler.on_response_chunk(message.body, message.end_of_stream)
+        if isinstance(verdict, Reject):
+            if self.held_headers is None:
+                raise ProtocolAbort("a streamed response cannot be rejected once it has started")
+            self.held_headers = None
+            return [self._reject(verdict)]
+        return self._stream_out(verdict, message.end_of_stream)
+
+    def _stream_out(self, chunk: StreamChunk, upstream_ended: bool) -> list[ProcessingResponse]:
+        end = chunk.end or upstream_ended  # FULL_DUPLEX_STREAMED needs exactly one eos
+        if not (chunk.body or end):
+            return []
+        out = []
+        if self.held_headers is not None:
+            out.append(self.held_headers)
+            self.held_headers = None
+            self.response_started = True
+        out.append(replies.body_streamed("response", chunk.body, end))
+        self.response_eos_sent = end
+        return out

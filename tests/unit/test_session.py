@@ -14,6 +14,7 @@ from extproc.protocol.exchange import (
     ReplaceBody,
     RequestHead,
     ResponseHead,
+    StreamChunk,
 )
 from extproc.protocol.pb import ProcessingMode, ProcessingRequest, core, ext
 from extproc.protocol.session import ProtocolAbort, Session
@@ -41,6 +42,7 @@ class ScriptedHandler:
         self.response_heads: list[ResponseHead] = []
         self.response_bodies: list[bytes] = []
         self.closed = False
+        self.chunk_verdicts: list = []
 
     async def on_response_headers(self, head: ResponseHead):
         self.response_heads.append(head)
@@ -54,6 +56,13 @@ class ScriptedHandler:
 
     def close(self) -> None:
         self.closed = True
+
+    async def on_response_chunk(self, chunk: bytes, end_of_stream: bool):
+        self.response_bodies.append(chunk)
+        verdict = self.chunk_verdicts.pop(0)
+        if isinstance(verdict, Exception):
+            raise verdict
+        return verdict
 
     def on_request_headers(self, head: RequestHead) -> Phases | Reject:
         self.heads.append(head)
@@ -275,3 +284,65 @@ def test_close_reaches_the_handler() -> None:
     handler = ScriptedHandler()
     Session(handler).close()
     assert handler.closed
+
+
+STREAM_PLAN = Phases(request_body=True, response_headers=True, response_body=BodyAccess.STREAMED)
+
+
+def streaming_session(*verdicts) -> tuple[Session, ScriptedHandler]:
+    handler = ScriptedHandler(phases=STREAM_PLAN, response_access=BodyAccess.STREAMED)
+    handler.chunk_verdicts = list(verdicts)
+    session = Session(handler)
+    (reply,) = run(session, request_headers())
+    assert reply.mode_override.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED
+    run(session, body("request_body", b"{}"))
+    # Held: no reply to the response headers until the handler sends its first bytes.
+    assert run(session, response_headers(200, **{"content-length": "9"})) == []
+    return session, handler
+
+
+def streamed(reply) -> tuple[bytes, bool]:
+    chunk = reply.response_body.response.body_mutation.streamed_response
+    return chunk.body, chunk.end_of_stream
+
+
+def test_streamed_body_releases_held_headers_with_the_first_bytes() -> None:
+    session, handler = streaming_session(StreamChunk(), StreamChunk(b"abc"), StreamChunk(b"d"))
+    assert run(session, body("response_body", b"ab", eos=False)) == []  # held back, headers too
+    headers, first = run(session, body("response_body", b"c", eos=False))
+    assert headers.WhichOneof("response") == "response_headers"
+    assert list(headers.response_headers.response.header_mutation.remove_headers) == [
+        "content-length"
+    ]
+    assert streamed(first) == (b"abc", False)
+    (last,) = run(session, body("response_body", b"d", eos=True))
+    assert streamed(last) == (b"d", True)
+    assert handler.response_bodies == [b"ab", b"c", b"d"]
+
+
+def test_reject_while_headers_are_held_is_a_clean_immediate_response() -> None:
+    session, _ = streaming_session(Reject(400, b"{}", details="blocked_by_guardrail"))
+    (reply,) = run(session, body("response_body", b"secret", eos=False))
+    assert reply.immediate_response.status.code == 400
+    assert run(session, body("response_body", b"more", eos=True)) == []
+
+
+def test_failure_while_headers_are_held_is_a_clean_500() -> None:
+    session, _ = streaming_session(RuntimeError("detector down"))
+    (reply,) = run(session, body("response_body", b"x", eos=False))
+    assert reply.immediate_response.status.code == 500
+
+
+def test_reject_after_bytes_went_out_aborts_the_stream() -> None:
+    session, _ = streaming_session(StreamChunk(b"a"), Reject(400, b"{}"))
+    run(session, body("response_body", b"a", eos=False))
+    with pytest.raises(ProtocolAbort):
+        run(session, body("response_body", b"b", eos=False))
+
+
+def test_handler_can_end_the_stream_early_and_the_rest_is_dropped() -> None:
+    session, handler = streaming_session(StreamChunk(b"error event", end=True))
+    _, last = run(session, body("response_body", b"a", eos=False))
+    assert streamed(last) == (b"error event", True)
+    assert run(session, body("response_body", b"b", eos=True)) == []
+    assert handler.response_bodies == [b"a"]
