@@ -17,7 +17,7 @@ from extproc.backends import Guardrail
 from extproc.backends.base import Action
 from extproc.config import ConfigError
 from extproc.policy.decision import Block, Mask, Placeholders, decide
-from extproc.policy.engine import Engine, observe_only
+from extproc.policy.engine import Engine, as_logs
 
 
 def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:
@@ -33,7 +33,7 @@ async def check_text(engine: Engine, guardrails: Sequence[Guardrail], text: str)
     for guardrail in guardrails:
         found = await engine.findings([guardrail], [text])
         if set(guardrail.spec.modes) == {"logging_only"}:
-            found = observe_only(observe_only(found), Action.BLOCK)
+            found = as_logs(found)
         findings += found
     # What would be forwarded if nothing blocked: mask findings applied (with the guardrails'
     # placeholders), others kept.

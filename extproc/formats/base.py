@@ -26,6 +26,7 @@ class TextSlot:
 
     def write(self, text: str) -> None:
         self.container[self.key] = text  # type: ignore[index]
+        self.text = text
 
 
 class RequestFormat(Protocol):

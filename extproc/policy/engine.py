@@ -86,6 +86,16 @@ class ModePlan:
     def on_request(self) -> bool:
         return bool(self.pre_call or self.during_call or self.logging_only)
 
+    @property
+    def logged_names(self) -> frozenset[str]:
+        return frozenset(g.name for g in self.logging_only)
+
+    @property
+    def log_scan(self) -> tuple[Guardrail, ...]:
+        """logging_only guardrails that pre_call does not already scan: each text is scanned
+        once per guardrail, whatever its list of modes."""
+        return tuple(g for g in self.logging_only if g not in self.pre_call)
+
 
 class Engine:
     """Built once per config; hands out one :class:`GuardedExchange` per HTTP request."""
@@ -156,16 +166,26 @@ class Engine:
                 )
         return found
 
-    async def log_findings(self, guardrails: Sequence[Guardrail], texts: Sequence[str]) -> None:
-        """logging_only: record what was found (types only, never content)."""
-        for name, finding in await self.findings(guardrails, texts):
+
+def log_findings(findings: Found, names: frozenset[str]) -> None:
+    """logging_only: record what the guardrails ``names`` found (types only, never content)."""
+    for name, finding in findings:
+        if name in names:
             log.info("guardrail %s (logging_only) found %s", name, finding.subtype or finding.type)
 
 
-def observe_only(findings: Found, action: Action = Action.MASK) -> Found:
-    """Findings with ``action`` turned into logs: during_call cannot change a request that has
-    already gone, and a logging_only guardrail changes nothing."""
-    return [(g, replace(f, action=Action.LOG) if f.action is action else f) for g, f in findings]
+def as_logs(findings: Found, actions: frozenset[Action] = frozenset(Action)) -> Found:
+    """Findings whose action is in ``actions`` turned into logs: during_call cannot change a
+    request that has already gone, and a logging_only guardrail changes nothing."""
+    return [(g, replace(f, action=Action.LOG) if f.action in actions else f) for g, f in findings]
+
+
+MASKS = frozenset({Action.MASK})
+
+
+def write_masks(slots: Sequence[TextSlot], mask: Mask) -> None:
+    for index, masked in mask.texts.items():
+        slots[index].write(masked)
 
 
 class GuardedExchange:
@@ -257,16 +277,15 @@ class GuardedExchange:
     ) -> BodyVerdict:
         engine, plan = self.engine, self.plan
         texts = [slot.text for slot in slots]
-        if plan.logging_only:
-            await engine.log_findings(plan.logging_only, texts)
         findings = await engine.findings(plan.pre_call, texts) if plan.pre_call else []
+        if plan.logging_only:
+            log_findings(findings + await engine.findings(plan.log_scan, texts), plan.logged_names)
         decision = decide(texts, findings, self._placeholders()) if findings else None
         if isinstance(decision, Block):
             return self._blocked(decision, "Request")
         if isinstance(decision, Mask):
-            for index, masked in decision.texts.items():
-                slots[index].write(masked)
-                texts[index] = masked
+            write_masks(slots, decision)
+            texts = [slot.text for slot in slots]
             changed = True
         if plan.during_call and texts:
             # The request goes upstream now; the verdict is awaited at the response headers.
@@ -285,7 +304,7 @@ class GuardedExchange:
     async def on_response_headers(self, head: ResponseHead) -> BodyAccess | Reject:
         if self.during is not None:
             task, self.during = self.during, None
-            decision = decide([], observe_only(await task))
+            decision = decide([], as_logs(await task, MASKS))
             if isinstance(decision, Block):
                 return self._blocked(decision, "Request")
         if not self.plan.post_call or not 200 <= head.status < 300:
@@ -323,8 +342,7 @@ class GuardedExchange:
         if isinstance(decision, Block):
             return self._blocked(decision, "Response")
         if isinstance(decision, Mask):
-            for index, masked in decision.texts.items():
-                slots[index].write(masked)
+            write_masks(slots, decision)
             return ReplaceBody(_dump(document))
         return CONTINUE
 

@@ -79,6 +79,14 @@ def _response_body_mode(access: BodyAccess) -> ProcessingMode:
     return mode
 
 
+def _drop_content_length(headers: Mapping[str, str]) -> ext.HeaderMutation | None:
+    """A body we may rewrite to another length must not keep the upstream's content-length:
+    Envoy 1.40 does not apply one set with a response body, so the answer goes out chunked."""
+    return (
+        replies.header_mutation(remove=["content-length"]) if "content-length" in headers else None
+    )
+
+
 class Session:
     """Drives one stream. ``on_message`` returns the replies to send (zero or more)."""
 
@@ -200,12 +208,7 @@ class Session:
         if self.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED:
             # Chosen with the request headers (a mode_override travels in the headers reply, so
             # only a mode known before it lets that reply be held). The body may change length.
-            mutation = (
-                replies.header_mutation(remove=["content-length"])
-                if "content-length" in headers
-                else None
-            )
-            held = replies.headers_reply("response", mutation=mutation)
+            held = replies.headers_reply("response", mutation=_drop_content_length(headers))
             if access is BodyAccess.STREAMED and head.has_body:
                 self.streaming = True
                 self.held_headers = held  # released with the first bytes the handler sends
@@ -217,13 +220,7 @@ class Session:
         self.response_body_mode = _RESPONSE_BODY_MODE[access]
         # A BUFFERED body holds the headers back until its verdict: still room for a clean 4xx.
         self.response_started = access is not BodyAccess.BUFFERED
-        # A buffered body may be rewritten to another length: drop content-length now (Envoy
-        # then sends the answer chunked) rather than risk a mismatch 500 later.
-        mutation = (
-            replies.header_mutation(remove=["content-length"])
-            if access is BodyAccess.BUFFERED and "content-length" in headers
-            else None
-        )
+        mutation = _drop_content_length(headers) if access is BodyAccess.BUFFERED else None
         return [
             replies.headers_reply(
                 "response", mode_override=_response_body_mode(access), mutation=mutation

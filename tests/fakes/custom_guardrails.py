@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from extproc.backends.base import Finding, Guardrail
+from extproc.backends.base import Action, Finding, Guardrail
 
 
 class RaisingGuardrail(Guardrail):
@@ -22,3 +22,19 @@ class SlowGuardrail(Guardrail):
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         await asyncio.sleep(float(self.spec.params.get("delay_seconds", 1.0)))
         return []
+
+
+class CountingGuardrail(Guardrail):
+    """Masks the word ``marker`` and counts its scans (in ``scans``), to see work done twice."""
+
+    def __init__(self, spec) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(spec)
+        self.scans = 0
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        self.scans += 1
+        return [
+            Finding(i, text.index("marker"), text.index("marker") + 6, "MARKER", Action.MASK)
+            for i, text in enumerate(texts)
+            if "marker" in text
+        ]

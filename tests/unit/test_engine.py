@@ -145,3 +145,25 @@ def test_post_call_masks_the_answer_in_place() -> None:
     assert isinstance(verdict, ReplaceBody)
     answer["choices"][0]["message"]["content"] = "to [EMAIL]"
     assert json.loads(verdict.body) == answer
+
+
+def test_guardrail_in_pre_call_and_logging_only_scans_once_and_does_both(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
+    built = engine("""
+        guardrails:
+          - guardrail_name: both
+            litellm_params:
+              guardrail: custom_guardrails.CountingGuardrail
+              mode: [pre_call, logging_only]
+              default_on: true
+    """)
+    body = json.dumps({"messages": [{"role": "user", "content": "a marker here"}]}).encode()
+    exchange = built()
+    exchange.on_request_headers(RequestHead("POST", "/v1/chat/completions", {}, True))
+    verdict = asyncio.run(exchange.on_request_body(body))
+    assert isinstance(verdict, ReplaceBody)
+    assert json.loads(verdict.body)["messages"][0]["content"] == "a [MARKER] here"
+    assert "both (logging_only) found MARKER" in caplog.text
+    assert built.by_name["both"].scans == 1
