@@ -62,14 +62,19 @@ def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
     )
 
 
+# Modules that register built-in backends when imported (one line each).
+BUILTIN_MODULES = (
+    "content_filter",
+    "litellm_names",
+    "pii",
+    "prompt_injection",
+    "secrets",
+)
+
+
 def _import_builtins() -> None:
-    from extproc.backends import (  # noqa: F401  (each registers itself)
-        content_filter,
-        litellm_names,
-        pii,
-        prompt_injection,
-        secrets,
-    )
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"extproc.backends.{module}")
 
 
 __all__ = ["REGISTRY", "Action", "Finding", "Guardrail", "build", "register"]

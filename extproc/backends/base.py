@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 from extproc.config.loader import ConfigError, GuardrailSpec
 
@@ -37,8 +37,27 @@ class Finding:
     label: str | None = None  # the backend's own mask text (e.g. "[EMAIL_REDACTED]"), if any
 
 
+@dataclass(frozen=True, slots=True)
+class ScanContext:
+    """What a backend may need besides the texts. Local detectors ignore it; remote ones send
+    roles, the direction and the caller's identity headers the way their API expects."""
+
+    direction: Literal["input", "output"] = "input"
+    mode: str = "pre_call"  # the mode this scan serves: pre_call, during_call, post_call, ...
+    roles: Sequence[str | None] = ()  # one per text (None: unknown), e.g. "user", "assistant"
+    headers: Mapping[str, str] = field(default_factory=dict)  # the client's request headers
+    # For output scans: the request's texts and roles, for APIs that judge an answer in context.
+    request_texts: Sequence[str] = ()
+    request_roles: Sequence[str | None] = ()
+    streaming: bool = False  # a hold-back window of a streamed answer, not a whole text
+
+
+INPUT = ScanContext()
+
+
 class Guardrail:
-    """Base class for backends. Subclasses set ``supported_modes`` and implement ``scan``."""
+    """Base class for backends. Subclasses set ``supported_modes`` and implement ``scan``
+    (local detectors) or override ``inspect`` (backends that need the ``ScanContext``)."""
 
     supported_modes: ClassVar[frozenset[str]] = frozenset(
         {"pre_call", "during_call", "post_call", "logging_only"}
@@ -52,6 +71,12 @@ class Guardrail:
     # that the backend inspects). Streamed output is held back this far, so a finding cannot
     # start in text that already reached the client. Backends with longer matches must say so.
     max_match_chars: ClassVar[int] = 256
+    # Calls a service over the network: the engine runs these concurrently, local ones inline.
+    remote: ClassVar[bool] = False
+    # Returns character spans (so it can mask); False: verdicts about whole texts only.
+    returns_spans: ClassVar[bool] = True
+    # Can judge a streamed answer window by window (through the hold-back window).
+    checks_streamed_output: ClassVar[bool] = True
 
     def __init__(self, spec: GuardrailSpec) -> None:
         self.spec = spec
@@ -66,3 +91,7 @@ class Guardrail:
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         """Return findings in ``texts``; raise on failure (the engine turns it into a block)."""
         raise NotImplementedError
+
+    async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
+        """What the engine calls: ``scan`` unless the backend needs the context."""
+        return await self.scan(texts)

@@ -17,10 +17,10 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from extproc.backends import Guardrail, build
-from extproc.backends.base import Action, Finding
+from extproc.backends.base import INPUT, Action, Finding, ScanContext
 from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
@@ -147,24 +147,48 @@ class Engine:
     def plan(self, requested: Sequence[str]) -> ModePlan:
         return ModePlan.of(self.active(requested)) if requested else self.default_plan
 
-    async def findings(self, guardrails: Sequence[Guardrail], texts: Sequence[str]) -> Found:
-        """Findings of ``guardrails`` on ``texts``, each paired with its guardrail's name."""
+    async def findings(
+        self, guardrails: Sequence[Guardrail], texts: Sequence[str], context: ScanContext = INPUT
+    ) -> Found:
+        """Findings of ``guardrails`` on ``texts``, each paired with its guardrail's name.
+
+        Local detectors run inline (a task each would cost more than their scan); remote
+        backends run concurrently, so a phase waits for the slowest, not for their sum."""
         found: Found = []
         if not texts:
             return found
+        remote: list[Guardrail] = []
         for guardrail in guardrails:
+            if guardrail.remote:
+                remote.append(guardrail)
+                continue
             try:
-                found += [(guardrail.name, f) for f in await guardrail.scan(texts)]
+                found += [(guardrail.name, f) for f in await guardrail.inspect(texts, context)]
             except Exception as error:
-                if self.on_error[guardrail.name] == "block":
-                    raise
-                # Fail open, by configuration; said loudly, and never with the content.
-                log.warning(
-                    "guardrail %s failed (%s); request allowed because on_error is 'allow'",
-                    guardrail.name,
-                    type(error).__name__,
-                )
+                self._failed(guardrail, error)
+        if remote:
+            results = await asyncio.gather(
+                *(g.inspect(texts, context) for g in remote), return_exceptions=True
+            )
+            for guardrail, result in zip(remote, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result  # cancellation and the like are not a backend's failure
+                    self._failed(guardrail, result)
+                else:
+                    found += [(guardrail.name, f) for f in result]
         return found
+
+    def _failed(self, guardrail: Guardrail, error: Exception) -> None:
+        """A guardrail raised: re-raise (-> block) unless its on_error is ``allow``."""
+        if self.on_error[guardrail.name] == "block":
+            raise error
+        # Fail open, by configuration; said loudly, and never with the content.
+        log.warning(
+            "guardrail %s failed (%s); request allowed because on_error is 'allow'",
+            guardrail.name,
+            type(error).__name__,
+        )
 
 
 def log_findings(findings: Found, names: frozenset[str]) -> None:
@@ -277,9 +301,12 @@ class GuardedExchange:
     ) -> BodyVerdict:
         engine, plan = self.engine, self.plan
         texts = [slot.text for slot in slots]
-        findings = await engine.findings(plan.pre_call, texts) if plan.pre_call else []
+        context = self._context(slots, "input", "pre_call")
+        findings = await engine.findings(plan.pre_call, texts, context) if plan.pre_call else []
         if plan.logging_only:
-            log_findings(findings + await engine.findings(plan.log_scan, texts), plan.logged_names)
+            log_context = replace(context, mode="logging_only")
+            logged = await engine.findings(plan.log_scan, texts, log_context)
+            log_findings(findings + logged, plan.logged_names)
         decision = decide(texts, findings, self._placeholders()) if findings else None
         if isinstance(decision, Block):
             return self._blocked(decision, "Request")
@@ -289,8 +316,32 @@ class GuardedExchange:
             changed = True
         if plan.during_call and texts:
             # The request goes upstream now; the verdict is awaited at the response headers.
-            self.during = asyncio.ensure_future(engine.findings(plan.during_call, texts))
+            context = replace(context, mode="during_call")
+            self.during = asyncio.ensure_future(engine.findings(plan.during_call, texts, context))
         return ReplaceBody(_dump(document)) if changed else CONTINUE
+
+    def _context(
+        self, slots: Sequence[TextSlot], direction: Literal["input", "output"], mode: str
+    ) -> ScanContext:
+        """What remote backends need besides the texts (roles, headers, the request's texts)."""
+        head = self.head
+        context = ScanContext(
+            direction,
+            mode,
+            roles=[slot.role for slot in slots],
+            headers=head.headers if head is not None else {},
+        )
+        if direction == "output" and self.request is not None:
+            try:
+                request = (self.adapter or generic).request_texts(self.request)
+            except ValueError:
+                request = []
+            context = replace(
+                context,
+                request_texts=[slot.text for slot in request],
+                request_roles=[slot.role for slot in request],
+            )
+        return context
 
     def _placeholders(self) -> Placeholders | None:
         if not self.engine.placeholders:
@@ -335,7 +386,8 @@ class GuardedExchange:
         except ValueError:  # e.g. nested too deeply to inspect
             return self._uninspectable_response()
         texts = [slot.text for slot in slots]
-        findings = await self.engine.findings(self.plan.post_call, texts)
+        context = self._context(slots, "output", "post_call")
+        findings = await self.engine.findings(self.plan.post_call, texts, context)
         if not findings:
             return CONTINUE
         decision = decide(texts, findings, self._placeholders())
