@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from extproc.config.loader import ConfigError, GuardrailSpec
 
@@ -35,6 +35,11 @@ class Finding:
     action: Action
     subtype: str | None = None  # e.g. AWS_ACCESS_KEY for a SECRET
     label: str | None = None  # the backend's own mask text (e.g. "[EMAIL_REDACTED]"), if any
+    # A block's message from the service (Aim's detection_message), else the guardrail's own.
+    message: str | None = None
+    # Extra fields for the block's error body (``provider_specific_fields``), e.g. the vendor's
+    # verdict as LiteLLM returns it. Never the client's content, never a key.
+    details: Any = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

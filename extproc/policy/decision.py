@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from extproc.backends.base import Action, Finding
 from extproc.config.loader import ConfigError
@@ -14,6 +15,8 @@ from extproc.config.loader import ConfigError
 class Block:
     guardrail: str
     types: tuple[str, ...]
+    message: str | None = None  # the service's own wording, when it gave one
+    details: Any = None  # extra error-body fields from the service (provider_specific_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ def decide(
                     if g == guardrail and f.action is Action.BLOCK
                 }
             )
-            return Block(guardrail, tuple(types))
+            return Block(guardrail, tuple(types), finding.message, finding.details)
     by_text: dict[int, list[Finding]] = {}
     owner: dict[Finding, str] = {}
     for guardrail, finding in findings:

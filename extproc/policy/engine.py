@@ -49,6 +49,7 @@ from extproc.protocol.exchange import (
 log = logging.getLogger(__name__)
 
 NO_PHASES = Phases()
+_ERROR_BODY_ARGUMENTS = frozenset({"message", "error_type", "code", "param"})
 RESPONSE_MODES = frozenset({"during_call", "post_call"})
 Found = list[tuple[str, Finding]]
 
@@ -417,15 +418,21 @@ class GuardedExchange:
         kinds = ", ".join(block.types)
         log.info("guardrail %s blocked a %s (%s)", block.guardrail, what.lower(), kinds)
         guardrail = self.engine.by_name[block.guardrail]
-        message = guardrail.block_message or (
-            f"{what} blocked by guardrail '{block.guardrail}': {kinds} detected."
+        message = (
+            block.message
+            or guardrail.block_message
+            or f"{what} blocked by guardrail '{block.guardrail}': {kinds} detected."
         )
         if guardrail.spec.params.get("disable_exception_on_block"):
             reply = self._synthetic_reply(message)
             if reply is not None:
                 content_type, body = reply
                 return Reject(200, body, content_type, details="blocked_by_guardrail")
-        body = error_body(message, guardrail_name=block.guardrail, detected=list(block.types))
+        details = block.details if isinstance(block.details, dict) else {}
+        extra = {k: v for k, v in details.items() if k not in _ERROR_BODY_ARGUMENTS}
+        body = error_body(
+            message, guardrail_name=block.guardrail, detected=list(block.types), **extra
+        )
         return Reject(400, body, details="blocked_by_guardrail")
 
     def _synthetic_reply(self, message: str) -> tuple[str, bytes] | None:
