@@ -25,7 +25,14 @@ from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import RequestFormat, TextSlot
-from extproc.policy.decision import Block, Mask, Placeholders, check_placeholder, decide
+from extproc.policy.decision import (
+    Block,
+    Decision,
+    Mask,
+    Placeholders,
+    check_placeholder,
+    decide,
+)
 from extproc.policy.errors import error_body
 from extproc.policy.selection import (
     SELECTION_HEADER,
@@ -45,6 +52,9 @@ from extproc.protocol.exchange import (
     ResponseHead,
     StreamChunk,
 )
+from extproc.streaming.events import stream_format
+from extproc.streaming.guard import StreamGuard, StreamTooLarge
+from extproc.streaming.sse import SseEventTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +231,8 @@ class GuardedExchange:
         "during",
         "engine",
         "head",
+        "headers_held",
+        "output",
         "placeholders",
         "plan",
         "request",
@@ -236,6 +248,9 @@ class GuardedExchange:
         self.plan = engine.default_plan
         self.placeholders: Placeholders | None = None
         self.during: asyncio.Task[Found] | None = None
+        self.headers_held = False  # the response headers wait for our first streamed bytes
+        # A streamed answer being judged: its stream guard (SSE) or the JSON gathered so far.
+        self.output: StreamGuard | bytearray | None = None
 
     # -- request ----------------------------------------------------------------------------
 
@@ -255,9 +270,14 @@ class GuardedExchange:
         removals = (SELECTION_HEADER,) if SELECTION_HEADER in head.headers else ()
         if response:
             removals += ("accept-encoding",)  # a response we may read must come uncompressed
+        # Output guardrails known now: stream the answer through us with its headers held, so a
+        # block before the first byte is still a clean 4xx (the mode must be chosen here: a
+        # later mode_override travels in the very reply that would have to be held).
+        self.headers_held = bool(self.plan.post_call)
         return Phases(
             request_body=head.has_body,
             response_headers=response,
+            response_body=BodyAccess.STREAMED if self.headers_held else BodyAccess.NONE,
             remove_headers=removals,
         )
 
@@ -361,16 +381,54 @@ class GuardedExchange:
                 return self._blocked(decision, "Request")
         if not self.plan.post_call or not 200 <= head.status < 300:
             return BodyAccess.NONE
+        encoding = head.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # We asked for identity (accept-encoding removed); an upstream that compresses
+            # anyway is not passed unread.
+            return self._uninspectable_response(f"is compressed ({encoding})")
         content_type = head.headers.get("content-type", "")
         if "json" in content_type:
             limit = self.engine.settings.max_request_body_bytes
             if int(head.headers.get("content-length") or 0) > limit:
                 return self._uninspectable_response(f"is larger than the {limit}-byte limit")
-            return BodyAccess.BUFFERED
-        # Streamed (SSE) output is not checked yet (issue: streaming); say so rather than pass
-        # it silently as checked.
+            if not self.headers_held:
+                return BodyAccess.BUFFERED
+            self.output = bytearray()  # streamed to us: gathered here, judged whole at the end
+            return BodyAccess.STREAMED
+        if "text/event-stream" in content_type:
+            self.output = self._stream_guard()
+            if self.output is not None:
+                return BodyAccess.STREAMED
         log.warning("post_call guardrails skipped a %s response", content_type or "untyped")
         return BodyAccess.NONE
+
+    def _stream_guard(self) -> StreamGuard | None:
+        """The guard of a streamed answer in this request's API, or None (no stream format)."""
+        stream = stream_format(self.adapter.name) if self.adapter is not None else None
+        if stream is None:
+            return None
+        guardrails = self.plan.post_call
+        limit = self.engine.settings.max_request_body_bytes
+        # Backends that cannot judge a window (remote verdicts about whole texts) see each
+        # channel whole: the window is then the whole (bounded) answer.
+        if all(g.checks_streamed_output for g in guardrails):
+            window = max(g.max_match_chars for g in guardrails)
+        else:
+            window = limit
+        context = replace(self._context([], "output", "post_call"), streaming=True)
+        engine = self.engine
+
+        async def scan(text: str) -> Found:
+            return await engine.findings(guardrails, [text], context)
+
+        placeholders = self._placeholders()
+
+        def judge(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Decision:
+            return decide(texts, findings, placeholders)
+
+        return StreamGuard(
+            stream, scan, window, judge=judge, max_held_chars=limit, hold_start=self.headers_held
+        )
 
     async def on_response_body(self, body: bytes) -> BodyVerdict:
         try:
@@ -400,8 +458,66 @@ class GuardedExchange:
         return CONTINUE
 
     async def on_response_chunk(self, chunk: bytes, end_of_stream: bool) -> ChunkVerdict:
-        """Streamed answers are not judged yet (never asked for): pass them through."""
+        """A streamed answer: SSE goes through the stream guard (held back, masked, blocked in
+        flight); a JSON answer is gathered and judged whole at its end."""
+        output = self.output
+        try:
+            if isinstance(output, StreamGuard):
+                return await self._guard_chunk(output, chunk, end_of_stream)
+            if isinstance(output, bytearray):
+                return await self._gather_chunk(output, chunk, end_of_stream)
+        except Exception as error:
+            return self._stream_failed(error)
         return StreamChunk(chunk)
+
+    async def _guard_chunk(self, guard: StreamGuard, chunk: bytes, end: bool) -> ChunkVerdict:
+        fed = await guard.feed(chunk, end)
+        if fed.blocked is None:
+            return StreamChunk(fed.data)
+        if self.headers_held and not guard.sent_any:
+            return self._blocked(fed.blocked, "Response")  # nothing went out: a real 4xx
+        message, extra = self._block_message(fed.blocked, "Response")
+        log.info("guardrail %s blocked a streamed response mid-stream", fed.blocked.guardrail)
+        fields = self._error_event_fields(guard)
+        event = guard.stream.error_event(
+            message, guardrail_name=fed.blocked.guardrail, **fields, **extra
+        )
+        return StreamChunk(fed.data + event, end=True)
+
+    async def _gather_chunk(self, gathered: bytearray, chunk: bytes, end: bool) -> ChunkVerdict:
+        gathered += chunk
+        limit = self.engine.settings.max_request_body_bytes
+        if len(gathered) > limit:
+            return self._uninspectable_response(f"is larger than the {limit}-byte limit")
+        if not end:
+            return StreamChunk()  # held, with the response headers, until the verdict
+        verdict = await self.on_response_body(bytes(gathered))
+        if isinstance(verdict, Reject):
+            return verdict
+        body = verdict.body if isinstance(verdict, ReplaceBody) else bytes(gathered)
+        return StreamChunk(body, end=True)
+
+    @staticmethod
+    def _error_event_fields(guard: StreamGuard) -> dict[str, Any]:
+        if guard.stream.name == "openai_responses":
+            return {"sequence_number": guard.last_sequence_number + 1}
+        return {}
+
+    def _stream_failed(self, error: Exception) -> ChunkVerdict:
+        """A failure while judging a streamed answer: a clean error while nothing went out,
+        else the API's error event; never a cut connection, never the unjudged rest."""
+        output = self.output
+        if not isinstance(output, StreamGuard) or (self.headers_held and not output.sent_any):
+            if isinstance(error, StreamTooLarge | SseEventTooLarge):
+                return self._uninspectable_response("is too large to inspect")
+            return self.on_internal_error(error)
+        log.error("guardrail check of a streamed response failed (%s)", type(error).__name__)
+        self.output = None
+        message = "Guardrail check failed; the rest of the response was not forwarded."
+        event = output.stream.error_event(
+            message, "guardrail_error", "500", **self._error_event_fields(output)
+        )
+        return StreamChunk(event, end=True)
 
     def _uninspectable_response(self, why: str = "is not JSON") -> Reject:
         log.warning("post_call: upstream response %s; not forwarded", why)
@@ -417,23 +533,28 @@ class GuardedExchange:
     def _blocked(self, block: Block, what: str) -> Reject:
         kinds = ", ".join(block.types)
         log.info("guardrail %s blocked a %s (%s)", block.guardrail, what.lower(), kinds)
+        message, extra = self._block_message(block, what)
         guardrail = self.engine.by_name[block.guardrail]
-        message = (
-            block.message
-            or guardrail.block_message
-            or f"{what} blocked by guardrail '{block.guardrail}': {kinds} detected."
-        )
         if guardrail.spec.params.get("disable_exception_on_block"):
             reply = self._synthetic_reply(message)
             if reply is not None:
                 content_type, body = reply
                 return Reject(200, body, content_type, details="blocked_by_guardrail")
+        body = error_body(message, guardrail_name=block.guardrail, **extra)
+        return Reject(400, body, details="blocked_by_guardrail")
+
+    def _block_message(self, block: Block, what: str) -> tuple[str, dict[str, Any]]:
+        """The block's message and extra error fields (the service's details, if any)."""
+        guardrail = self.engine.by_name[block.guardrail]
+        kinds = ", ".join(block.types)
+        message = (
+            block.message
+            or guardrail.block_message
+            or f"{what} blocked by guardrail '{block.guardrail}': {kinds} detected."
+        )
         details = block.details if isinstance(block.details, dict) else {}
         extra = {k: v for k, v in details.items() if k not in _ERROR_BODY_ARGUMENTS}
-        body = error_body(
-            message, guardrail_name=block.guardrail, detected=list(block.types), **extra
-        )
-        return Reject(400, body, details="blocked_by_guardrail")
+        return message, {"detected": list(block.types), **extra}
 
     def _synthetic_reply(self, message: str) -> tuple[str, bytes] | None:
         """An answer in the API's own shape carrying the block message (LiteLLM's

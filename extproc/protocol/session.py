@@ -217,6 +217,9 @@ class Session:
             return [held]
         if not head.has_body:
             access = BodyAccess.NONE
+        # Streamed from here on (mode_override in this reply): the headers go now, so the
+        # handler can no longer reject, only end the stream its own way.
+        self.streaming = access is BodyAccess.STREAMED
         self.response_body_mode = _RESPONSE_BODY_MODE[access]
         # A BUFFERED body holds the headers back until its verdict: still room for a clean 4xx.
         self.response_started = access is not BodyAccess.BUFFERED

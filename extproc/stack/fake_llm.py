@@ -17,6 +17,11 @@ Ids and timestamps are fixed, so identical requests get byte-identical answers. 
 /_fake/last`` returns the last request as received (headers and body), for tests that check the
 upstream side.
 
+Test knobs, as request headers: ``x-fake-chunking`` cuts a stream's bytes awkwardly before
+sending (``bytes``: one byte per chunk; ``split``: every event cut in the middle of its JSON;
+``batch``: all events in one chunk; ``random:SEED``: random cuts); ``accept-encoding: gzip``
+gets a gzip-compressed answer, as real upstreams do; ``x-fake-gzip`` gets one even unasked.
+
     python -m extproc.stack.fake_llm --port 8080
 """
 
@@ -24,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import hashlib
 import json
+import random
 import struct
 import threading
 from collections.abc import Callable
@@ -250,10 +257,18 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the stack's Envoy access log already shows every request
 
-    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        content_type: str = "application/json",
+        encoding: str | None = None,
+    ) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("content-type", content_type)
+        if encoding:
+            self.send_header("content-encoding", encoding)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -289,8 +304,11 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             self._error(400, "body is not a JSON object")
             return
         reply = answer(request)
+        gzipped = "gzip" in headers.get("accept-encoding", "") or "x-fake-gzip" in headers
         if isinstance(reply, list):
-            self._stream(reply)
+            self._stream(rechunk(reply, headers.get("x-fake-chunking", "")), gzipped)
+        elif gzipped:
+            self._send(200, gzip.compress(json.dumps(reply).encode()), encoding="gzip")
         else:
             self._send(200, reply)
 
@@ -304,15 +322,35 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             data += self.rfile.read(size)
             self.rfile.readline()
 
-    def _stream(self, events: list[bytes]) -> None:
+    def _stream(self, events: list[bytes], gzipped: bool = False) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
+        if gzipped:
+            self.send_header("content-encoding", "gzip")
+            events = [gzip.compress(b"".join(events))]
         self.end_headers()
         for event in events:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
+
+
+def rechunk(events: list[bytes], how: str) -> list[bytes]:
+    """The stream's bytes cut the way ``x-fake-chunking`` says (see the module docstring)."""
+    data = b"".join(events)
+    if how == "bytes":
+        return [data[i : i + 1] for i in range(len(data))]
+    if how == "batch":
+        return [data]
+    if how == "split":
+        halves = [(event[: len(event) // 2], event[len(event) // 2 :]) for event in events]
+        return [half for pair in halves for half in pair]
+    if how.startswith("random:"):
+        rng = random.Random(how.partition(":")[2])
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, max(1, len(data) // 7))))
+        return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    return events
 
 
 class FakeLLMServer(ThreadingHTTPServer):

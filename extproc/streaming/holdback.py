@@ -34,7 +34,7 @@ release anything (less than ``W + stride`` characters unreleased) do not scan at
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from extproc.backends.base import Finding, Guardrail
@@ -42,6 +42,8 @@ from extproc.policy.decision import Block, Decision, Mask, decide
 from extproc.streaming.events import DeltaSlot
 
 Judge = Callable[[Sequence[str], Sequence[tuple[str, Finding]]], Decision]
+# Findings of the guardrails on one text, paired with their names (the engine's, with on_error).
+Scanner = Callable[[str], Awaitable[list[tuple[str, Finding]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +70,19 @@ class HoldBack:
         *,
         window: int | None = None,
         stride: int = 16,
+        scan: Scanner | None = None,
     ) -> None:
         """``window`` overrides the guardrails' largest ``max_match_chars`` (never lower it);
         ``stride`` is how many releasable characters to wait for before scanning: larger means
         fewer scans of the same context, at the cost of coarser releases. The default 16 (about
         four tokens) costs ~7x less CPU than 1 with PII scanning, for at most 15 more characters
-        held."""
+        held. ``scan`` replaces calling the guardrails directly (the engine passes its own, which
+        applies each guardrail's ``on_error``)."""
         if stride < 1:
             raise ValueError("stride must be at least 1")
         self._guardrails = tuple(guardrails)
         self._judge = judge
+        self._scanner = scan
         declared = max((g.max_match_chars for g in self._guardrails), default=0)
         self.window = declared if window is None else max(window, declared)
         self._stride = stride
@@ -138,6 +143,8 @@ class HoldBack:
     async def _scan(self, text: str) -> list[tuple[str, Finding]]:
         """Every guardrail over the one window text, concurrently; their errors propagate (the
         caller turns a failing guardrail into a block, as for non-streamed text)."""
+        if self._scanner is not None:
+            return await self._scanner(text)
         results = await asyncio.gather(*(g.scan([text]) for g in self._guardrails))
         pairs = zip(self._guardrails, results, strict=True)
         return [(guardrail.name, f) for guardrail, found in pairs for f in found]
@@ -189,6 +196,8 @@ def assign(text: str, slots: Sequence[DeltaSlot]) -> None:
     sends it as early as possible. The other events keep their place (Responses events carry a
     ``sequence_number``) with an empty delta, which every API's clients append as nothing.
     """
+    if text == "".join(slot.text for slot in slots):
+        return  # unchanged: every event keeps its own piece (and goes out byte-identical)
     for position, slot in enumerate(slots):
         slot.write(text if position == 0 else "")
 
@@ -232,9 +241,15 @@ class DeltaQueue:
             return []
         slots, self._slots = self._slots[:ready], self._slots[ready:]
         del self._ends[:ready]
-        assign(self.carry, slots)
-        self._sent.append(self.carry)
-        self.carry = ""
+        own = "".join(slot.text for slot in slots)
+        if self.carry.startswith(own):
+            # Unmasked so far: each event keeps its own text (byte-identical); the part of a
+            # later, partly released slot stays in ``carry`` until that slot completes.
+            sent, self.carry = own, self.carry[len(own) :]
+        else:
+            sent, self.carry = self.carry, ""
+            assign(sent, slots)
+        self._sent.append(sent)
         return slots
 
     @property

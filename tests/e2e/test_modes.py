@@ -186,12 +186,14 @@ def test_during_call_blocks_a_streamed_answer_before_its_first_byte(
     assert "watch-secrets" in response.json()["error"]["message"]
 
 
-def test_post_call_passes_a_streamed_answer_and_says_it_was_not_checked(
-    client: httpx.Client, modes_stack: Stack
-) -> None:
-    # Streamed output inspection is the streaming issue's; until then it is logged, not hidden.
-    response = post(client, modes_stack, chat_body(f"write to {EMAIL}", stream=True))
+def test_post_call_masks_a_streamed_answer(client: httpx.Client, modes_stack: Stack) -> None:
+    response = post(client, modes_stack, chat_body(f"write to {EMAIL} now", stream=True))
     assert response.status_code == 200
-    assert EMAIL in response.text
-    log = modes_stack.log_path("extproc").read_text()
-    assert "post_call guardrails skipped a text/event-stream response" in log
+    assert EMAIL not in response.text
+    deltas = [
+        json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+        for line in response.text.splitlines()
+        if line.startswith("data: {")
+    ]
+    assert "".join(deltas) == "write to [EMAIL] now"
+    assert response.text.endswith("data: [DONE]\n\n")

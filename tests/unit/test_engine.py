@@ -120,14 +120,31 @@ POST_CALL = """
 """
 
 
-def test_post_call_reads_2xx_json_answers_only() -> None:
+def test_post_call_reads_2xx_answers_streamed_with_headers_held() -> None:
+    """Known at the request headers: the answer streams through us, JSON and SSE alike."""
     exchange = exchange_after_request(engine(POST_CALL))
+    assert exchange.headers_held
+    json_head = {"content-type": "application/json", "content-length": "100"}
+    check = exchange.on_response_headers
+    assert asyncio.run(check(ResponseHead(200, json_head, True))) is BodyAccess.STREAMED
+    assert asyncio.run(check(ResponseHead(500, json_head, True))) is BodyAccess.NONE
+    sse = {"content-type": "text/event-stream"}
+    assert asyncio.run(check(ResponseHead(200, sse, True))) is BodyAccess.STREAMED
+    assert asyncio.run(check(ResponseHead(200, {"content-type": "text/plain"}, True))) is (
+        BodyAccess.NONE
+    )
+
+
+def test_post_call_selected_by_the_body_buffers_json_and_streams_sse() -> None:
+    """Selected only by the body: the mode is chosen late (JSON buffered, SSE streamed)."""
+    built = engine(POST_CALL.replace("default_on: true", "default_on: false"))
+    exchange = exchange_after_request(built, b'{"messages": [], "guardrails": ["answer-pii"]}')
+    assert not exchange.headers_held
     json_head = {"content-type": "application/json", "content-length": "100"}
     check = exchange.on_response_headers
     assert asyncio.run(check(ResponseHead(200, json_head, True))) is BodyAccess.BUFFERED
-    assert asyncio.run(check(ResponseHead(500, json_head, True))) is BodyAccess.NONE
     sse = {"content-type": "text/event-stream"}
-    assert asyncio.run(check(ResponseHead(200, sse, True))) is BodyAccess.NONE
+    assert asyncio.run(check(ResponseHead(200, sse, True))) is BodyAccess.STREAMED
 
 
 def test_post_call_answer_too_large_to_inspect_is_not_delivered() -> None:

@@ -1,0 +1,225 @@
+"""Streamed answers judged in flight, through a real Envoy: every API's SSE, cut awkwardly by the
+upstream, reaches the client masked exactly like the whole answer; blocks are a clean 400 before
+the first byte and the API's own error event after it; JSON answers are judged whole."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from extproc.backends import build
+from extproc.config import GuardrailSpec
+from extproc.policy.decision import decide
+from extproc.stack.processes import Stack
+from extproc.streaming import SseParser, delta_slots
+from tests.conftest import chat_body, ext_proc_stats, module_stack, post
+
+EMAIL = "jane.doe@example.com"
+KEY = "AKIA" + "IOSFODNN7EXAMPLE"
+LONG = "the weather is fine today and " * 12
+TEXT = f"Write to {EMAIL} or bob.smith@corp.example.org; {LONG} then ping {EMAIL} again."
+
+CONFIG = """
+guardrails:
+  - guardrail_name: answer-pii
+    litellm_params: {guardrail: pii, mode: post_call, default_on: true}
+  - guardrail_name: answer-secrets
+    litellm_params: {guardrail: secrets, mode: post_call, default_on: true, action: block}
+"""
+# The same guardrails, but only when a request's body selects them: the answer's mode is then
+# chosen at the response headers (SSE streamed without held headers).
+LATE_CONFIG = CONFIG.replace("default_on: true", "default_on: false")
+
+# path -> (request body for a text, format name)
+APIS = {
+    "/v1/chat/completions": lambda text: chat_body(text, stream=True),
+    "/v1/completions": lambda text: {"model": "m", "prompt": text, "stream": True},
+    "/v1/responses": lambda text: {"model": "m", "input": text, "stream": True},
+    "/v1/messages": lambda text: {
+        "model": "m",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": text}],
+        "stream": True,
+    },
+}
+FORMAT_OF = {
+    "/v1/chat/completions": "openai_chat",
+    "/v1/completions": "openai_completions",
+    "/v1/responses": "openai_responses",
+    "/v1/messages": "anthropic_messages",
+}
+CHUNKINGS = ("bytes", "split", "batch", "random:7")
+
+
+@pytest.fixture(scope="module")
+def streaming_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from module_stack(tmp_path_factory, "streaming", CONFIG)
+
+
+@pytest.fixture(scope="module")
+def late_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from module_stack(tmp_path_factory, "streaming-late", LATE_CONFIG)
+
+
+def reference(text: str) -> str:
+    """The answer masked as a whole (what a non-streamed answer would say)."""
+    spec = GuardrailSpec("answer-pii", "pii", ("post_call",), True, {"guardrail": "pii"})
+    guardrail = build(spec)
+    findings = [(guardrail.name, f) for f in asyncio.run(guardrail.scan([text]))]
+    decision = decide([text], findings)
+    return decision.texts.get(0, text) if hasattr(decision, "texts") else text
+
+
+def streamed_text(path: str, body: bytes) -> tuple[str, list[str], list]:
+    """(text rebuilt from the deltas, snapshot texts, events) as a client would read them."""
+    events = SseParser().feed(body)
+    deltas, snapshots = [], []
+    for event in events:
+        if event.data and event.data != "[DONE]":
+            json.loads(event.data)
+        _, slots = delta_slots(FORMAT_OF[path], event)
+        for slot in slots:
+            (snapshots if slot.snapshot else deltas).append(slot.text)
+    return "".join(deltas), snapshots, events
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+@pytest.mark.parametrize("path", sorted(APIS))
+def test_every_api_and_chunking_gets_the_whole_text_mask(
+    client: httpx.Client, streaming_stack: Stack, path: str, chunking: str
+) -> None:
+    response = post(
+        client, streaming_stack, APIS[path](TEXT), path=path, **{"x-fake-chunking": chunking}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert EMAIL not in response.text and "bob.smith" not in response.text
+    text, snapshots, _ = streamed_text(path, response.content)
+    expected = reference(TEXT)
+    assert text == expected
+    assert all(snapshot == expected for snapshot in snapshots)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_chunkings_property(client: httpx.Client, streaming_stack: Stack, seed: int) -> None:
+    """For random cuts (and random texts), the client receives exactly the masked reference."""
+    words = ["alpha", EMAIL, "beta", "a.b@c.io", "gamma", "+1 415 555 0100", "delta"]
+    text = " ".join(words[(seed * 3 + i * 5) % len(words)] for i in range(20 + seed * 7))
+    path = sorted(APIS)[seed % len(APIS)]
+    headers = {"x-fake-chunking": f"random:{seed}"}
+    response = post(client, streaming_stack, APIS[path](text), path=path, **headers)
+    assert response.status_code == 200
+    assert streamed_text(path, response.content)[0] == reference(text)
+
+
+def test_clean_stream_passes_byte_identical(client: httpx.Client, streaming_stack: Stack) -> None:
+    body = chat_body("nothing to see here " * 20, stream=True)
+    guarded = post(client, streaming_stack, body, **{"x-fake-chunking": "random:3"})
+    direct = client.post(f"{streaming_stack.upstream.url}/v1/chat/completions", json=body)
+    assert guarded.content == direct.content
+
+
+def test_block_before_the_first_byte_is_a_clean_400(
+    client: httpx.Client, streaming_stack: Stack
+) -> None:
+    response = post(client, streaming_stack, chat_body(f"the key is {KEY}", stream=True))
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert "answer-secrets" in error["message"] and KEY not in response.text
+
+
+@pytest.mark.parametrize("path", sorted(APIS))
+def test_block_mid_stream_sends_the_api_error_event(
+    client: httpx.Client, streaming_stack: Stack, path: str
+) -> None:
+    text = LONG * 2 + f" the key is {KEY} " + "after the key " * 10
+    response = post(client, streaming_stack, APIS[path](text), path=path)
+    assert response.status_code == 200
+    assert KEY[:10] not in response.text and "after the key" not in response.text
+    sent, _, events = streamed_text(path, response.content)
+    assert sent and text.startswith(sent)
+    last = events[-1]
+    error = json.loads(last.data)
+    if path == "/v1/messages":
+        assert last.event == "error" and error["type"] == "error"
+        assert "answer-secrets" in error["error"]["message"]
+    elif path == "/v1/responses":
+        assert last.event == "error" and error["type"] == "error"
+        numbers = [json.loads(e.data).get("sequence_number", -1) for e in events[:-1]]
+        assert error["sequence_number"] == max(numbers) + 1
+    else:
+        assert "answer-secrets" in error["error"]["message"]
+        assert b"[DONE]" not in response.content  # nothing the API would not send after it
+
+
+def test_json_answer_is_judged_whole(client: httpx.Client, streaming_stack: Stack) -> None:
+    masked = post(client, streaming_stack, chat_body(f"mail {EMAIL} please"))
+    assert masked.status_code == 200
+    assert masked.json()["choices"][0]["message"]["content"] == "mail [EMAIL] please"
+    blocked = post(client, streaming_stack, chat_body(f"key {KEY}"))
+    assert blocked.status_code == 400 and KEY not in blocked.text
+
+
+def test_gzip_is_asked_away_and_refused_when_forced(
+    client: httpx.Client, streaming_stack: Stack
+) -> None:
+    """The client may ask for gzip: the upstream is asked for identity, so we can read it. An
+    upstream that compresses anyway is not passed unread."""
+    body = chat_body(f"mail {EMAIL}", stream=True)
+    direct = client.post(
+        f"{streaming_stack.upstream.url}/v1/chat/completions",
+        json=body,
+        headers={"accept-encoding": "gzip"},
+    )
+    assert direct.headers["content-encoding"] == "gzip"  # the fake does compress when asked
+    response = post(client, streaming_stack, body, **{"accept-encoding": "gzip"})
+    assert response.status_code == 200 and "content-encoding" not in response.headers
+    assert EMAIL not in response.text and "[EMAIL]" in response.text
+    forced = post(client, streaming_stack, body, **{"x-fake-gzip": "1"})
+    assert forced.status_code == 502
+    assert (
+        EMAIL.encode() not in gzip.decompress(forced.content)
+        if forced.content[:2] == (b"\x1f\x8b")
+        else EMAIL not in forced.text
+    )
+
+
+def test_no_spurious_messages(client: httpx.Client, streaming_stack: Stack) -> None:
+    post(client, streaming_stack, chat_body(TEXT, stream=True), **{"x-fake-chunking": "bytes"})
+    assert ext_proc_stats(client, streaming_stack).get("spurious_msgs_received", 0) == 0
+
+
+# -- the mode chosen late: guardrails selected by the request body -----------------------------
+
+
+def selected(body: dict) -> dict:
+    return body | {"guardrails": ["answer-pii", "answer-secrets"]}
+
+
+@pytest.mark.parametrize("chunking", ("bytes", "random:5"))
+def test_body_selected_guardrails_mask_streams_too(
+    client: httpx.Client, late_stack: Stack, chunking: str
+) -> None:
+    body = selected(chat_body(TEXT, stream=True))
+    response = post(client, late_stack, body, **{"x-fake-chunking": chunking})
+    assert response.status_code == 200
+    assert streamed_text("/v1/chat/completions", response.content)[0] == reference(TEXT)
+
+
+def test_body_selected_block_is_an_error_event(client: httpx.Client, late_stack: Stack) -> None:
+    """The headers went out with the mode change: even an early block is an in-band error."""
+    response = post(client, late_stack, selected(chat_body(f"key {KEY}", stream=True)))
+    assert response.status_code == 200 and KEY not in response.text
+    last = SseParser().feed(response.content)[-1]
+    assert "answer-secrets" in json.loads(last.data)["error"]["message"]
+
+
+def test_unselected_stream_is_not_touched(client: httpx.Client, late_stack: Stack) -> None:
+    response = post(client, late_stack, chat_body(f"mail {EMAIL}", stream=True))
+    assert response.status_code == 200 and EMAIL in response.text
