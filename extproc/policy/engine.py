@@ -25,6 +25,7 @@ from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import RequestFormat, TextSlot
+from extproc.policy import restore
 from extproc.policy.decision import (
     Block,
     Decision,
@@ -34,6 +35,7 @@ from extproc.policy.decision import (
     decide,
 )
 from extproc.policy.errors import error_body
+from extproc.policy.restore import PlaceholderRestore, check_restorable, restores
 from extproc.policy.selection import (
     SELECTION_HEADER,
     SelectionError,
@@ -128,14 +130,28 @@ class Engine:
             )
             for g in guardrails
         }
+        self.restoring = frozenset(g.name for g in guardrails if restores(g.spec))
         self.placeholders = {
-            g.name: check_placeholder(
-                g.spec.params.get("placeholder", g.default_placeholder),
-                f"guardrail {g.name!r}: litellm_params.placeholder",
-            )
-            for g in guardrails
-            if "placeholder" in g.spec.params or g.default_placeholder
+            g.name: self._placeholder_format(g) for g in guardrails if self._numbered(g)
         }
+        self.response_possible = self.response_possible or bool(self.restoring)
+
+    def _numbered(self, guardrail: Guardrail) -> bool:
+        return bool(
+            "placeholder" in guardrail.spec.params
+            or guardrail.default_placeholder
+            or guardrail.name in self.restoring
+        )
+
+    def _placeholder_format(self, guardrail: Guardrail) -> str:
+        where = f"guardrail {guardrail.name!r}: litellm_params.placeholder"
+        default = guardrail.default_placeholder
+        if guardrail.name in self.restoring:
+            default = restore.DEFAULT_FORMAT
+        template = check_placeholder(guardrail.spec.params.get("placeholder", default), where)
+        if guardrail.name in self.restoring:
+            check_restorable(template, where)
+        return template
 
     def __call__(self) -> GuardedExchange:
         return GuardedExchange(self)
@@ -233,6 +249,7 @@ class GuardedExchange:
         "head",
         "headers_held",
         "output",
+        "output_guardrails",
         "placeholders",
         "plan",
         "request",
@@ -251,6 +268,7 @@ class GuardedExchange:
         self.headers_held = False  # the response headers wait for our first streamed bytes
         # A streamed answer being judged: its stream guard (SSE) or the JSON gathered so far.
         self.output: StreamGuard | bytearray | None = None
+        self.output_guardrails: tuple[Guardrail, ...] = ()
 
     # -- request ----------------------------------------------------------------------------
 
@@ -273,7 +291,7 @@ class GuardedExchange:
         # Output guardrails known now: stream the answer through us with its headers held, so a
         # block before the first byte is still a clean 4xx (the mode must be chosen here: a
         # later mode_override travels in the very reply that would have to be held).
-        self.headers_held = bool(self.plan.post_call)
+        self.headers_held = bool(self.plan.post_call) or self._may_restore()
         return Phases(
             request_body=head.has_body,
             response_headers=response,
@@ -364,6 +382,18 @@ class GuardedExchange:
             )
         return context
 
+    def _may_restore(self) -> bool:
+        """A pre_call guardrail of this request masks reversibly (``output_parse_pii``)."""
+        restoring = self.engine.restoring
+        return bool(restoring) and any(g.name in restoring for g in self.plan.pre_call)
+
+    def _output_guardrails(self) -> tuple[Guardrail, ...]:
+        """post_call guardrails, plus the restore of this request's reversible masks."""
+        originals = self.placeholders.originals if self.placeholders is not None else None
+        if originals and self._may_restore():
+            return (*self.plan.post_call, PlaceholderRestore(originals))
+        return self.plan.post_call
+
     def _placeholders(self) -> Placeholders | None:
         if not self.engine.placeholders:
             return None
@@ -379,7 +409,8 @@ class GuardedExchange:
             decision = decide([], as_logs(await task, MASKS))
             if isinstance(decision, Block):
                 return self._blocked(decision, "Request")
-        if not self.plan.post_call or not 200 <= head.status < 300:
+        self.output_guardrails = self._output_guardrails()
+        if not self.output_guardrails or not 200 <= head.status < 300:
             return BodyAccess.NONE
         encoding = head.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
@@ -407,7 +438,7 @@ class GuardedExchange:
         stream = stream_format(self.adapter.name) if self.adapter is not None else None
         if stream is None:
             return None
-        guardrails = self.plan.post_call
+        guardrails = self.output_guardrails
         limit = self.engine.settings.max_request_body_bytes
         # Backends that cannot judge a window (remote verdicts about whole texts) see each
         # channel whole: the window is then the whole (bounded) answer.
@@ -446,7 +477,8 @@ class GuardedExchange:
             return self._uninspectable_response()
         texts = [slot.text for slot in slots]
         context = self._context(slots, "output", "post_call")
-        findings = await self.engine.findings(self.plan.post_call, texts, context)
+        guardrails = self.output_guardrails or self._output_guardrails()
+        findings = await self.engine.findings(guardrails, texts, context)
         if not findings:
             return CONTINUE
         decision = decide(texts, findings, self._placeholders())

@@ -17,7 +17,7 @@ from extproc.config import GuardrailSpec
 from extproc.policy.decision import decide
 from extproc.stack.processes import Stack
 from extproc.streaming import SseParser, delta_slots
-from tests.conftest import chat_body, ext_proc_stats, module_stack, post
+from tests.conftest import chat_body, ext_proc_stats, module_stack, post, upstream_last
 
 EMAIL = "jane.doe@example.com"
 KEY = "AKIA" + "IOSFODNN7EXAMPLE"
@@ -223,3 +223,44 @@ def test_body_selected_block_is_an_error_event(client: httpx.Client, late_stack:
 def test_unselected_stream_is_not_touched(client: httpx.Client, late_stack: Stack) -> None:
     response = post(client, late_stack, chat_body(f"mail {EMAIL}", stream=True))
     assert response.status_code == 200 and EMAIL in response.text
+
+
+# -- reversible masking (output_parse_pii) -----------------------------------------------------
+
+RESTORE_CONFIG = """
+guardrails:
+  - guardrail_name: reversible-pii
+    litellm_params: {guardrail: pii, mode: pre_call, default_on: true, output_parse_pii: true}
+"""
+OTHER = "bob.smith@corp.example.org"
+
+
+@pytest.fixture(scope="module")
+def restore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from module_stack(tmp_path_factory, "streaming-restore", RESTORE_CONFIG)
+
+
+def test_reversible_masking_restores_a_json_answer(
+    client: httpx.Client, restore_stack: Stack
+) -> None:
+    text = f"Mail {EMAIL}, copy {OTHER}, then {EMAIL} again."
+    response = post(client, restore_stack, chat_body(text))
+    upstream = upstream_last(client, restore_stack)["body"]
+    sent = json.loads(upstream)["messages"][0]["content"]
+    assert sent == "Mail <EMAIL_1>, copy <EMAIL_2>, then <EMAIL_1> again."
+    assert response.json()["choices"][0]["message"]["content"] == text
+
+
+@pytest.mark.parametrize("chunking", ("bytes", "split", "random:11"))
+@pytest.mark.parametrize("path", sorted(APIS))
+def test_reversible_masking_restores_streams_split_anywhere(
+    client: httpx.Client, restore_stack: Stack, path: str, chunking: str
+) -> None:
+    text = f"Mail {EMAIL}, copy {OTHER}, {LONG} then {EMAIL} again; <EMAIL_9> is not ours."
+    headers = {"x-fake-chunking": chunking}
+    response = post(client, restore_stack, APIS[path](text), path=path, **headers)
+    assert response.status_code == 200
+    assert EMAIL not in upstream_last(client, restore_stack)["body"]
+    restored, snapshots, _ = streamed_text(path, response.content)
+    assert restored == text
+    assert all(snapshot == text for snapshot in snapshots)

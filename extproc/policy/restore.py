@@ -1,0 +1,62 @@
+"""Reversible masking (LiteLLM's ``output_parse_pii``): answers get the request's originals back.
+
+A guardrail with ``output_parse_pii: true`` masks the request with numbered placeholders
+(``<EMAIL_1>``); the model answers with those placeholders, and this module puts the original
+values back before the client sees the answer. It is an output guardrail like any other: its
+"findings" are the placeholders in the answer, each masked with its original value, so streamed
+answers get the hold-back window's guarantee for free (a placeholder split across chunks or
+events is held until it is whole, and never shown half-restored).
+
+The mapping lives only in the request's ``Placeholders``; nothing is stored elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import re2
+
+from extproc.backends.base import Action, Finding, Guardrail
+from extproc.config.loader import ConfigError, GuardrailSpec
+
+OPTION = "output_parse_pii"
+DEFAULT_FORMAT = "<{type}_{n}>"
+RESTORE_SPEC = GuardrailSpec(OPTION, "output_parse_pii", ("post_call",), False, {})
+
+
+def restores(spec: GuardrailSpec) -> bool:
+    """Whether a guardrail's masks are to be reversed in the answer."""
+    value = spec.params.get(OPTION, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"guardrail {spec.name!r}: litellm_params.{OPTION} must be true or false")
+    return value
+
+
+def check_restorable(template: str, where: str) -> str:
+    """A reversible mask must tell values apart: its format needs ``{n}``."""
+    if "{n}" not in template:
+        raise ConfigError(
+            f"{where}: with {OPTION} the placeholder must contain {{n}} (e.g. '{DEFAULT_FORMAT}'), "
+            "or different values could not be told apart when restoring them"
+        )
+    return template
+
+
+class PlaceholderRestore(Guardrail):
+    """Finds the request's placeholders in an answer; each one "masks" to its original."""
+
+    def __init__(self, originals: Mapping[str, str]) -> None:
+        super().__init__(RESTORE_SPEC)
+        self.originals = dict(originals)
+        labels = sorted(self.originals, key=len, reverse=True)  # <EMAIL_10> before <EMAIL_1>
+        self.max_match_chars = max(len(label) for label in labels)  # type: ignore[misc]
+        self._pattern = re2.compile("|".join(re2.escape(label) for label in labels))
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        found = []
+        for index, text in enumerate(texts):
+            for match in self._pattern.finditer(text):
+                original = self.originals[match.group()]
+                start, end = match.span()
+                found.append(Finding(index, start, end, "RESTORE", Action.MASK, label=original))
+        return found
