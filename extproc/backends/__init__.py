@@ -64,11 +64,17 @@ def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
 
 # Modules that register built-in backends when imported (one line each).
 BUILTIN_MODULES = (
+    "azure_content_safety",
     "content_filter",
+    "lakera",
     "litellm_names",
+    "llm_guard",
+    "openai_moderation",
     "pii",
+    "presidio",
     "prompt_injection",
     "secrets",
+    "webhook",
 )
 
 

@@ -2,23 +2,42 @@
 
 Backends implement ``call`` (build the vendor's request, read its answer into findings) and use
 ``post_json``; this class owns what every remote backend needs the same way: one pooled HTTP
-client, the per-call timeout, errors that never carry the API key, and (around ``call``) the
-circuit breaker and the verdict cache.
+client, the per-call timeout, errors that never carry the API key, and (around ``call``, in
+``inspect``) the verdict cache, the circuit breaker and the outcome counters.
+
+Config keys read here (``litellm_params``): ``api_base``, ``api_key``, ``timeout``,
+``circuit_breaker_failures`` (default 5, 0 = off), ``circuit_breaker_reset_seconds`` (30),
+``verdict_cache`` (true), ``verdict_cache_size`` (10000), ``verdict_cache_ttl_seconds`` (300).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import httpx
 
 from extproc.backends.base import INPUT, Finding, Guardrail, ScanContext
+from extproc.backends.circuit import CircuitBreaker
+from extproc.backends.verdict_cache import (
+    CLEAN,
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_TTL_SECONDS,
+    VerdictCache,
+    verdict_key,
+)
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.observability import COUNTERS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
+DEFAULT_BREAKER_FAILURES = 5
+DEFAULT_BREAKER_RESET_SECONDS = 30.0
 
 
 class BackendError(Exception):
@@ -40,6 +59,11 @@ class RemoteGuardrail(Guardrail):
     # start without one.
     api_key_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = True
+    # True: the service judges each text on its own, so a text's verdict can be cached and
+    # reused in another conversation. False: its verdict is about the texts together (a
+    # whole-conversation score); then only the texts of a fully clean call are cached, and a
+    # flagged call caches nothing (see ``_texts_to_send`` for what is sent on a later turn).
+    per_text_verdicts: ClassVar[bool] = True
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -64,6 +88,8 @@ class RemoteGuardrail(Guardrail):
             params.get("timeout", DEFAULT_TIMEOUT_SECONDS), f"{where}: litellm_params.timeout"
         )
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self.breaker = _breaker_from(params, where)
+        self.verdict_cache = _cache_from(params, where)
 
     # -- what subclasses implement and use ---------------------------------------------------
 
@@ -107,14 +133,163 @@ class RemoteGuardrail(Guardrail):
 
     # -- what the engine calls ---------------------------------------------------------------
 
+    def verdict_scope(self, context: ScanContext) -> str:
+        """What a verdict depends on besides the guardrail, direction, role and text (part of
+        the cache key). Override when the service judges per caller (e.g. forwarded identity
+        headers); the default: nothing."""
+        return ""
+
     async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
+        """``call`` on the texts the verdict cache does not know, through the breaker."""
+        cache = self.verdict_cache
+        if cache is None or context.streaming or not texts:
+            found = await self._guarded_call(texts, context)
+        else:
+            found = await self._cached_inspect(cache, texts, context)
+        COUNTERS.inc(self.name, "flagged" if found else "pass")
+        return found
+
+    async def _cached_inspect(
+        self, cache: VerdictCache, texts: Sequence[str], context: ScanContext
+    ) -> list[Finding]:
+        roles = list(context.roles) if len(context.roles) == len(texts) else [None] * len(texts)
+        scope = self.verdict_scope(context)
+        keys = [
+            verdict_key(self.name, context.direction, role, text, scope)
+            for role, text in zip(roles, texts, strict=True)
+        ]
+        known = [cache.get(key) for key in keys]
+        missing = [i for i, verdict in enumerate(known) if verdict is None]
+        COUNTERS.inc(self.name, "cache_hit", len(texts) - len(missing))
+        COUNTERS.inc(self.name, "cache_miss", len(missing))
+        send = self._texts_to_send(missing, len(texts))
+        found: list[Finding] = []
+        if send:
+            if len(send) == len(texts):
+                result = await self._guarded_call(texts, context)
+            else:
+                sub_context = replace(context, roles=[roles[i] for i in send])
+                result = await self._guarded_call([texts[i] for i in send], sub_context)
+            found = [replace(f, index=send[f.index]) for f in result]
+            self._remember(cache, [keys[i] for i in send], result)
+        sent = set(send)
+        for index, verdict in enumerate(known):
+            if verdict and index not in sent:
+                found += [replace(f, index=index) for f in verdict]
+        if len(sent) < len(texts) and found:
+            found.sort(key=_by_index)  # text order, whether cached or not
+        return found
+
+    def _texts_to_send(self, missing: list[int], count: int) -> list[int]:
+        """Indices of the texts to send: the unknown ones.
+
+        For a backend that judges texts together (``per_text_verdicts`` False) the cached texts
+        were all part of clean calls. When the unknown texts come after them (a conversation
+        that grew by new turns) only the new turns are sent: this is what saves a paid call's
+        tokens on every turn, at the price that the service no longer sees the earlier turns as
+        context. When an unknown text sits before a known one (history edited or reordered),
+        the context changed under the cached verdicts, so the whole conversation is sent."""
+        if not missing or self.per_text_verdicts:
+            return missing
+        first = missing[0]
+        appended = missing == list(range(first, count))
+        return missing if appended else list(range(count))
+
+    def _remember(
+        self, cache: VerdictCache, keys: Sequence[bytes], findings: Sequence[Finding]
+    ) -> None:
+        """Store the verdict of each sent text (findings relative to their text)."""
+        if not self.per_text_verdicts:
+            if not findings:  # a clean joint verdict clears each text; a flagged one, none
+                for key in keys:
+                    cache.put(key, CLEAN)
+            return
+        per_text: list[list[Finding]] = [[] for _ in keys]
+        for finding in findings:
+            if 0 <= finding.index < len(keys):
+                per_text[finding.index].append(replace(finding, index=0))
+        for key, own in zip(keys, per_text, strict=True):
+            cache.put(key, tuple(own) if own else CLEAN)
+
+    async def _guarded_call(self, texts: Sequence[str], context: ScanContext) -> list[Finding]:
+        """``call`` with the timeout, through the circuit breaker; counts failures."""
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            COUNTERS.inc(self.name, "circuit_open")
+            raise BackendError(
+                f"{self.spec.guardrail} circuit open after {breaker.threshold} consecutive "
+                f"failures (next trial in {breaker.retry_in():.0f}s)"
+            )
         try:
-            return await asyncio.wait_for(self.call(texts, context), self.timeout)
-        except TimeoutError:
-            raise BackendError(f"{self.spec.guardrail} timed out after {self.timeout:g}s") from None
+            async with asyncio.timeout(self.timeout):  # no extra task, unlike wait_for
+                result = await self.call(texts, context)
+        except Exception as error:
+            COUNTERS.inc(self.name, "error")
+            if breaker is not None and breaker.failure():
+                log.warning(
+                    "guardrail %s: circuit opened after %d consecutive failures (last: %s); "
+                    "failing fast for %gs",
+                    self.name,
+                    breaker.threshold,
+                    type(error).__name__,
+                    breaker.reset_seconds,
+                )
+            if isinstance(error, TimeoutError):
+                raise BackendError(
+                    f"{self.spec.guardrail} timed out after {self.timeout:g}s"
+                ) from None
+            raise
+        except BaseException:  # cancelled: says nothing about the backend
+            if breaker is not None:
+                breaker.abandon()
+            raise
+        if breaker is not None and breaker.success():
+            log.warning("guardrail %s: circuit closed, the backend answers again", self.name)
+        return result
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         return await self.inspect(texts)
+
+
+def _by_index(finding: Finding) -> int:
+    return finding.index
+
+
+def _breaker_from(params: Mapping[str, Any], where: str) -> CircuitBreaker | None:
+    failures = _count(
+        params.get("circuit_breaker_failures", DEFAULT_BREAKER_FAILURES),
+        f"{where}: litellm_params.circuit_breaker_failures",
+        minimum=0,
+    )
+    reset = _positive_float(
+        params.get("circuit_breaker_reset_seconds", DEFAULT_BREAKER_RESET_SECONDS),
+        f"{where}: litellm_params.circuit_breaker_reset_seconds",
+    )
+    return CircuitBreaker(failures, reset) if failures else None
+
+
+def _cache_from(params: Mapping[str, Any], where: str) -> VerdictCache | None:
+    enabled = params.get("verdict_cache", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(
+            f"{where}: litellm_params.verdict_cache must be true or false, got {enabled!r}"
+        )
+    size = _count(
+        params.get("verdict_cache_size", DEFAULT_MAX_ENTRIES),
+        f"{where}: litellm_params.verdict_cache_size",
+        minimum=1,
+    )
+    ttl = _positive_float(
+        params.get("verdict_cache_ttl_seconds", DEFAULT_TTL_SECONDS),
+        f"{where}: litellm_params.verdict_cache_ttl_seconds",
+    )
+    return VerdictCache(size, ttl) if enabled else None
+
+
+def _count(value: object, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 def _positive_float(value: object, where: str) -> float:

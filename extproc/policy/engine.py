@@ -207,15 +207,26 @@ class Engine:
         return found
 
     def _failed(self, guardrail: Guardrail, error: Exception) -> None:
-        """A guardrail raised: re-raise (-> block) unless its on_error is ``allow``."""
-        if self.on_error[guardrail.name] == "block":
-            raise error
-        # Fail open, by configuration; said loudly, and never with the content.
+        """A guardrail raised: re-raise (-> block) unless its on_error is ``allow``. Either way
+        one warning and one count (failed_closed / failed_open), so an allow because a backend
+        failed never looks like a clean pass."""
+        from extproc.backends.remote import BackendError  # failure path only: no import cost
+        from extproc.observability import COUNTERS
+
+        fail_open = self.on_error[guardrail.name] != "block"
+        COUNTERS.inc(guardrail.name, "failed_open" if fail_open else "failed_closed")
+        # The class, plus a BackendError's own text (never a key or content, by its contract);
+        # other exceptions' messages may quote the content.
+        why = f"{type(error).__name__}: {error}" if isinstance(error, BackendError) else None
         log.warning(
-            "guardrail %s failed (%s); request allowed because on_error is 'allow'",
+            "guardrail %s failed (%s); request %s because on_error is %r",
             guardrail.name,
-            type(error).__name__,
+            why or type(error).__name__,
+            "allowed" if fail_open else "blocked",
+            self.on_error[guardrail.name],
         )
+        if not fail_open:
+            raise error
 
 
 def log_findings(findings: Found, names: frozenset[str]) -> None:

@@ -1,0 +1,81 @@
+"""Outcome counters per guardrail: what tells "allowed because the backend failed" apart
+from a clean pass.
+
+Outcomes of one check (one ``inspect`` of a remote guardrail): ``pass``, ``flagged``,
+``error`` (the backend failed), ``circuit_open`` (failed fast, the backend was not called).
+What the engine did with a failure: ``failed_open`` (allowed, ``on_error: allow``) or
+``failed_closed`` (blocked). Texts the verdict cache answered or had to send: ``cache_hit``,
+``cache_miss`` (counted per text, not per check, so they are rendered as their own metric).
+"""
+
+from __future__ import annotations
+
+import threading
+
+CHECK_OUTCOMES = ("pass", "flagged", "error", "circuit_open", "failed_open", "failed_closed")
+CACHE_OUTCOMES = ("cache_hit", "cache_miss")
+OUTCOMES = CHECK_OUTCOMES + CACHE_OUTCOMES
+
+
+class Counters:
+    """A thread-safe ``(guardrail, outcome) -> count`` registry. Cheap enough for the hot path
+    (one lock and one dict update, well under a microsecond)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def inc(self, guardrail: str, outcome: str, amount: int = 1) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
+        if amount <= 0:
+            return
+        key = (guardrail, outcome)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def get(self, guardrail: str, outcome: str) -> int:
+        with self._lock:
+            return self._counts.get((guardrail, outcome), 0)
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+# The process-wide registry every guardrail and the engine count into.
+COUNTERS = Counters()
+
+_CHECKS_HELP = (
+    "# HELP guardrail_checks_total Guardrail checks by outcome (failed_open: allowed because "
+    "the backend failed).\n# TYPE guardrail_checks_total counter\n"
+)
+_CACHE_HELP = (
+    "# HELP guardrail_verdict_cache_texts_total Texts answered from the verdict cache (hit) or "
+    "sent to the backend (miss).\n# TYPE guardrail_verdict_cache_texts_total counter\n"
+)
+
+
+def _label(value: str) -> str:
+    """Prometheus label escaping: backslash, double quote, newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(counters: Counters = COUNTERS) -> str:
+    """The counters in the Prometheus text exposition format (version 0.0.4)."""
+    counts = sorted(counters.snapshot().items())
+    checks = [
+        f'guardrail_checks_total{{guardrail="{_label(g)}",outcome="{o}"}} {n}\n'
+        for (g, o), n in counts
+        if o in CHECK_OUTCOMES
+    ]
+    cache = [
+        f'guardrail_verdict_cache_texts_total{{guardrail="{_label(g)}",result="{o[6:]}"}} {n}\n'
+        for (g, o), n in counts
+        if o in CACHE_OUTCOMES
+    ]
+    return _CHECKS_HELP + "".join(checks) + _CACHE_HELP + "".join(cache)

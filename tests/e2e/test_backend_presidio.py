@@ -1,0 +1,156 @@
+"""Presidio through a real Envoy, against the fake analyzer: allow, mask (request, answer,
+numbered labels), block per entity (LiteLLM's message), and failures under both on_error."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from extproc.stack.processes import Stack
+from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.fakes.fake_presidio import FakePresidio
+
+EMAIL = "jane.doe@example.com"
+SSN = "078-05-1120"
+
+CONFIG = """
+guardrails:
+  - guardrail_name: presidio-in
+    litellm_params:
+      guardrail: presidio
+      mode: pre_call
+      presidio_analyzer_api_base: {base}
+      pii_entities_config: {US_SSN: BLOCK, EMAIL_ADDRESS: MASK, PERSON: MASK}
+      timeout: 0.5
+      verdict_cache: false
+  - guardrail_name: presidio-open
+    litellm_params:
+      guardrail: presidio
+      mode: pre_call
+      presidio_analyzer_api_base: {base}
+      timeout: 0.5
+      verdict_cache: false
+      on_error: allow
+  - guardrail_name: presidio-out
+    litellm_params: {guardrail: presidio, mode: post_call, presidio_analyzer_api_base: "{base}"}
+  - guardrail_name: presidio-numbered
+    litellm_params:
+      guardrail: presidio
+      mode: pre_call
+      presidio_analyzer_api_base: {base}
+      output_parse_pii: true
+"""
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakePresidio]:
+    with FakePresidio() as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def presidio_stack(tmp_path_factory: pytest.TempPathFactory, fake: FakePresidio) -> Iterator[Stack]:
+    yield from module_stack(tmp_path_factory, "presidio", CONFIG.replace("{base}", fake.base_url))
+
+
+def ask(client: httpx.Client, stack: Stack, text: str, guardrail: str) -> httpx.Response:
+    return post(client, stack, chat_body(text, guardrails=[guardrail]))
+
+
+def upstream_text(client: httpx.Client, stack: Stack) -> str:
+    body: Any = json.loads(upstream_last(client, stack)["body"])
+    return body["messages"][-1]["content"]
+
+
+def unique(text: str) -> str:
+    return f"{text} [{uuid.uuid4().hex[:8]}]"
+
+
+def test_clean_request_reaches_upstream_after_one_analyze(
+    client: httpx.Client, presidio_stack: Stack, fake: FakePresidio
+) -> None:
+    before = len(fake.seen("/analyze"))
+    text = unique("what is the capital of France?")
+    response = ask(client, presidio_stack, text, "presidio-in")
+    assert response.status_code == 200
+    assert upstream_text(client, presidio_stack) == text
+    [seen] = fake.seen("/analyze")[before:]
+    assert seen.body == {
+        "text": text,
+        "language": "en",
+        "entities": ["US_SSN", "EMAIL_ADDRESS", "PERSON"],
+    }
+
+
+def test_pii_is_masked_with_presidio_labels(client: httpx.Client, presidio_stack: Stack) -> None:
+    text = unique(f"I am Jane Doe, mail {EMAIL}")
+    response = ask(client, presidio_stack, text, "presidio-in")
+    assert response.status_code == 200
+    expected = text.replace("Jane Doe", "<PERSON>").replace(EMAIL, "<EMAIL_ADDRESS>")
+    assert upstream_text(client, presidio_stack) == expected
+
+
+def test_blocked_entity_is_a_400_with_litellms_message(
+    client: httpx.Client, presidio_stack: Stack
+) -> None:
+    text = unique(f"my ssn is {SSN}, mail {EMAIL}")
+    response = ask(client, presidio_stack, text, "presidio-in")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == (
+        "Blocked entity detected: US_SSN by Guardrail: presidio-in. "
+        "This entity is not allowed to be used in this request."
+    )
+    assert error["provider_specific_fields"]["detected"] == ["US_SSN"]
+    assert SSN not in response.text
+    assert upstream_text(client, presidio_stack) != text
+
+
+def test_pii_in_the_answer_is_masked(client: httpx.Client, presidio_stack: Stack) -> None:
+    text = unique(f"repeat {EMAIL}")
+    response = ask(client, presidio_stack, text, "presidio-out")
+    assert response.status_code == 200
+    assert upstream_text(client, presidio_stack) == text
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert EMAIL not in answer and "<EMAIL_ADDRESS>" in answer
+
+
+def test_output_parse_pii_sends_numbered_labels(
+    client: httpx.Client, presidio_stack: Stack
+) -> None:
+    text = unique(f"Jane Doe and John, mail {EMAIL}")
+    response = ask(client, presidio_stack, text, "presidio-numbered")
+    assert response.status_code == 200
+    assert upstream_text(client, presidio_stack) == text.replace("Jane Doe", "<PERSON_1>").replace(
+        "John", "<PERSON_2>"
+    ).replace(EMAIL, "<EMAIL_ADDRESS_1>")
+
+
+@pytest.mark.parametrize("failure", ["status:500", "delay:1.5", "garbage"])
+@pytest.mark.parametrize(("guardrail", "status"), [("presidio-in", 500), ("presidio-open", 200)])
+def test_analyzer_failures_follow_on_error(
+    client: httpx.Client,
+    presidio_stack: Stack,
+    fake: FakePresidio,
+    failure: str,
+    guardrail: str,
+    status: int,
+) -> None:
+    text = unique(f"failure {failure} for {EMAIL}")
+    fake.fail = failure
+    try:
+        response = ask(client, presidio_stack, text, guardrail)
+    finally:
+        fake.fail = None
+    assert response.status_code == status
+    if status == 500:
+        assert response.json()["error"]["message"].startswith("Guardrail check failed")
+        assert EMAIL not in response.text
+        assert upstream_text(client, presidio_stack) != text
+    else:  # failed open, by configuration: unmasked
+        assert upstream_text(client, presidio_stack) == text
