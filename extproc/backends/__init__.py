@@ -64,7 +64,9 @@ def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
 
 # Modules that register built-in backends when imported (one line each).
 BUILTIN_MODULES = (
+    "aim",
     "azure_content_safety",
+    "bedrock",
     "content_filter",
     "lakera",
     "litellm_names",

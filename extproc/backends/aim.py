@@ -1,0 +1,432 @@
+"""Aim Security (``guardrail: aim``; now Cato Networks): the hosted AI firewall LiteLLM calls.
+
+Aim changed its contract twice; ``api_version`` picks the generation a tenant speaks:
+
+============  ===========================  ==========================  =========================
+api_version   input check                  output check                answer
+============  ===========================  ==========================  =========================
+fw (default)  POST /fw/v1/analyze          POST /fw/v1/analyze         ``required_action``
+detect_v2     POST /detect/openai/v2       POST /detect/output/v2      ``required_action``
+detect        POST /detect/openai          POST /detect/output         ``detected`` + message
+============  ===========================  ==========================  =========================
+
+Aim decides (its policies live in the tenant), we apply: ``block_action`` blocks with Aim's
+``detection_message``, ``anonymize_action`` masks, ``monitor_action`` changes nothing. Aim
+answers an anonymization with redacted messages rather than spans, so the spans are derived:
+from ``last_message_entities`` (start/end) for the last message when they agree with the text,
+else by aligning the redacted message with the original around Aim's ``[NAME_1]``-style
+placeholders (linear, no difflib); the masked text always equals Aim's redacted text.
+
+Aim's streamed-output websocket is not used (streamed answers are not checked by this backend).
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, ClassVar
+
+from extproc.backends import register
+from extproc.backends.base import Action, Finding, ScanContext
+from extproc.backends.remote import BackendError, RemoteGuardrail
+from extproc.config.loader import ConfigError, GuardrailSpec
+
+log = logging.getLogger(__name__)
+
+BLOCK_TYPE = "AIM_POLICY"
+REDACTED_TYPE = "REDACTED"  # a redaction whose placeholder names no entity type
+# The roles Aim accepts; anything else goes as "user" (Aim answers 422 to a bare tool message).
+AIM_ROLES = frozenset({"system", "user", "assistant"})
+ROLE_ALIASES = {"instructions": "system"}  # Responses-API instructions act as a system message
+# Our phase -> the x-aim-litellm-hook value (Aim applies the policies of that phase).
+HOOKS = {"pre_call": "pre_call", "during_call": "moderation", "post_call": "output"}
+USER_EMAIL_HEADER = "x-aim-user-email"
+REQUEST_ID_HEADER = "x-request-id"  # Envoy's, ties a call's input and output checks together
+# Aim's placeholders: "[NAME_1]", "[EMAIL_2]". Letters first, so "[1]" citations stay text.
+PLACEHOLDER_MAX = 64
+_PLACEHOLDER_BODY = frozenset(string.ascii_letters + string.digits + "_.-")
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One generation of Aim's HTTP contract."""
+
+    input_path: str
+    output_path: str
+    key_alias_header: str
+    call_id_header: str
+    litellm_version: str  # the LiteLLM release that spoke it (Aim keys compatibility on it)
+    actions: bool  # answers with required_action (else detected/detection_message)
+
+
+GENERATIONS = {
+    "fw": Generation(
+        "/fw/v1/analyze",
+        "/fw/v1/analyze",
+        "x-aim-gateway-key-alias",
+        "x-aim-call-id",
+        "1.109.1",
+        actions=True,
+    ),
+    "detect_v2": Generation(
+        "/detect/openai/v2",
+        "/detect/output/v2",
+        "x-aim-litellm-key-alias",
+        "x-aim-litellm-call-id",
+        "1.74.0",
+        actions=True,
+    ),
+    "detect": Generation(
+        "/detect/openai",
+        "/detect/output",
+        "x-aim-litellm-key-alias",
+        "x-aim-litellm-call-id",
+        "1.67.0",
+        actions=False,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    type: str
+    label: str
+
+
+@register("aim")
+class AimGuardrail(RemoteGuardrail):
+    """Asks Aim about the conversation (input) or the conversation plus the answer (output)."""
+
+    api_base_env = "AIM_API_BASE"
+    default_api_base = "https://api.aim.security"
+    api_key_env = "AIM_API_KEY"
+    key_required = True
+    returns_spans = True  # anonymize_action masks
+    supported_modes: ClassVar[frozenset[str]] = frozenset(HOOKS)
+    per_text_verdicts = False  # Aim judges the conversation, not each message alone
+
+    def __init__(self, spec: GuardrailSpec) -> None:
+        super().__init__(spec)
+        params = spec.params
+        where = f"guardrail {spec.name!r}: litellm_params"
+        version = params.get("api_version", "fw")
+        if version not in GENERATIONS:
+            choices = ", ".join(GENERATIONS)
+            raise ConfigError(f"{where}.api_version must be one of {choices}, got {version!r}")
+        self.generation = GENERATIONS[version]
+        self.key_alias_header = _optional_header_name(
+            params.get("key_alias_header"), f"{where}.key_alias_header"
+        )
+        litellm_version = params.get("litellm_version", self.generation.litellm_version)
+        if not isinstance(litellm_version, str):
+            raise ConfigError(f"{where}.litellm_version must be a string, got {litellm_version!r}")
+        self.litellm_version = litellm_version
+
+    # -- the request -------------------------------------------------------------------------
+
+    async def call(self, texts: Sequence[str], context: ScanContext) -> list[Finding]:
+        generation = self.generation
+        if not texts:
+            return []
+        messages = aim_messages(texts, context.roles)
+        if context.direction == "output":
+            history = aim_messages(context.request_texts, context.request_roles)
+            path = generation.output_path
+            if generation is GENERATIONS["fw"]:
+                body: dict[str, Any] = {"messages": history + messages}
+            else:  # the older contract takes the answer as one string beside the history
+                body = {"output": "\n".join(texts), "messages": history}
+            offset = len(history)
+        else:
+            path, body, offset = generation.input_path, {"messages": messages}, 0
+        answer = await self.post_json(path, body, self.request_headers(context))
+        if not isinstance(answer, dict):
+            raise BackendError("aim answered with something that is not a JSON object")
+        if not generation.actions:
+            return self.read_detection(answer, texts)
+        # detect_v2's output check (answer beside, not in, the messages) gives a verdict only.
+        can_mask = "output" not in body
+        return self.read_required_action(answer, texts, offset, len(body["messages"]), can_mask)
+
+    def request_headers(self, context: ScanContext) -> dict[str, str]:
+        """The hook, the caller's identity as Aim's LiteLLM integration sends it."""
+        generation = self.generation
+        headers = {"x-aim-litellm-hook": HOOKS.get(context.mode, "pre_call")}
+        if self.litellm_version:
+            headers["x-aim-litellm-version"] = self.litellm_version
+        client = context.headers
+        forwarded = {
+            USER_EMAIL_HEADER: client.get(USER_EMAIL_HEADER),
+            generation.key_alias_header: self.key_alias_header
+            and client.get(self.key_alias_header),
+            generation.call_id_header: client.get(REQUEST_ID_HEADER),
+        }
+        # Only values a header can carry as is (a non-ASCII one would fail the whole call).
+        headers.update(
+            (name, value)
+            for name, value in forwarded.items()
+            if value and value.isascii() and value.isprintable()
+        )
+        return headers
+
+    def verdict_scope(self, context: ScanContext) -> str:
+        """Aim applies per-user and per-key policies: cached verdicts are theirs only."""
+        headers = context.headers
+        alias = headers.get(self.key_alias_header, "") if self.key_alias_header else ""
+        return f"{headers.get(USER_EMAIL_HEADER, '')}\x00{alias}"
+
+    # -- the answer --------------------------------------------------------------------------
+
+    def read_detection(self, answer: dict[str, Any], texts: Sequence[str]) -> list[Finding]:
+        """detect (gen A): ``{"detected", "details": {policy: ...}, "detection_message"}``."""
+        detected, details = answer.get("detected"), answer.get("details")
+        if not isinstance(detected, bool) or not isinstance(details, dict):
+            raise BackendError("aim answer lacks 'detected' (bool) or 'details' (object)")
+        if not detected:
+            return []
+        message = _message(answer.get("detection_message"))
+        policies = [str(name) for name in details] or [None]
+        return [block_finding(texts, message, policy) for policy in policies]
+
+    def read_required_action(
+        self,
+        answer: dict[str, Any],
+        texts: Sequence[str],
+        offset: int,
+        sent: int,
+        can_mask: bool,
+    ) -> list[Finding]:
+        """fw / detect_v2: ``required_action`` null, or its ``action_type`` says what to do."""
+        required = answer.get("required_action")
+        if required is None:
+            return []
+        if not isinstance(required, dict):
+            raise BackendError("aim answer has a 'required_action' that is not an object")
+        action = required.get("action_type")
+        if action == "block_action":
+            message = _message(required.get("detection_message"))
+            policy = required.get("policy_name")
+            return [block_finding(texts, message, str(policy) if policy else None)]
+        if action == "anonymize_action":
+            if not can_mask:
+                log.info("guardrail %s: aim anonymize_action on output not applied", self.name)
+                return []
+            return self.anonymized(answer, required, texts, offset, sent)
+        if action == "monitor_action":
+            log.info("guardrail %s: aim monitor_action (request allowed)", self.name)
+        else:  # as LiteLLM: an action we do not know is logged and the request goes on
+            log.warning("guardrail %s: aim sent unknown action_type; ignored", self.name)
+        return []
+
+    def anonymized(
+        self,
+        answer: dict[str, Any],
+        required: dict[str, Any],
+        texts: Sequence[str],
+        offset: int,
+        sent: int,
+    ) -> list[Finding]:
+        """MASK findings turning each of ``texts`` (messages ``offset``.. of the ``sent``)
+        into Aim's redacted version of it."""
+        redacted = redacted_contents(answer, required, sent)
+        last = len(texts) - 1
+        entities = _last_message_entities(answer)
+        findings: list[Finding] = []
+        for index, original in enumerate(texts):
+            target = redacted[offset + index] if redacted is not None else None
+            spans = None
+            if index == last and entities:
+                spans = spans_from_entities(original, entities)
+                if spans is not None and target is not None and apply(original, spans) != target:
+                    spans = None  # the entities disagree with the redaction: trust the text
+            if spans is None and target is not None and target != original:
+                spans = spans_from_redaction(original, target)
+            findings += [
+                Finding(index, s.start, s.end, s.type, Action.MASK, label=s.label)
+                for s in spans or ()
+            ]
+        if not findings:
+            log.warning("guardrail %s: aim anonymize_action without a redaction", self.name)
+        return findings
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+
+
+def aim_messages(texts: Sequence[str], roles: Sequence[str | None]) -> list[dict[str, str]]:
+    """Text-only ``{role, content}`` messages, one per text, in roles Aim accepts."""
+    messages = []
+    for index, text in enumerate(texts):
+        role = roles[index] if index < len(roles) else None
+        role = ROLE_ALIASES.get(role or "", role)
+        messages.append({"role": role if role in AIM_ROLES else "user", "content": text})
+    return messages
+
+
+def block_finding(texts: Sequence[str], message: str | None, policy: str | None) -> Finding:
+    """A verdict about the conversation: on the last text (the one being judged)."""
+    index = len(texts) - 1
+    return Finding(index, 0, len(texts[index]), BLOCK_TYPE, Action.BLOCK, policy, message=message)
+
+
+def redacted_contents(
+    answer: Mapping[str, Any], required: Mapping[str, Any], sent: int
+) -> list[str | None] | None:
+    """The redacted content of each sent message (None: unchanged), from ``redacted_chat``
+    (latest) or ``required_action.chat_redaction_result`` (older); None when Aim sent none."""
+    chat = answer.get("redacted_chat") or required.get("chat_redaction_result")
+    if not chat:
+        return None
+    if not isinstance(chat, dict):
+        raise BackendError("aim redaction result is not an object")
+    messages = chat.get("all_redacted_messages")
+    if not messages and isinstance(chat.get("redacted_new_message"), dict):
+        return [None] * (sent - 1) + [_content(chat["redacted_new_message"])]
+    if not isinstance(messages, list) or len(messages) != sent:
+        # Forwarding unredacted text is not an option; what to do on failure is on_error's call.
+        raise BackendError("aim redaction does not have one message per inspected message")
+    return [_content(message) for message in messages]
+
+
+def spans_from_entities(text: str, entities: Sequence[Any]) -> list[Span] | None:
+    """Spans from ``last_message_entities``; None unless every one is in range, in order and
+    (when it quotes ``content``) covers exactly that content."""
+    spans: list[Span] = []
+    for entity in entities:
+        if not isinstance(entity, dict):
+            return None
+        start, end, content = entity.get("start"), entity.get("end"), entity.get("content")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            return None
+        if isinstance(content, str) and text[start:end] != content:
+            return None  # offsets in another unit (bytes, UTF-16): not ours to guess
+        if spans and start < spans[-1].end:
+            return None
+        kind = str(entity.get("type") or REDACTED_TYPE).upper()
+        name = entity.get("name")
+        spans.append(Span(start, end, kind, f"[{name}]" if name else f"[{kind}]"))
+    return spans
+
+
+def spans_from_redaction(original: str, redacted: str) -> list[Span]:
+    """Spans that turn ``original`` into ``redacted``: align the literal text between Aim's
+    placeholders with the original (first match), else one span over what differs."""
+    spans = _align_placeholders(original, redacted)
+    if spans is not None:
+        return [s for s in spans if original[s.start : s.end] != s.label]
+    prefix = _common_prefix(original, redacted)
+    suffix = _common_prefix(original[prefix:][::-1], redacted[prefix:][::-1])
+    end, label = len(original) - suffix, redacted[prefix : len(redacted) - suffix]
+    if prefix == end:  # pure insertion: widen to a neighbouring character to have a span
+        if end < len(original):
+            end, label = end + 1, label + original[end]
+        elif prefix > 0:
+            prefix, label = prefix - 1, original[prefix - 1] + label
+        else:
+            return []
+    return [Span(prefix, end, REDACTED_TYPE, label)]
+
+
+def _align_placeholders(original: str, redacted: str) -> list[Span] | None:
+    """``redacted`` is literal text with placeholders between; find each literal in the
+    original after the previous one (the last one anchored at the end). None if it fails."""
+    placeholders = _placeholders(redacted)
+    if not placeholders:
+        return None
+    literals = [redacted[: placeholders[0][0]]]
+    literals += [redacted[a[1] : b[0]] for a, b in pairwise(placeholders)]
+    literals.append(redacted[placeholders[-1][1] :])
+    if not original.startswith(literals[0]):
+        return None
+    spans: list[Span] = []
+    cursor = len(literals[0])
+    last = len(placeholders) - 1
+    for number, (start, end) in enumerate(placeholders):
+        literal = literals[number + 1]
+        if number == last:
+            stop = len(original) - len(literal)
+            if stop <= cursor or not original.endswith(literal):
+                return None
+        else:
+            stop = original.find(literal, cursor + 1) if literal else -1
+            if stop < 0:
+                return None
+        label = redacted[start:end]
+        spans.append(Span(cursor, stop, _placeholder_type(label), label))
+        cursor = stop + len(literal)
+    return spans
+
+
+def _placeholders(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each ``[Name_1]``-style placeholder: a letter, then letters, digits,
+    ``_ . -``, at most 64 in all. str.find, not a regex: this wrapper's match offsets cost a
+    scan of the text each, and a long answer can hold hundreds of placeholders."""
+    found: list[tuple[int, int]] = []
+    start = text.find("[")
+    while start >= 0:
+        close = text.find("]", start + 1, start + 2 + PLACEHOLDER_MAX)
+        inner = text[start + 1 : close] if close > start else ""
+        if inner[:1].isascii() and inner[:1].isalpha() and _PLACEHOLDER_BODY.issuperset(inner):
+            found.append((start, close + 1))
+            start = text.find("[", close + 1)
+        else:
+            start = text.find("[", start + 1)
+    return found
+
+
+def apply(text: str, spans: Sequence[Span]) -> str:
+    pieces, cursor = [], 0
+    for span in spans:
+        pieces += (text[cursor : span.start], span.label)
+        cursor = span.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def _placeholder_type(label: str) -> str:
+    """ "[NAME_1]" -> NAME."""
+    name = label[1:-1]
+    base = name.rstrip(string.digits)
+    if base != name and base.endswith("_"):
+        name = base[:-1]
+    return name.upper() or REDACTED_TYPE
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, by bisection on slice comparisons (C speed, log n steps)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _content(message: Any) -> str | None:
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else None
+
+
+def _last_message_entities(answer: Mapping[str, Any]) -> list[Any]:
+    analysis = answer.get("analysis_result")
+    entities = analysis.get("last_message_entities") if isinstance(analysis, dict) else None
+    return entities if isinstance(entities, list) else []
+
+
+def _message(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _optional_header_name(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c in value for c in " :\r\n"):
+        raise ConfigError(f"{where} must be an HTTP header name, got {value!r}")
+    return value.strip().lower()
