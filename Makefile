@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: venv protos test lint format run bench detectors quality clean
+.PHONY: venv protos test lint format run bench bench-streaming detectors quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ run: protos
 
 bench: protos
 	$(PY) bench/latency.py $(ARGS)
+
+bench-streaming: protos
+	$(PY) bench/streaming.py $(ARGS)
 
 detectors: $(STAMP)
 	$(PY) bench/detectors.py $(ARGS)
