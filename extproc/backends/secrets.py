@@ -16,6 +16,7 @@ cover only the secret value, so a mask leaves ``password = "[REDACTED]"`` readab
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,11 @@ _GENERIC_FORMS = (
 )
 _KUBERNETES_TRIGGER = r"""\bkind:[ \t]*["']?[Ss]ecret["']?[ \t]*(?:\r?\n|$)"""
 _K8S_WINDOW = 65536  # how far a manifest's data section is looked for around ``kind: Secret``
+# Lines of a PEM body after its header: base64 lines (>= 16 characters), optional RFC 1421
+# headers (Proc-Type: ...). Stdlib re on bytes: one loop of plain classes, linear time.
+_PEM_BODY = re.compile(
+    rb"(?:[ \t]*\r?\n[ \t]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]{2,30}:[^\r\n]{0,200}))+"
+)
 _MAX_NAME = 256  # longer "identifiers" before an operator are not variable names
 
 # -- compiled matching ------------------------------------------------------------------------
@@ -286,7 +292,12 @@ class _Detector:
             start, end = matcher.footer(UNANCHORED, state.data, stop, state.hi)[0]
             memo = (stop, start, end)
             state.footer_memo[matcher.rule.name] = memo
-        return memo[2] if memo[1] >= 0 else stop
+        if memo[1] >= 0:
+            return memo[2]
+        # No footer (yet: a streamed key arrives in pieces; or a truncated key): the key's
+        # body lines still belong to it, so a hold-back window keeps holding them.
+        body = _PEM_BODY.match(state.data, stop, state.hi)
+        return body.end() if body else stop
 
     # -- Kubernetes ---------------------------------------------------------------------------
 

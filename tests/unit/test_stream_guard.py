@@ -53,7 +53,7 @@ def scanner(guard):
 
 def stream_of(name: str, text: str = TEXT) -> bytes:
     answer, request = FORMATS[name]
-    body = json.loads(json.dumps(request).replace(json.dumps(TEXT)[1:-1], text))
+    body = json.loads(json.dumps(request).replace(json.dumps(TEXT)[1:-1], json.dumps(text)[1:-1]))
     return b"".join(answer(body | {"stream": True}))
 
 
@@ -157,3 +157,21 @@ def test_held_text_is_bounded() -> None:
     guard = StreamGuard(stream_format("openai_chat"), scan, 64, max_held_chars=2000)
     with pytest.raises(StreamTooLarge):
         run(guard, [stream_of("openai_chat", "word " * 2000)])
+
+
+def test_a_streamed_private_key_never_leaks_a_line() -> None:
+    """A PEM key is longer than any window: its body lines stay held from the header on, until
+    the footer closes the finding (a finding that grows is never cut)."""
+    secrets = guardrail("secrets", action="mask")
+    line = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
+    key = "-----BEGIN PRIVATE KEY-----\n" + "\n".join([line] * 40) + "\n-----END PRIVATE KEY-----"
+    text = "here it is:\n" + key + "\nkeep it safe " * 30
+    expected = reference(secrets, text)
+    assert line not in expected
+    original = stream_of("openai_chat", text)
+    rng = random.Random(SEED)
+    for _ in range(10):
+        guard = StreamGuard(stream_format("openai_chat"), scanner(secrets), 256)
+        data, blocked = run(guard, cuts(original, rng))
+        assert blocked is None and line[:20].encode() not in data
+        assert client_view("openai_chat", data)[0] == expected
