@@ -33,6 +33,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.redaction import common_ends
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +320,7 @@ def spans_from_redaction(original: str, redacted: str) -> list[Span]:
     spans = _align_placeholders(original, redacted)
     if spans is not None:
         return [s for s in spans if original[s.start : s.end] != s.label]
-    prefix = _common_prefix(original, redacted)
-    suffix = _common_prefix(original[prefix:][::-1], redacted[prefix:][::-1])
+    prefix, suffix = common_ends(original, redacted)
     end, label = len(original) - suffix, redacted[prefix : len(redacted) - suffix]
     if prefix == end:  # pure insertion: widen to a neighbouring character to have a span
         if end < len(original):
@@ -395,18 +395,6 @@ def _placeholder_type(label: str) -> str:
     if base != name and base.endswith("_"):
         name = base[:-1]
     return name.upper() or REDACTED_TYPE
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix, by bisection on slice comparisons (C speed, log n steps)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[low:middle] == b[low:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 def _content(message: Any) -> str | None:

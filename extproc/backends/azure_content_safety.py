@@ -19,14 +19,13 @@ System, developer and assistant texts are not sent: they are the operator's or t
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
-from extproc.backends.remote import BackendError, RemoteGuardrail
+from extproc.backends.remote import BackendError, RemoteGuardrail, gather_limited
 from extproc.config.loader import ConfigError, GuardrailSpec
 
 DEFAULT_API_VERSION = "2024-09-01"
@@ -108,11 +107,12 @@ class AzureTextModerationGuardrail(_ContentSafety):
 
     async def call(self, texts: Sequence[str], context: ScanContext) -> list[Finding]:
         pieces = [(i, chunk) for i, text in enumerate(texts) for chunk in chunks(text)]
-        answers = await _gather_limited(
+        answers = await gather_limited(
             [
                 lambda c=chunk: self.post_action("text:analyze", {"text": c, **self.body_options})
                 for _, chunk in pieces
-            ]
+            ],
+            MAX_PARALLEL_CALLS,
         )
         findings: list[Finding] = []
         judged: set[int] = set()
@@ -184,8 +184,9 @@ class AzurePromptShieldGuardrail(_ContentSafety):
             (prompts[n] if n < len(prompts) else None, groups[n] if n < len(groups) else [])
             for n in range(max(len(prompts), len(groups)))
         ]
-        answers = await _gather_limited(
-            [lambda p=prompt, d=docs: self._shield(p, d) for prompt, docs in calls]
+        answers = await gather_limited(
+            [lambda p=prompt, d=docs: self._shield(p, d) for prompt, docs in calls],
+            MAX_PARALLEL_CALLS,
         )
         attacked: dict[int, str] = {}  # text index -> which analysis found the attack
         for (prompt, docs), answer in zip(calls, answers, strict=True):
@@ -262,18 +263,6 @@ def _document_groups(documents: list[tuple[int, str]]) -> list[list[tuple[int, s
         groups[-1].append(document)
         size += length
     return groups
-
-
-async def _gather_limited(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
-    """Run ``calls`` concurrently, at most MAX_PARALLEL_CALLS at once: one long conversation
-    must not take every pooled connection from the other requests."""
-    gate = asyncio.Semaphore(MAX_PARALLEL_CALLS)
-
-    async def run(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with gate:
-            return await call()
-
-    return list(await asyncio.gather(*(run(c) for c in calls)))
 
 
 def _severity(value: object, where: str) -> int:

@@ -82,6 +82,10 @@ class Guardrail:
     returns_spans: ClassVar[bool] = True
     # Can judge a streamed answer window by window (through the hold-back window).
     checks_streamed_output: ClassVar[bool] = True
+    # How many new characters a streamed answer gathers before this guardrail scans again: a
+    # service is called once per window of new text (plus max_match_chars of overlap), not per
+    # token.
+    stream_stride: ClassVar[int] = 16
 
     def __init__(self, spec: GuardrailSpec) -> None:
         self.spec = spec

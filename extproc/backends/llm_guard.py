@@ -13,17 +13,17 @@ exactly. Otherwise an invalid verdict blocks the whole text, with LiteLLM's mess
 
 from __future__ import annotations
 
-import asyncio
 import difflib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar
 
 import re2
 
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
-from extproc.backends.remote import BackendError, RemoteGuardrail
+from extproc.backends.remote import BackendError, RemoteGuardrail, gather_limited
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.redaction import common_ends
 
 BLOCK_MESSAGE = "Violated content safety policy"  # LiteLLM's llmguard_moderations wording
 MAX_PARALLEL_CALLS = 8
@@ -94,7 +94,9 @@ class LLMGuardGuardrail(RemoteGuardrail):
 
             sanitized_key = "sanitized_prompt"
         wanted = [i for i, text in enumerate(texts) if text.strip()]
-        answers = await _gather_limited([lambda t=texts[i]: ask(t) for i in wanted])
+        answers = await gather_limited(
+            [lambda t=texts[i]: ask(t) for i in wanted], MAX_PARALLEL_CALLS
+        )
         findings: list[Finding] = []
         for index, answer in zip(wanted, answers, strict=True):
             verdict = _read_verdict(answer, sanitized_key)
@@ -115,18 +117,6 @@ def _last_user_text(texts: Sequence[str], roles: Sequence[str | None]) -> str:
         if index < len(roles) and roles[index] == "user":
             return texts[index]
     return texts[-1] if texts else ""
-
-
-async def _gather_limited(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
-    """Run ``calls`` concurrently, at most MAX_PARALLEL_CALLS at once: one long conversation
-    must not take every pooled connection from the other requests."""
-    gate = asyncio.Semaphore(MAX_PARALLEL_CALLS)
-
-    async def run(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with gate:
-            return await call()
-
-    return list(await asyncio.gather(*(run(c) for c in calls)))
 
 
 class _Verdict:
@@ -190,8 +180,7 @@ def redaction_spans(original: str, sanitized: str) -> list[Span]:
     is then aligned on the redaction labels (``_anchored``, linear: the literal text between
     labels is found in order in the original); when the labels are unknown or do not line up
     (e.g. Secrets' hash mode), a word-level difflib diff (``_diffed``) takes over."""
-    prefix = _common_prefix(original, sanitized)
-    suffix = _common_suffix(original[prefix:], sanitized[prefix:])
+    prefix, suffix = common_ends(original, sanitized)
     old = original[prefix : len(original) - suffix]
     new = sanitized[prefix : len(sanitized) - suffix]
     if not old and not new:
@@ -270,10 +259,8 @@ def _diffed(old: str, new: str) -> list[Span]:
 
 def _tighten(original: str, start: int, end: int, label: str) -> Span | None:
     """Keep text both sides share out of the span; None when nothing changed."""
-    head = _common_prefix(original[start:end], label)
-    start, label = start + head, label[head:]
-    tail = _common_suffix(original[start:end], label)
-    end, label = end - tail, label[: len(label) - tail]
+    head, tail = common_ends(original[start:end], label)
+    start, end, label = start + head, end - tail, label[head : len(label) - tail]
     if start == end and not label:
         return None
     if start < end:
@@ -294,29 +281,3 @@ def _offsets(tokens: list[str]) -> list[int]:
     for token in tokens:
         offsets.append(offsets[-1] + len(token))
     return offsets
-
-
-def _common_prefix(a: str, b: str) -> int:
-    if not a or not b or a[0] != b[0]:
-        return 0  # the usual case for a span against its label
-    low, high = 1, min(len(a), len(b))
-    while low < high:  # binary search over slice equality: O(n log n) in C, no Python loop
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def _common_suffix(a: str, b: str) -> int:
-    if not a or not b or a[-1] != b[-1]:
-        return 0
-    low, high = 1, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[len(a) - middle :] == b[len(b) - middle :]:
-            low = middle
-        else:
-            high = middle - 1
-    return low

@@ -48,6 +48,8 @@ class PresidioGuardrail(RemoteGuardrail):
     key_required = False
     returns_spans = True
     max_match_chars = 256
+    # Spans of short entities: a streamed answer is analysed window by window with overlap.
+    checks_streamed_output = True
 
     def __init__(self, spec: GuardrailSpec) -> None:
         spec = _as_remote_spec(spec)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -52,6 +52,9 @@ class RemoteGuardrail(Guardrail):
     remote: ClassVar[bool] = True
     returns_spans: ClassVar[bool] = False
     checks_streamed_output: ClassVar[bool] = False
+    # A backend that can judge windows (it returns spans) is called once per this many new
+    # characters of a streamed answer (plus max_match_chars of overlap), not per token.
+    stream_stride: ClassVar[int] = 512
     # Where the service lives when the config has no api_base: an env var, then a default.
     api_base_env: ClassVar[str | None] = None
     default_api_base: ClassVar[str | None] = None
@@ -84,9 +87,7 @@ class RemoteGuardrail(Guardrail):
             hint = f" (or set {self.api_key_env})" if self.api_key_env else ""
             raise ConfigError(f"{where}: litellm_params.api_key is required{hint}")
         self.api_key: str | None = str(key) if key else None
-        self.timeout = _positive_float(
-            params.get("timeout", DEFAULT_TIMEOUT_SECONDS), f"{where}: litellm_params.timeout"
-        )
+        self.timeout = _seconds(params, "timeout", DEFAULT_TIMEOUT_SECONDS, where)
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self.breaker = _breaker_from(params, where)
         self.verdict_cache = _cache_from(params, where)
@@ -251,20 +252,25 @@ class RemoteGuardrail(Guardrail):
         return await self.inspect(texts)
 
 
+async def gather_limited(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
+    """Run ``calls`` concurrently, at most ``limit`` at once (answers in call order): one long
+    conversation must not take every pooled connection from the other requests."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            return await call()
+
+    return list(await asyncio.gather(*(run(c) for c in calls)))
+
+
 def _by_index(finding: Finding) -> int:
     return finding.index
 
 
 def _breaker_from(params: Mapping[str, Any], where: str) -> CircuitBreaker | None:
-    failures = _count(
-        params.get("circuit_breaker_failures", DEFAULT_BREAKER_FAILURES),
-        f"{where}: litellm_params.circuit_breaker_failures",
-        minimum=0,
-    )
-    reset = _positive_float(
-        params.get("circuit_breaker_reset_seconds", DEFAULT_BREAKER_RESET_SECONDS),
-        f"{where}: litellm_params.circuit_breaker_reset_seconds",
-    )
+    failures = _count(params, "circuit_breaker_failures", DEFAULT_BREAKER_FAILURES, where, 0)
+    reset = _seconds(params, "circuit_breaker_reset_seconds", DEFAULT_BREAKER_RESET_SECONDS, where)
     return CircuitBreaker(failures, reset) if failures else None
 
 
@@ -274,29 +280,30 @@ def _cache_from(params: Mapping[str, Any], where: str) -> VerdictCache | None:
         raise ConfigError(
             f"{where}: litellm_params.verdict_cache must be true or false, got {enabled!r}"
         )
-    size = _count(
-        params.get("verdict_cache_size", DEFAULT_MAX_ENTRIES),
-        f"{where}: litellm_params.verdict_cache_size",
-        minimum=1,
-    )
-    ttl = _positive_float(
-        params.get("verdict_cache_ttl_seconds", DEFAULT_TTL_SECONDS),
-        f"{where}: litellm_params.verdict_cache_ttl_seconds",
-    )
+    size = _count(params, "verdict_cache_size", DEFAULT_MAX_ENTRIES, where, 1)
+    ttl = _seconds(params, "verdict_cache_ttl_seconds", DEFAULT_TTL_SECONDS, where)
     return VerdictCache(size, ttl) if enabled else None
 
 
-def _count(value: object, where: str, minimum: int) -> int:
+def _count(params: Mapping[str, Any], key: str, default: int, where: str, minimum: int) -> int:
+    """``litellm_params[key]`` (else ``default``) as a whole number >= ``minimum``."""
+    value = params.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where} must be a whole number >= {minimum}, got {value!r}")
+        raise ConfigError(
+            f"{where}: litellm_params.{key} must be a whole number >= {minimum}, got {value!r}"
+        )
     return value
 
 
-def _positive_float(value: object, where: str) -> float:
+def _seconds(params: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    """``litellm_params[key]`` (else ``default``) as a number of seconds > 0."""
+    value = params.get(key, default)
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be a number of seconds, got {value!r}") from None
+        raise ConfigError(
+            f"{where}: litellm_params.{key} must be a number of seconds, got {value!r}"
+        ) from None
     if not number > 0:
-        raise ConfigError(f"{where} must be greater than 0, got {value!r}")
+        raise ConfigError(f"{where}: litellm_params.{key} must be greater than 0, got {value!r}")
     return number

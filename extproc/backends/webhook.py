@@ -34,6 +34,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.redaction import common_ends
 
 WEBHOOK_TYPE = "WEBHOOK"
 GENERIC_PATH = "/beta/litellm_basic_guardrail_api"
@@ -237,8 +238,7 @@ def replacement_masks(index: int, old: str, new: str) -> list[Finding]:
     """Masks that turn ``old`` into ``new``: each changed region of ``old`` labelled with its
     replacement. Linear for the usual case (one redaction: prefix and suffix trimming);
     ``difflib`` only on a changed middle of at most ``MAX_DIFF_CHARS`` characters."""
-    prefix = _common_prefix(old, new)
-    suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])
+    prefix, suffix = common_ends(old, new)
     old_mid, new_mid = old[prefix : len(old) - suffix], new[prefix : len(new) - suffix]
     if max(len(old_mid), len(new_mid)) > MAX_DIFF_CHARS:
         regions = [(0, len(old_mid), 0, len(new_mid))]
@@ -251,15 +251,3 @@ def replacement_masks(index: int, old: str, new: str) -> list[Finding]:
         Finding(index, prefix + i1, prefix + i2, "REDACTED", Action.MASK, label=new_mid[j1:j2])
         for i1, i2, j1, j2 in regions
     ]
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix, by bisection on slice comparisons (done in C)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low

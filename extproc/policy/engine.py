@@ -453,6 +453,7 @@ class GuardedExchange:
         limit = self.engine.settings.max_request_body_bytes
         # Backends that cannot judge a window (remote verdicts about whole texts) see each
         # channel whole: the window is then the whole (bounded) answer.
+        stride = max(g.stream_stride for g in guardrails)
         if all(g.checks_streamed_output for g in guardrails):
             window = max(g.max_match_chars for g in guardrails)
         else:
@@ -469,7 +470,13 @@ class GuardedExchange:
             return decide(texts, findings, placeholders)
 
         return StreamGuard(
-            stream, scan, window, judge=judge, max_held_chars=limit, hold_start=self.headers_held
+            stream,
+            scan,
+            window,
+            judge=judge,
+            stride=stride,
+            max_held_chars=limit,
+            hold_start=self.headers_held,
         )
 
     async def on_response_body(self, body: bytes) -> BodyVerdict:

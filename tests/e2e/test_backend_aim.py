@@ -13,6 +13,7 @@ import pytest
 
 from extproc.stack.processes import Stack
 from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.fakes.backend_testing import ask, assert_failed_closed, assert_not_in_logs, module_fake
 from tests.fakes.fake_aim import FakeAim
 
 KEY = "aim-" + "e2e-fedcba9876543210"
@@ -62,17 +63,8 @@ guardrails:
 """
 
 
-@pytest.fixture(scope="module")
-def aim() -> Iterator[FakeAim]:
-    with FakeAim(KEY) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def down() -> Iterator[FakeAim]:
-    """A second Aim that the failure tests make misbehave."""
-    with FakeAim(KEY) as service:
-        yield service
+aim = module_fake(lambda: FakeAim(KEY))
+down = module_fake(lambda: FakeAim(KEY))  # a second Aim that the failure tests make misbehave
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +88,6 @@ def fresh(aim: FakeAim, down: FakeAim) -> None:
 def unique(text: str) -> str:
     """Distinct texts, so the verdict cache never answers in Aim's place."""
     return f"{text} ({uuid.uuid4().hex[:8]})"
-
-
-def ask(
-    client: httpx.Client, stack: Stack, content: str, guardrail: str, **headers: str
-) -> httpx.Response:
-    return post(client, stack, chat_body(content, guardrails=[guardrail]), **headers)
 
 
 def test_allow_reaches_upstream_with_key_and_identity_sent_to_aim(
@@ -190,9 +176,7 @@ def test_failure_blocks_with_on_error_block(
 ) -> None:
     down.fail = failure
     before = upstream_last(client, aim_stack)
-    response = ask(client, aim_stack, unique("hello"), "aim-closed")
-    assert response.status_code == 500
-    assert response.json()["error"]["message"].startswith("Guardrail check failed")
+    assert_failed_closed(ask(client, aim_stack, unique("hello"), "aim-closed"))
     assert upstream_last(client, aim_stack) == before
     assert len(down.requests) == 1
 
@@ -215,7 +199,4 @@ def test_key_never_in_logs(client: httpx.Client, aim_stack: Stack, down: FakeAim
     assert ask(client, aim_stack, unique("hi"), "aim-open").status_code == 200
     log = aim_stack.log_path("extproc").read_text()
     assert "guardrail aim-open failed" in log and "aim answered HTTP 401" in log
-    for name in ("extproc", "envoy", "fake-llm"):
-        path = aim_stack.log_path(name)
-        if path.exists():
-            assert KEY not in path.read_text()
+    assert_not_in_logs(aim_stack, KEY)

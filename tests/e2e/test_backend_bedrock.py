@@ -15,6 +15,7 @@ import pytest
 
 from extproc.stack.processes import Stack
 from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.fakes.backend_testing import assert_failed_closed, assert_not_in_logs
 from tests.fakes.fake_bedrock import FakeBedrock, FakePolicy
 
 KEY_ID = "AKIDE2EBEDROCK"
@@ -171,9 +172,7 @@ def test_backend_failures_block_or_allow_by_on_error(
             fake.fail = failure
 
     fail()
-    response = ask(client, bedrock_stack, "bedrock-in", f"closed {failure}")
-    assert response.status_code == 500
-    assert response.json()["error"]["message"].startswith("Guardrail check failed")
+    assert_failed_closed(ask(client, bedrock_stack, "bedrock-in", f"closed {failure}"))
     assert f"closed {failure}" not in upstream_last(client, bedrock_stack).get("body", "")
     fail()
     response = ask(client, bedrock_stack, "bedrock-in-open", f"open {failure}")
@@ -183,7 +182,4 @@ def test_backend_failures_block_or_allow_by_on_error(
 
 
 def test_the_secret_key_never_appears_in_logs(bedrock_stack: Stack) -> None:
-    for name in ("extproc", "envoy"):
-        path = bedrock_stack.log_path(name)
-        if path.exists():
-            assert SECRET not in path.read_text(errors="replace")
+    assert_not_in_logs(bedrock_stack, SECRET, ("extproc", "envoy"))

@@ -4,17 +4,22 @@ their fakes: allow, block (LiteLLM's messages and verdicts), mask (LLM Guard), a
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.conftest import module_stack
 from tests.fakes import fake_azure, fake_llm_guard, fake_openai_moderation
+from tests.fakes.backend_testing import (
+    ask,
+    assert_failed_closed,
+    assert_not_in_logs,
+    failing,
+    unique,
+    upstream_text,
+)
 from tests.fakes.http_fake import FakeService
 
 KEYS = {
@@ -84,19 +89,6 @@ def mod_stack(
             patch.setenv(name, value)
         text = config({name: fake.base_url for name, fake in fakes.items()})
         yield from module_stack(tmp_path_factory, "moderation", text)
-
-
-def ask(client: httpx.Client, stack: Stack, text: str, guardrail: str) -> httpx.Response:
-    return post(client, stack, chat_body(text, guardrails=[guardrail]))
-
-
-def upstream_text(client: httpx.Client, stack: Stack) -> str:
-    body: Any = json.loads(upstream_last(client, stack)["body"])
-    return body["messages"][-1]["content"]
-
-
-def unique(text: str) -> str:
-    return f"{text} [{uuid.uuid4().hex[:8]}]"
 
 
 @pytest.mark.parametrize("guardrail", ["llmg-in", "oai-in", "azt-in", "azs-in", "llmg-mask"])
@@ -171,24 +163,17 @@ def test_backend_failure_blocks_or_allows_per_on_error(
     failure: str,
 ) -> None:
     broken = fakes[f"{SERVICE[vendor]}-broken"]
-    broken.fail = failure
-    try:
+    with failing(broken, failure):
         blocked = ask(client, mod_stack, unique("hello"), f"{vendor}-fail-block")
         allowed_text = unique("hello again")
         allowed = ask(client, mod_stack, allowed_text, f"{vendor}-fail-allow")
-    finally:
-        broken.fail = None
-    assert blocked.status_code == 500, blocked.text
-    assert blocked.json()["error"]["message"].startswith("Guardrail check failed")
+    assert_failed_closed(blocked)
     assert allowed.status_code == 200, allowed.text
     assert upstream_text(client, mod_stack) == allowed_text
 
 
 def test_keys_never_reach_the_logs(client: httpx.Client, mod_stack: Stack) -> None:
     ask(client, mod_stack, unique("I want to hurt someone"), "oai-in")
-    logs = "".join(
-        mod_stack.log_path(name).read_text(errors="replace") for name in ("extproc", "envoy")
-    )
     assert "moderation" in mod_stack.workdir.name
     for key in KEYS.values():
-        assert key not in logs
+        assert_not_in_logs(mod_stack, key, ("extproc", "envoy"), must_exist=True)

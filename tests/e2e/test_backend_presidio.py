@@ -3,16 +3,22 @@ numbered labels), block per entity (LiteLLM's message), and failures under both 
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.conftest import chat_body, module_stack, post
+from tests.fakes.backend_testing import (
+    ask,
+    assert_failed_closed,
+    failing,
+    module_fake,
+    on_error_cases,
+    unique,
+    upstream_text,
+)
 from tests.fakes.fake_presidio import FakePresidio
 
 EMAIL = "jane.doe@example.com"
@@ -47,28 +53,12 @@ guardrails:
 """
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakePresidio]:
-    with FakePresidio() as service:
-        yield service
+fake = module_fake(FakePresidio)
 
 
 @pytest.fixture(scope="module")
 def presidio_stack(tmp_path_factory: pytest.TempPathFactory, fake: FakePresidio) -> Iterator[Stack]:
     yield from module_stack(tmp_path_factory, "presidio", CONFIG.replace("{base}", fake.base_url))
-
-
-def ask(client: httpx.Client, stack: Stack, text: str, guardrail: str) -> httpx.Response:
-    return post(client, stack, chat_body(text, guardrails=[guardrail]))
-
-
-def upstream_text(client: httpx.Client, stack: Stack) -> str:
-    body: Any = json.loads(upstream_last(client, stack)["body"])
-    return body["messages"][-1]["content"]
-
-
-def unique(text: str) -> str:
-    return f"{text} [{uuid.uuid4().hex[:8]}]"
 
 
 def test_clean_request_reaches_upstream_after_one_analyze(
@@ -132,7 +122,7 @@ def test_output_parse_pii_sends_numbered_labels(
 
 
 @pytest.mark.parametrize("failure", ["status:500", "delay:1.5", "garbage"])
-@pytest.mark.parametrize(("guardrail", "status"), [("presidio-in", 500), ("presidio-open", 200)])
+@on_error_cases("presidio-in", "presidio-open")
 def test_analyzer_failures_follow_on_error(
     client: httpx.Client,
     presidio_stack: Stack,
@@ -142,15 +132,47 @@ def test_analyzer_failures_follow_on_error(
     status: int,
 ) -> None:
     text = unique(f"failure {failure} for {EMAIL}")
-    fake.fail = failure
-    try:
+    with failing(fake, failure):
         response = ask(client, presidio_stack, text, guardrail)
-    finally:
-        fake.fail = None
-    assert response.status_code == status
     if status == 500:
-        assert response.json()["error"]["message"].startswith("Guardrail check failed")
+        assert_failed_closed(response)
         assert EMAIL not in response.text
         assert upstream_text(client, presidio_stack) != text
     else:  # failed open, by configuration: unmasked
+        assert response.status_code == 200
         assert upstream_text(client, presidio_stack) == text
+
+
+def test_output_parse_pii_restores_the_originals_in_the_answer(
+    client: httpx.Client, presidio_stack: Stack
+) -> None:
+    """The model sees numbered labels; the client reads its echo with the real values."""
+    text = unique(f"Jane Doe, mail {EMAIL}")
+    response = ask(client, presidio_stack, text, "presidio-numbered")
+    assert "<PERSON_1>" in upstream_text(client, presidio_stack)
+    assert response.json()["choices"][0]["message"]["content"] == text
+    streamed = post(
+        client,
+        presidio_stack,
+        chat_body(text, stream=True, guardrails=["presidio-numbered"]),
+        **{"x-fake-chunking": "bytes"},
+    )
+    assert EMAIL in streamed.text and "<EMAIL_ADDRESS_1>" not in streamed.text
+
+
+def test_streamed_answer_is_analysed_window_by_window(
+    client: httpx.Client, presidio_stack: Stack, fake: FakePresidio
+) -> None:
+    """A streamed answer is sent to the analyzer once per window of new text (with overlap),
+    not once per token, and not only at the end."""
+    filler = " ".join(f"word{i}" for i in range(400))  # ~3,000 characters
+    text = unique(f"{filler} mail {EMAIL} {filler}")
+    before = len(fake.seen("/analyze"))
+    body = chat_body(text, stream=True, guardrails=["presidio-out"])
+    response = post(client, presidio_stack, body)
+    calls = fake.seen("/analyze")[before:]
+    assert response.status_code == 200 and EMAIL not in response.text
+    assert "<EMAIL_ADDRESS>" in response.text
+    output_calls = [c for c in calls if "word399" in c.body["text"] or "word0 " in c.body["text"]]
+    assert 4 <= len(output_calls) <= 20, len(output_calls)  # ~6,000 chars / 512-char stride
+    assert max(len(c.body["text"]) for c in output_calls) < 1200  # windows, not the whole text

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.conftest import module_stack, post, upstream_last
+from tests.fakes.backend_testing import ask, assert_failed_closed, assert_not_in_logs, unique
 from tests.fakes.fake_webhook import fake_guardrail_service, webhook_answer
 from tests.fakes.http_fake import FakeService
 
@@ -90,14 +90,6 @@ def healthy(fake: FakeService) -> None:
     fake.fail = None
 
 
-def ask(client: httpx.Client, stack: Stack, content: str, guardrail: str) -> httpx.Response:
-    return post(client, stack, chat_body(content, guardrails=[guardrail]))
-
-
-def unique(text: str) -> str:
-    return f"{text} [{uuid.uuid4().hex[:8]}]"
-
-
 def test_allow_sends_key_headers_and_reaches_upstream(
     client: httpx.Client, webhook_stack: Stack, fake: FakeService
 ) -> None:
@@ -152,9 +144,7 @@ def test_failure_under_on_error_block_is_a_500(
 ) -> None:
     fake.fail = failure
     text = unique("hello")
-    response = ask(client, webhook_stack, text, "wh-closed")
-    assert response.status_code == 500
-    assert response.json()["error"]["message"].startswith("Guardrail check failed")
+    assert_failed_closed(ask(client, webhook_stack, text, "wh-closed"))
     assert text not in upstream_last(client, webhook_stack)["body"]
 
 
@@ -227,7 +217,4 @@ def test_logs_tell_failures_apart_and_never_hold_the_key(
         in log
     )
     assert "quiet words" not in log
-    for name in ("extproc", "envoy"):
-        path = webhook_stack.log_path(name)
-        if path.exists():
-            assert KEY not in path.read_text()
+    assert_not_in_logs(webhook_stack, KEY, ("extproc", "envoy"))

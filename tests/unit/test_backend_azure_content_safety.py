@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from extproc.backends import build
 from extproc.backends.azure_content_safety import (
     AzurePromptShieldGuardrail,
     AzureTextModerationGuardrail,
@@ -16,8 +14,10 @@ from extproc.backends.azure_content_safety import (
 )
 from extproc.backends.base import Action, Finding, Guardrail, ScanContext
 from extproc.backends.remote import BackendError
-from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.loader import ConfigError
 from tests.fakes import fake_azure
+from tests.fakes.backend_testing import inspect as inspect_as_engine
+from tests.fakes.backend_testing import module_fake, remote_guardrail, reset
 from tests.fakes.http_fake import FakeService, Reply
 
 KEY = "azure-unit-key-41d0"
@@ -26,30 +26,23 @@ ANALYZE = "/contentsafety/text:analyze"
 SHIELD = "/contentsafety/text:shieldPrompt"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeService]:
-    with FakeService() as running:
-        yield running
+server = module_fake(FakeService)
 
 
 @pytest.fixture
 def fake(server: FakeService) -> FakeService:
-    server.requests.clear()
-    server.fail = None
-    return fake_azure.install(server, KEY)
+    return fake_azure.install(reset(server), KEY)
 
 
 def azure(fake: FakeService, kind: str = "azure/text_moderations", **params: Any) -> Guardrail:
-    modes = tuple(params.pop("modes", ("pre_call",)))
-    spec_params = {"api_base": fake.base_url, "api_key": KEY, "verdict_cache": False, **params}
-    return build(GuardrailSpec("az", kind, modes, False, spec_params))
+    defaults = {"api_base": fake.base_url, "api_key": KEY}
+    return remote_guardrail(Guardrail, "az", kind, defaults, params)
 
 
 def inspect(
     guardrail: Guardrail, texts: Sequence[str], roles: Sequence[str | None] | None = None
 ) -> list[Finding]:
-    context = ScanContext(roles=list(roles) if roles else ["user"] * len(texts))
-    return asyncio.run(guardrail.inspect(texts, context))
+    return inspect_as_engine(guardrail, texts, ScanContext(roles=list(roles)) if roles else None)
 
 
 # -- text:analyze ----------------------------------------------------------------------------
@@ -106,7 +99,8 @@ def test_long_text_is_chunked_under_the_limit(fake: FakeService) -> None:
     assert (finding.start, finding.end, finding.subtype) == (0, len(text), "Violence")
     sent = [s.body["text"] for s in fake.seen(ANALYZE)]
     assert len(sent) == 3 and all(len(piece) <= 10_000 for piece in sent)
-    assert "".join(sent) == text
+    # The calls run concurrently, so they may arrive in any order.
+    assert sorted(sent) == sorted(chunks(text)) and "".join(chunks(text)) == text
 
 
 def test_chunks_cut_at_whitespace_and_hard_cut_long_words() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from extproc.backends.lakera import LakeraGuardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.policy.decision import Mask, decide
+from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.fake_lakera import FakeLakera
 from tests.fakes.http_fake import Reply
 
@@ -22,40 +23,19 @@ EMAIL = "jane.doe@example.com"
 CARD = "4111111111111111"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLakera]:
-    with FakeLakera(KEY) as running:
-        yield running
+server = module_fake(lambda: FakeLakera(KEY))
 
 
 @pytest.fixture
 def fake(server: FakeLakera) -> FakeLakera:
     """The module's fake, reset: no requests seen, no failure, the real handler."""
-    server.requests.clear()
-    server.fail = None
-    server.route("POST", "/v2/guard", server._guard)
+    reset(server).route("POST", "/v2/guard", server._guard)
     return server
 
 
 def lakera(fake: FakeLakera, name: str = "lakera", **params: Any) -> LakeraGuardrail:
-    modes = tuple(params.pop("modes", ("pre_call",)))
-    kind = params.pop("guardrail", "lakera_v2")
-    spec_params = {
-        "api_base": fake.base_url,
-        "api_key": KEY,
-        "verdict_cache": False,
-        **params,
-    }
-    guardrail = build(GuardrailSpec(name, kind, modes, False, spec_params))
-    assert isinstance(guardrail, LakeraGuardrail)
-    return guardrail
-
-
-def inspect(
-    guardrail: LakeraGuardrail, texts: Sequence[str], context: ScanContext | None = None
-) -> list[Finding]:
-    roles = ["user"] * len(texts)
-    return asyncio.run(guardrail.inspect(texts, context or ScanContext(roles=roles)))
+    defaults = {"api_base": fake.base_url, "api_key": KEY}
+    return remote_guardrail(LakeraGuardrail, name, "lakera_v2", defaults, params)
 
 
 def masked(texts: Sequence[str], findings: list[Finding]) -> dict[int, str]:

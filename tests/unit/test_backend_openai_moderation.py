@@ -2,52 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from extproc.backends import build
-from extproc.backends.base import Action, Finding, ScanContext
+from extproc.backends.base import Action
 from extproc.backends.openai_moderation import OpenAIModerationGuardrail
 from extproc.backends.remote import BackendError
-from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.loader import ConfigError
 from tests.fakes import fake_openai_moderation
+from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.http_fake import FakeService, Reply
 
 KEY = "sk-moderation-unit-9c2e"
 VIOLENT = "I want to hurt someone"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeService]:
-    with FakeService() as running:
-        yield running
+server = module_fake(FakeService)
 
 
 @pytest.fixture
 def fake(server: FakeService) -> FakeService:
-    server.requests.clear()
-    server.fail = None
-    return fake_openai_moderation.install(server, KEY)
+    return fake_openai_moderation.install(reset(server), KEY)
 
 
 def moderation(fake: FakeService, **params: Any) -> OpenAIModerationGuardrail:
-    modes = tuple(params.pop("modes", ("pre_call",)))
-    spec_params = {
-        "api_base": fake.base_url + "/v1",
-        "api_key": KEY,
-        "verdict_cache": False,
-        **params,
-    }
-    guardrail = build(GuardrailSpec("mod", "openai_moderation", modes, False, spec_params))
-    assert isinstance(guardrail, OpenAIModerationGuardrail)
-    return guardrail
-
-
-def inspect(guardrail: OpenAIModerationGuardrail, texts: Sequence[str]) -> list[Finding]:
-    return asyncio.run(guardrail.inspect(texts, ScanContext(roles=["user"] * len(texts))))
+    defaults = {"api_base": fake.base_url + "/v1", "api_key": KEY}
+    return remote_guardrail(OpenAIModerationGuardrail, "mod", "openai_moderation", defaults, params)
 
 
 def test_texts_go_as_one_input_list_with_the_model_and_bearer_key(fake: FakeService) -> None:

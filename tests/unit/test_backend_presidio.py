@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding, ScanContext
+from extproc.backends.base import Action
 from extproc.backends.presidio import PresidioGuardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.policy.decision import Block, Mask, Placeholders, decide
+from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.fake_presidio import FakePresidio
 from tests.fakes.http_fake import Reply
 
@@ -24,30 +24,18 @@ SSN = "078-05-1120"
 PHONE = "212-555-0100"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakePresidio]:
-    with FakePresidio() as running:
-        yield running
+server = module_fake(FakePresidio)
 
 
 @pytest.fixture
 def fake(server: FakePresidio) -> FakePresidio:
-    server.requests.clear()
-    server.fail = None
-    server.route("POST", "/analyze", server._analyze)
+    reset(server).route("POST", "/analyze", server._analyze)
     return server
 
 
 def presidio(fake: FakePresidio, name: str = "presidio", **params: Any) -> PresidioGuardrail:
-    modes = tuple(params.pop("modes", ("pre_call",)))
-    spec_params = {"presidio_analyzer_api_base": fake.base_url, "verdict_cache": False, **params}
-    guardrail = build(GuardrailSpec(name, "presidio", modes, False, spec_params))
-    assert isinstance(guardrail, PresidioGuardrail)
-    return guardrail
-
-
-def inspect(guardrail: PresidioGuardrail, texts: Sequence[str]) -> list[Finding]:
-    return asyncio.run(guardrail.inspect(texts, ScanContext(roles=["user"] * len(texts))))
+    defaults = {"presidio_analyzer_api_base": fake.base_url}
+    return remote_guardrail(PresidioGuardrail, name, "presidio", defaults, params)
 
 
 def masked(guardrail: PresidioGuardrail, texts: Sequence[str]) -> dict[int, str]:
