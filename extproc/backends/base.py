@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from extproc.config.loader import ConfigError, GuardrailSpec
 
@@ -60,6 +60,22 @@ class ScanContext:
 INPUT = ScanContext()
 
 
+class StreamCheck(Protocol):
+    """A service's own judgement of one streamed answer, delta by delta (Aim's websocket).
+
+    The stream guard calls ``check`` with each delta before the delta can be released, in
+    stream order, and ``finish`` at the end; a returned message blocks the answer there (the
+    client gets the API's error event, or a 400 if nothing went out yet). Raising is a failure
+    of the guardrail (its ``on_error`` applies). ``close`` is called once when the exchange
+    ends, however it ends, and must not block (schedule the socket's close)."""
+
+    async def check(self, channel: tuple[object, ...], text: str) -> str | None: ...
+
+    async def finish(self) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
 class Guardrail:
     """Base class for backends. Subclasses set ``supported_modes`` and implement ``scan``
     (local detectors) or override ``inspect`` (backends that need the ``ScanContext``)."""
@@ -104,3 +120,9 @@ class Guardrail:
     async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         """What the engine calls: ``scan`` unless the backend needs the context."""
         return await self.scan(texts)
+
+    def stream_check(self, context: ScanContext) -> StreamCheck | None:
+        """A per-answer session judging a streamed answer itself (delta by delta), or None:
+        then the engine judges streamed text with ``inspect`` through the hold-back window
+        (or whole, when ``checks_streamed_output`` is False)."""
+        return None

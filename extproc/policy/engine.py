@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -25,10 +25,9 @@ from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import RequestFormat, TextSlot
-from extproc.policy import restore
+from extproc.policy import restore, streamed
 from extproc.policy.decision import (
     Block,
-    Decision,
     Mask,
     Placeholders,
     check_placeholder,
@@ -206,6 +205,18 @@ class Engine:
                     found += [(guardrail.name, f) for f in result]
         return found
 
+    def fails_open(self, guardrail: Guardrail) -> Callable[[Exception], bool]:
+        """``on_error`` as a predicate: logs and counts the failure; True when it is allowed."""
+
+        def fail_open(error: Exception) -> bool:
+            try:
+                self._failed(guardrail, error)
+            except Exception:
+                return False
+            return True
+
+        return fail_open
+
     def _failed(self, guardrail: Guardrail, error: Exception) -> None:
         """A guardrail raised: re-raise (-> block) unless its on_error is ``allow``. Either way
         one warning and one count (failed_closed / failed_open), so an allow because a backend
@@ -265,6 +276,7 @@ class GuardedExchange:
         "plan",
         "request",
         "selected",
+        "stream_checks",
     )
 
     def __init__(self, engine: Engine) -> None:
@@ -280,6 +292,7 @@ class GuardedExchange:
         # A streamed answer being judged: its stream guard (SSE) or the JSON gathered so far.
         self.output: StreamGuard | bytearray | None = None
         self.output_guardrails: tuple[Guardrail, ...] = ()
+        self.stream_checks: list[streamed.FailSafeCheck] = []
 
     # -- request ----------------------------------------------------------------------------
 
@@ -449,35 +462,16 @@ class GuardedExchange:
         stream = stream_format(self.adapter.name) if self.adapter is not None else None
         if stream is None:
             return None
-        guardrails = self.output_guardrails
-        limit = self.engine.settings.max_request_body_bytes
-        # Backends that cannot judge a window (remote verdicts about whole texts) see each
-        # channel whole: the window is then the whole (bounded) answer.
-        stride = max(g.stream_stride for g in guardrails)
-        if all(g.checks_streamed_output for g in guardrails):
-            window = max(g.max_match_chars for g in guardrails)
-        else:
-            window = limit
         context = replace(self._context([], "output", "post_call"), streaming=True)
-        engine = self.engine
-
-        async def scan(text: str) -> Found:
-            return await engine.findings(guardrails, [text], context)
-
-        placeholders = self._placeholders()
-
-        def judge(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Decision:
-            return decide(texts, findings, placeholders)
-
-        return StreamGuard(
+        guard, self.stream_checks = streamed.stream_guard(
+            self.engine,
             stream,
-            scan,
-            window,
-            judge=judge,
-            stride=stride,
-            max_held_chars=limit,
+            self.output_guardrails,
+            context,
+            self._placeholders(),
             hold_start=self.headers_held,
         )
+        return guard
 
     async def on_response_body(self, body: bytes) -> BodyVerdict:
         try:
@@ -622,6 +616,9 @@ class GuardedExchange:
         return Reject(500, body, details="guardrail_error")
 
     def close(self) -> None:
+        checks, self.stream_checks = self.stream_checks, []
+        for check in checks:
+            check.close()
         task, self.during = self.during, None
         if task is None:
             return

@@ -15,9 +15,11 @@ no byte has gone out yet, else into the API's own error event (``StreamFormat.er
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from extproc.backends.base import StreamCheck
 from extproc.policy.decision import Block, decide
 from extproc.streaming.events import (
     Channel,
@@ -27,6 +29,9 @@ from extproc.streaming.events import (
 )
 from extproc.streaming.holdback import DeltaQueue, HoldBack, Judge, Release, Scanner
 from extproc.streaming.sse import SseEvent, SseParser
+
+# The finding type of a block decided by a service's own stream check.
+STREAM_POLICY = "STREAM_POLICY"
 
 
 class StreamTooLarge(ValueError):
@@ -79,9 +84,12 @@ class StreamGuard:
         max_held_chars: int = 1 << 20,
         max_event_bytes: int = 1 << 20,
         hold_start: bool = False,
+        checks: Sequence[tuple[str, StreamCheck]] = (),
     ) -> None:
         """``hold_start``: send nothing until the first text is released (a block before it
-        can then still be a clean 4xx, if the caller holds the response headers too)."""
+        can then still be a clean 4xx, if the caller holds the response headers too).
+        ``checks``: (guardrail name, session) of services judging the stream themselves: each
+        delta is passed to them, in order, before it can be released."""
         self.stream = stream
         self._scan = scan
         self._window = window
@@ -94,6 +102,8 @@ class StreamGuard:
         self._out: list[bytes] = []
         self.blocked: Block | None = None
         self._hold_start = hold_start
+        self._checks = tuple(checks)
+        self._checks_finished = False
         self.sent_any = False
         # Responses events are numbered: the last one sent, so an error event can be the next.
         self.last_sequence_number = -1
@@ -141,6 +151,11 @@ class StreamGuard:
         self._flush()
 
     async def _push(self, item: _Item, slot: DeltaSlot) -> None:
+        for name, check in self._checks:
+            message = await check.check(slot.channel, slot.text)
+            if message is not None:
+                self.blocked = Block(name, (STREAM_POLICY,), message)
+                return
         channel = self._channel(slot.channel)
         if channel.finished:  # text after the API said the channel was done: judge it anew
             channel = self._channels[slot.channel] = self._new_channel()
@@ -175,6 +190,13 @@ class StreamGuard:
         self._deliver(channel, await channel.holdback.finish())
 
     async def _finish_all(self) -> None:
+        if not self._checks_finished:
+            self._checks_finished = True
+            for name, check in self._checks:
+                message = await check.finish()
+                if message is not None:
+                    self.blocked = Block(name, (STREAM_POLICY,), message)
+                    return
         for key in list(self._channels):
             await self._finish(key)
             if self.blocked is not None:

@@ -175,3 +175,44 @@ def test_a_streamed_private_key_never_leaks_a_line() -> None:
         data, blocked = run(guard, cuts(original, rng))
         assert blocked is None and line[:20].encode() not in data
         assert client_view("openai_chat", data)[0] == expected
+
+
+class WordCheck:
+    """A service judging the stream itself: blocks at the delta that contains ``word``."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+        self.seen: list[str] = []
+        self.finished = False
+
+    async def check(self, channel, text: str):
+        self.seen.append(text)
+        return f"{self.word!r} is not allowed" if self.word in text else None
+
+    async def finish(self):
+        self.finished = True
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_service_stream_check_sees_every_delta_in_order_and_can_block() -> None:
+    text = "one two three " * 30 + "forbidden four five"
+    original = stream_of("openai_chat", text)
+
+    async def nothing(text: str):
+        return []
+
+    check = WordCheck("forbidden")
+    guard = StreamGuard(stream_format("openai_chat"), nothing, 0, stride=1, checks=[("svc", check)])
+    data, blocked = run(guard, cuts(original, random.Random(SEED)))
+    assert blocked is not None and blocked.guardrail == "svc" and "forbidden" in blocked.message
+    assert (
+        b"forbidden" not in data
+        and client_view("openai_chat", data)[0] == text[: len("".join(check.seen[:-1]))]
+    )
+    clean = WordCheck("absent")
+    guard = StreamGuard(stream_format("openai_chat"), nothing, 0, stride=1, checks=[("svc", clean)])
+    data, blocked = run(guard, [original])
+    assert blocked is None and "".join(clean.seen) == text and clean.finished

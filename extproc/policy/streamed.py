@@ -1,0 +1,98 @@
+"""How a request's output guardrails judge a streamed answer: which ones scan windows through
+the hold-back window, which see each channel whole, and which judge the stream themselves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from extproc.backends.base import Finding, Guardrail, ScanContext, StreamCheck
+from extproc.policy.decision import Decision, Placeholders, decide
+from extproc.streaming.events import StreamFormat
+from extproc.streaming.guard import StreamGuard
+
+if TYPE_CHECKING:
+    from extproc.policy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class FailSafeCheck:
+    """A service's stream check with its guardrail's ``on_error``: with ``allow``, a failing
+    check is logged once and stops judging this answer; with ``block`` the failure propagates
+    (the answer ends with an error event, or a 500 if nothing went out)."""
+
+    def __init__(self, name: str, check: StreamCheck, fail_open: Callable[[Exception], bool]):
+        self.name = name
+        self._check = check
+        self._fail_open = fail_open
+        self._failed = False
+
+    async def check(self, channel: tuple[object, ...], text: str) -> str | None:
+        return await self._guarded(lambda: self._check.check(channel, text))
+
+    async def finish(self) -> str | None:
+        return await self._guarded(self._check.finish)
+
+    def close(self) -> None:
+        self._check.close()
+
+    async def _guarded(self, call: Callable[[], Awaitable[str | None]]) -> str | None:
+        if self._failed:
+            return None
+        try:
+            return await call()
+        except Exception as error:
+            if not self._fail_open(error):
+                raise
+            self._failed = True
+            return None
+
+
+def stream_guard(
+    engine: Engine,
+    stream: StreamFormat,
+    guardrails: Sequence[Guardrail],
+    context: ScanContext,
+    placeholders: Placeholders | None,
+    hold_start: bool,
+) -> tuple[StreamGuard, list[FailSafeCheck]]:
+    """The guard of one streamed answer, and the stream-check sessions it uses (the caller
+    closes them when the exchange ends)."""
+    checks: list[FailSafeCheck] = []
+    scanned: list[Guardrail] = []
+    for guardrail in guardrails:
+        check = guardrail.stream_check(context)
+        if check is None:
+            scanned.append(guardrail)
+        else:
+            checks.append(FailSafeCheck(guardrail.name, check, engine.fails_open(guardrail)))
+    limit = engine.settings.max_request_body_bytes
+    if not scanned:
+        window, stride = 0, 1
+    elif all(g.checks_streamed_output for g in scanned):
+        window = max(g.max_match_chars for g in scanned)
+        stride = max(g.stream_stride for g in scanned)
+    else:
+        # Backends that cannot judge a window (verdicts about whole texts) see each channel
+        # whole: the window is then the whole (bounded) answer.
+        window, stride = limit, max(g.stream_stride for g in scanned)
+
+    async def scan(text: str) -> list[tuple[str, Finding]]:
+        return await engine.findings(scanned, [text], context) if scanned else []
+
+    def judge(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Decision:
+        return decide(texts, findings, placeholders)
+
+    guard = StreamGuard(
+        stream,
+        scan,
+        window,
+        judge=judge,
+        stride=stride,
+        max_held_chars=limit,
+        hold_start=hold_start,
+        checks=[(check.name, check) for check in checks],
+    )
+    return guard, checks
