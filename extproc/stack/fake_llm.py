@@ -20,7 +20,8 @@ upstream side.
 Test knobs, as request headers: ``x-fake-chunking`` cuts a stream's bytes awkwardly before
 sending (``bytes``: one byte per chunk; ``split``: every event cut in the middle of its JSON;
 ``batch``: all events in one chunk; ``random:SEED``: random cuts); ``accept-encoding: gzip``
-gets a gzip-compressed answer, as real upstreams do; ``x-fake-gzip`` gets one even unasked.
+gets a gzip-compressed answer, as real upstreams do; ``x-fake-gzip`` gets one even unasked;
+``x-fake-empty`` gets a streamed 200 with an empty chunked body.
 
     python -m extproc.stack.fake_llm --port 8080
 """
@@ -302,6 +303,9 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
                 raise ValueError
         except ValueError:
             self._error(400, "body is not a JSON object")
+            return
+        if "x-fake-empty" in headers:  # a 200 whose chunked body has no bytes at all
+            self._stream([])
             return
         reply = answer(request)
         gzipped = "gzip" in headers.get("accept-encoding", "") or "x-fake-gzip" in headers

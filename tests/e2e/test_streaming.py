@@ -264,3 +264,13 @@ def test_reversible_masking_restores_streams_split_anywhere(
     restored, snapshots, _ = streamed_text(path, response.content)
     assert restored == text
     assert all(snapshot == text for snapshot in snapshots)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_empty_streamed_body_ends_cleanly(
+    client: httpx.Client, streaming_stack: Stack, path: str
+) -> None:
+    """Envoy #44201: an empty chunked body in FULL_DUPLEX_STREAMED must not hang the stream."""
+    response = post(client, streaming_stack, APIS[path]("hi"), path=path, **{"x-fake-empty": "1"})
+    assert response.status_code == 200 and response.content == b""
+    assert ext_proc_stats(client, streaming_stack).get("spurious_msgs_received", 0) == 0
