@@ -8,8 +8,10 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
 
 from extproc.config import ConfigError, load_config
+from extproc.config.settings import check_host_port
 
 log = logging.getLogger("extproc")
 
@@ -27,7 +29,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config, engine = _engine(args.config)
     log.info("loaded %d guardrail(s) from %s", len(config.guardrails), config.source)
     address = args.address or config.settings.listen_address
-    asyncio.run(serve(address, engine, config.settings))
+    settings = config.settings
+    if args.metrics_address is not None:
+        where = "--metrics-address"
+        settings = replace(settings, metrics_address=check_host_port(args.metrics_address, where))
+    asyncio.run(serve(address, engine, settings))
     return 0
 
 
@@ -93,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         default=None,
         help="HOST:PORT or unix:PATH (default: extproc.listen_address, else 127.0.0.1:50051)",
+    )
+    serve.add_argument(
+        "--metrics-address",
+        default=None,
+        help='HOST:PORT for GET /metrics (default: extproc.metrics_address; "" turns it off)',
     )
     serve.set_defaults(run=cmd_serve)
 

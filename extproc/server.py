@@ -10,6 +10,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc.config.settings import Settings
+from extproc.observability import render_gauge, render_prometheus
+from extproc.observability.metrics_http import MetricsServer
 from extproc.protocol.exchange import HandlerFactory
 from extproc.protocol.pb import SERVICE_NAME, ext_grpc
 from extproc.protocol.service import ExternalProcessorService
@@ -30,7 +32,8 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
 
 
 class ExtProcServer:
-    """The ext_proc and health services on one grpc.aio server."""
+    """The ext_proc and health services on one grpc.aio server, plus ``GET /metrics`` on the
+    same event loop when ``settings.metrics_address`` is set."""
 
     def __init__(self, address: str, handler_factory: HandlerFactory, settings: Settings) -> None:
         self.address = address
@@ -40,11 +43,29 @@ class ExtProcServer:
         self._server = grpc.aio.server(options=grpc_options(settings))
         ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.metrics: MetricsServer | None = None
+        if settings.metrics_address:
+            self.metrics = MetricsServer(settings.metrics_address, self.render_metrics)
+
+    def render_metrics(self) -> str:
+        """Everything ``GET /metrics`` shows: the guardrail counters and streams in flight."""
+        return render_prometheus() + render_gauge(
+            "guardrail_extproc_active_streams",
+            "ext_proc streams (HTTP requests) in flight.",
+            self.service.active_streams,
+        )
 
     async def start(self) -> None:
         port = self._server.add_insecure_port(self.address)
         if port == 0 and not self.address.startswith("unix"):
             raise OSError(f"cannot listen on {self.address}")
+        if self.metrics is not None:  # before gRPC: a port clash fails start, nothing to undo
+            try:
+                await self.metrics.start()
+            except OSError as error:
+                raise OSError(
+                    f"cannot serve metrics on {self.metrics.address}: {error.strerror}"
+                ) from None
         await self._server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -55,6 +76,8 @@ class ExtProcServer:
         log.info("shutting down: %d stream(s) in flight", self.service.active_streams)
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.settings.shutdown_grace_seconds)
+        if self.metrics is not None:  # scrapable until the last stream is done
+            await self.metrics.stop()
         log.info("extproc stopped")
 
 

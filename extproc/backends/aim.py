@@ -17,25 +17,39 @@ from ``last_message_entities`` (start/end) for the last message when they agree 
 else by aligning the redacted message with the original around Aim's ``[NAME_1]``-style
 placeholders (linear, no difflib); the masked text always equals Aim's redacted text.
 
-Aim's streamed-output websocket is not used (streamed answers are not checked by this backend).
+Streamed answers: by default a streamed answer is held whole and judged with the HTTP output
+check once complete. With ``streaming: websocket`` the answer is judged delta by delta over
+Aim's websocket instead (:class:`AimStreamCheck`, guardrail-backends.md §1.4).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
+from extproc.backends.base import Action, Finding, ScanContext, StreamCheck
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.observability import COUNTERS
+from extproc.streaming.events import REASONING, REFUSAL, TOOL_ARGUMENTS, TOOL_INPUT
 from extproc.text.redaction import common_ends
 
 log = logging.getLogger(__name__)
+# The websocket library logs handshake headers (the key) at DEBUG: never let it, whatever the
+# root logger's level.
+WS_LOG = logging.getLogger(f"{__name__}.websocket")
+WS_LOG.setLevel(logging.INFO)
 
 BLOCK_TYPE = "AIM_POLICY"
 REDACTED_TYPE = "REDACTED"  # a redaction whose placeholder names no entity type
@@ -61,6 +75,7 @@ class Generation:
     call_id_header: str
     litellm_version: str  # the LiteLLM release that spoke it (Aim keys compatibility on it)
     actions: bool  # answers with required_action (else detected/detection_message)
+    stream_path: str  # the websocket judging a streamed answer
 
 
 GENERATIONS = {
@@ -71,6 +86,7 @@ GENERATIONS = {
         "x-aim-call-id",
         "1.109.1",
         actions=True,
+        stream_path="/fw/v1/analyze/stream",
     ),
     "detect_v2": Generation(
         "/detect/openai/v2",
@@ -79,6 +95,7 @@ GENERATIONS = {
         "x-aim-litellm-call-id",
         "1.74.0",
         actions=True,
+        stream_path="/detect/output/ws",
     ),
     "detect": Generation(
         "/detect/openai",
@@ -87,6 +104,7 @@ GENERATIONS = {
         "x-aim-litellm-call-id",
         "1.67.0",
         actions=False,
+        stream_path="/detect/output/ws",
     ),
 }
 
@@ -127,6 +145,28 @@ class AimGuardrail(RemoteGuardrail):
         if not isinstance(litellm_version, str):
             raise ConfigError(f"{where}.litellm_version must be a string, got {litellm_version!r}")
         self.litellm_version = litellm_version
+        self.stream_over_websocket = _streaming_mode(params.get("streaming"), where)
+        if self.stream_over_websocket and "post_call" not in spec.modes:
+            raise ConfigError(f"{where}.streaming: websocket needs mode post_call")
+
+    def stream_check(self, context: ScanContext) -> StreamCheck | None:
+        """With ``streaming: websocket``: a websocket session judging this streamed answer
+        delta by delta; else None (the answer is held whole and judged with ``call``)."""
+        if not (self.stream_over_websocket and context.streaming):
+            return None
+        if context.direction != "output":
+            return None
+        headers = {
+            **self.auth_headers(),
+            **self.request_headers(context),
+            "x-aim-litellm-hook": HOOKS["post_call"],
+        }
+        return AimStreamCheck(self, self.websocket_base() + self.generation.stream_path, headers)
+
+    def websocket_base(self) -> str:
+        """``api_base`` with http -> ws and https -> wss, as LiteLLM derives it."""
+        scheme, rest = self.api_base.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest
 
     # -- the request -------------------------------------------------------------------------
 
@@ -254,6 +294,208 @@ class AimGuardrail(RemoteGuardrail):
         if not findings:
             log.warning("guardrail %s: aim anonymize_action without a redaction", self.name)
         return findings
+
+
+# -- streamed answers over Aim's websocket -------------------------------------------------------
+
+STREAM_FINISH_READS = 16  # messages read at the end while waiting for Aim's closing ``done``
+_CLOSING: set[asyncio.Task[None]] = set()  # close tasks, kept referenced until they end
+
+
+class AimStreamCheck:
+    """One streamed answer judged over Aim's websocket (guardrail-backends.md §1.4).
+
+    The socket opens with the first delta (an answer without text costs no connection). Each
+    delta goes out as one ``chat.completion.chunk`` frame and waits for Aim's verdict on it
+    (``verified_chunk``: fine, ``blocking_message``: block, ``done``: Aim has finished judging,
+    the rest passes); ``finish`` sends ``{"done": true}`` and waits for Aim's ``done``. Aim
+    answers each chunk before the next one is sent, so a delta is never released unjudged.
+    A verified chunk is not used to rewrite the delta: masking is not applied over the socket.
+
+    Connection refused, a handshake rejected (401...), a closed socket, a ``timeout`` for any
+    one message or an answer we cannot read raise ``BackendError`` (the guardrail's
+    ``on_error`` decides); the messages never carry the key or the answer's text."""
+
+    def __init__(self, guardrail: AimGuardrail, url: str, headers: dict[str, str]) -> None:
+        self._guardrail = guardrail
+        self._url = url
+        self._headers = headers
+        self._socket: ClientConnection | None = None
+        self._opened = False  # a connection was attempted (finish has something to end)
+        self._ended = False  # Aim said done, or this session finished or failed
+        self._failed: str | None = None  # why an earlier exchange failed (the socket is spent)
+
+    async def check(self, channel: tuple[object, ...], text: str) -> str | None:
+        if self._ended and self._failed is None:
+            return None  # Aim said done (or blocked): nothing more to judge
+        answer = await self._exchange(chunk_frame(channel, text))
+        if answer.get("done") is True:
+            log.info("guardrail %s: aim websocket said done early", self._guardrail.name)
+        return self._verdict(answer)
+
+    async def finish(self) -> str | None:
+        if not self._opened or (self._ended and self._failed is None):
+            return None  # nothing was judged, or Aim already said done
+        answer = await self._exchange(DONE_FRAME)
+        for _ in range(STREAM_FINISH_READS):
+            if not _verified(answer):
+                break
+            answer = await self._receive()  # a late verdict on a chunk: Aim's done follows
+        message = self._verdict(answer)
+        if not self._ended:
+            self._fail("aim websocket did not end the stream with done")
+        if message is None:
+            COUNTERS.inc(self._guardrail.name, "pass")
+        return message
+
+    def close(self) -> None:
+        """Schedule the socket's close (the caller must not wait for the closing handshake)."""
+        socket, self._socket = self._socket, None
+        self._ended = True
+        if socket is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(socket.close())
+        except RuntimeError:  # no loop any more: its transports are gone with it
+            return
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    # -- the exchange ------------------------------------------------------------------------
+
+    async def _exchange(self, frame: str) -> dict[str, Any]:
+        socket = self._socket or await self._open()
+        async with self._step():
+            await socket.send(frame)
+        return await self._receive()
+
+    async def _receive(self) -> dict[str, Any]:
+        socket = self._socket
+        if socket is None:
+            self._fail("aim websocket is closed")
+        async with self._step():
+            raw = await socket.recv()
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            self._fail("aim websocket sent something that is not a JSON object")
+        return answer
+
+    @asynccontextmanager
+    async def _step(self) -> AsyncIterator[None]:
+        """One send or receive, within ``timeout``; any failure spends the session."""
+        try:
+            async with asyncio.timeout(self._guardrail.timeout):
+                yield
+        except TimeoutError:
+            self._fail(f"aim websocket timed out after {self._guardrail.timeout:g}s")
+        except Exception as error:  # ConnectionClosed and the like
+            self._fail(f"aim websocket failed ({type(error).__name__})")
+        except BaseException:  # cancelled mid-exchange: the session is out of step for good
+            self._failed = "aim websocket exchange was cancelled"
+            self.close()
+            raise
+
+    async def _open(self) -> ClientConnection:
+        if self._failed is not None:
+            raise BackendError(self._failed)
+        self._opened = True
+        guardrail = self._guardrail
+        breaker = guardrail.breaker
+        if breaker is not None and not breaker.allow():
+            COUNTERS.inc(guardrail.name, "circuit_open")
+            self._failed = f"aim circuit open after {breaker.threshold} consecutive failures"
+            self._ended = True
+            raise BackendError(self._failed)
+        try:
+            async with asyncio.timeout(guardrail.timeout):
+                socket = await connect(
+                    self._url,
+                    additional_headers=self._headers,
+                    open_timeout=None,  # the asyncio.timeout above bounds it
+                    close_timeout=guardrail.timeout,
+                    logger=WS_LOG,
+                )
+        except Exception as error:
+            if breaker is not None:
+                breaker.failure()
+            self._fail(_connect_failure(error, guardrail.timeout))
+        except BaseException:  # cancelled: says nothing about Aim
+            if breaker is not None:
+                breaker.abandon()
+            raise
+        if breaker is not None:
+            breaker.success()
+        self._socket = socket
+        return socket
+
+    def _verdict(self, answer: dict[str, Any]) -> str | None:
+        """Aim's answer to a chunk (or to done): None to go on, a message to block."""
+        if _verified(answer):
+            return None
+        message = _message(answer.get("blocking_message"))
+        if message is not None:
+            self._ended = True
+            COUNTERS.inc(self._guardrail.name, "flagged")
+            return message
+        if answer.get("done") is True:
+            self._ended = True
+            return None
+        self._fail("aim websocket sent an unexpected message")
+
+    def _fail(self, why: str) -> NoReturn:
+        """Fail this exchange and every later one (the socket is out of step)."""
+        self._failed = why
+        COUNTERS.inc(self._guardrail.name, "error")
+        self.close()
+        raise BackendError(why)
+
+
+DONE_FRAME = json.dumps({"done": True})
+
+
+def chunk_frame(channel: tuple[object, ...], text: str) -> str:
+    """One delta as the ``chat.completion.chunk`` Aim reads: the choice index from the
+    channel (an int after its kind, else 0), the delta field from its kind. Tool-call
+    arguments go as ``delta.tool_calls`` (Aim judges what a tool is asked to do, as it does
+    in LiteLLM, which forwards whole chunks)."""
+    kind = channel[0] if channel else None
+    choice = _int_at(channel, 1)
+    delta: dict[str, Any]
+    if kind in (TOOL_ARGUMENTS, TOOL_INPUT):
+        call = _int_at(channel, 2)
+        if call < 0:  # the legacy function_call
+            delta = {"function_call": {"arguments": text}}
+        else:
+            delta = {"tool_calls": [{"index": call, "function": {"arguments": text}}]}
+    elif kind == REFUSAL:
+        delta = {"refusal": text}
+    elif kind == REASONING:
+        delta = {"reasoning_content": text}
+    else:
+        delta = {"content": text}
+    chunk = {"object": "chat.completion.chunk", "choices": [{"index": choice, "delta": delta}]}
+    return json.dumps(chunk, ensure_ascii=False)
+
+
+def _int_at(channel: tuple[object, ...], position: int) -> int:
+    value = channel[position] if len(channel) > position else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _verified(answer: dict[str, Any]) -> bool:
+    chunk = answer.get("verified_chunk")
+    return isinstance(chunk, dict) and bool(chunk)
+
+
+def _connect_failure(error: Exception, timeout: float) -> str:
+    if isinstance(error, TimeoutError):
+        return f"aim websocket connect timed out after {timeout:g}s"
+    if isinstance(error, InvalidStatus):
+        return f"aim websocket refused the connection (HTTP {error.response.status_code})"
+    return f"aim websocket unreachable ({type(error).__name__})"
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -418,3 +660,12 @@ def _optional_header_name(value: Any, where: str) -> str | None:
     if not isinstance(value, str) or not value.strip() or any(c in value for c in " :\r\n"):
         raise ConfigError(f"{where} must be an HTTP header name, got {value!r}")
     return value.strip().lower()
+
+
+def _streaming_mode(value: Any, where: str) -> bool:
+    """``streaming``: ``websocket`` (judge streamed answers over Aim's websocket) or ``off``."""
+    if value is None or value is False or value == "off":
+        return False
+    if value == "websocket":
+        return True
+    raise ConfigError(f"{where}.streaming must be websocket or off, got {value!r}")

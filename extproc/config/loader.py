@@ -26,16 +26,42 @@ OUR_SECTION = "extproc"
 # LiteLLM's legacy ``litellm_settings.callbacks`` entries that are guardrails we run built in:
 # each becomes a default_on pre_call guardrail of the same name.
 CALLBACK_GUARDRAILS = ("detect_prompt_injection", "hide_secrets")
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyCallback:
+    """A legacy callback served by one of our remote backends: the backend, the hooks LiteLLM
+    ran it in (as modes), and the environment it reads its service and key from (LiteLLM's
+    callbacks took no litellm_params, only the environment)."""
+
+    backend: str
+    modes: tuple[str, ...]
+    env: tuple[str, ...]
+
+
+# LiteLLM ran llmguard, openai and lakera in its moderation hook (beside the LLM call: during_call);
+# Azure Content Safety as a pre-call hook plus a post-call hook on the answer; Presidio masked in
+# the pre-call hook.
+CALLBACK_BACKENDS = {
+    "llmguard_moderations": LegacyCallback("llm_guard", ("during_call",), ("LLM_GUARD_API_BASE",)),
+    "openai_moderations": LegacyCallback(
+        "openai_moderation", ("during_call",), ("OPENAI_API_KEY",)
+    ),
+    "azure_content_safety": LegacyCallback(
+        "azure/text_moderations",
+        ("pre_call", "post_call"),
+        ("AZURE_CONTENT_SAFETY_ENDPOINT", "AZURE_CONTENT_SAFETY_KEY"),
+    ),
+    "presidio": LegacyCallback("presidio", ("pre_call",), ("PRESIDIO_ANALYZER_API_BASE",)),
+    "lakera_prompt_injection": LegacyCallback("lakera_v2", ("during_call",), ("LAKERA_API_KEY",)),
+}
+# LiteLLM's legacy Azure callback blocked at severity 4 unless ``thresholds`` said otherwise.
+LEGACY_AZURE_THRESHOLD = 4
 # Logging/observability callbacks are someone else's business; guardrail callbacks that are
 # not built in must not be dropped silently (the request would go unchecked).
 GUARDRAIL_CALLBACKS_ELSEWHERE = (
-    "presidio",
-    "lakera_prompt_injection",
-    "llmguard_moderations",
     "llamaguard_moderations",
-    "openai_moderations",
     "google_text_moderation",
-    "azure_content_safety",
     "aporia",
     "banned_keywords",
     "blocked_user_check",
@@ -116,7 +142,7 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
 
 
 def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
-    """``litellm_settings.callbacks: [detect_prompt_injection, hide_secrets, ...]``."""
+    """``litellm_settings.callbacks: [detect_prompt_injection, hide_secrets, presidio, ...]``."""
     if not isinstance(settings, dict):
         return []
     callbacks = settings.get("callbacks") or []
@@ -132,6 +158,8 @@ def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
             if callback == "detect_prompt_injection" and isinstance(extra, dict):
                 params["prompt_injection_params"] = extra
             specs.append(GuardrailSpec(callback, callback, ("pre_call",), True, params))
+        elif callback in CALLBACK_BACKENDS:
+            specs.append(_backend_callback(callback, settings, source))
         elif callback in GUARDRAIL_CALLBACKS_ELSEWHERE:
             raise ConfigError(
                 f"{source}: litellm_settings.callbacks: {callback!r} is not run as a callback "
@@ -140,6 +168,68 @@ def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
         else:
             log.info("config %s: ignoring litellm_settings callback %r", source, callback)
     return specs
+
+
+def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> GuardrailSpec:
+    """A legacy callback as a default_on guardrail named after it, with the options LiteLLM read
+    for it from ``litellm_settings``; a missing environment variable is named at startup."""
+    legacy = CALLBACK_BACKENDS[callback]
+    where = f"{source}: litellm_settings.callbacks: {callback!r}"
+    params: dict[str, Any] = {"guardrail": legacy.backend, "mode": list(legacy.modes)}
+    default_on = True
+    if callback == "azure_content_safety":
+        params.update(_azure_callback_params(settings.get("azure_content_safety_params"), source))
+    elif callback == "presidio":
+        for key in ("output_parse_pii", "presidio_ad_hoc_recognizers"):
+            if settings.get(key) is not None:
+                params[key] = settings[key]
+    elif callback == "llmguard_moderations":
+        default_on = _llm_guard_mode(settings.get("llm_guard_mode", "all"), source)
+    given = {"AZURE_CONTENT_SAFETY_ENDPOINT": "api_base", "AZURE_CONTENT_SAFETY_KEY": "api_key"}
+    for name in legacy.env:
+        if not os.environ.get(name) and given.get(name) not in params:
+            raise ConfigError(f"{where} needs environment variable {name}, which is not set")
+    return GuardrailSpec(callback, legacy.backend, legacy.modes, default_on, params)
+
+
+def _azure_callback_params(raw: Any, source: str) -> dict[str, Any]:
+    """``litellm_settings.azure_content_safety_params: {endpoint, api_key, thresholds}`` (all
+    optional here: the endpoint and key also come from the environment)."""
+    where = f"{source}: litellm_settings.azure_content_safety_params"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping {{endpoint, api_key, thresholds}}")
+    raw = _resolve_env(raw, where)
+    unknown = sorted(set(raw) - {"endpoint", "api_key", "key", "thresholds"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (known: endpoint, api_key, thresholds)"
+        )
+    params: dict[str, Any] = {"severity_threshold": LEGACY_AZURE_THRESHOLD}
+    if raw.get("endpoint"):
+        params["api_base"] = raw["endpoint"]
+    key = raw.get("api_key") or raw.get("key")  # LiteLLM's docs showed ``key``
+    if key:
+        params["api_key"] = key
+    thresholds = raw.get("thresholds")
+    if thresholds is not None:
+        if not isinstance(thresholds, dict):
+            raise ConfigError(f"{where}.thresholds must map categories to severities")
+        params["severity_threshold_by_category"] = thresholds
+    return params
+
+
+def _llm_guard_mode(mode: Any, source: str) -> bool:
+    """LiteLLM's ``llm_guard_mode``: ``all`` checks every request (default_on); with
+    ``key-specific`` or ``request-specific`` a request asks for it (here: by name)."""
+    modes = ("all", "key-specific", "request-specific")
+    if mode not in modes:
+        raise ConfigError(
+            f"{source}: litellm_settings.llm_guard_mode must be one of {', '.join(modes)}, "
+            f"got {mode!r}"
+        )
+    return mode == "all"
 
 
 def parse_config(document: Any, source: str = "<memory>") -> Config:

@@ -26,6 +26,9 @@ class Settings:
     # What a failing guardrail means for the request, unless the guardrail sets its own
     # on_error: "block" (fail closed, the default) or "allow" (fail open, logged as such).
     on_error: str = "block"
+    # Where `extproc serve` answers GET /metrics (Prometheus text format), HOST:PORT; empty:
+    # no metrics endpoint (the default: nothing listens that the operator did not ask for).
+    metrics_address: str = ""
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> Settings:
@@ -42,12 +45,35 @@ class Settings:
                 values[name] = value
             elif name == "on_error":
                 values[name] = check_on_error(value, "extproc: on_error")
+            elif name == "metrics_address":
+                values[name] = "" if value is None else check_host_port(value, f"extproc: {name}")
             else:
                 kind = int if name == "max_request_body_bytes" else float
                 if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                     raise SettingsError(f"extproc: {name} must be a positive number, got {value!r}")
                 values[name] = kind(value)
         return cls(**values)
+
+
+def check_host_port(value: object, where: str) -> str:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) with a port from 1 to 65535; an empty string
+    (off) passes. Checked at startup so a typo is a config error, not a server that never
+    binds."""
+    if value == "":
+        return ""
+    problem = f"{where} must be HOST:PORT such as 127.0.0.1:9464, got {value!r}"
+    if not isinstance(value, str):
+        raise SettingsError(problem)
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # an IPv6 address must be bracketed to carry a port
+        raise SettingsError(problem)
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        raise SettingsError(problem)
+    if not 1 <= int(port) <= 65535 or any(c.isspace() or c in "/[]" for c in host):
+        raise SettingsError(problem)
+    return value
 
 
 def check_on_error(value: object, where: str) -> str:

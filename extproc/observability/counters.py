@@ -6,6 +6,8 @@ Outcomes of one check (one ``inspect`` of a remote guardrail): ``pass``, ``flagg
 What the engine did with a failure: ``failed_open`` (allowed, ``on_error: allow``) or
 ``failed_closed`` (blocked). Texts the verdict cache answered or had to send: ``cache_hit``,
 ``cache_miss`` (counted per text, not per check, so they are rendered as their own metric).
+Decisions, for every guardrail: ``blocked`` (a request or answer refused or ended) and
+``masked`` (a request or a non-streamed answer rewritten), once per request and direction.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import threading
 
 CHECK_OUTCOMES = ("pass", "flagged", "error", "circuit_open", "failed_open", "failed_closed")
 CACHE_OUTCOMES = ("cache_hit", "cache_miss")
-OUTCOMES = CHECK_OUTCOMES + CACHE_OUTCOMES
+# What the engine did with a guardrail's findings, per request (any guardrail, local too).
+DECISION_OUTCOMES = ("blocked", "masked")
+OUTCOMES = CHECK_OUTCOMES + CACHE_OUTCOMES + DECISION_OUTCOMES
 
 
 class Counters:
@@ -59,6 +63,11 @@ _CACHE_HELP = (
     "sent to the backend (miss).\n# TYPE guardrail_verdict_cache_texts_total counter\n"
 )
 
+_DECISIONS_HELP = (
+    "# HELP guardrail_decisions_total Requests and answers a guardrail blocked or masked.\n"
+    "# TYPE guardrail_decisions_total counter\n"
+)
+
 
 def _label(value: str) -> str:
     """Prometheus label escaping: backslash, double quote, newline."""
@@ -78,4 +87,22 @@ def render_prometheus(counters: Counters = COUNTERS) -> str:
         for (g, o), n in counts
         if o in CACHE_OUTCOMES
     ]
-    return _CHECKS_HELP + "".join(checks) + _CACHE_HELP + "".join(cache)
+    decisions = [
+        f'guardrail_decisions_total{{guardrail="{_label(g)}",action="{o}"}} {n}\n'
+        for (g, o), n in counts
+        if o in DECISION_OUTCOMES
+    ]
+    return (
+        _CHECKS_HELP
+        + "".join(checks)
+        + _CACHE_HELP
+        + "".join(cache)
+        + _DECISIONS_HELP
+        + "".join(decisions)
+    )
+
+
+def render_gauge(name: str, help_text: str, value: float) -> str:
+    """One unlabelled gauge in the text format (e.g. streams in flight, read at scrape time)."""
+    number = int(value) if float(value).is_integer() else value
+    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n{name} {number}\n"

@@ -25,6 +25,7 @@ from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import RequestFormat, TextSlot
+from extproc.observability import COUNTERS
 from extproc.policy import restore, streamed
 from extproc.policy.decision import (
     Block,
@@ -222,7 +223,6 @@ class Engine:
         one warning and one count (failed_closed / failed_open), so an allow because a backend
         failed never looks like a clean pass."""
         from extproc.backends.remote import BackendError  # failure path only: no import cost
-        from extproc.observability import COUNTERS
 
         fail_open = self.on_error[guardrail.name] != "block"
         COUNTERS.inc(guardrail.name, "failed_open" if fail_open else "failed_closed")
@@ -254,6 +254,11 @@ def as_logs(findings: Found, actions: frozenset[Action] = frozenset(Action)) -> 
 
 
 MASKS = frozenset({Action.MASK})
+
+
+def count_masks(findings: Found) -> None:
+    for name in {name for name, finding in findings if finding.action is Action.MASK}:
+        COUNTERS.inc(name, "masked")
 
 
 def write_masks(slots: Sequence[TextSlot], mask: Mask) -> None:
@@ -375,6 +380,7 @@ class GuardedExchange:
             return self._blocked(decision, "Request")
         if isinstance(decision, Mask):
             write_masks(slots, decision)
+            count_masks(findings)
             texts = [slot.text for slot in slots]
             changed = True
         if plan.during_call and texts:
@@ -498,6 +504,7 @@ class GuardedExchange:
             return self._blocked(decision, "Response")
         if isinstance(decision, Mask):
             write_masks(slots, decision)
+            count_masks(findings)
             return ReplaceBody(_dump(document))
         return CONTINUE
 
@@ -522,6 +529,7 @@ class GuardedExchange:
             return self._blocked(fed.blocked, "Response")  # nothing went out: a real 4xx
         message, extra = self._block_message(fed.blocked, "Response")
         log.info("guardrail %s blocked a streamed response mid-stream", fed.blocked.guardrail)
+        COUNTERS.inc(fed.blocked.guardrail, "blocked")
         fields = self._error_event_fields(guard)
         event = guard.stream.error_event(
             message, guardrail_name=fed.blocked.guardrail, **fields, **extra
@@ -575,6 +583,7 @@ class GuardedExchange:
     # -- outcomes ---------------------------------------------------------------------------
 
     def _blocked(self, block: Block, what: str) -> Reject:
+        COUNTERS.inc(block.guardrail, "blocked")
         kinds = ", ".join(block.types)
         log.info("guardrail %s blocked a %s (%s)", block.guardrail, what.lower(), kinds)
         message, extra = self._block_message(block, what)

@@ -1,9 +1,11 @@
 """guardrail: aim through a real Envoy against the fake Aim: allow, block (Aim's detection
 message in an OpenAI error body), anonymize (masked upstream / in the answer), the older
-detect API, identity headers, and backend 5xx / timeout / garbage under both on_error."""
+detect API, identity headers, and backend 5xx / timeout / garbage under both on_error; streamed
+answers judged delta by delta over Aim's websocket (``streaming: websocket``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,9 +14,11 @@ import httpx
 import pytest
 
 from extproc.stack.processes import Stack
+from extproc.streaming import SseParser, delta_slots
+from extproc.streaming.sse import SseEvent
 from tests.conftest import chat_body, module_stack, post, upstream_last
 from tests.fakes.backend_testing import ask, assert_failed_closed, assert_not_in_logs, module_fake
-from tests.fakes.fake_aim import FakeAim
+from tests.fakes.fake_aim import STREAM_BLOCK_MESSAGE, FakeAim
 
 KEY = "aim-" + "e2e-fedcba9876543210"
 FAILING = "delay:1.5", "status:503", "garbage"
@@ -60,7 +64,34 @@ guardrails:
       on_error: allow
       verdict_cache: false
       circuit_breaker_failures: 0
+  - guardrail_name: aim-stream
+    litellm_params:
+      guardrail: aim
+      mode: post_call
+      api_base: {stream}
+      api_key: os.environ/AIM_E2E_KEY
+      streaming: websocket
+  - guardrail_name: aim-stream-closed
+    litellm_params:
+      guardrail: aim
+      mode: post_call
+      api_base: {nowhere}
+      api_key: os.environ/AIM_E2E_KEY
+      streaming: websocket
+      timeout: 0.5
+      circuit_breaker_failures: 0
+  - guardrail_name: aim-stream-open
+    litellm_params:
+      guardrail: aim
+      mode: post_call
+      api_base: {nowhere}
+      api_key: os.environ/AIM_E2E_KEY
+      streaming: websocket
+      timeout: 0.5
+      on_error: allow
+      circuit_breaker_failures: 0
 """
+NOWHERE = "http://127.0.0.1:9"  # nothing listens there: Aim's websocket is down
 
 
 aim = module_fake(lambda: FakeAim(KEY))
@@ -73,7 +104,9 @@ def aim_stack(
 ) -> Iterator[Stack]:
     os.environ["AIM_E2E_KEY"] = KEY
     try:
-        config = CONFIG.format(base=aim.base_url, down=down.base_url)
+        config = CONFIG.format(
+            base=aim.base_url, down=down.base_url, stream=aim.stream.http_url, nowhere=NOWHERE
+        )
         yield from module_stack(tmp_path_factory, "aim", config)
     finally:
         os.environ.pop("AIM_E2E_KEY", None)
@@ -199,4 +232,94 @@ def test_key_never_in_logs(client: httpx.Client, aim_stack: Stack, down: FakeAim
     assert ask(client, aim_stack, unique("hi"), "aim-open").status_code == 200
     log = aim_stack.log_path("extproc").read_text()
     assert "guardrail aim-open failed" in log and "aim answered HTTP 401" in log
+    assert_not_in_logs(aim_stack, KEY)
+
+
+# -- streamed answers over Aim's websocket -----------------------------------------------------
+
+
+def stream(
+    client: httpx.Client, stack: Stack, text: str, guardrail: str, chunking: str = "split"
+) -> httpx.Response:
+    """A streamed chat answer echoing ``text``; the guardrail selected by header, so the
+    answer's headers wait for the first judged text."""
+    headers = {"x-guardrails": guardrail, "x-fake-chunking": chunking}
+    return post(client, stack, chat_body(text, stream=True), **headers)
+
+
+def streamed(response: httpx.Response) -> tuple[str, list[SseEvent]]:
+    """(the answer's text rebuilt from its deltas, its events)."""
+    events = SseParser().feed(response.content)
+    text = "".join(slot.text for event in events for slot in delta_slots("openai_chat", event)[1])
+    return text, events
+
+
+@pytest.mark.parametrize("chunking", ["split", "bytes", "random:5"])
+def test_clean_stream_passes_and_aim_saw_every_delta_in_order(
+    client: httpx.Client, aim_stack: Stack, aim: FakeAim, chunking: str
+) -> None:
+    text = unique("Lisbon sits on seven hills by the Tagus river")
+    response = stream(client, aim_stack, text, "aim-stream", chunking)
+    assert response.status_code == 200, response.text
+    answer, events = streamed(response)
+    assert answer == text
+    assert events[-1].data == "[DONE]"
+    session = aim.stream.session()
+    assert session.path == "/fw/v1/analyze/stream"
+    assert session.headers["authorization"] == f"Bearer {KEY}"
+    assert session.headers["x-aim-litellm-hook"] == "output"
+    assert session.headers.get("x-aim-call-id")  # Envoy's request id
+    assert session.texts() == [(" " if i else "") + w for i, w in enumerate(text.split(" "))]
+    assert session.frames[-1] == {"done": True}
+    assert aim.requests == []  # judged over the websocket, not the HTTP API
+
+
+def test_early_trigger_is_a_clean_400_with_aims_message(
+    client: httpx.Client, aim_stack: Stack, aim: FakeAim
+) -> None:
+    response = stream(client, aim_stack, unique("forbidden knowledge ahead"), "aim-stream")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == STREAM_BLOCK_MESSAGE
+    assert "knowledge" not in response.text
+    assert aim.stream.session().texts() == ["forbidden"]  # nothing after the block was sent
+
+
+def test_late_trigger_ends_the_stream_with_an_error_event(
+    client: httpx.Client, aim_stack: Stack, aim: FakeAim
+) -> None:
+    before = "the weather is mild and the trams are yellow; " * 8  # > 300 characters
+    text = unique(before + "now the forbidden part, never shown")
+    response = stream(client, aim_stack, text, "aim-stream")
+    assert response.status_code == 200
+    answer, events = streamed(response)
+    assert answer == before + "now the"  # every delta before the trigger's, none after
+    last = json.loads(events[-1].data)
+    assert set(last) == {"error"}  # OpenAI's mid-stream error object
+    assert last["error"]["message"] == STREAM_BLOCK_MESSAGE
+    assert last["error"]["type"] == "invalid_request_error"
+    assert b"[DONE]" not in response.content and b"never shown" not in response.content
+
+
+def test_websocket_down_fails_closed_with_on_error_block(
+    client: httpx.Client, aim_stack: Stack
+) -> None:
+    response = stream(client, aim_stack, unique("a harmless answer"), "aim-stream-closed")
+    assert_failed_closed(response)
+    assert "harmless" not in response.text
+
+
+def test_websocket_down_lets_the_answer_pass_with_on_error_allow(
+    client: httpx.Client, aim_stack: Stack
+) -> None:
+    text = unique("a harmless answer")
+    response = stream(client, aim_stack, text, "aim-stream-open")
+    assert response.status_code == 200
+    answer, events = streamed(response)
+    assert answer == text and events[-1].data == "[DONE]"
+    log = aim_stack.log_path("extproc").read_text()
+    assert "guardrail aim-stream-open failed" in log
+
+
+def test_streamed_key_never_in_logs(aim_stack: Stack) -> None:
     assert_not_in_logs(aim_stack, KEY)

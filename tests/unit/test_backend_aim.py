@@ -4,6 +4,7 @@ generation) and what comes back (block / mask / nothing), config errors, failure
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -423,3 +424,202 @@ def test_a_flagged_conversation_is_sent_whole_next_time(fake: FakeAim) -> None:
     assert first == again and first[0].action is Action.MASK
     # A flagged joint verdict caches nothing: Aim sees the whole conversation again.
     assert [len(r.body["messages"]) for r in fake.requests] == [2, 2]
+
+
+# -- streamed answers over the websocket -----------------------------------------------------
+
+STREAMED = ScanContext(
+    direction="output",
+    mode="post_call",
+    roles=["assistant"],
+    headers={"x-aim-user-email": "jane@corp.example", "x-request-id": "r42"},
+    streaming=True,
+)
+
+
+def stream_guardrail(fake: FakeAim, **params: Any) -> Any:
+    """A post_call guardrail judging streams over the fake's websocket."""
+    params.setdefault("api_base", fake.stream.http_url)
+    return guardrail(None, "post_call", streaming="websocket", **params)
+
+
+def judge_stream(
+    g: Any, deltas: Sequence[str | tuple[tuple[object, ...], str]]
+) -> tuple[list[str | None], str | None]:
+    """Each delta through the check, as the stream guard does (stopping at a block), then
+    finish: (the verdict of each delta sent, the finish verdict or None)."""
+
+    async def go() -> tuple[list[str | None], str | None]:
+        check = g.stream_check(STREAMED)
+        assert check is not None
+        verdicts: list[str | None] = []
+        try:
+            for delta in deltas:
+                channel, text = delta if isinstance(delta, tuple) else (("text", 0), delta)
+                verdicts.append(await check.check(channel, text))
+                if verdicts[-1] is not None:
+                    return verdicts, None
+            return verdicts, await check.finish()
+        finally:
+            check.close()
+
+    return asyncio.run(go())
+
+
+def test_streaming_is_off_by_default_and_only_for_streamed_output(fake: FakeAim) -> None:
+    assert guardrail(fake, "post_call").stream_check(STREAMED) is None
+    on = stream_guardrail(fake)
+    assert on.stream_check(replace(STREAMED, streaming=False)) is None
+    assert on.stream_check(replace(STREAMED, direction="input")) is None
+    assert on.stream_check(STREAMED) is not None
+    assert fake.stream.sessions == []  # the socket opens lazily, with the first delta
+
+
+def test_clean_stream_sends_every_delta_in_order_then_done(fake: FakeAim) -> None:
+    deltas = ["Lisbon", " is", " the capital", " of Portugal."]
+    verdicts, final = judge_stream(stream_guardrail(fake), deltas)
+    assert verdicts == [None] * 4 and final is None
+    session = fake.stream.session()
+    assert session.path == "/fw/v1/analyze/stream"
+    assert session.headers["authorization"] == f"Bearer {KEY}"
+    assert session.headers["x-aim-litellm-hook"] == "output"
+    assert session.headers["x-aim-user-email"] == "jane@corp.example"
+    assert session.headers["x-aim-call-id"] == "r42"
+    assert session.texts() == deltas
+    assert session.frames[0] == {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": "Lisbon"}}],
+    }
+    assert session.frames[-1] == {"done": True}
+
+
+@pytest.mark.parametrize("version", ["detect", "detect_v2"])
+def test_older_generations_stream_to_detect_output_ws(fake: FakeAim, version: str) -> None:
+    judge_stream(stream_guardrail(fake, api_version=version), ["hi"])
+    session = fake.stream.session()
+    assert session.path == "/detect/output/ws"
+    assert "x-aim-litellm-call-id" in session.headers
+
+
+def test_block_at_the_trigger_delta_and_nothing_after_it_is_sent(fake: FakeAim) -> None:
+    verdicts, final = judge_stream(stream_guardrail(fake), ["fine", " so far,", " forbid", "den"])
+    assert verdicts == [None, None, None, "Forbidden topic detected in the answer"]
+    assert final is None
+    assert fake.stream.session().texts() == ["fine", " so far,", " forbid", "den"]
+    assert {"done": True} not in fake.stream.session().frames
+
+
+def test_other_channels_become_their_chunk_fields(fake: FakeAim) -> None:
+    args = '{"q": 1}'
+    deltas = [
+        (("text", 1), "second choice"),
+        (("tool_arguments", 0, 2), args),
+        (("tool_arguments", 0, -1), "{}"),
+        (("refusal", 0), "no"),
+        (("reasoning", 0, "summary", 0), "hmm"),
+        ((), "bare"),
+    ]
+    judge_stream(stream_guardrail(fake), deltas)
+    chunks = [f["choices"][0] for f in fake.stream.session().frames[:-1]]
+    assert chunks == [
+        {"index": 1, "delta": {"content": "second choice"}},
+        {"index": 0, "delta": {"tool_calls": [{"index": 2, "function": {"arguments": args}}]}},
+        {"index": 0, "delta": {"function_call": {"arguments": "{}"}}},
+        {"index": 0, "delta": {"refusal": "no"}},
+        {"index": 0, "delta": {"reasoning_content": "hmm"}},
+        {"index": 0, "delta": {"content": "bare"}},
+    ]
+
+
+def test_an_answer_without_text_opens_no_socket(fake: FakeAim) -> None:
+    assert judge_stream(stream_guardrail(fake), []) == ([], None)
+    assert fake.stream.sessions == []
+
+
+def test_bad_key_is_a_backend_error_without_the_key(fake: FakeAim) -> None:
+    with pytest.raises(BackendError, match="HTTP 401") as raised:
+        judge_stream(stream_guardrail(fake, api_key="not-the-key"), ["hi"])
+    assert "not-the-key" not in str(raised.value)
+    assert fake.stream.rejected == [401] and fake.stream.sessions == []
+
+
+def test_unreachable_websocket_is_a_backend_error(fake: FakeAim) -> None:
+    with pytest.raises(BackendError, match="unreachable"):
+        judge_stream(stream_guardrail(fake, api_base="http://127.0.0.1:9"), ["hi"])
+
+
+def test_a_slow_answer_times_out(fake: FakeAim) -> None:
+    fake.stream.fail = "delay:1"
+    started = time.perf_counter()
+    with pytest.raises(BackendError, match=r"timed out after 0\.2s"):
+        judge_stream(stream_guardrail(fake, timeout=0.2), ["hi"])
+    assert time.perf_counter() - started < 0.9
+
+
+@pytest.mark.parametrize(
+    ("failure", "why"),
+    [
+        ("garbage", "not a JSON object"),
+        ("unknown", "unexpected message"),
+        ("close", "ConnectionClosed"),
+    ],
+)
+def test_answers_outside_the_protocol_are_backend_errors(
+    fake: FakeAim, failure: str, why: str
+) -> None:
+    fake.stream.fail = failure
+    with pytest.raises(BackendError, match=why):
+        judge_stream(stream_guardrail(fake), ["hi", "there"])
+
+
+def test_a_failed_session_keeps_failing(fake: FakeAim) -> None:
+    """After a failure the socket is out of step: no later delta may pass unjudged."""
+    fake.stream.fail = "garbage"
+
+    async def go() -> list[str]:
+        check = stream_guardrail(fake).stream_check(STREAMED)
+        errors = []
+        for step in (check.check(("text", 0), "a"), check.check(("text", 0), "b"), check.finish()):
+            try:
+                await step
+            except BackendError as error:
+                errors.append(str(error))
+        check.close()
+        return errors
+
+    assert len(asyncio.run(go())) == 3
+    assert len(fake.stream.session().frames) == 1
+
+
+def test_close_does_not_wait_for_the_closing_handshake(fake: FakeAim) -> None:
+    async def go() -> float:
+        check = stream_guardrail(fake).stream_check(STREAMED)
+        await check.check(("text", 0), "hi")
+        started = time.perf_counter()
+        check.close()
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(0.1)  # the scheduled close runs
+        return elapsed
+
+    assert asyncio.run(go()) < 0.005
+
+
+def test_websocket_base_follows_the_scheme(fake: FakeAim) -> None:
+    assert stream_guardrail(fake, api_base="https://api.aim.security").websocket_base() == (
+        "wss://api.aim.security"
+    )
+    assert stream_guardrail(fake, api_base="http://127.0.0.1:8/x").websocket_base() == (
+        "ws://127.0.0.1:8/x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "match"),
+    [
+        ("post_call", "yes", "streaming must be websocket or off"),
+        ("pre_call", "websocket", "streaming: websocket needs mode post_call"),
+    ],
+)
+def test_bad_streaming_values_name_guardrail_and_key(mode: str, value: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=rf"'aim-guard'.*{match}"):
+        guardrail(None, mode, api_base="http://127.0.0.1:9", streaming=value)

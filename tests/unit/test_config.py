@@ -68,8 +68,126 @@ def test_legacy_callbacks_become_default_on_guardrails(caplog) -> None:
 
 
 def test_guardrail_callback_that_is_not_built_in_is_an_error_not_a_silent_skip() -> None:
-    with pytest.raises(ConfigError, match="'presidio' is not run as a callback"):
-        parse("litellm_settings: {callbacks: [presidio]}")
+    with pytest.raises(ConfigError, match="'llamaguard_moderations' is not run as a callback"):
+        parse("litellm_settings: {callbacks: [llamaguard_moderations]}")
+
+
+LEGACY_ENV = {
+    "LLM_GUARD_API_BASE": "http://127.0.0.1:8000",
+    "OPENAI_API_KEY": "sk-test-not-real",
+    "AZURE_CONTENT_SAFETY_ENDPOINT": "https://cs.example.invalid",
+    "AZURE_CONTENT_SAFETY_KEY": "azure-test-key",
+    "PRESIDIO_ANALYZER_API_BASE": "http://127.0.0.1:5002",
+    "LAKERA_API_KEY": "lakera-test-key",
+}
+
+
+@pytest.fixture
+def legacy_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in LEGACY_ENV.items():
+        monkeypatch.setenv(name, value)
+    return LEGACY_ENV
+
+
+@pytest.mark.parametrize(
+    ("callback", "backend", "modes"),
+    [
+        ("llmguard_moderations", "llm_guard", ("during_call",)),
+        ("openai_moderations", "openai_moderation", ("during_call",)),
+        ("azure_content_safety", "azure/text_moderations", ("pre_call", "post_call")),
+        ("presidio", "presidio", ("pre_call",)),
+        ("lakera_prompt_injection", "lakera_v2", ("during_call",)),
+    ],
+)
+def test_legacy_backend_callbacks_become_default_on_guardrails(
+    legacy_env: dict[str, str], callback: str, backend: str, modes: tuple[str, ...]
+) -> None:
+    config = parse(f"litellm_settings: {{callbacks: [{callback}]}}")
+    (spec,) = config.guardrails
+    assert (spec.name, spec.guardrail, spec.modes, spec.default_on) == (
+        callback,
+        backend,
+        modes,
+        True,
+    )
+    engine = Engine(config)  # the backend accepts it, reading its service and key from env
+    guardrail = engine.by_name[callback]
+    assert guardrail.api_base.startswith("http")
+    assert engine.default_on == (guardrail,)
+
+
+def test_legacy_backends_read_the_environment(legacy_env: dict[str, str]) -> None:
+    names = "[llmguard_moderations, openai_moderations, azure_content_safety, presidio]"
+    engine = Engine(parse(f"litellm_settings: {{callbacks: {names}}}"))
+    by_name = engine.by_name
+    assert by_name["llmguard_moderations"].api_base == legacy_env["LLM_GUARD_API_BASE"]
+    assert by_name["openai_moderations"].api_key == legacy_env["OPENAI_API_KEY"]
+    azure = by_name["azure_content_safety"]
+    assert (azure.api_base, azure.api_key) == (
+        legacy_env["AZURE_CONTENT_SAFETY_ENDPOINT"],
+        legacy_env["AZURE_CONTENT_SAFETY_KEY"],
+    )
+    assert azure.default_threshold == 4  # LiteLLM's legacy callback default
+    assert by_name["presidio"].api_base == legacy_env["PRESIDIO_ANALYZER_API_BASE"]
+
+
+@pytest.mark.parametrize(
+    ("callback", "variable"),
+    [
+        ("llmguard_moderations", "LLM_GUARD_API_BASE"),
+        ("openai_moderations", "OPENAI_API_KEY"),
+        ("azure_content_safety", "AZURE_CONTENT_SAFETY_ENDPOINT"),
+        ("azure_content_safety", "AZURE_CONTENT_SAFETY_KEY"),
+        ("presidio", "PRESIDIO_ANALYZER_API_BASE"),
+        ("lakera_prompt_injection", "LAKERA_API_KEY"),
+    ],
+)
+def test_legacy_callback_names_the_missing_environment_variable(
+    legacy_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, callback: str, variable: str
+) -> None:
+    monkeypatch.delenv(variable)
+    with pytest.raises(ConfigError) as caught:
+        parse(f"litellm_settings: {{callbacks: [{callback}]}}")
+    message = str(caught.value)
+    assert f"litellm_settings.callbacks: {callback!r}" in message
+    assert f"environment variable {variable}, which is not set" in message
+
+
+def test_legacy_azure_params_and_presidio_options(
+    legacy_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AZURE_CONTENT_SAFETY_ENDPOINT")
+    monkeypatch.delenv("AZURE_CONTENT_SAFETY_KEY")
+    monkeypatch.setenv("MY_AZURE_KEY", "from-params")
+    config = parse("""
+        litellm_settings:
+          callbacks: [azure_content_safety, presidio]
+          output_parse_pii: true
+          azure_content_safety_params:
+            endpoint: https://mine.example.invalid
+            api_key: os.environ/MY_AZURE_KEY
+            thresholds: {Hate: 2, Violence: 6}
+    """)
+    by_name = {spec.name: spec for spec in config.guardrails}
+    assert by_name["presidio"].params["output_parse_pii"] is True
+    azure = Engine(config).by_name["azure_content_safety"]
+    assert (azure.api_base, azure.api_key) == ("https://mine.example.invalid", "from-params")
+    assert azure.thresholds == {"Hate": 2, "Violence": 6}
+    with pytest.raises(ConfigError, match="azure_content_safety_params: unknown key 'tresholds'"):
+        parse("""
+            litellm_settings:
+              callbacks: [azure_content_safety]
+              azure_content_safety_params: {endpoint: https://x.invalid, api_key: k, tresholds: {}}
+        """)
+
+
+def test_llm_guard_mode_decides_default_on(legacy_env: dict[str, str]) -> None:
+    config = parse("""
+        litellm_settings: {callbacks: [llmguard_moderations], llm_guard_mode: request-specific}
+    """)
+    assert config.guardrails[0].default_on is False
+    with pytest.raises(ConfigError, match="llm_guard_mode must be one of"):
+        parse("litellm_settings: {callbacks: [llmguard_moderations], llm_guard_mode: sometimes}")
 
 
 def test_env_reference_is_resolved(monkeypatch) -> None:
@@ -145,6 +263,22 @@ def test_our_section_is_validated() -> None:
         parse("extproc: {max_body: 1}")
     with pytest.raises(ConfigError, match="positive number"):
         parse("extproc: {shutdown_grace_seconds: -1}")
+
+
+def test_metrics_address_is_off_by_default_and_validated() -> None:
+    assert parse("guardrails: []").settings.metrics_address == ""
+    assert parse("extproc: {metrics_address: null}").settings.metrics_address == ""
+    for good in ("127.0.0.1:9464", "0.0.0.0:1", "localhost:65535", "[::1]:9464"):
+        assert parse(f"extproc: {{metrics_address: '{good}'}}").settings.metrics_address == good
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", ":9464", "::1:9464", "h:x1", 9464],
+)
+def test_bad_metrics_address_is_a_config_error_naming_the_key(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"extproc: metrics_address must be HOST:PORT"):
+        parse_config({"extproc": {"metrics_address": bad}})
 
 
 def test_duplicate_names_are_rejected() -> None:

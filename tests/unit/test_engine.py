@@ -184,3 +184,22 @@ def test_guardrail_in_pre_call_and_logging_only_scans_once_and_does_both(
     assert json.loads(verdict.body)["messages"][0]["content"] == "a [MARKER] here"
     assert "both (logging_only) found MARKER" in caplog.text
     assert built.by_name["both"].scans == 1
+
+
+def test_decisions_are_counted_per_guardrail() -> None:
+    from extproc.observability import COUNTERS
+
+    built = engine("""
+        guardrails:
+          - guardrail_name: count-pii
+            litellm_params: {guardrail: pii, mode: pre_call, default_on: true}
+          - guardrail_name: count-secrets
+            litellm_params: {guardrail: secrets, mode: pre_call, default_on: true}
+    """)
+    masked, blocked = COUNTERS.get("count-pii", "masked"), COUNTERS.get("count-secrets", "blocked")
+    mail = json.dumps({"messages": [{"role": "user", "content": "a@b.io"}]}).encode()
+    exchange_after_request(built, mail)
+    key = json.dumps({"messages": [{"role": "user", "content": "AKIA" + "IOSFODNN7EXAMPLE"}]})
+    exchange_after_request(built, key.encode())
+    assert COUNTERS.get("count-pii", "masked") == masked + 1
+    assert COUNTERS.get("count-secrets", "blocked") == blocked + 1

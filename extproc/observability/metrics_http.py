@@ -1,0 +1,133 @@
+"""A tiny HTTP endpoint for Prometheus: ``GET /metrics`` on the server's own event loop.
+
+No framework and no extra dependency: one ``asyncio.start_server`` that reads a bounded
+request head (with a deadline, so a slow or silent client cannot hold a connection open),
+answers ``GET /metrics`` with the rendered text, and closes. Rendering is a dict snapshot under
+a lock (microseconds), so answering never stalls the gRPC streams sharing the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_PATH = "/metrics"
+# A scrape's request head is a few hundred bytes; anything past this is not a scraper.
+MAX_REQUEST_HEAD_BYTES = 8192
+READ_TIMEOUT_SECONDS = 5.0
+WRITE_TIMEOUT_SECONDS = 5.0
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+}
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` / ``[v6]:PORT`` (already validated by the settings) as a bind pair."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def answer(method: str, target: str, render: Callable[[], str]) -> tuple[int, bytes]:
+    """Status and body for one request line: the whole routing table of this endpoint."""
+    path = target.split("?", 1)[0]
+    if path != METRICS_PATH:
+        return 404, b"not found; try GET /metrics\n"
+    if method not in ("GET", "HEAD"):
+        return 405, b"only GET is supported\n"
+    return 200, render().encode()
+
+
+def response_bytes(status: int, body: bytes, *, head_only: bool = False) -> bytes:
+    content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if status == 405:
+        lines.append("Allow: GET, HEAD")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    return head if head_only else head + body
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str] | int:
+    """(method, target) of the request, or the error status to answer with."""
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+            head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        return 431
+    except asyncio.IncompleteReadError as error:
+        head = error.partial  # a client that sends the request line and closes its side
+        if b"\r\n" not in head:
+            return 400
+    except TimeoutError:
+        return 408
+    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        return 400
+    return parts[0], parts[1]
+
+
+class MetricsServer:
+    """``GET /metrics`` on ``address`` (HOST:PORT), answered from ``render()``."""
+
+    def __init__(self, address: str, render: Callable[[], str]) -> None:
+        self.address = address
+        self.render = render
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the address asked for port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("metrics server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        host, port = split_host_port(self.address)
+        self._server = await asyncio.start_server(
+            self._handle, host, port, limit=MAX_REQUEST_HEAD_BYTES, reuse_address=True
+        )
+        log.info("metrics on http://%s%s", self.address, METRICS_PATH)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await _read_head(reader)
+            if isinstance(request, int):
+                payload = response_bytes(request, b"")
+            else:
+                method, target = request
+                status, body = answer(method, target, self.render)
+                payload = response_bytes(status, body, head_only=method == "HEAD")
+            writer.write(payload)
+            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass  # the scraper went away; nothing to answer
+        except Exception:  # never let one bad scrape reach the event loop's handler
+            log.exception("metrics endpoint: request failed")
+        finally:
+            writer.close()
+            with suppress(Exception):
+                await writer.wait_closed()
