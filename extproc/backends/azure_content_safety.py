@@ -27,6 +27,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail, gather_limited
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 
 DEFAULT_API_VERSION = "2024-09-01"
 MAX_TEXT_CHARS = 10_000
@@ -81,9 +82,7 @@ class AzureTextModerationGuardrail(_ContentSafety):
             if not isinstance(blocklists, list) or not all(isinstance(b, str) for b in blocklists):
                 raise ConfigError(f"{where}.blocklistNames must be a list of blocklist names")
             self.body_options["blocklistNames"] = blocklists
-            halt = params.get("haltOnBlocklistHit", False)
-            if not isinstance(halt, bool):
-                raise ConfigError(f"{where}.haltOnBlocklistHit must be true or false")
+            halt = flag(params, "haltOnBlocklistHit", False, where)
             self.body_options["haltOnBlocklistHit"] = halt
         default = params.get("severity_threshold")
         self.default_threshold = (

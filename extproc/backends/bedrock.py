@@ -32,6 +32,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,8 @@ class BedrockGuardrail(RemoteGuardrail):
         self.max_concurrent_calls = _bounded_int(
             params, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS, 1, 256, where
         )
-        for flag in ("mask_request_content", "mask_response_content"):
-            if flag in params and not isinstance(params[flag], bool):
-                raise ConfigError(f"{where}.{flag} must be true or false")
+        for key in ("mask_request_content", "mask_response_content"):
+            flag(params, key, False, where)  # accepted for LiteLLM configs; see the docstring
         # The base class wants an api_base; ours is the endpoint boto3 will use (informational
         # when None: boto3 resolves the regional, FIPS or partition endpoint itself).
         api_base = self.endpoint or f"https://bedrock-runtime.{self.region}.amazonaws.com"

@@ -31,6 +31,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,10 @@ class LakeraGuardrail(RemoteGuardrail):
         # Sent on every call as LiteLLM does (all six keys, null when unset).
         self.options: dict[str, Any] = {
             "project_id": project_id,
-            "payload": _flag(params, "payload", where),
-            "breakdown": _flag(params, "breakdown", where),
+            "payload": flag(params, "payload", True, where),
+            "breakdown": flag(params, "breakdown", True, where),
             "metadata": metadata,
-            "dev_info": _flag(params, "dev_info", where),
+            "dev_info": flag(params, "dev_info", True, where),
         }
 
     async def call(self, texts: Sequence[str], context: ScanContext) -> list[Finding]:
@@ -206,15 +207,6 @@ def _conversation(
             messages.append({"role": _ROLES.get(role or "", default), "content": text})
             owner.append(index)
     return messages, owner
-
-
-def _flag(params: Any, key: str, where: str) -> bool:
-    value = params.get(key, True)
-    if value is None:
-        return True
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
 
 
 # -- the answer ----------------------------------------------------------------------------

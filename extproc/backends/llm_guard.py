@@ -23,6 +23,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail, gather_limited
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 from extproc.text.redaction import common_ends
 
 BLOCK_MESSAGE = "Violated content safety policy"  # LiteLLM's llmguard_moderations wording
@@ -57,8 +58,8 @@ class LLMGuardGuardrail(RemoteGuardrail):
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
         params, where = spec.params, f"guardrail {spec.name!r}: litellm_params"
-        self.mask_input = _flag(params, "mask_request_content", where)
-        self.mask_output = _flag(params, "mask_response_content", where)
+        self.mask_input = flag(params, "mask_request_content", False, where)
+        self.mask_output = flag(params, "mask_response_content", False, where)
         suppress = params.get("scanners_suppress", [])
         if not isinstance(suppress, list) or not all(isinstance(s, str) for s in suppress):
             raise ConfigError(f"{where}.scanners_suppress must be a list of scanner names")
@@ -102,13 +103,6 @@ class LLMGuardGuardrail(RemoteGuardrail):
             verdict = _read_verdict(answer, sanitized_key)
             findings += _findings(index, texts[index], verdict, mask)
         return findings
-
-
-def _flag(params: Any, key: str, where: str) -> bool:
-    value = params.get(key, False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
 
 
 def _last_user_text(texts: Sequence[str], roles: Sequence[str | None]) -> str:

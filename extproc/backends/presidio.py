@@ -31,6 +31,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 
 NUMBERED_PLACEHOLDER = "<{type}_{n}>"
 ANALYZER_ENV = "PRESIDIO_ANALYZER_API_BASE"
@@ -68,7 +69,7 @@ class PresidioGuardrail(RemoteGuardrail):
         recognizers = params.get("presidio_ad_hoc_recognizers")
         if recognizers is not None:
             self.request_options["ad_hoc_recognizers"] = _load_recognizers(recognizers, where)
-        if _bool(params, "output_parse_pii", where):
+        if flag(params, "output_parse_pii", False, where):
             # Numbered, restorable labels (the engine keeps label -> original per request).
             self.default_placeholder = NUMBERED_PLACEHOLDER  # type: ignore[misc]
 
@@ -187,15 +188,6 @@ def _names(config: object, where: str) -> frozenset[str]:
     if not isinstance(config, list) or not all(isinstance(n, str) for n in config):
         raise ConfigError(f"{where}.presidio_entities_deny_list must be a list of entity names")
     return frozenset(config)
-
-
-def _bool(params: Mapping[str, Any], key: str, where: str) -> bool:
-    value = params.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
 
 
 def _load_recognizers(path: object, where: str) -> list[Any]:

@@ -31,6 +31,7 @@ from extproc.backends.verdict_cache import (
     verdict_key,
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 from extproc.observability import COUNTERS
 
 log = logging.getLogger(__name__)
@@ -275,11 +276,7 @@ def _breaker_from(params: Mapping[str, Any], where: str) -> CircuitBreaker | Non
 
 
 def _cache_from(params: Mapping[str, Any], where: str) -> VerdictCache | None:
-    enabled = params.get("verdict_cache", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(
-            f"{where}: litellm_params.verdict_cache must be true or false, got {enabled!r}"
-        )
+    enabled = flag(params, "verdict_cache", True, f"{where}: litellm_params")
     size = _count(params, "verdict_cache_size", DEFAULT_MAX_ENTRIES, where, 1)
     ttl = _seconds(params, "verdict_cache_ttl_seconds", DEFAULT_TTL_SECONDS, where)
     return VerdictCache(size, ttl) if enabled else None

@@ -18,6 +18,7 @@ import re2
 
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.config.params import flag
 
 OPTION = "output_parse_pii"
 DEFAULT_FORMAT = "<{type}_{n}>"
@@ -26,10 +27,7 @@ RESTORE_SPEC = GuardrailSpec(OPTION, "output_parse_pii", ("post_call",), False, 
 
 def restores(spec: GuardrailSpec) -> bool:
     """Whether a guardrail's masks are to be reversed in the answer."""
-    value = spec.params.get(OPTION, False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"guardrail {spec.name!r}: litellm_params.{OPTION} must be true or false")
-    return value
+    return flag(spec.params, OPTION, False, f"guardrail {spec.name!r}: litellm_params")
 
 
 def check_restorable(template: str, where: str) -> str:
