@@ -7,6 +7,10 @@ waits, and every later event waits behind it (clients rebuild a stream in order)
 :class:`~extproc.streaming.holdback.HoldBack`, so text is released only when no finding can
 still touch it, and a masked event is re-serialised as valid JSON with its other fields intact.
 
+Events whose data is not JSON we can read (plain text, broken JSON) are judged as one text
+each, so no data reaches the client unread; lines an SSE client ignores (comments, unknown
+fields) pass as they came.
+
 A channel is finished (its held tail judged and released) as soon as the API says it is done
 (chat ``finish_reason``, Anthropic ``content_block_stop``, a Responses ``*.done`` snapshot), or
 at the end of the stream. A block stops everything: the caller turns it into a clean 4xx when
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extproc.backends.base import StreamCheck
+from extproc.formats import generic
+from extproc.formats.base import TextSlot
 from extproc.policy.decision import Block, decide
 from extproc.streaming.events import (
     Channel,
@@ -47,8 +53,11 @@ class _Item:
     slots: list[DeltaSlot] = field(default_factory=list)
     originals: list[str] = field(default_factory=list)
     waiting: int = 0  # delta slots whose text is not released yet
+    replacement: bytes | None = None  # a non-JSON event's data, masked
 
     def encode(self) -> bytes:
+        if self.replacement is not None:
+            return self.replacement
         unchanged = all(s.text == o for s, o in zip(self.slots, self.originals, strict=True))
         return self.event.raw if unchanged else reencode_json(self.event, self.document)
 
@@ -136,6 +145,11 @@ class StreamGuard:
             await self._finish_all()  # nothing of substance follows: release every tail first
         item = _Item(event, document, slots, [s.text for s in slots])
         self._items.append(item)
+        if document is None and event.data and not event.is_done:
+            await self._judge_raw(item)  # not JSON we can read: judged as one text, never unread
+            return
+        if document is not None and not slots:
+            await self._judge_strings(item)  # an event we know no text in (or a new kind)
         for slot in slots:
             if not slot.snapshot:
                 await self._push(item, slot)
@@ -171,16 +185,45 @@ class StreamGuard:
         snapshot of text never streamed as deltas is judged on its own."""
         channel = self._channels.get(slot.channel)
         if channel is None:
-            holdback = self._new_channel().holdback
-            first = await holdback.push(slot.text)
-            last = await holdback.finish()
-            self.blocked = first.blocked or last.blocked
-            if self.blocked is None:
-                slot.write(first.text + last.text)
+            masked = await self._judge_alone(slot.text)
+            if masked is not None:
+                slot.write(masked)
             return
         await self._finish(slot.channel)
         if self.blocked is None:
             channel.queue.write_snapshot(slot)
+
+    async def _judge_raw(self, item: _Item) -> None:
+        """An event whose data we cannot parse (bad JSON, plain text) still carries text a
+        client may show: judge its data whole, masked in place, or block."""
+        data = item.event.data or ""
+        masked = await self._judge_alone(data)
+        if masked is not None and masked != data:
+            item.replacement = item.event.reencode(masked)
+
+    async def _judge_strings(self, item: _Item) -> None:
+        """Events without known text (role and finish chunks, envelopes, event kinds the API
+        added since, e.g. audio transcripts) have their string values judged one by one, so
+        text in a place we do not know is not passed unread. Ids and enum-like fields skipped."""
+        try:
+            strings = [s for s in generic.request_texts(item.document) if s.key not in _STRUCTURAL]
+        except ValueError:  # nested too deeply to read: not passed unread either
+            raise StreamTooLarge("an event nested too deeply to inspect") from None
+        for slot in strings:
+            masked = await self._judge_alone(slot.text)
+            if masked is None:
+                return
+            if masked != slot.text:
+                item.originals.append(slot.text)
+                item.slots.append(_changed(slot, masked))
+
+    async def _judge_alone(self, text: str) -> str | None:
+        """``text`` judged on its own: its masked form, or None with ``self.blocked`` set."""
+        holdback = self._new_channel().holdback
+        first = await holdback.push(text)
+        last = await holdback.finish()
+        self.blocked = first.blocked or last.blocked
+        return None if self.blocked is not None else first.text + last.text
 
     async def _finish(self, key: Channel) -> None:
         channel = self._channels.get(key)
@@ -243,6 +286,32 @@ class StreamGuard:
             (), self._judge, window=self._window, stride=self._stride, scan=self._scan
         )
         return _Channel(holdback, DeltaQueue())
+
+
+# Keys whose string values are identifiers or enums, never text a model wrote.
+_STRUCTURAL = frozenset(
+    {
+        "id",
+        "object",
+        "type",
+        "model",
+        "role",
+        "finish_reason",
+        "stop_reason",
+        "item_id",
+        "call_id",
+        "status",
+        "system_fingerprint",
+        "service_tier",
+        "event",
+    }
+)
+
+
+def _changed(slot: TextSlot, masked: str) -> DeltaSlot:
+    """``slot`` rewritten to ``masked``, as a delta slot the event's encoder sees as changed."""
+    slot.write(masked)
+    return DeltaSlot(slot.container, slot.key, masked, slot.role)
 
 
 def _ended_channels(

@@ -216,3 +216,29 @@ def test_a_service_stream_check_sees_every_delta_in_order_and_can_block() -> Non
     guard = StreamGuard(stream_format("openai_chat"), nothing, 0, stride=1, checks=[("svc", clean)])
     data, blocked = run(guard, [original])
     assert blocked is None and "".join(clean.seen) == text and clean.finished
+
+
+def test_hostile_streams_never_crash_the_guard() -> None:
+    """Mutated and truncated streams (bad JSON, odd types, stray bytes, cut events) are passed
+    or judged, never an unexpected exception; an e-mail left intact is never sent, even in an
+    event whose JSON the mutation broke."""
+    pii = guardrail("pii")
+    rng = random.Random(SEED)
+    names = sorted(FORMATS)
+    oddities = [b"\xff\xfe", b'data: {"choices": 7}\n\n', b"\r\r\n", b"data: [1,2\n\n", b":\n"]
+    for trial in range(150):
+        name = names[trial % len(names)]
+        data = bytearray(stream_of(name))
+        for _ in range(rng.randint(1, 6)):
+            position = rng.randrange(len(data))
+            if rng.random() < 0.5:
+                data[position] = rng.randrange(256)
+            else:
+                data[position:position] = rng.choice(oddities)
+        if rng.random() < 0.3:
+            del data[rng.randrange(len(data)) :]
+        guard = StreamGuard(stream_format(name), scanner(pii), pii.max_match_chars)
+        sent, _ = run(guard, cuts(bytes(data), rng))
+        # In any data a client reads: parsed text, and events whose JSON the mutation broke.
+        # (Lines an SSE client ignores, e.g. a comment cut into a data line, pass as they came.)
+        assert all(EMAIL not in (event.data or "") for event in SseParser().feed(sent))
