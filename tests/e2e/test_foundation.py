@@ -215,6 +215,9 @@ def test_sigterm_lets_in_flight_requests_finish(
     deadline = time.monotonic() + 5  # wait until the request is inside the slow guardrail
     while ext_proc_stats(client, stack)["streams_started"] < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    # Envoy counts the stream when it opens it; give the gRPC server time to accept it and the
+    # body time to reach the 1.5 s guardrail (under load the gap was seen to matter).
+    time.sleep(0.4)
     extproc.send_signal(signal.SIGTERM)
     worker.join(10)
     assert result["r"].status_code == 200
