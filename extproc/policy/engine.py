@@ -400,7 +400,8 @@ class GuardedExchange:
             roles=[slot.role for slot in slots],
             headers=head.headers if head is not None else {},
         )
-        if direction == "output" and self.request is not None:
+        wanted = direction == "output" and any(g.remote for g in self.output_guardrails)
+        if wanted and self.request is not None:  # only services read the request's texts
             try:
                 request = (self.adapter or generic).request_texts(self.request)
             except ValueError:
@@ -494,8 +495,8 @@ class GuardedExchange:
         except ValueError:  # e.g. nested too deeply to inspect
             return self._uninspectable_response()
         texts = [slot.text for slot in slots]
+        guardrails = self.output_guardrails = self.output_guardrails or self._output_guardrails()
         context = self._context(slots, "output", "post_call")
-        guardrails = self.output_guardrails or self._output_guardrails()
         findings = await self.engine.findings(guardrails, texts, context)
         if not findings:
             return CONTINUE
