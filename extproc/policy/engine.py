@@ -120,9 +120,6 @@ class Engine:
         self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
         self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
         self.default_plan = ModePlan.of(self.default_on)
-        # Whether a request *may* need its response: asked for in reply to the request headers,
-        # before the body (which may select more guardrails) has arrived.
-        self.response_possible = any(RESPONSE_MODES & set(g.spec.modes) for g in guardrails)
         self.on_error = {
             g.name: check_on_error(
                 g.spec.params.get("on_error", config.settings.on_error),
@@ -134,7 +131,11 @@ class Engine:
         self.placeholders = {
             g.name: self._placeholder_format(g) for g in guardrails if self._numbered(g)
         }
-        self.response_possible = self.response_possible or bool(self.restoring)
+        # Whether a request *may* need its response: asked for in reply to the request headers,
+        # before the body (which may select more guardrails) has arrived.
+        self.response_possible = bool(self.restoring) or any(
+            RESPONSE_MODES & set(g.spec.modes) for g in guardrails
+        )
 
     def _numbered(self, guardrail: Guardrail) -> bool:
         return bool(
@@ -528,13 +529,8 @@ class GuardedExchange:
             return StreamChunk(fed.data)
         if self.headers_held and not guard.sent_any:
             return self._blocked(fed.blocked, "Response")  # nothing went out: a real 4xx
-        message, extra = self._block_message(fed.blocked, "Response")
-        log.info("guardrail %s blocked a streamed response mid-stream", fed.blocked.guardrail)
-        COUNTERS.inc(fed.blocked.guardrail, "blocked")
-        fields = self._error_event_fields(guard)
-        event = guard.stream.error_event(
-            message, guardrail_name=fed.blocked.guardrail, **fields, **extra
-        )
+        message, extra = self._note_block(fed.blocked, "Response", " mid-stream")
+        event = guard.error_event(message, guardrail_name=fed.blocked.guardrail, **extra)
         return StreamChunk(fed.data + event, end=True)
 
     async def _gather_chunk(self, gathered: bytearray, chunk: bytes, end: bool) -> ChunkVerdict:
@@ -550,12 +546,6 @@ class GuardedExchange:
         body = verdict.body if isinstance(verdict, ReplaceBody) else bytes(gathered)
         return StreamChunk(body, end=True)
 
-    @staticmethod
-    def _error_event_fields(guard: StreamGuard) -> dict[str, Any]:
-        if guard.stream.name == "openai_responses":
-            return {"sequence_number": guard.last_sequence_number + 1}
-        return {}
-
     def _stream_failed(self, error: Exception) -> ChunkVerdict:
         """A failure while judging a streamed answer: a clean error while nothing went out,
         else the API's error event; never a cut connection, never the unjudged rest."""
@@ -567,9 +557,7 @@ class GuardedExchange:
         log.error("guardrail check of a streamed response failed (%s)", type(error).__name__)
         self.output = None
         message = "Guardrail check failed; the rest of the response was not forwarded."
-        event = output.stream.error_event(
-            message, "guardrail_error", "500", **self._error_event_fields(output)
-        )
+        event = output.error_event(message, "guardrail_error", "500")
         return StreamChunk(event, end=True)
 
     def _uninspectable_response(self, why: str = "is not JSON") -> Reject:
@@ -584,10 +572,7 @@ class GuardedExchange:
     # -- outcomes ---------------------------------------------------------------------------
 
     def _blocked(self, block: Block, what: str) -> Reject:
-        COUNTERS.inc(block.guardrail, "blocked")
-        kinds = ", ".join(block.types)
-        log.info("guardrail %s blocked a %s (%s)", block.guardrail, what.lower(), kinds)
-        message, extra = self._block_message(block, what)
+        message, extra = self._note_block(block, what)
         guardrail = self.engine.by_name[block.guardrail]
         if guardrail.spec.params.get("disable_exception_on_block"):
             reply = self._synthetic_reply(message)
@@ -597,10 +582,13 @@ class GuardedExchange:
         body = error_body(message, guardrail_name=block.guardrail, **extra)
         return Reject(400, body, details="blocked_by_guardrail")
 
-    def _block_message(self, block: Block, what: str) -> tuple[str, dict[str, Any]]:
-        """The block's message and extra error fields (the service's details, if any)."""
+    def _note_block(self, block: Block, what: str, when: str = "") -> tuple[str, dict[str, Any]]:
+        """Log and count a block; its message and extra error fields (the service's details,
+        if any). ``what``: ``Request`` or ``Response``."""
         guardrail = self.engine.by_name[block.guardrail]
         kinds = ", ".join(block.types)
+        COUNTERS.inc(block.guardrail, "blocked")
+        log.info("guardrail %s blocked a %s%s (%s)", block.guardrail, what.lower(), when, kinds)
         message = (
             block.message
             or guardrail.block_message

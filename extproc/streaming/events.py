@@ -54,6 +54,7 @@ class StreamFormat:
     error_event: Callable[..., bytes]
     terminator: bytes | None  # sent after the last event when the stream ends normally
     is_final: Callable[[Any, str | None], bool]  # the API sends nothing of substance after it
+    numbered: bool = False  # events carry a sequence_number (an error event must take the next)
 
     def delta_slots(self, event: SseEvent) -> tuple[Any, list[DeltaSlot]]:
         """(parsed JSON, its text slots); (None, []) for non-JSON data, [DONE] or no data."""
@@ -364,6 +365,7 @@ OPENAI_RESPONSES = StreamFormat(
     openai_responses_error_event,
     None,
     _responses_is_final,
+    numbered=True,
 )
 ANTHROPIC_MESSAGES = StreamFormat(
     "anthropic_messages", anthropic_slots, anthropic_error_event, None, _anthropic_is_final

@@ -114,7 +114,7 @@ class StreamGuard:
         self._checks = tuple(checks)
         self._checks_finished = False
         self.sent_any = False
-        # Responses events are numbered: the last one sent, so an error event can be the next.
+        # The sequence_number of the last event sent (APIs that number events), for error_event.
         self.last_sequence_number = -1
 
     async def feed(self, chunk: bytes, end_of_stream: bool = False) -> Fed:
@@ -136,6 +136,13 @@ class StreamGuard:
         self._out.clear()
         self.sent_any = self.sent_any or bool(data)
         return Fed(data, self.blocked)
+
+    def error_event(self, message: str, *args: Any, **fields: Any) -> bytes:
+        """The API's error event for ending this stream now (numbered after the last event
+        sent, for APIs whose events are numbered)."""
+        if self.stream.numbered:
+            fields["sequence_number"] = self.last_sequence_number + 1
+        return self.stream.error_event(message, *args, **fields)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -219,7 +226,7 @@ class StreamGuard:
 
     async def _judge_alone(self, text: str) -> str | None:
         """``text`` judged on its own: its masked form, or None with ``self.blocked`` set."""
-        holdback = self._new_channel().holdback
+        holdback = self._new_holdback()
         first = await holdback.push(text)
         last = await holdback.finish()
         self.blocked = first.blocked or last.blocked
@@ -282,10 +289,10 @@ class StreamGuard:
         return channel
 
     def _new_channel(self) -> _Channel:
-        holdback = HoldBack(
-            (), self._judge, window=self._window, stride=self._stride, scan=self._scan
-        )
-        return _Channel(holdback, DeltaQueue())
+        return _Channel(self._new_holdback(), DeltaQueue())
+
+    def _new_holdback(self) -> HoldBack:
+        return HoldBack((), self._judge, window=self._window, stride=self._stride, scan=self._scan)
 
 
 # Keys whose string values are identifiers or enums, never text a model wrote.
