@@ -32,7 +32,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.config.params import flag
+from extproc.config.params import flag, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +121,9 @@ class BedrockGuardrail(RemoteGuardrail):
         self.endpoint = _endpoint(params, where)
         self.credentials = _credentials(params, where)
         self.profile = _optional_str(params.get("aws_profile_name"), f"{where}.aws_profile_name")
-        self.max_retries = _bounded_int(params, "max_retries", DEFAULT_MAX_RETRIES, 0, 10, where)
-        self.max_concurrent_calls = _bounded_int(
-            params, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS, 1, 256, where
+        self.max_retries = whole_number(params, "max_retries", DEFAULT_MAX_RETRIES, where, 0, 10)
+        self.max_concurrent_calls = whole_number(
+            params, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS, where, 1, 256
         )
         for key in ("mask_request_content", "mask_response_content"):
             flag(params, key, False, where)  # accepted for LiteLLM configs; see the docstring
@@ -487,13 +487,4 @@ def _optional_str(value: object, where: str) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where} must be a non-empty string")
-    return value
-
-
-def _bounded_int(
-    params: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str
-) -> int:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high}")
     return value

@@ -31,7 +31,7 @@ from extproc.backends.verdict_cache import (
     verdict_key,
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.config.params import flag
+from extproc.config.params import flag, seconds, whole_number
 from extproc.observability import COUNTERS
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,11 @@ class RemoteGuardrail(Guardrail):
             hint = f" (or set {self.api_key_env})" if self.api_key_env else ""
             raise ConfigError(f"{where}: litellm_params.api_key is required{hint}")
         self.api_key: str | None = str(key) if key else None
-        self.timeout = _seconds(params, "timeout", DEFAULT_TIMEOUT_SECONDS, where)
+        in_params = f"{where}: litellm_params"
+        self.timeout = seconds(params, "timeout", DEFAULT_TIMEOUT_SECONDS, in_params)
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-        self.breaker = _breaker_from(params, where)
-        self.verdict_cache = _cache_from(params, where)
+        self.breaker = _breaker_from(params, in_params)
+        self.verdict_cache = _cache_from(params, in_params)
 
     # -- what subclasses implement and use ---------------------------------------------------
 
@@ -270,37 +271,13 @@ def _by_index(finding: Finding) -> int:
 
 
 def _breaker_from(params: Mapping[str, Any], where: str) -> CircuitBreaker | None:
-    failures = _count(params, "circuit_breaker_failures", DEFAULT_BREAKER_FAILURES, where, 0)
-    reset = _seconds(params, "circuit_breaker_reset_seconds", DEFAULT_BREAKER_RESET_SECONDS, where)
+    failures = whole_number(params, "circuit_breaker_failures", DEFAULT_BREAKER_FAILURES, where, 0)
+    reset = seconds(params, "circuit_breaker_reset_seconds", DEFAULT_BREAKER_RESET_SECONDS, where)
     return CircuitBreaker(failures, reset) if failures else None
 
 
 def _cache_from(params: Mapping[str, Any], where: str) -> VerdictCache | None:
-    enabled = flag(params, "verdict_cache", True, f"{where}: litellm_params")
-    size = _count(params, "verdict_cache_size", DEFAULT_MAX_ENTRIES, where, 1)
-    ttl = _seconds(params, "verdict_cache_ttl_seconds", DEFAULT_TTL_SECONDS, where)
+    enabled = flag(params, "verdict_cache", True, where)
+    size = whole_number(params, "verdict_cache_size", DEFAULT_MAX_ENTRIES, where, 1)
+    ttl = seconds(params, "verdict_cache_ttl_seconds", DEFAULT_TTL_SECONDS, where)
     return VerdictCache(size, ttl) if enabled else None
-
-
-def _count(params: Mapping[str, Any], key: str, default: int, where: str, minimum: int) -> int:
-    """``litellm_params[key]`` (else ``default``) as a whole number >= ``minimum``."""
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"{where}: litellm_params.{key} must be a whole number >= {minimum}, got {value!r}"
-        )
-    return value
-
-
-def _seconds(params: Mapping[str, Any], key: str, default: float, where: str) -> float:
-    """``litellm_params[key]`` (else ``default``) as a number of seconds > 0."""
-    value = params.get(key, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{where}: litellm_params.{key} must be a number of seconds, got {value!r}"
-        ) from None
-    if not number > 0:
-        raise ConfigError(f"{where}: litellm_params.{key} must be greater than 0, got {value!r}")
-    return number
