@@ -21,7 +21,10 @@ Test knobs, as request headers: ``x-fake-chunking`` cuts a stream's bytes awkwar
 sending (``bytes``: one byte per chunk; ``split``: every event cut in the middle of its JSON;
 ``batch``: all events in one chunk; ``random:SEED``: random cuts); ``accept-encoding: gzip``
 gets a gzip-compressed answer, as real upstreams do; ``x-fake-gzip`` gets one even unasked;
-``x-fake-empty`` gets a streamed 200 with an empty chunked body.
+``x-fake-empty`` gets a streamed 200 with an empty chunked body; ``x-fake-reply`` (JSON
+``{"status": 200, "content_type": "text/plain" or null, "body_b64": "..."}``) gets exactly that
+answer, chunked (and cut by ``x-fake-chunking``), on any path and method, whatever the request
+body is: an upstream that lies about its framing, errors that echo the prompt.
 
     python -m extproc.stack.fake_llm --port 8080
 """
@@ -279,6 +282,13 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         self._send(status, {"error": error | {"code": str(status)}})
 
     def do_GET(self) -> None:
+        if self.path != "/_fake/last":
+            raw = self._read_body()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self.server.record(self.command, self.path, headers, raw)
+            if "x-fake-reply" in headers:
+                self._scripted(headers)
+                return
         if self.path == "/_fake/last":
             self._send(200, self.server.last or {})
         elif self.path.rstrip("/").endswith("/models"):
@@ -287,12 +297,12 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             self._error(404, f"no route for GET {self.path}")
 
     def do_POST(self) -> None:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            raw = self._read_chunked()
-        else:
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        raw = self._read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.record(self.command, self.path, headers, raw)
+        if "x-fake-reply" in headers:
+            self._scripted(headers)
+            return
         answer = route(self.path)
         if answer is None:
             self._error(404, f"no route for POST {self.path}")
@@ -315,6 +325,28 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             self._send(200, gzip.compress(json.dumps(reply).encode()), encoding="gzip")
         else:
             self._send(200, reply)
+
+    do_PUT = do_POST
+    do_PATCH = do_POST
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def _scripted(self, headers: dict[str, str]) -> None:
+        """The answer ``x-fake-reply`` spells out, byte for byte (see the module docstring)."""
+        script = json.loads(headers["x-fake-reply"])
+        body = base64.b64decode(script.get("body_b64", ""))
+        self.send_response(int(script.get("status", 200)))
+        if script.get("content_type") is not None:
+            self.send_header("content-type", script["content_type"])
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for piece in rechunk([body] if body else [], headers.get("x-fake-chunking", "")):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def _read_chunked(self) -> bytes:
         data = bytearray()

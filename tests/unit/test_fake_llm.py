@@ -207,3 +207,24 @@ def test_chunked_request_body_is_read(fake: str, http: httpx.Client) -> None:
 
 def test_non_object_json_is_400(fake: str, http: httpx.Client) -> None:
     assert http.post(f"{fake}/v1/messages", content=b"[1]").status_code == 400
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+def test_scripted_reply_is_sent_as_spelled_out(fake: str, http: httpx.Client, method: str) -> None:
+    body = b'data: {"x": 1}\n\nnot json at all'
+    script = {"status": 418, "content_type": "Text/Plain; charset=UTF-8"}
+    script["body_b64"] = base64.b64encode(body).decode()
+    headers = {"x-fake-reply": json.dumps(script), "x-fake-chunking": "bytes"}
+    answer = http.request(method, f"{fake}/any/path", headers=headers, content=b"\xff\xfe")
+    assert answer.status_code == 418
+    assert answer.headers["content-type"] == "Text/Plain; charset=UTF-8"
+    assert answer.content == body
+    last = http.get(f"{fake}/_fake/last").json()
+    assert (last["method"], last["path"]) == (method, "/any/path")
+
+
+def test_scripted_reply_without_content_type(fake: str, http: httpx.Client) -> None:
+    script = {"status": 200, "content_type": None, "body_b64": base64.b64encode(b"hi").decode()}
+    answer = http.post(f"{fake}/v1/chat/completions", headers={"x-fake-reply": json.dumps(script)})
+    assert answer.status_code == 200 and answer.content == b"hi"
+    assert "content-type" not in answer.headers
