@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency import SCENARIOS  # noqa: E402
+from latency import SCENARIOS
 
-from extproc.config import load_config  # noqa: E402
-from extproc.policy.engine import Engine  # noqa: E402
-from extproc.protocol.exchange import RequestHead  # noqa: E402
+from extproc.config import load_config
+from extproc.policy.engine import Engine
+from extproc.protocol.exchange import RequestHead
 
 HEAD = RequestHead(
     "POST",
@@ -40,7 +40,7 @@ def measure(engine: Engine, body: bytes, runs: int) -> list[float]:
         for _ in range(runs):
             start = time.perf_counter()
             exchange = engine()
-            exchange.on_request_headers(HEAD)
+            loop.run_until_complete(exchange.on_request_headers(HEAD))
             loop.run_until_complete(exchange.on_request_body(body))
             exchange.close()
             timings.append((time.perf_counter() - start) * 1e6)

@@ -13,6 +13,7 @@ class SettingsError(ConfigError):
 
 
 ON_ERROR_CHOICES = ("block", "allow")
+UNINSPECTABLE_CHOICES = ("block", "allow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,11 @@ class Settings:
     # Where `extproc serve` answers GET /metrics (Prometheus text format), HOST:PORT; empty:
     # no metrics endpoint (the default: nothing listens that the operator did not ask for).
     metrics_address: str = ""
+    # A body that a guardrail of its direction applies to but no guardrail can read (binary,
+    # compressed, not UTF-8): "block" refuses it (415 request / 502 answer, the default),
+    # "allow" forwards it unread (counted). A route can allow it alone with the gRPC initial
+    # metadata ``x-guardrails-uninspectable: allow``.
+    uninspectable: str = "block"
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> Settings:
@@ -45,6 +51,11 @@ class Settings:
                 values[name] = value
             elif name == "on_error":
                 values[name] = check_on_error(value, "extproc: on_error")
+            elif name == "uninspectable":
+                if value not in UNINSPECTABLE_CHOICES:
+                    choices = " | ".join(UNINSPECTABLE_CHOICES)
+                    raise SettingsError(f"extproc: uninspectable must be {choices}, got {value!r}")
+                values[name] = value
             elif name == "metrics_address":
                 values[name] = "" if value is None else check_host_port(value, f"extproc: {name}")
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from extproc.formats import (
     anthropic_messages,
     embeddings,
@@ -31,11 +33,24 @@ _NOT_ANTHROPIC = "/threads/"
 
 
 def normalize_path(path: str) -> str:
-    return path.split("?", 1)[0].rstrip("/") or "/"
+    """The path as a server may read it: no query or fragment, percent-escapes decoded,
+    backslashes as slashes, empty and dot segments resolved, lower case. Envoy normalises
+    before routing too (envoy.yaml); this is what the format table is matched on, so no
+    spelling of a known path escapes its adapter (and an unknown one is still read whole)."""
+    path = unquote(path.split("?", 1)[0].split("#", 1)[0]).replace("\\", "/")
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    return ("/" + "/".join(segments)).lower()
 
 
 def format_for_path(path: str) -> RequestFormat | None:
-    """The adapter for a known LLM API path, or None for any other path."""
+    """The adapter for a known LLM API path, or None for any other path (then every string of
+    the body is read as generic text: see formats.document)."""
     path = normalize_path(path)
     for suffix, adapter in _BY_SUFFIX:
         if path.endswith(suffix):

@@ -14,6 +14,7 @@ from extproc.formats._replies import json_reply, model_of, random_id, sse_reply,
 from extproc.formats.base import (
     RequestOnlyFormat,
     TextSlot,
+    add_joined,
     add_json_strings,
     add_string,
     add_text_content,
@@ -51,16 +52,24 @@ def _content_texts(slots: list[TextSlot], holder: dict[str, Any], role: str | No
         return
     if not isinstance(content, list):
         return
+    texts: list[TextSlot] = []  # the message's text blocks, judged joined as the model reads them
+    first = len(slots)
     for block in content:
         if isinstance(block, dict):
-            _block_texts(slots, block, role)
+            if block.get("type") == "text":
+                if not texts:
+                    first = len(slots)
+                add_string(texts, block, "text", role)
+            else:
+                _block_texts(slots, block, role)
+    joined: list[TextSlot] = []
+    add_joined(joined, texts, role)
+    slots[first:first] = joined  # in the place of the first text block
 
 
 def _block_texts(slots: list[TextSlot], block: dict[str, Any], role: str | None) -> None:
     kind = block.get("type")
-    if kind == "text":
-        add_string(slots, block, "text", role)
-    elif kind in _TOOL_USE_BLOCKS:
+    if kind in _TOOL_USE_BLOCKS:
         add_json_strings(slots, block.get("input"), role)
     elif kind == "tool_result":
         add_text_content(slots, block, "content", _TEXT_BLOCKS, "tool")

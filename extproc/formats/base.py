@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # How deep a free-form JSON value (a tool_use ``input``) may nest before we refuse to read it.
@@ -27,6 +27,74 @@ class TextSlot:
     def write(self, text: str) -> None:
         self.container[self.key] = text  # type: ignore[index]
         self.text = text
+
+
+class MaskError(ValueError):
+    """A mask cannot be written back without changing the document's meaning."""
+
+
+@dataclass(slots=True)
+class KeySlot(TextSlot):
+    """An object *key* as text (a tool parameter's name, an unknown field's name): models read
+    keys too. Writing renames the key in place, keeping the order of the object's members."""
+
+    def write(self, text: str) -> None:
+        holder = self.container
+        assert isinstance(holder, dict)
+        if text != self.key and text in holder:
+            raise MaskError("a masked key would collide with another key of the same object")
+        items = [(text if k == self.key else k, v) for k, v in holder.items()]
+        holder.clear()
+        holder.update(items)
+        self.key = self.text = text
+
+
+Span = tuple[int, int, str]  # (start, end, replacement) in a text's characters
+
+
+@dataclass(slots=True)
+class JoinedSlot(TextSlot):
+    """Consecutive text parts of one message, judged as the model reads them: joined.
+
+    A value split over two parts (``"AKIAIOSF"``, ``"ODNN7EXAMPLE"``) is one value to the
+    model, so it must be one text to the detectors. ``container``/``key`` are the first part's;
+    masks go back part by part with :meth:`write_spans` (a replacement lands in the part where
+    its span starts, the rest of the span is cut from the parts it reaches)."""
+
+    parts: list[TextSlot] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, parts: list[TextSlot], role: str | None) -> JoinedSlot:
+        first = parts[0]
+        text = "".join(part.text for part in parts)
+        return cls(first.container, first.key, text, role, parts)
+
+    def write(self, text: str) -> None:
+        """Without spans (a service's rewritten text): all of it in the first part."""
+        for position, part in enumerate(self.parts):
+            part.write(text if position == 0 else "")
+        self.text = text
+
+    def write_spans(self, spans: Sequence[Span]) -> None:
+        start = 0
+        for part in self.parts:
+            end = start + len(part.text)
+            pieces: list[str] = []
+            cursor = start
+            for span_start, span_end, replacement in spans:
+                if span_end <= start or span_start >= end:
+                    continue
+                if span_start > cursor:
+                    pieces.append(self.text[cursor:span_start])
+                if span_start >= start:
+                    pieces.append(replacement)
+                cursor = max(cursor, min(span_end, end))
+            pieces.append(self.text[cursor:end])
+            masked = "".join(pieces)
+            if masked != part.text:
+                part.write(masked)
+            start = end
+        self.text = "".join(part.text for part in self.parts)
 
 
 class RequestFormat(Protocol):
@@ -107,13 +175,24 @@ def add_text_parts(
     slots: list[TextSlot], parts: list[Any], text_types: dict[str, str], role: str | None
 ) -> None:
     """Text of content parts whose ``type`` is a key of ``text_types`` (the value names the
-    field holding the text, e.g. ``{"text": "text", "refusal": "refusal"}``)."""
+    field holding the text, e.g. ``{"text": "text", "refusal": "refusal"}``). Several text
+    parts of one content list become one :class:`JoinedSlot`: the model reads them as one."""
+    found: list[TextSlot] = []
     for part in parts:
         if isinstance(part, dict):
             kind = part.get("type")
-            field = text_types.get(kind) if isinstance(kind, str) else None  # dicts are unhashable
-            if field is not None:
-                add_string(slots, part, field, role)
+            key = text_types.get(kind) if isinstance(kind, str) else None  # dicts are unhashable
+            if key is not None:
+                add_string(found, part, key, role)
+    add_joined(slots, found, role)
+
+
+def add_joined(slots: list[TextSlot], found: list[TextSlot], role: str | None) -> None:
+    """``found`` as one slot: itself when alone, else joined."""
+    if len(found) == 1:
+        slots.append(found[0])
+    elif found:
+        slots.append(JoinedSlot.of(found, role))
 
 
 def add_text_content(

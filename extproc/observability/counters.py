@@ -8,6 +8,9 @@ What the engine did with a failure: ``failed_open`` (allowed, ``on_error: allow`
 ``cache_miss`` (counted per text, not per check, so they are rendered as their own metric).
 Decisions, for every guardrail: ``blocked`` (a request or answer refused or ended) and
 ``masked`` (a request or a non-streamed answer rewritten), once per request and direction.
+Bodies no guardrail could read (binary, compressed, undecodable), keyed by direction
+(``request`` / ``response``) instead of a guardrail: ``uninspectable_refused`` (answered
+415 / 502) and ``uninspectable_allowed`` (passed because the operator allowed it).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ CHECK_OUTCOMES = ("pass", "flagged", "error", "circuit_open", "failed_open", "fa
 CACHE_OUTCOMES = ("cache_hit", "cache_miss")
 # What the engine did with a guardrail's findings, per request (any guardrail, local too).
 DECISION_OUTCOMES = ("blocked", "masked")
-OUTCOMES = CHECK_OUTCOMES + CACHE_OUTCOMES + DECISION_OUTCOMES
+UNINSPECTABLE_OUTCOMES = ("uninspectable_refused", "uninspectable_allowed")
+OUTCOMES = CHECK_OUTCOMES + CACHE_OUTCOMES + DECISION_OUTCOMES + UNINSPECTABLE_OUTCOMES
 
 
 class Counters:
@@ -69,6 +73,12 @@ _DECISIONS_HELP = (
 )
 
 
+_UNINSPECTABLE_HELP = (
+    "# HELP guardrail_uninspectable_total Bodies no guardrail could read, refused or allowed "
+    "(extproc.uninspectable).\n# TYPE guardrail_uninspectable_total counter\n"
+)
+
+
 def _label(value: str) -> str:
     """Prometheus label escaping: backslash, double quote, newline."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -92,6 +102,11 @@ def render_prometheus(counters: Counters = COUNTERS) -> str:
         for (g, o), n in counts
         if o in DECISION_OUTCOMES
     ]
+    uninspectable = [
+        f'guardrail_uninspectable_total{{direction="{_label(g)}",outcome="{o[14:]}"}} {n}\n'
+        for (g, o), n in counts
+        if o in UNINSPECTABLE_OUTCOMES
+    ]
     return (
         _CHECKS_HELP
         + "".join(checks)
@@ -99,6 +114,8 @@ def render_prometheus(counters: Counters = COUNTERS) -> str:
         + "".join(cache)
         + _DECISIONS_HELP
         + "".join(decisions)
+        + _UNINSPECTABLE_HELP
+        + "".join(uninspectable)
     )
 
 

@@ -19,9 +19,13 @@ class Block:
     details: Any = None  # extra error-body fields from the service (provider_specific_fields)
 
 
+Span = tuple[int, int, str]  # (start, end, replacement) in the original text's characters
+
+
 @dataclass(frozen=True, slots=True)
 class Mask:
     texts: dict[int, str]  # text index -> masked text
+    spans: dict[int, list[Span]] = field(default_factory=dict, compare=False)  # what was replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +93,31 @@ class Placeholders:
         return text
 
 
-def mask_text(text: str, findings: Sequence[Finding], label: Labeler = type_label) -> str:
-    """Replace each finding by its label; overlapping findings merge into one span, labelled by
-    the finding that starts first (the longest, on a tie)."""
+def mask_spans(text: str, findings: Sequence[Finding], label: Labeler = type_label) -> list[Span]:
+    """Each finding's span and label; overlapping findings merge into one span, labelled by
+    the finding that starts first (the longest, on a tie). Sorted, never overlapping."""
     merged: list[list] = []  # [start, end, finding that labels it]
     for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
         if merged and finding.start < merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], finding.end)
         else:
             merged.append([finding.start, finding.end, finding])
+    return [(start, end, label(finding, text[start:end])) for start, end, finding in merged]
+
+
+def apply_spans(text: str, spans: Sequence[Span]) -> str:
     pieces: list[str] = []
     cursor = 0
-    for start, end, finding in merged:
-        pieces += (text[cursor:start], label(finding, text[start:end]))
+    for start, end, replacement in spans:
+        pieces += (text[cursor:start], replacement)
         cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def mask_text(text: str, findings: Sequence[Finding], label: Labeler = type_label) -> str:
+    """``text`` with each finding replaced by its label (see :func:`mask_spans`)."""
+    return apply_spans(text, mask_spans(text, findings, label))
 
 
 def decide(
@@ -131,10 +144,11 @@ def decide(
             owner.setdefault(finding, guardrail)
     if not by_text:
         return ALLOW
-    if placeholders is None:
-        return Mask({i: mask_text(texts[i], fs) for i, fs in by_text.items()})
+    label: Labeler = type_label
+    if placeholders is not None:
 
-    def label(finding: Finding, value: str) -> str:
-        return placeholders.label(owner[finding], finding, value)
+        def label(finding: Finding, value: str) -> str:
+            return placeholders.label(owner[finding], finding, value)
 
-    return Mask({i: mask_text(texts[i], fs, label) for i, fs in sorted(by_text.items())})
+    spans = {i: mask_spans(texts[i], fs, label) for i, fs in sorted(by_text.items())}
+    return Mask({i: apply_spans(texts[i], s) for i, s in spans.items()}, spans)

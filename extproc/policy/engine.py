@@ -24,7 +24,9 @@ from extproc.backends.base import INPUT, Action, Finding, ScanContext
 from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
-from extproc.formats.base import RequestFormat, TextSlot
+from extproc.formats.base import JoinedSlot, RequestFormat, TextSlot
+from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
+from extproc.formats.query import Query, QueryError
 from extproc.observability import COUNTERS
 from extproc.policy import restore, streamed
 from extproc.policy.decision import (
@@ -53,6 +55,7 @@ from extproc.protocol.exchange import (
     RequestHead,
     ResponseHead,
     StreamChunk,
+    media_type,
 )
 from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard, StreamTooLarge
@@ -63,6 +66,8 @@ log = logging.getLogger(__name__)
 NO_PHASES = Phases()
 _ERROR_BODY_ARGUMENTS = frozenset({"message", "error_type", "code", "param"})
 RESPONSE_MODES = frozenset({"during_call", "post_call"})
+# gRPC initial metadata a route sets (grpc_initial_metadata) to override extproc.uninspectable.
+UNINSPECTABLE_METADATA = "x-guardrails-uninspectable"
 Found = list[tuple[str, Finding]]
 
 
@@ -158,11 +163,11 @@ class Engine:
         return GuardedExchange(self)
 
     def unknown_name(self, names: Sequence[str]) -> str | None:
-        """A message naming the first of ``names`` that is not configured, else None."""
+        """A message naming the first of ``names`` that is not configured, else None. The
+        configured names are not listed: error bodies never describe the configuration."""
         for name in names:
             if name not in self.by_name:
-                known = ", ".join(self.by_name) or "none"
-                return f"Unknown guardrail: {name!r} (configured: {known})."
+                return f"Unknown guardrail: {snippet(name)}."
         return None
 
     def active(self, requested: Sequence[str]) -> tuple[Guardrail, ...]:
@@ -263,8 +268,14 @@ def count_masks(findings: Found) -> None:
 
 
 def write_masks(slots: Sequence[TextSlot], mask: Mask) -> None:
+    """Each masked text back into its place; joined parts get their spans part by part."""
     for index, masked in mask.texts.items():
-        slots[index].write(masked)
+        slot = slots[index]
+        spans = mask.spans.get(index)
+        if isinstance(slot, JoinedSlot) and spans is not None:
+            slot.write_spans(spans)
+        else:
+            slot.write(masked)
 
 
 class GuardedExchange:
@@ -302,7 +313,7 @@ class GuardedExchange:
 
     # -- request ----------------------------------------------------------------------------
 
-    def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
         self.head = head
         engine = self.engine
         if not engine.by_name:
@@ -314,6 +325,17 @@ class GuardedExchange:
             return _bad_request(unknown, "unknown_guardrail")
         self.selected = selected
         self.plan = engine.plan(selected)
+        if head.has_body and self.plan.on_request:
+            encoding = head.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity") and not self._allowed_unread("request"):
+                return self._uninspectable_request(f"is compressed ({snippet(encoding)})")
+        path_rewrite: tuple[tuple[str, str], ...] = ()
+        if "?" in head.path and self.plan.on_request:
+            judged = await self._judge_query(head.path)
+            if isinstance(judged, Reject):
+                return judged
+            if judged is not None:
+                path_rewrite = ((":path", judged),)
         response = engine.response_possible
         removals = (SELECTION_HEADER,) if SELECTION_HEADER in head.headers else ()
         if response:
@@ -327,7 +349,39 @@ class GuardedExchange:
             response_headers=response,
             response_body=BodyAccess.STREAMED if self.headers_held else BodyAccess.NONE,
             remove_headers=removals,
+            set_headers=path_rewrite,
         )
+
+    async def _judge_query(self, path: str) -> str | Reject | None:
+        """The query string judged like body text, by every request-side guardrail (a
+        ``during_call`` one too: there is no body phase to wait for). The masked path, a
+        rejection, or None (unchanged)."""
+        base, _, raw = path.partition("?")
+        try:
+            query = Query.parse(raw)
+        except QueryError:
+            if self._allowed_unread("request"):
+                return None
+            return self._uninspectable_request("has a query string that is not UTF-8")
+        slots = query.slots()
+        if not slots:
+            return None
+        plan = self.plan
+        acting = tuple(dict.fromkeys(plan.pre_call + plan.during_call))
+        texts = [slot.text for slot in slots]
+        context = self._context(slots, "input", "pre_call")
+        findings = await self.engine.findings(acting, texts, context) if acting else []
+        if plan.logging_only:
+            logged = await self.engine.findings(plan.log_scan, texts, context)
+            log_findings(findings + logged, plan.logged_names)
+        decision = decide(texts, findings, self._placeholders()) if findings else None
+        if isinstance(decision, Block):
+            return self._blocked(decision, "Request")
+        if isinstance(decision, Mask):
+            write_masks(slots, decision)
+            count_masks(findings)
+            return f"{base}?{query.encode()}"
+        return None
 
     async def on_request_body(self, body: bytes) -> BodyVerdict:
         limit = self.engine.settings.max_request_body_bytes
@@ -337,15 +391,16 @@ class GuardedExchange:
         path = self.head.path if self.head else ""
         adapter = self.adapter = format_for_path(path)
         try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            if adapter is None:
-                return CONTINUE  # not an LLM API and not JSON: nothing we know how to read
-            return _bad_request("Request body is not valid JSON.", "request_body_not_json")
+            document = parse_document(body)
+        except DocumentError as error:
+            if adapter is not None or body.lstrip()[:1] in (b"{", b"["):
+                # Read as text, JSON's escapes would hide what the upstream decodes.
+                return _bad_request(str(error), "request_body_not_json")
+            if not self.plan.on_request:
+                return CONTINUE  # nothing judges requests here, and no selection can be read
+            return await self._judge_raw_request(body)
         if adapter is not None and not isinstance(document, dict):
             return _bad_request("Request body must be a JSON object.", "request_body_not_object")
-        if not isinstance(document, dict | list):
-            return CONTINUE
         try:
             requested = pop_requested(document) if isinstance(document, dict) else None
         except SelectionError as error:
@@ -359,15 +414,62 @@ class GuardedExchange:
             self.request = document
         if not self.plan.on_request:
             return CONTINUE if requested is None else ReplaceBody(_dump(document))
+        box = [document]  # a holder, so even a bare top-level string has a place to write to
         try:
-            slots = (adapter or generic).request_texts(document)
+            slots = self._request_slots(document, box)
         except ValueError as error:
             return _bad_request(str(error), "request_body_uninspectable")
-        return await self._judge_request(document, slots, changed=requested is not None)
+        verdict = await self._judge_request(box, slots, changed=requested is not None)
+        if isinstance(verdict, ReplaceBody):
+            return ReplaceBody(_dump(box[0]))
+        return verdict
+
+    def _request_slots(self, document: Any, box: list[Any]) -> list[TextSlot]:
+        """The adapter's slots (roles, placement), then every string it did not claim."""
+        adapter = self.adapter
+        slots = adapter.request_texts(document) if adapter is not None else []
+        return inspected_slots(slots, box)
+
+    async def _judge_raw_request(self, body: bytes) -> BodyVerdict:
+        """A body that is not JSON, on a path no adapter knows: its text is judged (a form body
+        name by name and value by value), or, not being text, refused unless allowed."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            if self._allowed_unread("request"):
+                return CONTINUE
+            return self._uninspectable_request("is not text (not UTF-8)")
+        content_type = media_type(self.head.headers if self.head else {})
+        form = Query.parse(text) if content_type == "application/x-www-form-urlencoded" else None
+        box = [text]
+        slots = form.slots() if form is not None else [TextSlot(box, 0, text, "user")]
+        verdict = await self._judge_request(None, slots, changed=False)
+        if isinstance(verdict, ReplaceBody):
+            return ReplaceBody((form.encode() if form is not None else box[0]).encode())
+        return verdict
+
+    def _allowed_unread(self, direction: Literal["request", "response"]) -> bool:
+        """``extproc.uninspectable: allow`` (or the route's metadata says so): count and let an
+        unreadable body through; else count the refusal (the caller answers it)."""
+        head = self.head
+        route = head.metadata.get(UNINSPECTABLE_METADATA, "") if head is not None else ""
+        default = self.engine.settings.uninspectable
+        allowed = route == "allow" or (route != "block" and default == "allow")
+        COUNTERS.inc(direction, "uninspectable_allowed" if allowed else "uninspectable_refused")
+        if allowed:
+            log.warning("%s body cannot be inspected; forwarded unread (uninspectable)", direction)
+        return allowed
+
+    def _uninspectable_request(self, why: str) -> Reject:
+        log.warning("request body %s; not forwarded", why)
+        message = f"Request body {why}: it cannot be inspected by the guardrails."
+        return Reject(415, error_body(message, code="415"), details="request_uninspectable")
 
     async def _judge_request(
         self, document: object, slots: list[TextSlot], changed: bool
     ) -> BodyVerdict:
+        """pre_call and logging_only now, during_call started; ReplaceBody means "changed"
+        (the caller serialises what it holds)."""
         engine, plan = self.engine, self.plan
         texts = [slot.text for slot in slots]
         context = self._context(slots, "input", "pre_call")
@@ -388,7 +490,7 @@ class GuardedExchange:
             # The request goes upstream now; the verdict is awaited at the response headers.
             context = replace(context, mode="during_call")
             self.during = asyncio.ensure_future(engine.findings(plan.during_call, texts, context))
-        return ReplaceBody(_dump(document)) if changed else CONTINUE
+        return ReplaceBody(b"") if changed else CONTINUE
 
     def _context(
         self, slots: Sequence[TextSlot], direction: Literal["input", "output"], mode: str

@@ -27,6 +27,12 @@ class RequestHead:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+def media_type(headers: Mapping[str, str]) -> str:
+    """``content-type`` as HTTP compares it: the type/subtype only, lower case, parameters
+    dropped (``Application/JSON; charset=utf-8`` is ``application/json``); "" when absent."""
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseHead:
     """What the response-headers message tells us about the upstream's answer."""
@@ -49,13 +55,15 @@ class Phases:
     """Which later ext_proc phases this request needs; every phase skipped saves a round trip.
 
     ``remove_headers`` are request headers to drop before the upstream sees them (for example
-    ``accept-encoding``, so that a response we must read arrives uncompressed).
+    ``accept-encoding``, so that a response we must read arrives uncompressed); ``set_headers``
+    are request headers to set (a ``:path`` whose query string was masked).
     """
 
     request_body: bool = False
     response_headers: bool = False
     response_body: BodyAccess = BodyAccess.NONE
     remove_headers: tuple[str, ...] = ()
+    set_headers: tuple[tuple[str, str], ...] = ()  # e.g. (":path", the masked path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +109,9 @@ CONTINUE = Continue()
 class ExchangeHandler(Protocol):
     """Inspects one HTTP exchange. Created per ext_proc stream, never shared."""
 
-    def on_request_headers(self, head: RequestHead) -> Phases | Reject:
-        """Decide which phases are needed, or reject on headers alone."""
+    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+        """Decide which phases are needed, or reject on headers alone (the query string is
+        judged here)."""
         ...
 
     async def on_request_body(self, body: bytes) -> BodyVerdict:

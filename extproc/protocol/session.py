@@ -126,7 +126,7 @@ class Session:
             log.debug("ignoring %s after an immediate response", kind)
             return []
         if kind == "request_headers":
-            return [self._on_request_headers(request.request_headers)]
+            return [await self._on_request_headers(request.request_headers)]
         if kind == "request_body":
             return [await self._on_request_body(request.request_body)]
         if kind == "request_trailers":
@@ -154,7 +154,7 @@ class Session:
             raise ProtocolAbort("internal error after the response started") from error
         return self._reject(self.handler.on_internal_error(error))
 
-    def _on_request_headers(self, message: ext.HttpHeaders) -> ProcessingResponse:
+    async def _on_request_headers(self, message: ext.HttpHeaders) -> ProcessingResponse:
         self._expect(Phase.REQUEST_HEADERS)
         headers = _headers(message)
         head = RequestHead(
@@ -164,7 +164,7 @@ class Session:
             has_body=not message.end_of_stream,
             metadata=self.metadata,
         )
-        plan = self.handler.on_request_headers(head)
+        plan = await self.handler.on_request_headers(head)
         if isinstance(plan, Reject):
             return self._reject(plan)
         if not head.has_body and plan.request_body:
@@ -174,7 +174,8 @@ class Session:
         self.response_body_mode = mode.response_body_mode
         self.phase = Phase.REQUEST_BODY if plan.request_body else Phase.RESPONSE
         removals = [h for h in plan.remove_headers if h in headers]
-        mutation = replies.header_mutation(remove=removals) if removals else None
+        changes = dict(plan.set_headers)
+        mutation = replies.header_mutation(changes, removals) if removals or changes else None
         return replies.headers_reply("request", mode_override=mode, mutation=mutation)
 
     async def _on_request_body(self, message: ext.HttpBody) -> ProcessingResponse:

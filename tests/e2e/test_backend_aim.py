@@ -138,7 +138,10 @@ def test_allow_reaches_upstream_with_key_and_identity_sent_to_aim(
     assert seen.headers["x-aim-user-email"] == "jane@corp.example"
     assert seen.headers["x-aim-gateway-key-alias"] == "team-a"
     assert seen.headers.get("x-aim-call-id")  # Envoy's request id
-    assert seen.body == {"messages": [{"role": "user", "content": text}]}
+    # The model name is judged too (a generic text: every string of the body is), first, so
+    # the conversation's last message stays last.
+    model = {"role": "user", "content": "fake-echo-1"}
+    assert seen.body == {"messages": [model, {"role": "user", "content": text}]}
 
 
 @pytest.mark.parametrize("guardrail", ["aim-pre", "aim-detect"])

@@ -104,7 +104,10 @@ def test_clean_request_is_allowed(client: httpx.Client, bedrock_stack: Stack, fa
     assert seen.path == "/guardrail/gr1/version/1/apply"
     assert seen.body == {
         "source": "INPUT",
-        "content": [{"text": {"text": "What is the capital of France?"}}],
+        "content": [
+            {"text": {"text": "fake-echo-1"}},  # the model name: a generic text, judged too
+            {"text": {"text": "What is the capital of France?"}},
+        ],
     }
     assert f"Credential={KEY_ID}/" in seen.headers["authorization"]
 

@@ -62,7 +62,8 @@ def test_clean_request_reaches_upstream_after_one_call(
     seen = fake.seen("/v2/guard")[before:]
     assert len(seen) == 1
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
-    assert seen[0].body["messages"] == [{"role": "user", "content": text}]
+    model = {"role": "user", "content": "fake-echo-1"}  # a generic text, judged too
+    assert seen[0].body["messages"] == [model, {"role": "user", "content": text}]
 
 
 def test_prompt_attack_is_a_400_with_litellms_message_and_verdict(

@@ -100,7 +100,8 @@ def test_allow_sends_key_headers_and_reaches_upstream(
     seen = fake.seen("/check")[-1]
     assert seen.headers["authorization"] == f"Bearer {KEY}"
     assert seen.headers["x-tenant"] == "e2e"
-    assert seen.body["texts"] == [{"role": "user", "text": text}]
+    model = {"role": None, "text": "fake-echo-1"}  # a generic text, judged too
+    assert seen.body["texts"] == [model, {"role": "user", "text": text}]
 
 
 def test_block_is_a_400_with_the_service_reason(client: httpx.Client, webhook_stack: Stack) -> None:
@@ -192,7 +193,8 @@ def test_turn_n_sends_only_the_new_messages(
     turn2 = {"model": "fake-echo-1", "messages": history, "guardrails": ["wh-cache"]}
     assert post(client, webhook_stack, turn2).status_code == 200
     calls = fake.seen("/cache")
-    assert calls[-2].body["texts"] == [{"role": "user", "text": first}]
+    model = {"role": None, "text": "fake-echo-1"}  # a generic text, judged (and cached) too
+    assert calls[-2].body["texts"] == [model, {"role": "user", "text": first}]
     assert calls[-1].body["texts"] == [
         {"role": "assistant", "text": reply},
         {"role": "user", "text": second},

@@ -135,7 +135,7 @@ def test_route_selection_through_grpc_initial_metadata(
 def test_unknown_guardrail_in_header_is_a_400(client: httpx.Client, modes_stack: Stack) -> None:
     response = post(client, modes_stack, chat_body("hi"), **{"x-guardrails": "nope"})
     assert response.status_code == 400
-    assert "'nope'" in response.json()["error"]["message"]
+    assert '"nope"' in response.json()["error"]["message"]
 
 
 def test_disable_exception_on_block_answers_200_with_the_message(

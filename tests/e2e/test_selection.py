@@ -65,4 +65,4 @@ def test_selection_alone_is_removed_even_when_nothing_is_found(
 def test_unknown_guardrail_is_a_400_naming_it(client: httpx.Client, selection_stack: Stack) -> None:
     response = post(client, selection_stack, chat_body("hi", guardrails=["nope"]))
     assert response.status_code == 400
-    assert "'nope'" in response.json()["error"]["message"]
+    assert '"nope"' in response.json()["error"]["message"]

@@ -38,7 +38,7 @@ class StreamingEcho:
         self.early = self.block = self.whole = False
         self.held: list[bytes] = []
 
-    def on_request_headers(self, head: RequestHead) -> Phases:
+    async def on_request_headers(self, head: RequestHead) -> Phases:
         self.early = head.headers.get("x-test-fds") == "early"
         self.block = head.headers.get("x-test-block") == "1"
         body = BodyAccess.STREAMED if self.early else BodyAccess.NONE

@@ -51,7 +51,7 @@ def test_guardrail_option_selects_and_bad_lines_stay_aligned() -> None:
 def test_unknown_guardrail_is_a_usage_error() -> None:
     result = check([], "--guardrail", "nope")
     assert result.returncode == 2
-    assert "'nope'" in result.stderr
+    assert '"nope"' in result.stderr
 
 
 def test_masked_text_uses_the_guardrails_placeholders(tmp_path) -> None:

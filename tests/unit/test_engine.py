@@ -108,7 +108,7 @@ def test_bad_placeholder_is_a_config_error(placeholder: str, message: str) -> No
 def exchange_after_request(built: Engine, body: bytes = b'{"messages": []}'):
     exchange = built()
     head = RequestHead("POST", "/v1/chat/completions", {}, True)
-    exchange.on_request_headers(head)
+    asyncio.run(exchange.on_request_headers(head))
     asyncio.run(exchange.on_request_body(body))
     return exchange
 
@@ -178,7 +178,7 @@ def test_guardrail_in_pre_call_and_logging_only_scans_once_and_does_both(
     """)
     body = json.dumps({"messages": [{"role": "user", "content": "a marker here"}]}).encode()
     exchange = built()
-    exchange.on_request_headers(RequestHead("POST", "/v1/chat/completions", {}, True))
+    asyncio.run(exchange.on_request_headers(RequestHead("POST", "/v1/chat/completions", {}, True)))
     verdict = asyncio.run(exchange.on_request_body(body))
     assert isinstance(verdict, ReplaceBody)
     assert json.loads(verdict.body)["messages"][0]["content"] == "a [MARKER] here"

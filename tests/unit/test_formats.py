@@ -19,7 +19,7 @@ from extproc.formats import (
     openai_completions,
     openai_responses,
 )
-from extproc.formats.base import MAX_JSON_DEPTH, TextSlot
+from extproc.formats.base import MAX_JSON_DEPTH, JoinedSlot, TextSlot
 
 ADAPTERS = [openai_chat, openai_completions, embeddings, openai_responses, anthropic_messages]
 MESSAGE = 'Blocked by guardrail "pii": ünïcode ✓'
@@ -127,8 +127,7 @@ def test_chat_request_texts_and_roles() -> None:
     assert texts_and_roles(slots) == [
         ("sys text", "system"),
         ("dev text", "developer"),
-        ("user part 1", "user"),
-        ("user part 2", "user"),
+        ("user part 1user part 2", "user"),  # one message's text parts: one text, joined
         ('{"city":"Paris"}', "assistant"),
         ("tool result text", "tool"),
         ("tp", "tool"),
@@ -144,13 +143,13 @@ def test_chat_mask_write_back_touches_only_the_slots() -> None:
     messages = expected["messages"]
     messages[0]["content"] = "[M0]"
     messages[1]["content"][0]["text"] = "[M1]"
-    messages[2]["content"][0]["text"] = "[M2]"
-    messages[2]["content"][2]["text"] = "[M3]"
-    messages[3]["tool_calls"][0]["function"]["arguments"] = "[M4]"
-    messages[4]["content"] = "[M5]"
-    messages[5]["content"][0]["text"] = "[M6]"
-    messages[6]["function_call"]["arguments"] = "[M7]"
-    messages[7]["content"] = "[M8]"
+    messages[2]["content"][0]["text"] = "[M2]"  # joined parts: a whole-text write goes first
+    messages[2]["content"][2]["text"] = ""
+    messages[3]["tool_calls"][0]["function"]["arguments"] = "[M3]"
+    messages[4]["content"] = "[M4]"
+    messages[5]["content"][0]["text"] = "[M5]"
+    messages[6]["function_call"]["arguments"] = "[M6]"
+    messages[7]["content"] = "[M7]"
     assert serialised(document) == serialised(expected)
 
 
@@ -323,8 +322,7 @@ def test_responses_response_texts() -> None:
         ],
     }
     assert texts_and_roles(openai_responses.response_texts(response)) == [
-        ("answer", "assistant"),
-        ("no", "assistant"),
+        ("answerno", "assistant"),  # one message's parts, joined
         ('{"k":"v"}', "assistant"),
     ]
 
@@ -558,7 +556,8 @@ def test_mutated_documents_give_consistent_slots(adapter) -> None:
             for read in (adapter.request_texts, adapter.response_texts):
                 for slot in read(document):
                     assert isinstance(slot.text, str) and slot.text
-                    assert slot.container[slot.key] == slot.text
+                    parts = slot.parts if isinstance(slot, JoinedSlot) else [slot]
+                    assert "".join(p.container[p.key] for p in parts) == slot.text
                     found += 1
     assert found > 300  # text is really reached, so the checks above are not vacuous
 

@@ -64,7 +64,7 @@ class ScriptedHandler:
             raise verdict
         return verdict
 
-    def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
         self.heads.append(head)
         return self.phases
 
