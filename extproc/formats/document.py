@@ -108,17 +108,20 @@ KNOWN_VALUES = frozenset(
 )
 
 
-def inspected_slots(slots: list[TextSlot], document: Any) -> list[TextSlot]:
+def inspected_slots(
+    slots: list[TextSlot], document: Any, role: str | None = None
+) -> list[TextSlot]:
     """Every string of ``document`` that ``slots`` (an adapter's) do not cover, then ``slots``.
 
     The generic texts come first so that services reading a conversation still find its last
-    message last (Aim, Lakera judge the latest message on its own)."""
+    message last (Aim, Lakera judge the latest message on its own). ``role``: of strings outside
+    any message (``assistant`` for an answer: all of it is the model's)."""
     covered: set[tuple[int, str | int]] = set()
     for slot in slots:
         for part in slot.parts if isinstance(slot, JoinedSlot) else (slot,):
             covered.add((id(part.container), part.key))
     generic: list[TextSlot] = []
-    _uncovered(document, generic, covered, None, 0)
+    _uncovered(document, generic, covered, role, 0)
     return generic + slots if generic else slots
 
 

@@ -24,7 +24,7 @@ from extproc.backends.base import INPUT, Action, Finding, ScanContext
 from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
-from extproc.formats.base import JoinedSlot, RequestFormat, TextSlot
+from extproc.formats.base import JoinedSlot, MaskError, RequestFormat, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
 from extproc.observability import COUNTERS
@@ -73,6 +73,25 @@ Found = list[tuple[str, Finding]]
 
 def _bad_request(message: str, details: str) -> Reject:
     return Reject(400, error_body(message), details=details)
+
+
+_SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
+
+
+def _looks_like_sse(body: bytes) -> bool:
+    """A body framed as server-sent events, whatever its content-type said."""
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:6]
+    return head.startswith(_SSE_STARTS)
+
+
+def _framing(start: bytes | bytearray, end: bool) -> str | None:
+    """``sse`` or ``whole`` from an answer's first bytes; None: too few to tell yet."""
+    head = bytes(start[:64]).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if _looks_like_sse(head):
+        return "sse"
+    if end or len(head) >= 6 or (head and not any(s.startswith(head) for s in _SSE_STARTS)):
+        return "whole"
+    return None
 
 
 def _dump(document: object) -> bytes:
@@ -285,6 +304,7 @@ class GuardedExchange:
         "adapter",
         "during",
         "engine",
+        "framed",
         "head",
         "headers_held",
         "output",
@@ -308,6 +328,7 @@ class GuardedExchange:
         self.headers_held = False  # the response headers wait for our first streamed bytes
         # A streamed answer being judged: its stream guard (SSE) or the JSON gathered so far.
         self.output: StreamGuard | bytearray | None = None
+        self.framed = False  # a streamed answer's framing (SSE or whole) is decided
         self.output_guardrails: tuple[Guardrail, ...] = ()
         self.stream_checks: list[streamed.FailSafeCheck] = []
 
@@ -482,7 +503,10 @@ class GuardedExchange:
         if isinstance(decision, Block):
             return self._blocked(decision, "Request")
         if isinstance(decision, Mask):
-            write_masks(slots, decision)
+            try:
+                write_masks(slots, decision)
+            except MaskError as error:
+                return _bad_request(f"Request cannot be masked: {error}.", "request_unmaskable")
             count_masks(findings)
             texts = [slot.text for slot in slots]
             changed = True
@@ -544,28 +568,29 @@ class GuardedExchange:
             if isinstance(decision, Block):
                 return self._blocked(decision, "Request")
         self.output_guardrails = self._output_guardrails()
-        if not self.output_guardrails or not 200 <= head.status < 300:
+        if not self.output_guardrails or not head.has_body:
             return BodyAccess.NONE
+        # Every answer is read, whatever its status (an upstream error may echo the prompt) and
+        # whatever its content-type says: the framing is judged by the bytes (see _frame).
         encoding = head.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             # We asked for identity (accept-encoding removed); an upstream that compresses
             # anyway is not passed unread.
-            return self._uninspectable_response(f"is compressed ({encoding})")
-        content_type = head.headers.get("content-type", "")
-        if "json" in content_type:
-            limit = self.engine.settings.max_request_body_bytes
-            if int(head.headers.get("content-length") or 0) > limit:
-                return self._uninspectable_response(f"is larger than the {limit}-byte limit")
-            if not self.headers_held:
-                return BodyAccess.BUFFERED
-            self.output = bytearray()  # streamed to us: gathered here, judged whole at the end
+            if self._allowed_unread("response"):
+                return BodyAccess.NONE
+            return self._uninspectable_response(f"is compressed ({snippet(encoding)})")
+        limit = self.engine.settings.max_request_body_bytes
+        if int(head.headers.get("content-length") or 0) > limit:
+            return self._uninspectable_response(f"is larger than the {limit}-byte limit")
+        if self.headers_held:
+            self.output = bytearray()  # framing decided on the first bytes (on_response_chunk)
             return BodyAccess.STREAMED
-        if "text/event-stream" in content_type:
-            self.output = self._stream_guard()
-            if self.output is not None:
+        if media_type(head.headers) == "text/event-stream":
+            guard = self._stream_guard()
+            if guard is not None:
+                self.output = guard
                 return BodyAccess.STREAMED
-        log.warning("post_call guardrails skipped a %s response", content_type or "untyped")
-        return BodyAccess.NONE
+        return BodyAccess.BUFFERED
 
     def _stream_guard(self) -> StreamGuard | None:
         """The guard of a streamed answer in this request's API, or None (no stream format)."""
@@ -584,19 +609,46 @@ class GuardedExchange:
         return guard
 
     async def on_response_body(self, body: bytes) -> BodyVerdict:
+        """A whole answer: JSON, SSE (whatever the content-type said), text, or refused."""
         try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return self._uninspectable_response()
+            document = parse_document(body)
+        except DocumentError:
+            return await self._judge_unparsed_response(body)
+        box = [document]
         try:
-            if self.adapter is not None and isinstance(document, dict):
-                slots = self.adapter.response_texts(document)
-            elif isinstance(document, dict | list):
-                slots = generic.request_texts(document)
-            else:
-                slots = []
+            slots = (
+                self.adapter.response_texts(document)
+                if self.adapter is not None and isinstance(document, dict)
+                else []
+            )
+            slots = inspected_slots(slots, box, "assistant")
         except ValueError:  # e.g. nested too deeply to inspect
-            return self._uninspectable_response()
+            return self._uninspectable_response("is nested too deeply to inspect")
+        verdict = await self._judge_response(slots)
+        return ReplaceBody(_dump(box[0])) if isinstance(verdict, ReplaceBody) else verdict
+
+    async def _judge_unparsed_response(self, body: bytes) -> BodyVerdict:
+        if _looks_like_sse(body):
+            guard = self._stream_guard()
+            if guard is not None:
+                fed = await guard.feed(body, True)
+                if fed.blocked is not None:
+                    return self._blocked(fed.blocked, "Response")
+                return CONTINUE if fed.data == body else ReplaceBody(fed.data)
+        elif body.lstrip()[:1] in (b"{", b"["):
+            return self._uninspectable_response("is not valid JSON")  # escapes would hide text
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            if self._allowed_unread("response"):
+                return CONTINUE
+            return self._uninspectable_response("is not text (not UTF-8)")
+        box = [text]
+        verdict = await self._judge_response([TextSlot(box, 0, text, "assistant")])
+        return ReplaceBody(box[0].encode()) if isinstance(verdict, ReplaceBody) else verdict
+
+    async def _judge_response(self, slots: list[TextSlot]) -> BodyVerdict:
+        """post_call on an answer's texts; ReplaceBody means "changed" (the caller serialises)."""
         texts = [slot.text for slot in slots]
         guardrails = self.output_guardrails = self.output_guardrails or self._output_guardrails()
         context = self._context(slots, "output", "post_call")
@@ -607,16 +659,31 @@ class GuardedExchange:
         if isinstance(decision, Block):
             return self._blocked(decision, "Response")
         if isinstance(decision, Mask):
-            write_masks(slots, decision)
+            try:
+                write_masks(slots, decision)
+            except MaskError:
+                return self._uninspectable_response("cannot be masked in place")
             count_masks(findings)
-            return ReplaceBody(_dump(document))
+            return ReplaceBody(b"")
         return CONTINUE
 
     async def on_response_chunk(self, chunk: bytes, end_of_stream: bool) -> ChunkVerdict:
         """A streamed answer: SSE goes through the stream guard (held back, masked, blocked in
-        flight); a JSON answer is gathered and judged whole at its end."""
+        flight); anything else is gathered and judged whole at its end. Which of the two is
+        decided by the first bytes, not by the content-type."""
         output = self.output
         try:
+            if isinstance(output, bytearray) and not self.framed:
+                output += chunk
+                framing = _framing(output, end_of_stream)
+                if framing is None:
+                    return StreamChunk()  # too few bytes to tell yet: hold
+                self.framed = True
+                guard = self._stream_guard() if framing == "sse" else None
+                if guard is not None:
+                    self.output = guard
+                    return await self._guard_chunk(guard, bytes(output), end_of_stream)
+                chunk = b""  # already gathered
             if isinstance(output, StreamGuard):
                 return await self._guard_chunk(output, chunk, end_of_stream)
             if isinstance(output, bytearray):

@@ -186,7 +186,10 @@ def test_post_call_judges_the_answer_and_masks_it(
     assert "Alice Smith" in upstream_last(client, aim_stack)["body"]  # input was not checked
     (seen,) = aim.requests
     assert seen.headers["x-aim-litellm-hook"] == "output"
-    assert [m["role"] for m in seen.body["messages"]] == ["user", "assistant"]
+    # The request, then the answer: its generic texts (id, model) first, its message last.
+    roles = [m["role"] for m in seen.body["messages"]]
+    assert roles[0] == "user" and roles[-1] == "assistant" and "Alice" in str(seen.body)
+    assert seen.body["messages"][-1]["content"] == text
 
 
 def test_post_call_block(client: httpx.Client, aim_stack: Stack) -> None:

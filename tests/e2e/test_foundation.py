@@ -44,14 +44,24 @@ def test_streamed_response_is_byte_identical(client: httpx.Client, stack: Stack)
     assert through.content.endswith(b"data: [DONE]\n\n")
 
 
-def test_route_without_inspection_never_reaches_the_processor(
-    client: httpx.Client, stack: Stack
-) -> None:
-    before = ext_proc_stats(client, stack)["streams_started"]
+def test_a_request_without_a_body_costs_one_round_trip(client: httpx.Client, stack: Stack) -> None:
+    before = ext_proc_stats(client, stack)
     response = client.get(f"{stack.url}/v1/models")
     assert response.status_code == 200
     assert response.json()["data"][0]["id"] == "fake-echo-1"
-    assert ext_proc_stats(client, stack)["streams_started"] == before
+    after = ext_proc_stats(client, stack)
+    assert after["streams_started"] == before["streams_started"] + 1
+    assert after["stream_msgs_sent"] == before["stream_msgs_sent"] + 1
+
+
+def test_a_get_with_a_body_is_inspected_too(client: httpx.Client, stack: Stack) -> None:
+    """No route skips the processor: a body on GET /v1/models is judged like any other."""
+    body = json.dumps({"note": "AKIA" + "IOSFODNN7EXAMPLE"})
+    response = client.request(
+        "GET", f"{stack.url}/v1/models", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "IOSFODNN7EXAMPLE" not in str(upstream_last(client, stack))
 
 
 def test_each_request_costs_only_the_phases_it_needs(client: httpx.Client, stack: Stack) -> None:
@@ -165,7 +175,7 @@ def test_extproc_down_is_an_error_never_an_unchecked_pass(
     response = post(client, stack, chat_body("after extproc died AKIAIOSFODNN7EXAMPLE"))
     assert response.status_code == 503
     assert "after extproc died" not in upstream_last(client, stack)["body"]
-    assert client.get(f"{stack.url}/v1/models").status_code == 200  # uninspected route still up
+    assert client.get(f"{stack.url}/v1/models").status_code == 503  # no route skips it
 
 
 def test_guardrail_that_raises_gives_500_and_logs_no_content(

@@ -52,6 +52,36 @@ def test_filter_fails_closed_and_lets_the_processor_choose_phases() -> None:
     assert ext_proc["message_timeout"] != "0.2s"
 
 
+def test_paths_are_normalised_before_routing() -> None:
+    manager = ingress_route(load_template())
+    assert manager["normalize_path"] is True
+    assert manager["merge_slashes"] is True
+    assert manager["path_with_escaped_slashes_action"] in ("UNESCAPE_AND_FORWARD", "REJECT_REQUEST")
+
+
+def test_every_route_goes_through_the_processor() -> None:
+    """A route may skip the processor only if Envoy enforced that it has no body; it cannot
+    (HTTP/2 bodies need no content-length), so no route skips it."""
+    manager = ingress_route(load_template())
+    for host in manager["route_config"]["virtual_hosts"]:
+        for route in host["routes"]:
+            per_filter = route.get("typed_per_filter_config", {})
+            override = per_filter.get("envoy.filters.http.ext_proc", {})
+            assert not override.get("disabled"), route["match"]
+            mode = override.get("overrides", {}).get("processing_mode", {})
+            assert mode.get("request_body_mode", "BUFFERED") == "BUFFERED", route["match"]
+
+
+def test_the_access_log_never_writes_query_strings() -> None:
+    manager = ingress_route(load_template())
+    for log in manager["access_log"]:
+        text = yaml.safe_dump(log)
+        assert "%REQ(:PATH)%" not in text and "?:PATH)%" not in text.replace(
+            "REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%", ""
+        )
+        assert "REQ_WITHOUT_QUERY" in text
+
+
 @pytest.mark.parametrize(
     ("extproc", "upstream"),
     [("127.0.0.1:50051", "http://127.0.0.1:8080"), ("unix:/tmp/x.sock", "https://api.openai.com")],
