@@ -49,6 +49,7 @@ from extproc.protocol.exchange import (
     BodyAccess,
     BodyVerdict,
     ChunkVerdict,
+    Continue,
     Phases,
     Reject,
     ReplaceBody,
@@ -454,12 +455,9 @@ class GuardedExchange:
     async def _judge_raw_request(self, body: bytes) -> BodyVerdict:
         """A body that is not JSON, on a path no adapter knows: its text is judged (a form body
         name by name and value by value), or, not being text, refused unless allowed."""
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            if self._allowed_unread("request"):
-                return CONTINUE
-            return self._uninspectable_request("is not text (not UTF-8)")
+        text = self._text_of(body, "request")
+        if not isinstance(text, str):
+            return text
         content_type = media_type(self.head.headers if self.head else {})
         form = Query.parse(text) if content_type == "application/x-www-form-urlencoded" else None
         box = [text]
@@ -468,6 +466,19 @@ class GuardedExchange:
         if isinstance(verdict, ReplaceBody):
             return ReplaceBody((form.encode() if form is not None else box[0]).encode())
         return verdict
+
+    def _text_of(
+        self, body: bytes, direction: Literal["request", "response"]
+    ) -> str | Continue | Reject:
+        """The body as text; else CONTINUE when unreadable bodies are allowed, or the refusal."""
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            if self._allowed_unread(direction):
+                return CONTINUE
+            if direction == "request":
+                return self._uninspectable_request("is not text (not UTF-8)")
+            return self._uninspectable_response("is not text (not UTF-8)")
 
     def _allowed_unread(self, direction: Literal["request", "response"]) -> bool:
         """``extproc.uninspectable: allow`` (or the route's metadata says so): count and let an
@@ -637,12 +648,9 @@ class GuardedExchange:
                 return CONTINUE if fed.data == body else ReplaceBody(fed.data)
         elif body.lstrip()[:1] in (b"{", b"["):
             return self._uninspectable_response("is not valid JSON")  # escapes would hide text
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            if self._allowed_unread("response"):
-                return CONTINUE
-            return self._uninspectable_response("is not text (not UTF-8)")
+        text = self._text_of(body, "response")
+        if not isinstance(text, str):
+            return text
         box = [text]
         verdict = await self._judge_response([TextSlot(box, 0, text, "assistant")])
         return ReplaceBody(box[0].encode()) if isinstance(verdict, ReplaceBody) else verdict

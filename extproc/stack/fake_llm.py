@@ -281,14 +281,19 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         error = {"message": message, "type": "invalid_request_error", "param": None}
         self._send(status, {"error": error | {"code": str(status)}})
 
+    def _received(self) -> tuple[bytes, dict[str, str], bool]:
+        """Read and record the request; (body, headers, True when a scripted answer went)."""
+        raw = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.record(self.command, self.path, headers, raw)
+        if "x-fake-reply" in headers:
+            self._scripted(headers)
+            return raw, headers, True
+        return raw, headers, False
+
     def do_GET(self) -> None:
-        if self.path != "/_fake/last":
-            raw = self._read_body()
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            self.server.record(self.command, self.path, headers, raw)
-            if "x-fake-reply" in headers:
-                self._scripted(headers)
-                return
+        if self.path != "/_fake/last" and self._received()[2]:
+            return
         if self.path == "/_fake/last":
             self._send(200, self.server.last or {})
         elif self.path.rstrip("/").endswith("/models"):
@@ -297,11 +302,8 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             self._error(404, f"no route for GET {self.path}")
 
     def do_POST(self) -> None:
-        raw = self._read_body()
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.record(self.command, self.path, headers, raw)
-        if "x-fake-reply" in headers:
-            self._scripted(headers)
+        raw, headers, answered = self._received()
+        if answered:
             return
         answer = route(self.path)
         if answer is None:
