@@ -132,26 +132,31 @@ def _uncovered(
     role: str | None,
     depth: int,
 ) -> None:
+    """Append a slot for each string and key under ``value`` not in ``covered``. On every
+    request's hot path: exact type checks (JSON gives no subclasses) and local names."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError("JSON nested too deeply to inspect")
-    if isinstance(value, dict):
+    append, keys, values, walk = slots.append, KNOWN_KEYS, KNOWN_VALUES, _uncovered
+    if type(value) is dict:
         own_role = value.get("role")
-        if isinstance(own_role, str):
+        if type(own_role) is str:
             role = own_role
         holder = id(value)
         for key, item in value.items():
-            if key and key not in KNOWN_KEYS:
-                slots.append(KeySlot(value, key, key, role))
-            if isinstance(item, str):
-                if item and item not in KNOWN_VALUES and (holder, key) not in covered:
-                    slots.append(TextSlot(value, key, item, role))
-            elif isinstance(item, dict | list):
-                _uncovered(item, slots, covered, role, depth + 1)
-    elif isinstance(value, list):
+            if key not in keys and key:
+                append(KeySlot(value, key, key, role))
+            kind = type(item)
+            if kind is str:
+                if item and item not in values and (holder, key) not in covered:
+                    append(TextSlot(value, key, item, role))
+            elif kind is dict or kind is list:
+                walk(item, slots, covered, role, depth + 1)
+    elif type(value) is list:
         holder = id(value)
         for index, item in enumerate(value):
-            if isinstance(item, str):
-                if item and item not in KNOWN_VALUES and (holder, index) not in covered:
-                    slots.append(TextSlot(value, index, item, role))
-            elif isinstance(item, dict | list):
-                _uncovered(item, slots, covered, role, depth + 1)
+            kind = type(item)
+            if kind is str:
+                if item and item not in values and (holder, index) not in covered:
+                    append(TextSlot(value, index, item, role))
+            elif kind is dict or kind is list:
+                walk(item, slots, covered, role, depth + 1)
