@@ -612,17 +612,20 @@ def anthropic_slots(document: Any, event_name: str | None = None) -> list[DeltaS
 
 
 def anthropic_delta_channel(document: Any, event_name: str | None, path: Path) -> Channel | None:
-    """Any other string under a ``content_block_delta``'s ``delta`` (but its ``type``, and the
-    whole citations of ``citations_delta``) extends a text of its block."""
-    if path[0] != "delta" or path == ("delta", "type") or not isinstance(document, dict):
+    """Any other string under an event's ``delta`` (a new delta kind of a content block, or of
+    an event kind added later) extends a text of its block (index -1: none); names (its
+    ``type``, ids), the whole citations of ``citations_delta`` and ``message_delta`` (stop
+    reason, stop sequence) are judged loose."""
+    if path[0] != "delta" or path[-1] in _NAMES or not isinstance(document, dict):
         return None
-    if document.get("type") != "content_block_delta":
+    kind = document.get("type")
+    if kind == "message_delta":  # the message's stop reason and usage, not a text
         return None
     delta = document.get("delta")
     delta_type = delta.get("type") if isinstance(delta, dict) else None
     if delta_type == "citations_delta":
         return None
-    return (GENERIC, _int(document.get("index"), 0), str(delta_type), *path)
+    return (GENERIC, _int(document.get("index"), -1), str(kind), str(delta_type), *path)
 
 
 def _anthropic_ended(document: Any, channels: Collection[Channel]) -> list[Channel]:

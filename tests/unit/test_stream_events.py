@@ -223,7 +223,7 @@ def test_anthropic_text_input_json_thinking_and_unknown_deltas() -> None:
     )
     assert accumulate(all_slots("anthropic_messages", events)) == {
         (THINKING, 0): "secret",  # judged, although signed (see anthropic_slots)
-        (GENERIC, 0, "signature_delta", "delta", "signature"): "sig",
+        (GENERIC, 0, "content_block_delta", "signature_delta", "delta", "signature"): "sig",
         (TEXT, 1): "Hello",
         (TOOL_ARGUMENTS, 2): '{"q": "x"}',
     }
