@@ -33,11 +33,11 @@ gone out yet, else into the API's own error event (``StreamFormat.error_event``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from extproc.backends.base import StreamCheck
+from extproc.backends.base import Finding, StreamCheck
 from extproc.formats._replies import dumps
 from extproc.policy.decision import Block, Mask, decide
 from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat
@@ -87,6 +87,24 @@ class _Item:
 
 
 @dataclass(slots=True)
+class _Field:
+    """The ``event:`` name or ``id:`` of an event, judged like a loose string."""
+
+    item: _Item
+    attribute: str
+    text: str
+
+    def write(self, text: str) -> None:
+        self.text = text
+        setattr(self.item, self.attribute, text)
+
+
+_Loose = DeltaSlot | KeySlot | _Field
+# Findings of the guardrails on several texts at once (``Finding.index`` says which).
+ManyScanner = Callable[[Sequence[str]], Awaitable[list[tuple[str, Finding]]]]
+
+
+@dataclass(slots=True)
 class _Channel:
     holdback: HoldBack
     queue: DeltaQueue
@@ -118,13 +136,16 @@ class StreamGuard:
         max_event_bytes: int = 1 << 20,
         hold_start: bool = False,
         checks: Sequence[tuple[str, StreamCheck]] = (),
+        scan_many: ManyScanner | None = None,
     ) -> None:
         """``hold_start``: send nothing until the first text is released (a block before it
         can then still be a clean 4xx, if the caller holds the response headers too).
         ``checks``: (guardrail name, session) of services judging the stream themselves: each
-        delta is passed to them, in order, before it can be released."""
+        delta is passed to them, in order, before it can be released. ``scan_many``: ``scan``
+        of several texts in one call (else ``scan`` is called for each)."""
         self.stream = stream
         self._scan = scan
+        self._scan_many = scan_many
         self._window = window
         self._judge = judge
         self._stride = stride
@@ -182,14 +203,17 @@ class StreamGuard:
             await self._finish_all()  # nothing of substance follows: release every tail first
             if self.blocked is not None:
                 return
-        item = _Item(event, document, slots, [s.text for s in slots])
+        item = _Item(event, document, slots, [s.text for s in slots], name=event.event, id=event.id)
         self._items.append(item)
-        if not await self._judge_fields(item):
+        loose: list[_Loose] = list(read.loose)
+        if event.event and event.event not in self._clean:
+            loose.append(_Field(item, "name", event.event))
+        if event.id and event.id not in self._clean:
+            loose.append(_Field(item, "id", event.id))
+        if loose and not await self._judge_loose(item, loose):
             return
         if document is None and event.data and not event.is_done:
             await self._judge_raw(item)  # not JSON we can read: judged as one text, never unread
-            return
-        if read.loose and not await self._judge_loose(item, read.loose):
             return
         for slot in slots:
             if not slot.snapshot:
@@ -209,29 +233,21 @@ class StreamGuard:
                 await self._finish(channel)
         self._flush()
 
-    async def _judge_fields(self, item: _Item) -> bool:
-        """The ``event:`` name and ``id:`` value, judged as text; False on a block."""
-        for name in ("name", "id"):
-            value = item.event.event if name == "name" else item.event.id
-            if value:
-                value = await self._judge_alone(value)
-                if value is None:
-                    return False
-            setattr(item, name, value)
-        return True
-
-    async def _judge_loose(self, item: _Item, loose: Sequence[DeltaSlot | KeySlot]) -> bool:
-        """Strings and keys outside every channel, each judged on its own (masked in place, or
-        a block); False on a block."""
+    async def _judge_loose(self, item: _Item, loose: Sequence[_Loose]) -> bool:
+        """Strings, keys, the event name and id outside every channel, each judged on its own
+        (in one scan call for the event: one round trip to a remote backend, not one per
+        string), masked in place, or a block; False on a block."""
+        texts = list(dict.fromkeys(slot.text for slot in loose))
+        masked = await self._judge_each(texts)
+        if masked is None:
+            return False
         for slot in loose:
-            masked = await self._judge_alone(slot.text)
-            if masked is None:
-                return False
-            if masked != slot.text:
-                slot.write(masked)
-                item.rewritten = True
+            text = masked[slot.text]
+            if text != slot.text:
+                slot.write(text)
                 if isinstance(slot, KeySlot):
                     item.keys.append(slot)
+                item.rewritten = item.rewritten or not isinstance(slot, _Field)
         return True
 
     async def _push(self, item: _Item, slot: DeltaSlot) -> None:
@@ -274,23 +290,47 @@ class StreamGuard:
             item.data = masked
 
     async def _judge_alone(self, text: str) -> str | None:
-        """``text`` judged on its own: its masked form, or None with ``self.blocked`` set.
-        Clean texts are remembered, so a value repeated in every event is scanned once."""
-        if text in self._clean:
-            return text
-        findings = await self._scan(text)
+        """``text`` judged on its own: its masked form, or None with ``self.blocked`` set."""
+        masked = await self._judge_each([text])
+        return None if masked is None else masked[text]
+
+    async def _judge_each(self, texts: Sequence[str]) -> dict[str, str] | None:
+        """Each of ``texts`` judged on its own, in one scan call: text -> its masked form, or
+        None with ``self.blocked`` set. Clean texts are remembered, so a value repeated in every
+        event is scanned once."""
+        todo = [text for text in texts if text not in self._clean]
+        result = {text: text for text in texts}
+        if not todo:
+            return result
+        findings = await self._scan_texts(todo)
         if findings:
-            decision = self._judge([text], findings)
+            decision = self._judge(todo, findings)
             if isinstance(decision, Block):
                 self.blocked = decision
                 return None
-            return decision.texts.get(0, text) if isinstance(decision, Mask) else text
+            if isinstance(decision, Mask):
+                for index, masked in decision.texts.items():
+                    result[todo[index]] = masked
+        found = {finding.index for _, finding in findings}
+        for index, text in enumerate(todo):
+            if index not in found:
+                self._remember_clean(text)
+        return result
+
+    def _remember_clean(self, text: str) -> None:
         if self._clean_chars + len(text) > _CLEAN_CACHE_CHARS:
             self._clean.clear()
             self._clean_chars = 0
         self._clean.add(text)
         self._clean_chars += len(text)
-        return text
+
+    async def _scan_texts(self, texts: Sequence[str]) -> list[tuple[str, Finding]]:
+        if self._scan_many is not None:
+            return await self._scan_many(texts)
+        found: list[tuple[str, Finding]] = []
+        for index, text in enumerate(texts):
+            found += [(name, replace(f, index=index)) for name, f in await self._scan(text)]
+        return found
 
     async def _finish(self, key: Channel) -> None:
         channel = self._channels.get(key)

@@ -10,6 +10,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -656,3 +657,25 @@ def test_a_value_planted_anywhere_never_reaches_the_client(secret: str) -> None:
         for sent in parse(data):
             if sent.data and sent.data[0] == "{":
                 json.loads(sent.data)
+
+
+def test_loose_strings_of_an_event_are_judged_in_one_scan_call_and_once_per_stream() -> None:
+    """One call per event for all its new loose strings (one round trip to a remote backend),
+    and a value judged clean is not judged again in later events."""
+    calls: list[list[str]] = []
+
+    async def scan_many(texts):
+        calls.append(list(texts))
+        found = []
+        for index, text in enumerate(texts):
+            found += [(name, replace(f, index=index)) for name, f in await scan(text)]
+        return found
+
+    chunk = {"id": "chatcmpl-7", "object": "chat.completion.chunk", "model": f"m {EMAIL}"}
+    events = [sse(chunk | {"choices": [{"index": 0, "delta": {"content": w}}]}) for w in "abc"]
+    guard = StreamGuard(stream_format("openai_chat"), scan, WINDOW, scan_many=scan_many)
+    data, blocked = run(guard, [b"".join(events) + b"data: [DONE]\n\n"])
+    assert blocked is None and EMAIL.encode() not in data
+    assert len(calls[0]) > 3 and "chatcmpl-7" in calls[0]
+    assert all("chatcmpl-7" not in texts and "choices" not in texts for texts in calls[1:])
+    assert len(calls) <= 3  # the masked model name is judged again in each event, nothing else
