@@ -605,7 +605,7 @@ class GuardedExchange:
 
     def _stream_guard(self) -> StreamGuard | None:
         """The guard of a streamed answer in this request's API, or None (no stream format)."""
-        stream = stream_format(self.adapter.name) if self.adapter is not None else None
+        stream = stream_format(self.adapter.name if self.adapter else None)
         if stream is None:
             return None
         context = replace(self._context([], "output", "post_call"), streaming=True)

@@ -82,6 +82,9 @@ def stream_guard(
     async def scan(text: str) -> list[tuple[str, Finding]]:
         return await engine.findings(scanned, [text], context) if scanned else []
 
+    async def scan_many(texts: Sequence[str]) -> list[tuple[str, Finding]]:
+        return await engine.findings(scanned, texts, context) if scanned else []
+
     def judge(texts: Sequence[str], findings: Sequence[tuple[str, Finding]]) -> Decision:
         return decide(texts, findings, placeholders)
 
@@ -94,5 +97,6 @@ def stream_guard(
         max_held_chars=limit,
         hold_start=hold_start,
         checks=[(check.name, check) for check in checks],
+        scan_many=scan_many,
     )
     return guard, checks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from extproc.streaming.events import (
     ANTHROPIC_MESSAGES,
+    GENERIC_STREAM,
     OPENAI_CHAT,
     OPENAI_COMPLETIONS,
     OPENAI_RESPONSES,
@@ -26,6 +27,7 @@ from extproc.streaming.sse import (
 __all__ = [
     "ANTHROPIC_MESSAGES",
     "DEFAULT_MAX_EVENT_BYTES",
+    "GENERIC_STREAM",
     "OPENAI_CHAT",
     "OPENAI_COMPLETIONS",
     "OPENAI_RESPONSES",

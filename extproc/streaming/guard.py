@@ -1,43 +1,54 @@
 """Judge one streamed (SSE) answer in flight: parse, hold back, mask, block; keep event order.
 
 ``StreamGuard.feed`` takes the upstream's body chunks as they come and returns the bytes the
-client may have now. Events without text pass byte-identical; an event whose text is still held
-waits, and every later event waits behind it (clients rebuild a stream in order). Each channel
-(a choice's content, one tool call's arguments, one content block...) has its own
-:class:`~extproc.streaming.holdback.HoldBack`, so text is released only when no finding can
-still touch it, and a masked event is re-serialised as valid JSON with its other fields intact.
+client may have now. Events without findings pass byte-identical; an event whose text is still
+held waits, and every later event waits behind it (clients rebuild a stream in order). Each
+channel (a choice's content, one tool call's arguments, one content block, a string of a kind no
+adapter knows...) has its own :class:`~extproc.streaming.holdback.HoldBack`, so text is released
+only when no finding can still touch it, and a masked event is re-serialised as valid JSON with
+its other fields intact.
 
-Events whose data is not JSON we can read (plain text, broken JSON) are judged as one text
-each, so no data reaches the client unread; lines an SSE client ignores (comments, unknown
-fields) pass as they came.
+Every byte that reaches the client was judged, or is left out:
+
+* Channel text (``StreamFormat.read``: known slots, and generic channels for new delta kinds)
+  goes through the hold-back window.
+* Every other string of an event, and every dict key (ids, model names, finish reasons, unknown
+  metadata, event kinds added later), is judged on its own, per event; masked in place or a
+  block. A value already judged clean in this stream is not judged again (the repeated chunk
+  ``id``, ``model``, ``type``...), which keeps the common event cheap.
+* Data that is not JSON we can read (plain text, broken JSON) is judged as one text.
+* SSE ``event:`` names and ``id:`` values are judged as text (clients read both); a ``retry:``
+  of digits only is a number and kept.
+* Lines a client ignores are dropped: comments (``: ping``), unknown fields, a ``retry`` that is
+  not all digits, an ``id`` with NUL. A conforming client never shows them, so dropping changes
+  nothing it shows, and nothing unjudged reaches one that does. A block of only such lines
+  becomes a bare ``:`` line, so keep-alives still keep idle connections open. A stream of data
+  and event lines without findings therefore still passes byte-identical.
 
 A channel is finished (its held tail judged and released) as soon as the API says it is done
-(chat ``finish_reason``, Anthropic ``content_block_stop``, a Responses ``*.done`` snapshot), or
-at the end of the stream. A block stops everything: the caller turns it into a clean 4xx when
-no byte has gone out yet, else into the API's own error event (``StreamFormat.error_event``).
+(chat ``finish_reason``, Anthropic ``content_block_stop``, a Responses ``*.done``), or at the end
+of the stream. A block stops everything: the caller turns it into a clean 4xx when no byte has
+gone out yet, else into the API's own error event (``StreamFormat.error_event``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from extproc.backends.base import StreamCheck
-from extproc.formats import generic
-from extproc.formats.base import TextSlot
-from extproc.policy.decision import Block, decide
-from extproc.streaming.events import (
-    Channel,
-    DeltaSlot,
-    StreamFormat,
-    reencode_json,
-)
-from extproc.streaming.holdback import DeltaQueue, HoldBack, Judge, Release, Scanner
+from extproc.backends.base import Finding, StreamCheck
+from extproc.formats._replies import dumps
+from extproc.policy.decision import Block, Mask, decide
+from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat
+from extproc.streaming.holdback import DeltaQueue, HoldBack, Judge, Release, Scanner, assign
 from extproc.streaming.sse import SseEvent, SseParser
 
 # The finding type of a block decided by a service's own stream check.
 STREAM_POLICY = "STREAM_POLICY"
+
+# Strings judged clean are remembered (per stream) up to this many characters in all.
+_CLEAN_CACHE_CHARS = 1 << 18
 
 
 class StreamTooLarge(ValueError):
@@ -53,13 +64,44 @@ class _Item:
     slots: list[DeltaSlot] = field(default_factory=list)
     originals: list[str] = field(default_factory=list)
     waiting: int = 0  # delta slots whose text is not released yet
-    replacement: bytes | None = None  # a non-JSON event's data, masked
+    data: str | None = None  # a non-JSON event's data, masked
+    name: str | None = None  # the ``event:`` name, as judged
+    id: str | None = None  # the ``id:`` value, as judged
+    keys: list[KeySlot] = field(default_factory=list)  # keys to rename (masked) when encoding
+    rewritten: bool = False  # a loose string was masked
 
     def encode(self) -> bytes:
-        if self.replacement is not None:
-            return self.replacement
-        unchanged = all(s.text == o for s, o in zip(self.slots, self.originals, strict=True))
-        return self.event.raw if unchanged else reencode_json(self.event, self.document)
+        event = self.event
+        changed = self.rewritten or any(
+            s.text != o for s, o in zip(self.slots, self.originals, strict=True)
+        )
+        fields_changed = self.name != event.event or self.id != event.id
+        if not (changed or fields_changed or event.ignored or self.data is not None):
+            return event.raw
+        data = self.data if self.data is not None else event.data
+        if changed:
+            for key in self.keys:
+                key.apply()
+            data = dumps(self.document)
+        return event.rebuild(data, self.name, self.id)
+
+
+@dataclass(slots=True)
+class _Field:
+    """The ``event:`` name or ``id:`` of an event, judged like a loose string."""
+
+    item: _Item
+    attribute: str
+    text: str
+
+    def write(self, text: str) -> None:
+        self.text = text
+        setattr(self.item, self.attribute, text)
+
+
+_Loose = DeltaSlot | KeySlot | _Field
+# Findings of the guardrails on several texts at once (``Finding.index`` says which).
+ManyScanner = Callable[[Sequence[str]], Awaitable[list[tuple[str, Finding]]]]
 
 
 @dataclass(slots=True)
@@ -94,13 +136,16 @@ class StreamGuard:
         max_event_bytes: int = 1 << 20,
         hold_start: bool = False,
         checks: Sequence[tuple[str, StreamCheck]] = (),
+        scan_many: ManyScanner | None = None,
     ) -> None:
         """``hold_start``: send nothing until the first text is released (a block before it
         can then still be a clean 4xx, if the caller holds the response headers too).
         ``checks``: (guardrail name, session) of services judging the stream themselves: each
-        delta is passed to them, in order, before it can be released."""
+        delta is passed to them, in order, before it can be released. ``scan_many``: ``scan``
+        of several texts in one call (else ``scan`` is called for each)."""
         self.stream = stream
         self._scan = scan
+        self._scan_many = scan_many
         self._window = window
         self._judge = judge
         self._stride = stride
@@ -109,6 +154,8 @@ class StreamGuard:
         self._channels: dict[Channel, _Channel] = {}
         self._items: list[_Item] = []
         self._out: list[bytes] = []
+        self._clean: set[str] = set()
+        self._clean_chars = 0
         self.blocked: Block | None = None
         self._hold_start = hold_start
         self._checks = tuple(checks)
@@ -147,29 +194,61 @@ class StreamGuard:
     # -- events ------------------------------------------------------------------------------
 
     async def _on_event(self, event: SseEvent) -> None:
-        document, slots = self.stream.delta_slots(event)
+        try:
+            read = self.stream.read(event, self._clean)
+        except ValueError:  # nested too deeply to read: not passed unread either
+            raise StreamTooLarge("an event nested too deeply to inspect") from None
+        document, slots = read.document, read.slots
         if event.is_done or (document is not None and self.stream.is_final(document, event.event)):
             await self._finish_all()  # nothing of substance follows: release every tail first
-        item = _Item(event, document, slots, [s.text for s in slots])
+            if self.blocked is not None:
+                return
+        item = _Item(event, document, slots, [s.text for s in slots], name=event.event, id=event.id)
         self._items.append(item)
+        loose: list[_Loose] = list(read.loose)
+        if event.event and event.event not in self._clean:
+            loose.append(_Field(item, "name", event.event))
+        if event.id and event.id not in self._clean:
+            loose.append(_Field(item, "id", event.id))
+        if loose and not await self._judge_loose(item, loose):
+            return
         if document is None and event.data and not event.is_done:
             await self._judge_raw(item)  # not JSON we can read: judged as one text, never unread
             return
-        if document is not None and not slots:
-            await self._judge_strings(item)  # an event we know no text in (or a new kind)
         for slot in slots:
             if not slot.snapshot:
                 await self._push(item, slot)
                 if self.blocked is not None:
                     return
+        snapshots: dict[Channel, list[DeltaSlot]] = {}
         for slot in slots:
             if slot.snapshot:
-                await self._snapshot(slot)
-                if self.blocked is not None:
-                    return
-        for channel in _ended_channels(self.stream.name, document, self._channels):
-            await self._finish(channel)
+                snapshots.setdefault(slot.channel, []).append(slot)
+        for channel, group in snapshots.items():
+            await self._snapshot(channel, group)
+            if self.blocked is not None:
+                return
+        if document is not None and self._channels:
+            for channel in self.stream.ended(document, self._channels):
+                await self._finish(channel)
         self._flush()
+
+    async def _judge_loose(self, item: _Item, loose: Sequence[_Loose]) -> bool:
+        """Strings, keys, the event name and id outside every channel, each judged on its own
+        (in one scan call for the event: one round trip to a remote backend, not one per
+        string), masked in place, or a block; False on a block."""
+        texts = list(dict.fromkeys(slot.text for slot in loose))
+        masked = await self._judge_each(texts)
+        if masked is None:
+            return False
+        for slot in loose:
+            text = masked[slot.text]
+            if text != slot.text:
+                slot.write(text)
+                if isinstance(slot, KeySlot):
+                    item.keys.append(slot)
+                item.rewritten = item.rewritten or not isinstance(slot, _Field)
+        return True
 
     async def _push(self, item: _Item, slot: DeltaSlot) -> None:
         for name, check in self._checks:
@@ -187,18 +266,20 @@ class StreamGuard:
         if channel.holdback.held > self._max_held:
             raise StreamTooLarge(f"more than {self._max_held} characters held back")
 
-    async def _snapshot(self, slot: DeltaSlot) -> None:
-        """A repeat of the channel's whole text: finish the channel, write its masked text. A
-        snapshot of text never streamed as deltas is judged on its own."""
-        channel = self._channels.get(slot.channel)
+    async def _snapshot(self, key: Channel, slots: list[DeltaSlot]) -> None:
+        """A repeat of the channel's whole text (in one slot, or spread over several, e.g.
+        logprobs tokens): finish the channel, write its masked text. A snapshot of text never
+        streamed as deltas is judged on its own."""
+        channel = self._channels.get(key)
         if channel is None:
-            masked = await self._judge_alone(slot.text)
+            text = "".join(slot.text for slot in slots)
+            masked = await self._judge_alone(text)
             if masked is not None:
-                slot.write(masked)
+                assign(masked, slots)
             return
-        await self._finish(slot.channel)
+        await self._finish(key)
         if self.blocked is None:
-            channel.queue.write_snapshot(slot)
+            channel.queue.write_snapshots(slots)
 
     async def _judge_raw(self, item: _Item) -> None:
         """An event whose data we cannot parse (bad JSON, plain text) still carries text a
@@ -206,31 +287,50 @@ class StreamGuard:
         data = item.event.data or ""
         masked = await self._judge_alone(data)
         if masked is not None and masked != data:
-            item.replacement = item.event.reencode(masked)
-
-    async def _judge_strings(self, item: _Item) -> None:
-        """Events without known text (role and finish chunks, envelopes, event kinds the API
-        added since, e.g. audio transcripts) have their string values judged one by one, so
-        text in a place we do not know is not passed unread. Ids and enum-like fields skipped."""
-        try:
-            strings = [s for s in generic.request_texts(item.document) if s.key not in _STRUCTURAL]
-        except ValueError:  # nested too deeply to read: not passed unread either
-            raise StreamTooLarge("an event nested too deeply to inspect") from None
-        for slot in strings:
-            masked = await self._judge_alone(slot.text)
-            if masked is None:
-                return
-            if masked != slot.text:
-                item.originals.append(slot.text)
-                item.slots.append(_changed(slot, masked))
+            item.data = masked
 
     async def _judge_alone(self, text: str) -> str | None:
         """``text`` judged on its own: its masked form, or None with ``self.blocked`` set."""
-        holdback = self._new_holdback()
-        first = await holdback.push(text)
-        last = await holdback.finish()
-        self.blocked = first.blocked or last.blocked
-        return None if self.blocked is not None else first.text + last.text
+        masked = await self._judge_each([text])
+        return None if masked is None else masked[text]
+
+    async def _judge_each(self, texts: Sequence[str]) -> dict[str, str] | None:
+        """Each of ``texts`` judged on its own, in one scan call: text -> its masked form, or
+        None with ``self.blocked`` set. Clean texts are remembered, so a value repeated in every
+        event is scanned once."""
+        todo = [text for text in texts if text not in self._clean]
+        result = {text: text for text in texts}
+        if not todo:
+            return result
+        findings = await self._scan_texts(todo)
+        if findings:
+            decision = self._judge(todo, findings)
+            if isinstance(decision, Block):
+                self.blocked = decision
+                return None
+            if isinstance(decision, Mask):
+                for index, masked in decision.texts.items():
+                    result[todo[index]] = masked
+        found = {finding.index for _, finding in findings}
+        for index, text in enumerate(todo):
+            if index not in found:
+                self._remember_clean(text)
+        return result
+
+    def _remember_clean(self, text: str) -> None:
+        if self._clean_chars + len(text) > _CLEAN_CACHE_CHARS:
+            self._clean.clear()
+            self._clean_chars = 0
+        self._clean.add(text)
+        self._clean_chars += len(text)
+
+    async def _scan_texts(self, texts: Sequence[str]) -> list[tuple[str, Finding]]:
+        if self._scan_many is not None:
+            return await self._scan_many(texts)
+        found: list[tuple[str, Finding]] = []
+        for index, text in enumerate(texts):
+            found += [(name, replace(f, index=index)) for name, f in await self._scan(text)]
+        return found
 
     async def _finish(self, key: Channel) -> None:
         channel = self._channels.get(key)
@@ -293,52 +393,3 @@ class StreamGuard:
 
     def _new_holdback(self) -> HoldBack:
         return HoldBack((), self._judge, window=self._window, stride=self._stride, scan=self._scan)
-
-
-# Keys whose string values are identifiers or enums, never text a model wrote.
-_STRUCTURAL = frozenset(
-    {
-        "id",
-        "object",
-        "type",
-        "model",
-        "role",
-        "finish_reason",
-        "stop_reason",
-        "item_id",
-        "call_id",
-        "status",
-        "system_fingerprint",
-        "service_tier",
-        "event",
-    }
-)
-
-
-def _changed(slot: TextSlot, masked: str) -> DeltaSlot:
-    """``slot`` rewritten to ``masked``, as a delta slot the event's encoder sees as changed."""
-    slot.write(masked)
-    return DeltaSlot(slot.container, slot.key, masked, slot.role)
-
-
-def _ended_channels(
-    stream_name: str, document: Any, channels: dict[Channel, _Channel]
-) -> list[Channel]:
-    """Channels this event says are complete: a chat choice with a ``finish_reason``, an
-    Anthropic ``content_block_stop``. (Responses says it with ``*.done`` snapshots.)"""
-    if not isinstance(document, dict) or not channels:
-        return []
-    indices: set[object] = set()
-    if stream_name in ("openai_chat", "openai_completions"):
-        choices = document.get("choices")
-        if isinstance(choices, list):
-            indices = {
-                c.get("index", i)
-                for i, c in enumerate(choices)
-                if isinstance(c, dict) and c.get("finish_reason")
-            }
-    elif stream_name == "anthropic_messages" and document.get("type") == "content_block_stop":
-        indices = {document.get("index", 0)}
-    if not indices:
-        return []
-    return [key for key in channels if len(key) > 1 and key[1] in indices]

@@ -260,7 +260,12 @@ class DeltaQueue:
         return self._sent[0] if self._sent else ""
 
     def write_snapshot(self, slot: DeltaSlot) -> None:
-        """A ``snapshot=True`` slot (Responses' ``*.done``, ``response.completed``) repeats the
-        channel's text: give it the released, masked text, never the original. Finish the
-        channel first, or the snapshot lacks the text still held."""
-        slot.write(self.released_text)
+        """``write_snapshots`` of one slot."""
+        self.write_snapshots([slot])
+
+    def write_snapshots(self, slots: Sequence[DeltaSlot]) -> None:
+        """``snapshot=True`` slots of one event (Responses' ``*.done``, ``response.completed``;
+        several for logprobs tokens) repeat the channel's text: give them the released, masked
+        text, never the original (unchanged when it is the same). Finish the channel first, or
+        the snapshot lacks the text still held."""
+        assign(self.released_text, slots)

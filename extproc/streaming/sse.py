@@ -35,6 +35,8 @@ class SseEvent:
     ``id`` is this block's own ``id`` field; ``SseParser.last_event_id`` carries it forward as
     the spec's last-event-ID buffer does. ``complete`` is False only for the tail that
     ``flush()`` returns when the stream ended without a blank line (the spec discards it).
+    ``ignored`` is True when the block had lines a client ignores: comments, unknown fields, a
+    ``retry`` that is not all digits, an ``id`` with NUL (``rebuild`` leaves them out).
     """
 
     raw: bytes
@@ -44,6 +46,7 @@ class SseEvent:
     retry: int | None = None
     comments: tuple[str, ...] = ()
     complete: bool = True
+    ignored: bool = False
 
     @property
     def is_message(self) -> bool:
@@ -57,7 +60,19 @@ class SseEvent:
 
     def reencode(self, data: str) -> bytes:
         """This event with new data: same ``event``/``id``/``retry``, comments dropped."""
-        return encode_event(data, event=self.event, id=self.id, retry=self.retry)
+        return self.rebuild(data, self.event, self.id)
+
+    def rebuild(self, data: str | None, event: str | None, id: str | None) -> bytes:
+        """This block with only the fields a client reads: ``event``, ``id``, a valid
+        ``retry``, ``data`` (each given anew). A block left with none of them becomes a bare
+        ``:`` line (a keep-alive without text). A tail the stream ended without its blank line
+        stays without it, so it is still not dispatched."""
+        fields = _fields(event, id, self.retry)
+        if data is not None:
+            fields.extend(f"data: {line}\n" for line in _lines(data))
+        if not fields:
+            return b":\n\n" if self.complete else b""
+        return "".join(fields).encode() + (b"\n" if self.complete else b"")
 
 
 def encode_event(
@@ -65,6 +80,13 @@ def encode_event(
 ) -> bytes:
     """Serialise one event: ``event:``/``id:``/``retry:`` when given, one ``data:`` line per line
     of ``data`` (any of CR, LF, CRLF splits), then the blank line that dispatches it."""
+    parts = _fields(event, id, retry)
+    parts.extend(f"data: {line}\n" for line in _lines(data))
+    parts.append("\n")
+    return "".join(parts).encode()
+
+
+def _fields(event: str | None, id: str | None, retry: int | None) -> list[str]:
     parts: list[str] = []
     if event is not None:
         parts.append(f"event: {_single_line('event', event)}\n")
@@ -76,10 +98,11 @@ def encode_event(
         if retry < 0:
             raise ValueError("SSE retry must be a non-negative integer")
         parts.append(f"retry: {retry}\n")
-    for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        parts.append(f"data: {line}\n")
-    parts.append("\n")
-    return "".join(parts).encode()
+    return parts
+
+
+def _lines(data: str) -> list[str]:
+    return data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _single_line(field: str, value: str) -> str:
@@ -115,6 +138,7 @@ class SseParser:
         self._id: str | None = None
         self._retry: int | None = None
         self._comments: list[str] = []
+        self._ignored = False
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """Every event completed by ``chunk``, in order."""
@@ -205,6 +229,7 @@ class SseParser:
         colon = content.find(b":")
         if colon == 0:
             self._comments.append(_decode(content[1:]))
+            self._ignored = True
             return
         if colon < 0:
             name, value = content, b""
@@ -218,13 +243,13 @@ class SseParser:
             self._data.append(_decode(value))
         elif name == b"event":
             self._event = _decode(value)
-        elif name == b"id":
-            if b"\0" not in value:
-                self._id = _decode(value)
-                self.last_event_id = self._id
+        elif name == b"id" and b"\0" not in value:
+            self._id = _decode(value)
+            self.last_event_id = self._id
         elif name == b"retry" and value.isdigit():  # bytes.isdigit is ASCII digits only
             self._retry = self.retry = int(value)
-        # any other field name is ignored, as the spec says
+        else:  # any other field (and an id with NUL, a retry not all digits): ignored
+            self._ignored = True
 
     def _build(self, complete: bool) -> SseEvent:
         data = "\n".join(self._data) if self._data is not None else None
@@ -236,6 +261,7 @@ class SseParser:
             retry=self._retry,
             comments=tuple(self._comments),
             complete=complete,
+            ignored=self._ignored,
         )
         self._raw = bytearray()
         self._reset_fields()
@@ -264,4 +290,5 @@ def _with_raw(event: SseEvent, raw: bytes) -> SseEvent:
         retry=event.retry,
         comments=event.comments,
         complete=event.complete,
+        ignored=event.ignored,
     )

@@ -5,6 +5,7 @@ the first byte and the API's own error event after it; JSON answers are judged w
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from extproc.backends import build
 from extproc.config import GuardrailSpec
 from extproc.policy.decision import decide
 from extproc.stack.processes import Stack
-from extproc.streaming import SseParser, delta_slots
+from extproc.streaming import SseParser, delta_slots, encode_event
+from extproc.streaming.events import CODE, GENERIC, THINKING, stream_format
 from tests.conftest import chat_body, ext_proc_stats, module_stack, post, upstream_last
 
 EMAIL = "jane.doe@example.com"
@@ -274,3 +276,173 @@ def test_empty_streamed_body_ends_cleanly(
     response = post(client, streaming_stack, APIS[path]("hi"), path=path, **{"x-fake-empty": "1"})
     assert response.status_code == 200 and response.content == b""
     assert ext_proc_stats(client, streaming_stack).get("spurious_msgs_received", 0) == 0
+
+
+# -- every text a client can read: new channels, unknown kinds, APIs without an adapter --------
+
+GEMINI = "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+SPLIT_TEXT = f"Sure: mail {EMAIL} today, {LONG} and that is all."
+
+
+def scripted(events: list[bytes], chunking: str = "split") -> dict[str, str]:
+    """Headers making the fake LLM answer exactly ``events`` (an upstream stream we script)."""
+    body = base64.b64encode(b"".join(events)).decode()
+    reply = {"status": 200, "content_type": "text/event-stream", "body_b64": body}
+    return {"x-fake-reply": json.dumps(reply), "x-fake-chunking": chunking}
+
+
+def pieces_of(text: str, size: int = 3) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def data_event(document: dict, event: str | None = None) -> bytes:
+    return encode_event(json.dumps(document), event=event)
+
+
+def gemini_events(text: str) -> list[bytes]:
+    def chunk(piece: str) -> dict:
+        content = {"parts": [{"text": piece}], "role": "model"}
+        return {
+            "candidates": [{"content": content, "index": 0}],
+            "modelVersion": "gemini-2.0-flash",
+        }
+
+    return [data_event(chunk(p)) for p in pieces_of(text)]
+
+
+def channel_texts(name: str | None, body: bytes) -> dict:
+    texts: dict = {}
+    for event in SseParser().feed(body):
+        if event.data and event.data[0] == "{":
+            for slot in stream_format(name).read(event).slots:
+                if not slot.snapshot:
+                    texts[slot.channel] = texts.get(slot.channel, "") + slot.text
+    return texts
+
+
+GEMINI_TEXT = (GENERIC, "", "candidates", 0, "content", "parts", 0, "text")
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_a_stream_of_an_api_without_adapter_is_masked_whole(
+    client: httpx.Client, streaming_stack: Stack, chunking: str
+) -> None:
+    """A Gemini-style stream (no adapter): every string is a channel, so an e-mail split over
+    its events is masked like the whole text would be."""
+    headers = scripted(gemini_events(SPLIT_TEXT), chunking)
+    response = post(client, streaming_stack, {"contents": []}, path=GEMINI, **headers)
+    assert response.status_code == 200, response.text
+    assert "jane.doe" not in response.text
+    assert channel_texts(None, response.content)[GEMINI_TEXT] == reference(SPLIT_TEXT)
+
+
+def test_a_block_in_a_stream_without_adapter_is_a_400_then_an_error_event(
+    client: httpx.Client, streaming_stack: Stack
+) -> None:
+    early = post(client, streaming_stack, {}, path=GEMINI, **scripted(gemini_events(f"k {KEY}")))
+    assert early.status_code == 400 and KEY not in early.text
+    late_text = LONG * 2 + f" the key is {KEY} " + "after the key " * 10
+    late = post(client, streaming_stack, {}, path=GEMINI, **scripted(gemini_events(late_text)))
+    assert late.status_code == 200 and KEY[:10] not in late.text
+    assert "after the key" not in late.text
+    last = SseParser().feed(late.content)[-1]
+    error = json.loads(last.data)["error"]
+    assert last.event is None and error["code"] == 400 and "answer-secrets" in error["message"]
+
+
+def test_new_channels_of_known_apis_are_masked_through_envoy(
+    client: httpx.Client, streaming_stack: Stack
+) -> None:
+    """Anthropic thinking and a delta kind no adapter knows; Responses code interpreter and a
+    new ``*.delta`` event: each e-mail split over their events is masked."""
+    parts = pieces_of(SPLIT_TEXT)
+    anthropic = [
+        data_event(
+            {"type": "message_start", "message": {"id": "m", "content": []}}, "message_start"
+        ),
+        data_event(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "thinking", "thinking": ""},
+            },
+            "content_block_start",
+        ),
+        *(
+            data_event(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": p},
+                },
+                "content_block_delta",
+            )
+            for p in parts
+        ),
+        data_event({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        *(
+            data_event(
+                {
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": {"type": "new_delta", "words": p},
+                },
+                "content_block_delta",
+            )
+            for p in parts
+        ),
+        data_event({"type": "message_stop"}, "message_stop"),
+    ]
+    body = APIS["/v1/messages"]("hi")
+    response = post(
+        client, streaming_stack, body, path="/v1/messages", **scripted(anthropic, "bytes")
+    )
+    assert response.status_code == 200 and "jane.doe" not in response.text
+    texts = channel_texts("anthropic_messages", response.content)
+    assert texts[(THINKING, 0)] == reference(SPLIT_TEXT)
+    assert texts[(GENERIC, 1, "content_block_delta", "new_delta", "delta", "words")] == reference(
+        SPLIT_TEXT
+    )
+    code_events = [
+        {"type": "response.code_interpreter_call_code.delta", "output_index": 0, "delta": p}
+        for p in parts
+    ]
+    code_events.append(
+        {"type": "response.code_interpreter_call_code.done", "output_index": 0, "code": SPLIT_TEXT}
+    )
+    code_events += [
+        {"type": "response.vision_text.delta", "output_index": 1, "delta": p} for p in parts
+    ]
+    code_events.append({"type": "response.completed", "response": {"output": []}})
+    responses = [
+        data_event(e | {"sequence_number": n}, e["type"]) for n, e in enumerate(code_events)
+    ]
+    body = APIS["/v1/responses"]("hi")
+    response = post(
+        client, streaming_stack, body, path="/v1/responses", **scripted(responses, "random:3")
+    )
+    assert response.status_code == 200 and "jane.doe" not in response.text
+    texts = channel_texts("openai_responses", response.content)
+    assert texts[(CODE, 0)] == reference(SPLIT_TEXT)
+    done = [
+        e
+        for e in SseParser().feed(response.content)
+        if e.event == "response.code_interpreter_call_code.done"
+    ]
+    assert json.loads(done[0].data)["code"] == reference(SPLIT_TEXT)
+
+
+def test_comments_are_dropped_and_event_names_judged_through_envoy(
+    client: httpx.Client, streaming_stack: Stack
+) -> None:
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hello"}, "finish_reason": None}]}
+    events = [
+        f": processing for {EMAIL}\n\n".encode(),
+        data_event(chunk, event=f"note {EMAIL}"),
+        b"data: [DONE]\n\n",
+    ]
+    response = post(client, streaming_stack, chat_body("hi", stream=True), **scripted(events))
+    assert response.status_code == 200 and EMAIL not in response.text
+    sent = SseParser().feed(response.content)
+    assert sent[0].raw == b":\n\n" and sent[1].event == reference(f"note {EMAIL}")
+    assert sent[-1].is_done

@@ -61,6 +61,31 @@ def test_comments_are_kept_and_a_comment_only_block_is_not_a_message() -> None:
     assert [e.is_message for e in events] == [False, True]
 
 
+def test_lines_a_client_ignores_are_flagged_and_left_out_of_a_rebuild() -> None:
+    stream = (
+        b"event: e\ndata: 1\n\n"  # nothing ignored
+        b": ping\n\n"
+        b"foo: bar\nretry: 10\ndata: 2\n\n"
+        b"retry: soon\nid: a\x00b\ndata: 3\n\n"
+        b"\n"
+    )
+    events = parse_all(stream)
+    assert [e.ignored for e in events] == [False, True, True, True, False]
+    assert events[0].rebuild("1", "e", None) == b"event: e\ndata: 1\n\n"
+    assert events[1].rebuild(None, None, None) == b":\n\n"  # a keep-alive, without its text
+    assert events[2].rebuild("2", None, None) == b"retry: 10\ndata: 2\n\n"
+    assert events[3].rebuild("3", None, "x") == b"id: x\ndata: 3\n\n"
+
+
+def test_a_rebuilt_unterminated_tail_stays_undispatched() -> None:
+    parser = SseParser()
+    assert parser.feed(b': note\ndata: {"a"') == []
+    (tail,) = parser.flush()
+    assert not tail.complete and tail.ignored
+    rebuilt = tail.rebuild('{"a"', None, None)
+    assert rebuilt == b'data: {"a"\n' and not any(e.is_message for e in parse_all(rebuilt))
+
+
 def test_extra_blank_lines_become_empty_blocks_so_no_byte_is_lost() -> None:
     stream = b"data: a\n\n\n\ndata: b\n\n"
     events = parse_all(stream)

@@ -19,7 +19,14 @@ from extproc.streaming import (
     reencode_json,
     stream_format,
 )
-from extproc.streaming.events import REASONING, TEXT, TOOL_ARGUMENTS
+from extproc.streaming.events import (
+    GENERIC,
+    GENERIC_STREAM,
+    REASONING,
+    TEXT,
+    THINKING,
+    TOOL_ARGUMENTS,
+)
 
 MESSAGE = "Mail jane@example.com — merci, Zoë ✓"
 ADAPTERS = [openai_chat, openai_completions, openai_responses, anthropic_messages]
@@ -178,7 +185,7 @@ def test_responses_function_call_and_reasoning_channels_stay_apart() -> None:
     ]
 
 
-def test_anthropic_text_and_input_json_deltas_but_never_thinking() -> None:
+def test_anthropic_text_input_json_thinking_and_unknown_deltas() -> None:
     events = sse(
         {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking"}},
         {
@@ -215,19 +222,26 @@ def test_anthropic_text_and_input_json_deltas_but_never_thinking() -> None:
         event="content_block_delta",
     )
     assert accumulate(all_slots("anthropic_messages", events)) == {
+        (THINKING, 0): "secret",  # judged, although signed (see anthropic_slots)
+        (GENERIC, 0, "content_block_delta", "signature_delta", "delta", "signature"): "sig",
         (TEXT, 1): "Hello",
         (TOOL_ARGUMENTS, 2): '{"q": "x"}',
     }
 
 
-def test_non_json_and_unknown_format_give_no_slots() -> None:
+def test_non_json_gives_no_slots_and_an_unknown_format_is_generic() -> None:
     done, keep_alive = parse(b"data: [DONE]\n\n: ping\n\n")
     assert done.is_done
     assert delta_slots("openai_chat", done) == (None, [])
     assert delta_slots("openai_chat", keep_alive) == (None, [])
     (event,) = sse({"choices": [{"delta": {"content": "x"}}]})
-    document, slots = delta_slots("embeddings", event)
-    assert document == {"choices": [{"delta": {"content": "x"}}]} and slots == []
+    for name in ("embeddings", None, "gemini"):
+        assert stream_format(name) is GENERIC_STREAM
+        document, slots = delta_slots(name, event)
+        assert document == {"choices": [{"delta": {"content": "x"}}]}
+        assert [(s.text, s.channel) for s in slots] == [
+            ("x", (GENERIC, "", "choices", 0, "delta", "content"))
+        ]
 
 
 # -- errors and terminators -----------------------------------------------------------------
