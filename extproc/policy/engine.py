@@ -597,17 +597,14 @@ class GuardedExchange:
             self.output = bytearray()  # framing decided on the first bytes (on_response_chunk)
             return BodyAccess.STREAMED
         if media_type(head.headers) == "text/event-stream":
-            guard = self._stream_guard()
-            if guard is not None:
-                self.output = guard
-                return BodyAccess.STREAMED
+            self.output = self._stream_guard()
+            return BodyAccess.STREAMED
         return BodyAccess.BUFFERED
 
-    def _stream_guard(self) -> StreamGuard | None:
-        """The guard of a streamed answer in this request's API, or None (no stream format)."""
+    def _stream_guard(self) -> StreamGuard:
+        """The guard of a streamed answer in this request's API (the generic stream format for
+        an API with no adapter of its own)."""
         stream = stream_format(self.adapter.name if self.adapter else None)
-        if stream is None:
-            return None
         context = replace(self._context([], "output", "post_call"), streaming=True)
         guard, self.stream_checks = streamed.stream_guard(
             self.engine,
@@ -640,13 +637,11 @@ class GuardedExchange:
 
     async def _judge_unparsed_response(self, body: bytes) -> BodyVerdict:
         if _looks_like_sse(body):
-            guard = self._stream_guard()
-            if guard is not None:
-                fed = await guard.feed(body, True)
-                if fed.blocked is not None:
-                    return self._blocked(fed.blocked, "Response")
-                return CONTINUE if fed.data == body else ReplaceBody(fed.data)
-        elif body.lstrip()[:1] in (b"{", b"["):
+            fed = await self._stream_guard().feed(body, True)
+            if fed.blocked is not None:
+                return self._blocked(fed.blocked, "Response")
+            return CONTINUE if fed.data == body else ReplaceBody(fed.data)
+        if body.lstrip()[:1] in (b"{", b"["):
             return self._uninspectable_response("is not valid JSON")  # escapes would hide text
         text = self._text_of(body, "response")
         if not isinstance(text, str):
@@ -687,9 +682,8 @@ class GuardedExchange:
                 if framing is None:
                     return StreamChunk()  # too few bytes to tell yet: hold
                 self.framed = True
-                guard = self._stream_guard() if framing == "sse" else None
-                if guard is not None:
-                    self.output = guard
+                if framing == "sse":
+                    guard = self.output = self._stream_guard()
                     return await self._guard_chunk(guard, bytes(output), end_of_stream)
                 chunk = b""  # already gathered
             if isinstance(output, StreamGuard):
