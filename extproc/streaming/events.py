@@ -134,6 +134,10 @@ class StreamFormat:
     delta_channel: DeltaChannel = _no_delta_channel
     delta_roots: frozenset[str] | None = frozenset()  # top-level keys delta_channel looks under
     ended: Ended = _nothing_ended
+    # Top-level keys this API's events have (vendors' known extras included); a string under
+    # any other top-level key is text of a shape we do not know, so it is put on a generic
+    # channel keyed by its path (split over events, it is still one text). None: not checked.
+    known_roots: frozenset[str] | None = None
 
     def delta_slots(self, event: SseEvent) -> tuple[Any, list[DeltaSlot]]:
         """(parsed JSON, its channel slots); (None, []) for non-JSON data, [DONE] or no data."""
@@ -151,15 +155,26 @@ class StreamFormat:
         for slot in slots:
             covered.setdefault(id(slot.container), set()).add(slot.key)
         read = EventText(document, slots)
-        walk = _Walk(covered, clean, self.delta_roots, read.loose)
+        roots, alien = self.delta_roots, self._alien_roots(document)
+        if alien and roots is not None:
+            roots = roots | alien
+        walk = _Walk(covered, clean, roots, read.loose)
         walk.run(document)
         for container, key, value, path in walk.candidates:
             channel = self.delta_channel(document, event.event, path)
+            if channel is None and alien and path[0] in alien:
+                channel = (GENERIC, "unknown", event.event or "", *path)
             if channel is not None:
                 read.slots.append(DeltaSlot(container, key, value, _ROLE, channel))
             elif value not in clean:
                 read.loose.append(DeltaSlot(container, key, value, _ROLE))
         return read
+
+    def _alien_roots(self, document: Any) -> frozenset[str]:
+        known = self.known_roots
+        if known is None or type(document) is not dict:
+            return frozenset()
+        return frozenset(key for key in document if key not in known)
 
 
 class _Walk:
@@ -700,6 +715,28 @@ def _never_final(document: Any, event_name: str | None) -> bool:
 
 DONE = encode_event("[DONE]")
 
+# Chunk fields of OpenAI and of the OpenAI-compatible servers we know of (Azure's content
+# filter results, OpenRouter's provider, Perplexity's citations, vLLM's token ids): their
+# strings are judged per event; any other top-level key gets generic channels.
+_CHAT_ROOTS = frozenset(
+    {
+        "id",
+        "object",
+        "created",
+        "model",
+        "system_fingerprint",
+        "choices",
+        "usage",
+        "service_tier",
+        "obfuscation",
+        "error",
+        "provider",
+        "prompt_filter_results",
+        "citations",
+        "prompt_token_ids",
+    }
+)
+
 OPENAI_CHAT = StreamFormat(
     "openai_chat",
     openai_chat_slots,
@@ -709,6 +746,7 @@ OPENAI_CHAT = StreamFormat(
     delta_channel=openai_chat_delta_channel,
     delta_roots=frozenset({"choices"}),
     ended=_chat_ended,
+    known_roots=_CHAT_ROOTS,
 )
 OPENAI_COMPLETIONS = StreamFormat(
     "openai_completions",
@@ -717,6 +755,7 @@ OPENAI_COMPLETIONS = StreamFormat(
     DONE,
     _openai_is_final,
     ended=_chat_ended,
+    known_roots=_CHAT_ROOTS,
 )
 OPENAI_RESPONSES = StreamFormat(
     "openai_responses",
@@ -738,6 +777,7 @@ ANTHROPIC_MESSAGES = StreamFormat(
     delta_channel=anthropic_delta_channel,
     delta_roots=frozenset({"delta"}),
     ended=_anthropic_ended,
+    known_roots=frozenset({"type", "index", "delta", "content_block", "message", "usage", "error"}),
 )
 GENERIC_STREAM = StreamFormat(
     "generic",

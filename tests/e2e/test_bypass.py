@@ -27,7 +27,8 @@ from tests.conftest import module_stack, upstream_last
 
 KEY = "AKIA" + "QWERTYUIOPASDFGH"  # AWS access-key format (AKIA + 16 of A-Z2-7)
 EMAIL = "jane.doe" + "@example.com"
-FRAGMENTS = {KEY: ("QWERTYUIOPASDFGH",), EMAIL: ("jane.doe@", "jane.doe%40")}
+# Pieces that must not show either: a value split over events must not come out in parts.
+FRAGMENTS = {KEY: ("AKIAQWE", "PASDFGH"), EMAIL: ("jane.doe", "@example.com", "%40example")}
 
 CONFIG = """
 guardrails:
@@ -217,11 +218,20 @@ def framed_answers(value: str) -> dict[str, bytes]:
     sse = (
         b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     )
+    pieces = ("your value is ", value[:7], value[7:], " ok")  # the value split over two events
+    split = [{**chunk, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+    sse_split = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in split)
+    gemini = [{"candidates": [{"content": {"parts": [{"text": p}]}}]} for p in pieces]
+    sse_gemini = b"".join(b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in gemini)
     message = {"role": "assistant", "content": said}
     return {
         "json": json.dumps({"choices": [{"index": 0, "message": message}]}).encode(),
         "error-json": json.dumps({"error": {"message": f"bad input: {said}"}}).encode(),
         "sse": sse,
+        "sse-split": sse_split,
+        "sse-gemini": sse_gemini,
+        "sse-alien": sse_gemini,  # the same events on the chat path: a shape the adapter lacks
+        "sse-comment": b": " + said.encode() + b"\n\n" + sse,
         "text": said.encode(),
         "binary": b"\x00\xff\xfe" + said.encode(),
     }
@@ -238,8 +248,11 @@ def test_planted_values_never_come_back_in_any_answer(
     ):
         script = {"status": status, "content_type": content_type}
         script["body_b64"] = base64.b64encode(body).decode()
+        path = "/v1/chat/completions"
+        if framing == "sse-gemini":  # an API with no adapter: the generic stream format
+            path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
         response = client.post(
-            f"{guarded.url}/v1/chat/completions",
+            f"{guarded.url}{path}",
             json=request,
             headers={"x-fake-reply": json.dumps(script), "x-fake-chunking": chunking},
         )

@@ -378,6 +378,19 @@ def gemini(parts: list[str]) -> Built:
     return b"".join([*events, sse(last)]), [channel]
 
 
+def chat_unknown_root(parts: list[str]) -> Built:
+    """Events of a shape the chat adapter does not know (Gemini's, say) on the chat path: their
+    strings are on generic channels keyed by path, so a value split across them is caught."""
+    data, _ = gemini(parts)
+    channel = (GENERIC, "unknown", "", "candidates", 0, "content", "parts", 0, "text")
+    return data, [channel]
+
+
+def anthropic_unknown_root(parts: list[str]) -> Built:
+    blocks = [{"type": "content_block_delta", "index": 0, "hologram": {"t": p}} for p in parts]
+    return anthropic_stream(blocks), [(GENERIC, "unknown", "content_block_delta", "hologram", "t")]
+
+
 # (format name, builder)
 SCENARIOS: dict[str, tuple[str | None, Callable[[list[str]], Built]]] = {
     "chat-audio-transcript": ("openai_chat", chat_transcript),
@@ -394,6 +407,8 @@ SCENARIOS: dict[str, tuple[str | None, Callable[[list[str]], Built]]] = {
     "anthropic-thinking": ("anthropic_messages", anthropic_thinking),
     "anthropic-unknown-delta-type": ("anthropic_messages", anthropic_unknown_delta),
     "anthropic-unknown-event-kind": ("anthropic_messages", anthropic_unknown_event),
+    "anthropic-unknown-top-level-key": ("anthropic_messages", anthropic_unknown_root),
+    "chat-unknown-top-level-key": ("openai_chat", chat_unknown_root),
     "gemini-generic": (None, gemini),
 }
 
