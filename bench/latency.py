@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import http.client
 import json
@@ -75,6 +76,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -848,6 +850,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="config of a second extproc server behind a third listener (e.g. "
         "bench/configs/noop.yaml); the table then shows what --config adds over it",
     )
+    parser.add_argument(
+        "--baseline-code",
+        help="another checkout whose extproc package the baseline server runs (with "
+        "--baseline-config, e.g. the same config: old code vs this code, in one run)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
@@ -879,6 +886,26 @@ class Bench:
         return tuple(self.ports)
 
 
+@contextlib.contextmanager
+def code_from(tree: str | None) -> Iterator[None]:
+    """Processes spawned inside run the ``extproc`` package of another checkout ``tree`` (its
+    cwd first on sys.path), so one run can compare two versions of the code, alternated."""
+    if not tree:
+        yield
+        return
+    here, path = os.getcwd(), os.environ.get("PYTHONPATH")
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = tree
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        if path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = path
+
+
 def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> Bench:
     """Start the extproc server(s) and Envoy; every started stack is appended to ``stacks``
     before anything can fail, so the caller stops it."""
@@ -898,7 +925,8 @@ def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> B
             config=args.baseline_config, upstream="http://127.0.0.1:1", workdir=workdir / "baseline"
         )
         stacks.append(baseline)
-        baseline.start_extproc()
+        with code_from(args.baseline_code):
+            baseline.start_extproc()
         ports["baseline"] = baseline_port
     ports["extproc"] = stack.port
     stack.start_extproc()
