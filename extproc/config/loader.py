@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from extproc.config.errors import ConfigError
+from extproc.config.params import flag
 from extproc.config.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ def _modes(raw: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(modes))
 
 
+# Boolean keys the engine itself reads from litellm_params (backends check their own).
+ENGINE_FLAGS = ("disable_exception_on_block", "output_parse_pii")
+
+
 def _guardrail(entry: Any, index: int) -> GuardrailSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"guardrails[{index}]: expected a mapping with guardrail_name")
@@ -132,6 +137,8 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
     default_on = params.get("default_on", False)
     if not isinstance(default_on, bool):
         raise ConfigError(f"{where}: litellm_params.default_on must be true or false")
+    for key in ENGINE_FLAGS:  # a string "false" must not act as true: refused, not guessed
+        flag(params, key, False, f"{where}: litellm_params")
     return GuardrailSpec(
         name=name,
         guardrail=backend,

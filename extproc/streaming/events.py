@@ -236,9 +236,21 @@ def parse_json(event: SseEvent) -> Any:
         return None
 
 
+def event_json(document: Any) -> str:
+    """Compact JSON of a rewritten event. A lone surrogate (``"\\ud83d"`` in the upstream's
+    JSON) has no UTF-8 form: then the JSON is ASCII-escaped, as it came, instead of failing to
+    encode and cutting the stream. Only rewritten events pay the check."""
+    text = dumps(document)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(document, separators=(",", ":"))
+    return text
+
+
 def reencode_json(event: SseEvent, document: Any) -> bytes:
     """The event with ``document`` (after ``slot.write`` calls) as its data, compact JSON."""
-    return event.reencode(dumps(document))
+    return event.reencode(event_json(document))
 
 
 def _slot(

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from extproc.backends.base import Finding, StreamCheck
-from extproc.formats._replies import dumps
 from extproc.policy.decision import Block, Mask, decide
-from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat
+from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat, event_json
 from extproc.streaming.holdback import DeltaQueue, HoldBack, Judge, Release, Scanner, assign
 from extproc.streaming.sse import SseEvent, SseParser
 
@@ -82,7 +81,7 @@ class _Item:
         if changed:
             for key in self.keys:
                 key.apply()
-            data = dumps(self.document)
+            data = event_json(self.document)
         return event.rebuild(data, self.name, self.id)
 
 

@@ -66,3 +66,11 @@ def test_masked_text_uses_the_guardrails_placeholders(tmp_path) -> None:
     result = check([json.dumps({"text": text})], "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["masked_text"] == "a <EMAIL_1> b <EMAIL_2> c <EMAIL_1>"
+
+
+def test_a_blank_line_still_gets_its_own_output_line() -> None:
+    result = check([json.dumps({"text": "a"}), "", "   ", json.dumps({"text": "b"})])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 4
+    assert [("error" in line) for line in lines] == [False, True, True, False]
+    assert "line 2" in lines[1]["error"] and result.returncode == 1

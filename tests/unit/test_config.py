@@ -313,3 +313,12 @@ def test_validate_config_command(tmp_path: Path) -> None:
     assert failed.returncode != 0
     assert "NOT_SET_ANYWHERE_42" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize("key", ["disable_exception_on_block", "output_parse_pii"])
+@pytest.mark.parametrize("value", ["false", "true", "yes", 0, 1])
+def test_engine_boolean_keys_refuse_anything_but_true_or_false(key: str, value: object) -> None:
+    """``disable_exception_on_block: "false"`` (a string) acted as true: refused now."""
+    params = {"guardrail": "pii", "mode": "pre_call", key: value}
+    with pytest.raises(ConfigError, match=f"litellm_params.{key} must be true or false"):
+        parse_config({"guardrails": [{"guardrail_name": "g", "litellm_params": params}]})

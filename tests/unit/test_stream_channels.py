@@ -694,3 +694,16 @@ def test_loose_strings_of_an_event_are_judged_in_one_scan_call_and_once_per_stre
     assert len(calls[0]) > 3 and "chatcmpl-7" in calls[0]
     assert all("chatcmpl-7" not in texts and "choices" not in texts for texts in calls[1:])
     assert len(calls) <= 3  # the masked model name is judged again in each event, nothing else
+
+
+def test_a_lone_surrogate_in_a_masked_event_keeps_the_stream_going() -> None:
+    """The upstream's JSON may carry a lone surrogate escape; masking that event must still
+    write valid bytes (escaped), not raise and cut the stream."""
+    event = b'data: {"choices": [{"index": 0, "delta": {"content": "\\ud83d mail ' + (
+        EMAIL.encode() + b'"}}]}\n\n'
+    )
+    data, blocked = run(guard_of("openai_chat"), [event, b"data: [DONE]\n\n"])
+    assert blocked is None
+    assert b"jane.doe" not in data and b"[EMAIL]" in data
+    document = json.loads(data.split(b"\n")[0][len(b"data: ") :])
+    assert document["choices"][0]["delta"]["content"] == "\ud83d mail [EMAIL]"
