@@ -21,6 +21,7 @@ import yaml
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.normalize import normalize
 
 DEFAULT_PATTERN_FORMAT = "[{pattern_name}_REDACTED]"
 DEFAULT_KEYWORD_TAG = "[KEYWORD_REDACTED]"
@@ -234,16 +235,24 @@ class ContentFilterGuardrail(Guardrail):
                 mapped = self._map(finding, texts[finding.index])
                 if mapped is not None:
                     findings.append(mapped)
+        if not self._regexes and self._keywords is None:
+            return findings
         for index, text in enumerate(texts):
+            # Matched as the model reads the text (the shared normalisation), masked on the
+            # original: "bl\u200bocked" is the blocked word.
+            normalized = normalize(text)
+            seen = normalized.text
             for regex, rule in self._regexes:
-                for match in regex.finditer(text):
+                for match in regex.finditer(seen):
                     if match.end() > match.start():
-                        findings.append(self._finding(index, *match.span(), rule))
+                        span = normalized.span(*match.span())
+                        findings.append(self._finding(index, *span, rule))
             if self._keywords is not None:
-                for match in self._keywords.finditer(text):
+                for match in self._keywords.finditer(seen):
                     word = match.group().lower()
                     rule = self._keyword_rules.get(word) or next(iter(self._keyword_rules.values()))
-                    findings.append(self._finding(index, *match.span(), rule))
+                    span = normalized.span(*match.span())
+                    findings.append(self._finding(index, *span, rule))
         return findings
 
     def _map(self, finding: Finding, text: str) -> Finding | None:

@@ -38,6 +38,7 @@ import re2
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.text.normalize import normalize
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 FINDING_TYPE = "PROMPT_INJECTION"
@@ -821,11 +822,20 @@ class PromptInjectionGuardrail(Guardrail):
         self.model = load_model()
 
     def find(self, index: int, text: str) -> Finding | None:
-        located = self.model.locate(text, self._threshold_logit)
+        """Scored on the text as the model reads it (``extproc.text.normalize``, like every
+        built-in detector: ``ign\u200bore`` or tag-spelled instructions are the plain words),
+        the span mapped back to the original."""
+        normalized = normalize(text)
+        seen = normalized.text
+        if not seen:
+            return None
+        located = self.model.locate(seen, self._threshold_logit)
         if located is None:
             return None
         _, start, end, indices = located
-        if (start, end) != (0, len(text)):
+        whole = (start, end) == (0, len(seen))
+        start, end = (0, len(text)) if whole else normalized.span(start, max(end, start + 1))
+        if not whole:
             start, end = _snap_to_words(text, start, end)
         return Finding(index, start, end, FINDING_TYPE, self.action, self.model.kind(indices))
 

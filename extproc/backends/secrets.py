@@ -80,6 +80,9 @@ _PEM_BODY = re.compile(
     rb"(?:[ \t]*\r?\n[ \t]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]{2,30}:[^\r\n]{0,200}))+"
 )
 _MAX_NAME = 256  # longer "identifiers" before an operator are not variable names
+# How far past a keyword's value a token's trigger starting in it may reach (the longest
+# trigger, a PEM header, is under 80 bytes).
+_TRIGGER_SLACK = 128
 
 # -- compiled matching ------------------------------------------------------------------------
 
@@ -199,17 +202,24 @@ class _Detector:
 
     # -- the scan loop ------------------------------------------------------------------------
 
-    def scan(self, data: bytes, lo: int, hi: int, nested: bool = False) -> list[Hit]:
-        """Findings in ``data[lo:hi]``; linear: each hit costs bounded work and the search
+    def scan(
+        self, data: bytes, lo: int, hi: int, nested: bool = False, reach: int | None = None
+    ) -> list[Hit]:
+        """Findings that start in ``data[lo:hi]``; they may run on to ``reach`` (default
+        ``hi``): a keyword's value scanned for tokens (``nested``) must still see a token that
+        starts in it and runs past it (``key: -----BEGIN ... PRIVATE KEY-----``), or the
+        keyword candidate would hide it. Linear: each hit costs bounded work and the search
         moves forward by at least one byte after it."""
         if self.prefilter is None:
             return []
-        state = _Scan(data, lo, hi)
+        reach = hi if reach is None else reach
+        state = _Scan(data, lo, reach)
+        search_hi = min(reach, hi + _TRIGGER_SLACK) if reach > hi else hi
         hits: list[Hit] = []
         pos = lo
         while pos < hi:
-            s, e = self.prefilter(UNANCHORED, data, pos, hi)[0]
-            if s < 0:
+            s, e = self.prefilter(UNANCHORED, data, pos, search_hi)[0]
+            if s < 0 or s >= hi:
                 break
             which = min(self.classify(data[s:e]))
             kind = self.kinds[which]
@@ -337,7 +347,7 @@ class _Detector:
             return []
         # One byte more: formats end with a boundary character (the closing quote, here).
         value_hi = min(state.hi, candidate.value_end + 1)
-        inner = self.scan(state.data, candidate.value_start, value_hi, nested=True)
+        inner = self.scan(state.data, candidate.value_start, value_hi, True, state.hi)
         if inner:
             return inner[:1]  # a provider token: reported under the provider's name
         if candidate.value_end <= candidate.value_start:

@@ -24,18 +24,46 @@ import re2
 from extproc.text.re2_raw import UNANCHORED, raw_regex
 from extproc.text.unstable import character_class, merge_points, unstable_ranges
 
-# Invisible characters that split tokens without showing: zero-width (U+200B-U+200D, U+2060,
-# U+FEFF, U+180E), bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069), invisible
-# math operators (U+2061-U+2064), soft hyphen (U+00AD) and the LRM/RLM marks (U+200E, U+200F).
-INVISIBLE = frozenset(
-    "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+
+def _code_points(ranges: str) -> frozenset[str]:
+    """``"00AD 0600-0605 ..."`` as a set of characters."""
+    chars: set[str] = set()
+    for item in ranges.split():
+        first, _, last = item.partition("-")
+        chars.update(map(chr, range(int(first, 16), int(last or first, 16) + 1)))
+    return frozenset(chars)
+
+
+# Characters a reader (or a model's tokenizer) does not see as text, removed before matching:
+# - every format character (Unicode category Cf, as of Unicode 14: zero-width, bidi controls,
+#   soft hyphen, invisible operators, prepended marks, annotation and shorthand controls; a test
+#   checks this list against the running Python's Unicode data) except the tag characters,
+#   which are mapped below;
+# - default-ignorable characters of other categories: the combining grapheme joiner (U+034F),
+#   Mongolian free variation selectors (U+180B-U+180D, U+180F), variation selectors
+#   (U+FE00-U+FE0F, U+E0100-U+E01EF) and the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0).
+INVISIBLE = _code_points(
+    "00AD 0600-0605 061C 06DD 070F 0890-0891 08E2 180E 200B-200F 202A-202E 2060-2064 2066-206F "
+    "FEFF FFF9-FFFB 110BD 110CD 13430-13438 1BCA0-1BCA3 1D173-1D17A E0001 E007F "
+    "034F 180B-180D 180F FE00-FE0F E0100-E01EF 115F 1160 3164 FFA0"
 )
+# Combining marks of the script-neutral blocks (diacritics for symbols, extended and supplement
+# diacritics, half marks, enclosing marks) that Unicode gives combining class 0, so NFKC and
+# ``unicodedata.combining`` do not see them as marks: they still attach to the character before.
+GENERIC_MARKS = _code_points("0488-0489 1AB0-1AFF 1DC0-1DFF 20D0-20FF FE20-FE2F A670-A672")
+# Tag characters U+E0020-U+E007E spell ASCII (U+E0041 is "A"): models read them as that text, so
+# detectors do too.
+TAGS = str.maketrans({0xE0000 + cp: chr(cp) for cp in range(0x20, 0x7F)})
 # NFKC leaves these dashes alone; they stand for "-" in phone numbers, IDs and card numbers.
 _DASH_CHARS = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58"
 DASHES = str.maketrans(dict.fromkeys(_DASH_CHARS, "-"))
+_TAG_CHARS = "".join(chr(0xE0000 + cp) for cp in range(0x20, 0x7F))
 # Characters normalisation removes or folds on top of NFKC.
-REMOVED_OR_FOLDED = "".join(sorted(INVISIBLE.union(_DASH_CHARS)))
+REMOVED_OR_FOLDED = "".join(sorted(INVISIBLE.union(_DASH_CHARS, _TAG_CHARS, GENERIC_MARKS)))
+
+
+def _is_mark(char: str) -> bool:
+    return bool(unicodedata.combining(char)) or char in GENERIC_MARKS
 
 
 @functools.cache
@@ -144,7 +172,7 @@ def _one_for_one() -> dict[str, str]:
     table = {}
     for cp in sorted(unstable):
         char = chr(cp)
-        if unicodedata.combining(char) or char in INVISIBLE:
+        if _is_mark(char) or char in INVISIBLE:
             continue
         rewritten = _rewrite(char)
         if (
@@ -174,11 +202,24 @@ def _needs_rewrite(chunk: str) -> bool:
         not unicodedata.is_normalized("NFKC", chunk)
         or not INVISIBLE.isdisjoint(chunk)
         or chunk.translate(DASHES) != chunk
+        or chunk.translate(TAGS) != chunk
+        or _marks_on_ascii(chunk)
     )
 
 
+def _marks_on_ascii(chunk: str) -> bool:
+    """An ASCII character followed by a combining mark (``"A\u0301"``)."""
+    return any(chunk[i].isascii() and _is_mark(chunk[i + 1]) for i in range(len(chunk) - 1))
+
+
 def _rewrite(cluster: str) -> str:
-    kept = "".join(c for c in cluster if c not in INVISIBLE)
+    """One cluster (a base and its marks) as detectors see it: invisible characters removed,
+    tag characters as the ASCII they spell, and combining marks on an ASCII base dropped
+    (``"A\u0301KIA"`` is ``"AKIA"`` to a reader scanning for a key; NFKC would compose it into
+    ``"ÁKIA"``). Marks on other bases stay: they are letters of their script (é, Devanagari)."""
+    kept = "".join(c for c in cluster if c not in INVISIBLE).translate(TAGS)
+    if len(kept) > 1 and kept[0].isascii():
+        kept = kept[0] + "".join(c for c in kept[1:] if not _is_mark(c))
     return unicodedata.normalize("NFKC", kept).translate(DASHES)
 
 
@@ -202,13 +243,13 @@ class _Builder:
 
     def add_run(self, start: int, end: int) -> None:
         text = self.original
-        if end - start == 1 and not unicodedata.combining(text[start]):
+        if end - start == 1 and not _is_mark(text[start]):
             self._add_char(start)  # the common case: one fullwidth comma, dash or ellipsis
             return
         # A combining mark at the start of the run (maybe behind invisible characters) belongs
         # to the ASCII letter before it: "e\u0301" is "é".
         first_visible = next((c for c in text[start:end] if c not in INVISIBLE), "")
-        if start > self.copied_to and first_visible and unicodedata.combining(first_visible):
+        if start > self.copied_to and first_visible and _is_mark(first_visible):
             start -= 1
         if not _needs_rewrite(text[start:end]):
             return
@@ -266,7 +307,7 @@ def _clusters(text: str, start: int, end: int) -> list[tuple[int, int]]:
     cluster_start = start
     for i in range(start + 1, end):
         # Invisible characters stay in the cluster: "x\u200b\u0301" must still compose.
-        if text[i] not in INVISIBLE and not unicodedata.combining(text[i]):
+        if text[i] not in INVISIBLE and not _is_mark(text[i]):
             clusters.append((cluster_start, i))
             cluster_start = i
     clusters.append((cluster_start, end))

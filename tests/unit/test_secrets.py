@@ -258,3 +258,27 @@ def test_lone_surrogate_from_json_does_not_break_the_scan() -> None:
     key = "AKIA" + "Q7RK2LM9XV4TN8WB"
     text = f"caf\u00e9 \ud83d key {key}"
     assert scan(text) == [("AWS_ACCESS_KEY", key)]
+
+
+@pytest.mark.parametrize(
+    "prefix", ["key: ", "password=", "private_key = ", "api_key: ", "--token ", 'secret = "']
+)
+def test_a_keyword_candidate_never_hides_a_token_that_starts_in_its_value(prefix: str) -> None:
+    """``key: -----BEGIN ... PRIVATE KEY-----``: the keyword's value is judged (not a secret by
+    itself), and the PEM key starting in it is still found, whole."""
+    import asyncio
+    import base64
+    import random
+
+    from extproc.backends import build
+    from extproc.config import GuardrailSpec
+
+    rng = random.Random(prefix)
+    lines = [base64.b64encode(rng.randbytes(48)).decode() for _ in range(6)]
+    pem = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END RSA PRIVATE KEY-----"
+    guard = build(GuardrailSpec("s", "secrets", ("pre_call",), True, {"guardrail": "secrets"}))
+    text = f"{prefix}{pem}\nthanks"
+    findings = asyncio.run(guard.scan([text]))
+    assert [(f.subtype, f.start, f.end) for f in findings] == [
+        ("PRIVATE_KEY", len(prefix), len(prefix) + len(pem))
+    ]
