@@ -52,6 +52,21 @@ def test_filter_fails_closed_and_lets_the_processor_choose_phases() -> None:
     assert ext_proc["message_timeout"] != "0.2s"
 
 
+def test_slow_clients_and_crowds_are_bounded_deliberately() -> None:
+    config = load_template()
+    manager = ingress_route(config)
+    assert manager["request_headers_timeout"] == "10s"
+    assert manager["request_timeout"] == "120s"
+    assert manager["stream_idle_timeout"] == "600s"
+    clusters = config["static_resources"]["clusters"]
+    for name in ("extproc", "llm"):
+        [threshold] = named(clusters, name)["circuit_breakers"]["thresholds"]
+        assert threshold["max_requests"] >= 16384 > 1024, name  # not Envoy's default of 1,024
+        assert threshold["max_pending_requests"] >= 16384, name
+    [monitor] = config["overload_manager"]["resource_monitors"]
+    assert monitor["typed_config"]["max_active_downstream_connections"] == 50000
+
+
 def test_paths_are_normalised_before_routing() -> None:
     manager = ingress_route(load_template())
     assert manager["normalize_path"] is True
