@@ -91,6 +91,10 @@ async def serve(
     """Serve until SIGTERM/SIGINT (or ``stop``), then drain and return."""
     stop = stop or asyncio.Event()
     server = ExtProcServer(address, handler_factory, settings)
+    # An engine starts its scan workers before it reports ready (duck-typed: any factory).
+    starting = getattr(handler_factory, "start", None)
+    if starting is not None:
+        await starting()
     await server.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -99,5 +103,8 @@ async def serve(
         await stop.wait()
     finally:
         await server.stop()
+        stopping = getattr(handler_factory, "stop", None)
+        if stopping is not None:
+            stopping()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -94,6 +94,9 @@ class Guardrail:
     max_match_chars: ClassVar[int] = 256
     # Calls a service over the network: the engine runs these concurrently, local ones inline.
     remote: ClassVar[bool] = False
+    # Findings depend on the texts alone (no I/O, no state, built from the spec): large scans
+    # may run in a worker process (extproc.backends.pool) instead of on the event loop.
+    pure: ClassVar[bool] = False
     # Returns character spans (so it can mask); False: verdicts about whole texts only.
     returns_spans: ClassVar[bool] = True
     # Can judge a streamed answer window by window (through the hold-back window).

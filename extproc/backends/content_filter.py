@@ -91,6 +91,8 @@ def _list(params: Mapping[str, Any], key: str, where: str) -> list[Any]:
 
 @register("litellm_content_filter")
 class ContentFilterGuardrail(Guardrail):
+    pure = True  # a function of the texts alone: may run in a scan worker process
+
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
         where = f"guardrail {spec.name!r}: litellm_params"

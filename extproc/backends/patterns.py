@@ -149,6 +149,8 @@ class PatternGuardrail(Guardrail):
     ``custom_entities`` (a list of ``{name, pattern, action?}``, RE2 syntax).
     """
 
+    pure = True  # a function of the texts alone: may run in a scan worker process
+
     ENTITIES: Sequence[Entity] = ()
     DEFAULT_ACTION = Action.MASK
     ALIASES: ClassVar[Mapping[str, str]] = {}  # other products' entity names -> ours

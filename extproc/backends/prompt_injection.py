@@ -809,6 +809,8 @@ class PromptInjectionGuardrail(Guardrail):
     (0, 1)) or ``sensitivity`` (low | medium | high; default medium).
     """
 
+    pure = True  # a function of the texts alone: may run in a scan worker process
+
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
         where = f"guardrail {spec.name!r}: litellm_params"

@@ -442,6 +442,8 @@ class SecretsGuardrail(Guardrail):
     """Params: ``action`` (default block), ``rules`` (subset of subtypes; ``entities`` is an
     alias, which may also map subtype -> action), ``entropy_threshold`` (bits per character)."""
 
+    pure = True  # a function of the texts alone: may run in a scan worker process
+
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
         self.actions, threshold = _params(spec)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from extproc.config.errors import ConfigError
@@ -35,6 +36,11 @@ class Settings:
     # "allow" forwards it unread (counted). A route can allow it alone with the gRPC initial
     # metadata ``x-guardrails-uninspectable: allow``.
     uninspectable: str = "block"
+    # Scans of a request's texts totalling >= 16 KiB characters run in this many worker
+    # processes (0: inline, on the event loop); each such scan may take at most
+    # max_scan_seconds, else the request fails closed (413) and the workers are restarted.
+    scan_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    max_scan_seconds: float = 5.0
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> Settings:
@@ -55,6 +61,10 @@ class Settings:
                 if value not in UNINSPECTABLE_CHOICES:
                     choices = " | ".join(UNINSPECTABLE_CHOICES)
                     raise SettingsError(f"extproc: uninspectable must be {choices}, got {value!r}")
+                values[name] = value
+            elif name == "scan_workers":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise SettingsError(f"extproc: scan_workers must be 0 or more, got {value!r}")
                 values[name] = value
             elif name == "metrics_address":
                 values[name] = "" if value is None else check_host_port(value, f"extproc: {name}")

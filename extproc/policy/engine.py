@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from extproc.backends import Guardrail, build
 from extproc.backends.base import INPUT, Action, Finding, ScanContext
+from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanPool
 from extproc.config import Config
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
@@ -156,6 +157,9 @@ class Engine:
         self.placeholders = {
             g.name: self._placeholder_format(g) for g in guardrails if self._numbered(g)
         }
+        # Armed by start() (the server): an engine used in process (tests, `extproc check`)
+        # scans inline and never spawns processes.
+        self.pool: ScanPool | None = None
         # Whether a request *may* need its response: asked for in reply to the request headers,
         # before the body (which may select more guardrails) has arrived.
         self.response_possible = bool(self.restoring) or any(
@@ -211,6 +215,8 @@ class Engine:
         if not texts:
             return found
         remote: list[Guardrail] = []
+        if self.pool is not None and sum(map(len, texts)) >= OFFLOAD_CHARS:
+            found, guardrails = await self._offloaded(guardrails, texts)
         for guardrail in guardrails:
             if guardrail.remote:
                 remote.append(guardrail)
@@ -231,6 +237,39 @@ class Engine:
                 else:
                     found += [(guardrail.name, f) for f in result]
         return found
+
+    async def _offloaded(
+        self, guardrails: Sequence[Guardrail], texts: Sequence[str]
+    ) -> tuple[Found, list[Guardrail]]:
+        """Findings of the pure detectors among ``guardrails`` from a scan worker (large texts
+        must not hold the event loop), and the guardrails left to run here."""
+        assert self.pool is not None
+        pure = [g for g in guardrails if g.pure and g.name in self.by_name]
+        rest = [g for g in guardrails if g not in pure]
+        if not pure:
+            return [], rest
+        try:
+            return await self.pool.findings([g.name for g in pure], texts), rest
+        except ScanBudgetExceeded:
+            raise
+        except Exception as error:  # a worker failed: each guardrail's on_error decides
+            for guardrail in pure:
+                self._failed(guardrail, error)
+            return [], rest
+
+    async def start(self) -> None:
+        """Serving: large scans go to worker processes from now on (started on the first
+        one; ``ScanPool.start`` would start them now)."""
+        settings = self.config.settings
+        pure = [g.spec for g in self.by_name.values() if g.pure]
+        if pure and settings.scan_workers and self.pool is None:
+            directory = self.config.directory
+            self.pool = ScanPool(pure, directory, settings.scan_workers, settings.max_scan_seconds)
+
+    def stop(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.stop()
 
     def fails_open(self, guardrail: Guardrail) -> Callable[[Exception], bool]:
         """``on_error`` as a predicate: logs and counts the failure; True when it is allowed."""
@@ -777,6 +816,11 @@ class GuardedExchange:
         return self.adapter.synthetic_reply(message, self.request or {})
 
     def on_internal_error(self, error: BaseException) -> Reject:
+        if isinstance(error, ScanBudgetExceeded):
+            COUNTERS.inc("request" if self.output is None else "response", "uninspectable_refused")
+            budget = self.engine.settings.max_scan_seconds
+            message = f"The body could not be inspected within the {budget:g}-second scan budget."
+            return Reject(413, error_body(message, code="413"), details="scan_budget_exceeded")
         # Only the exception type is logged: messages may quote request content.
         log.error("guardrail check failed (%s); request not forwarded", type(error).__name__)
         body = error_body(
