@@ -137,26 +137,23 @@ def _uncovered(
     if depth > MAX_JSON_DEPTH:
         raise ValueError("JSON nested too deeply to inspect")
     append, keys, values, walk = slots.append, KNOWN_KEYS, KNOWN_VALUES, _uncovered
-    if type(value) is dict:
+    is_dict = type(value) is dict
+    if is_dict:
         own_role = value.get("role")
         if type(own_role) is str:
             role = own_role
-        holder = id(value)
-        for key, item in value.items():
-            if key not in keys and key:
-                append(KeySlot(value, key, key, role))
-            kind = type(item)
-            if kind is str:
-                if item and item not in values and (holder, key) not in covered:
-                    append(TextSlot(value, key, item, role))
-            elif kind is dict or kind is list:
-                walk(item, slots, covered, role, depth + 1)
+        pairs: Any = value.items()
     elif type(value) is list:
-        holder = id(value)
-        for index, item in enumerate(value):
-            kind = type(item)
-            if kind is str:
-                if item and item not in values and (holder, index) not in covered:
-                    append(TextSlot(value, index, item, role))
-            elif kind is dict or kind is list:
-                walk(item, slots, covered, role, depth + 1)
+        pairs = enumerate(value)
+    else:
+        return
+    holder = id(value)
+    for key, item in pairs:
+        if is_dict and key and key not in keys:
+            append(KeySlot(value, key, key, role))
+        kind = type(item)
+        if kind is str:
+            if item and item not in values and (holder, key) not in covered:
+                append(TextSlot(value, key, item, role))
+        elif kind is dict or kind is list:
+            walk(item, slots, covered, role, depth + 1)

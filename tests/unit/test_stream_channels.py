@@ -35,6 +35,7 @@ from extproc.streaming.events import (
 )
 from extproc.streaming.events import TEXT as TEXT_CHANNEL
 from extproc.streaming.guard import StreamGuard
+from tests.unit.test_stream_guard import run
 
 SEED = 977
 EMAIL = "jane.doe@example.com"
@@ -81,19 +82,6 @@ def sse(document: Any, event: str | None = None) -> bytes:
 
 def guard_of(name: str | None, **options: Any) -> StreamGuard:
     return StreamGuard(stream_format(name), scan, WINDOW, **options)
-
-
-def run(guard: StreamGuard, chunks: list[bytes]):
-    async def go():
-        out = []
-        for position, chunk in enumerate(chunks):
-            fed = await guard.feed(chunk, position == len(chunks) - 1)
-            out.append(fed.data)
-            if fed.blocked:
-                return b"".join(out), fed.blocked
-        return b"".join(out), None
-
-    return asyncio.run(go())
 
 
 def cuts(data: bytes, rng: random.Random) -> list[bytes]:
