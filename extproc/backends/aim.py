@@ -39,7 +39,7 @@ from websockets.exceptions import InvalidStatus
 
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext, StreamCheck
-from extproc.backends.remote import BackendError, RemoteGuardrail
+from extproc.backends.remote import BackendError, RemoteGuardrail, shared_tls_context
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.observability import COUNTERS
 from extproc.streaming.events import REASONING, REFUSAL, TOOL_ARGUMENTS, TOOL_INPUT
@@ -413,6 +413,8 @@ class AimStreamCheck:
             async with asyncio.timeout(guardrail.timeout):
                 socket = await connect(
                     self._url,
+                    # wss: the shared context (one built per connection would stall the loop)
+                    ssl=shared_tls_context() if self._url.startswith("wss:") else None,
                     additional_headers=self._headers,
                     open_timeout=None,  # the asyncio.timeout above bounds it
                     close_timeout=guardrail.timeout,

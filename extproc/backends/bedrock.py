@@ -30,7 +30,13 @@ import re2
 
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
-from extproc.backends.remote import BackendError, RemoteGuardrail
+from extproc.backends.remote import (
+    RETRY_STATUSES,
+    BackendError,
+    RemoteGuardrail,
+    RetryableError,
+    retry_after_seconds,
+)
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag, whole_number
 
@@ -38,7 +44,9 @@ log = logging.getLogger(__name__)
 
 BLOCK_MESSAGE = "Violated guardrail policy"  # LiteLLM's wording, which clients may match on
 DEFAULT_REGION = "us-west-2"  # LiteLLM's fallback when nothing names a region
-DEFAULT_MAX_RETRIES = 2  # botocore's own default (3 attempts), pinned so it cannot drift
+# What AWS SDKs treat as transient (boto3's standard retry mode): throttling and 5xx.
+_RETRYABLE_CODES = frozenset({"ThrottlingException", "ServiceUnavailableException"})
+_RETRYABLE_STATUSES = RETRY_STATUSES | {500, 502, 504}
 DEFAULT_MAX_CONCURRENT_CALLS = 16
 MAX_DIFF_CHARS = 4000  # difflib is quadratic in the worst case: only short texts are diffed
 REDACTED = "[REDACTED]"
@@ -121,7 +129,6 @@ class BedrockGuardrail(RemoteGuardrail):
         self.endpoint = _endpoint(params, where)
         self.credentials = _credentials(params, where)
         self.profile = _optional_str(params.get("aws_profile_name"), f"{where}.aws_profile_name")
-        self.max_retries = whole_number(params, "max_retries", DEFAULT_MAX_RETRIES, where, 0, 10)
         self.max_concurrent_calls = whole_number(
             params, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS, where, 1, 256
         )
@@ -159,9 +166,13 @@ class BedrockGuardrail(RemoteGuardrail):
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
+            ConnectionClosedError,
             ConnectTimeoutError,
+            EndpointConnectionError,
+            IncompleteReadError,
             NoCredentialsError,
             ReadTimeoutError,
+            ResponseStreamingError,
         )
 
         try:
@@ -172,9 +183,22 @@ class BedrockGuardrail(RemoteGuardrail):
             # The AWS error code (ThrottlingException, ...), never its message: a validation
             # message may quote the content.
             named = f"{code} " if code and code != str(status) else ""
-            raise BackendError(f"bedrock answered {named}(HTTP {status})") from None
+            message = f"bedrock answered {named}(HTTP {status})"
+            if status in _RETRYABLE_STATUSES or code in _RETRYABLE_CODES:
+                headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                wait = retry_after_seconds(headers.get("retry-after"))
+                raise RetryableError(message, wait) from None
+            raise BackendError(message) from None
         except (ConnectTimeoutError, ReadTimeoutError):
             raise BackendError(f"bedrock timed out after {self.timeout:g}s") from None
+        except (
+            EndpointConnectionError,
+            ConnectionClosedError,
+            ResponseStreamingError,
+            IncompleteReadError,
+        ) as error:
+            why = type(error).__name__  # refused, or cut mid-answer: worth another try
+            raise RetryableError(f"bedrock unreachable ({why})") from None
         except NoCredentialsError:
             raise BackendError(
                 "bedrock: no AWS credentials found (config, env, profile, role)"
@@ -219,7 +243,9 @@ class BedrockGuardrail(RemoteGuardrail):
             botocore_session=core, region_name=self.region, **self.credentials
         )
         config = Config(
-            retries={"mode": "standard", "total_max_attempts": self.max_retries + 1},
+            # One attempt per call: RemoteGuardrail retries throttling, 503 and broken
+            # connections itself (jittered, within the timeout, counted), as for every backend.
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=self.timeout,
             read_timeout=self.timeout,
             max_pool_connections=self.max_concurrent_calls,

@@ -6,15 +6,26 @@ client, the per-call timeout, errors that never carry the API key, and (around `
 ``inspect``) the verdict cache, the circuit breaker and the outcome counters.
 
 Config keys read here (``litellm_params``): ``api_base``, ``api_key``, ``timeout``,
-``circuit_breaker_failures`` (default 5, 0 = off), ``circuit_breaker_reset_seconds`` (30),
-``verdict_cache`` (true), ``verdict_cache_size`` (10000), ``verdict_cache_ttl_seconds`` (300).
+``max_retries`` (2, 0 = off), ``circuit_breaker_failures`` (default 5, 0 = off),
+``circuit_breaker_reset_seconds`` (30), ``verdict_cache`` (true), ``verdict_cache_size``
+(10000), ``verdict_cache_ttl_seconds`` (300).
+
+Retries: a 429, a 503 or a broken connection is a blip more often than an outage, so the call
+is tried again (at most ``max_retries`` times) after a jittered exponential backoff, or after
+the service's ``Retry-After`` when it sends one; only while the wait still fits in the call's
+``timeout``, which bounds every attempt together. Each retry is counted (outcome ``retry``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import functools
 import logging
 import os
+import random
+import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -39,11 +50,26 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_BREAKER_FAILURES = 5
 DEFAULT_BREAKER_RESET_SECONDS = 30.0
+DEFAULT_MAX_RETRIES = 2
+# Answers that say "try again soon"; other statuses are the service's real verdict on the call.
+RETRY_STATUSES = frozenset({429, 503})
+# Full-jitter exponential backoff: wait uniform(0, min(cap, base * 2**attempt)) seconds.
+RETRY_BACKOFF_BASE = 0.05
+RETRY_BACKOFF_CAP = 1.0
 
 
 class BackendError(Exception):
     """A guardrail service failed: unreachable, timed out, non-2xx, or an answer we cannot
     read. The message names the backend and the failure, never the key or the content."""
+
+
+class RetryableError(BackendError):
+    """A failure worth another try: a 429 or 503, or a connection that broke. ``retry_after``
+    is the service's own wait in seconds, when it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RemoteGuardrail(Guardrail):
@@ -90,7 +116,11 @@ class RemoteGuardrail(Guardrail):
         self.api_key: str | None = str(key) if key else None
         in_params = f"{where}: litellm_params"
         self.timeout = seconds(params, "timeout", DEFAULT_TIMEOUT_SECONDS, in_params)
+        self.max_retries = whole_number(
+            params, "max_retries", DEFAULT_MAX_RETRIES, in_params, 0, 10
+        )
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        shared_tls_context()  # built now, at startup, not on the loop at the first call
         self.breaker = _breaker_from(params, in_params)
         self.verdict_cache = _cache_from(params, in_params)
 
@@ -114,11 +144,18 @@ class RemoteGuardrail(Guardrail):
             response = await self.client.post(self.api_base + path, json=body, headers=sent)
         except httpx.TimeoutException:
             raise BackendError(f"{self.spec.guardrail} timed out after {self.timeout:g}s") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
+            why = type(error).__name__  # refused, reset, cut mid-answer: worth another try
+            raise RetryableError(f"{self.spec.guardrail} unreachable ({why})") from None
         except httpx.HTTPError as error:
             why = type(error).__name__
             raise BackendError(f"{self.spec.guardrail} unreachable ({why})") from None
-        if not 200 <= response.status_code < 300:
-            raise BackendError(f"{self.spec.guardrail} answered HTTP {response.status_code}")
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+            raise RetryableError(f"{self.spec.guardrail} answered HTTP {status}", wait)
+        if not 200 <= status < 300:
+            raise BackendError(f"{self.spec.guardrail} answered HTTP {status}")
         try:
             return response.json()
         except ValueError:
@@ -130,7 +167,7 @@ class RemoteGuardrail(Guardrail):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = httpx.AsyncClient(timeout=self.timeout)
+            client = httpx.AsyncClient(timeout=self.timeout, verify=shared_tls_context())
             self._clients[loop] = client
         return client
 
@@ -224,8 +261,8 @@ class RemoteGuardrail(Guardrail):
                 f"failures (next trial in {breaker.retry_in():.0f}s)"
             )
         try:
-            async with asyncio.timeout(self.timeout):  # no extra task, unlike wait_for
-                result = await self.call(texts, context)
+            async with asyncio.timeout(self.timeout) as budget:  # no extra task, unlike wait_for
+                result = await self._call_with_retries(texts, context, budget.when())
         except Exception as error:
             COUNTERS.inc(self.name, "error")
             if breaker is not None and breaker.failure():
@@ -250,8 +287,65 @@ class RemoteGuardrail(Guardrail):
             log.warning("guardrail %s: circuit closed, the backend answers again", self.name)
         return result
 
+    async def _call_with_retries(
+        self, texts: Sequence[str], context: ScanContext, deadline: float | None
+    ) -> list[Finding]:
+        """``call``, tried again after a retryable failure while retries and time remain."""
+        attempt = 0
+        while True:
+            try:
+                return await self.call(texts, context)
+            except RetryableError as error:
+                wait = self._retry_wait(error, attempt, deadline)
+                if wait is None:
+                    raise
+            attempt += 1
+            COUNTERS.inc(self.name, "retry")
+            await asyncio.sleep(wait)
+
+    def _retry_wait(
+        self, error: RetryableError, attempt: int, deadline: float | None
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None: no retry left, or the wait would
+        not end before the call's deadline (then failing now is better than failing later)."""
+        if attempt >= self.max_retries:
+            return None
+        if error.retry_after is not None:
+            wait = error.retry_after
+        else:
+            wait = random.uniform(0, min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2**attempt))
+        if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
+            return None
+        return wait
+
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         return await self.inspect(texts)
+
+
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """One TLS context for every client and socket: building one reads the CA bundle (20-50
+    ms of CPU), which done per client on the event loop at a guardrail's first call stalled
+    every other request (174 guardrails: seconds). httpx's own default (certifi, or
+    SSL_CERT_FILE / SSL_CERT_DIR)."""
+    return httpx.create_ssl_context()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3);
+    None when absent or unreadable (then our own backoff applies)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 async def gather_limited(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:

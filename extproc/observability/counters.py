@@ -2,7 +2,8 @@
 from a clean pass.
 
 Outcomes of one check (one ``inspect`` of a remote guardrail): ``pass``, ``flagged``,
-``error`` (the backend failed), ``circuit_open`` (failed fast, the backend was not called).
+``error`` (the backend failed), ``circuit_open`` (failed fast, the backend was not called);
+``retry`` counts the calls tried again after a 429, a 503 or a broken connection.
 What the engine did with a failure: ``failed_open`` (allowed, ``on_error: allow``) or
 ``failed_closed`` (blocked). Texts the verdict cache answered or had to send: ``cache_hit``,
 ``cache_miss`` (counted per text, not per check, so they are rendered as their own metric).
@@ -17,7 +18,15 @@ from __future__ import annotations
 
 import threading
 
-CHECK_OUTCOMES = ("pass", "flagged", "error", "circuit_open", "failed_open", "failed_closed")
+CHECK_OUTCOMES = (
+    "pass",
+    "flagged",
+    "error",
+    "circuit_open",
+    "failed_open",
+    "failed_closed",
+    "retry",
+)
 CACHE_OUTCOMES = ("cache_hit", "cache_miss")
 # What the engine did with a guardrail's findings, per request (any guardrail, local too).
 DECISION_OUTCOMES = ("blocked", "masked")

@@ -15,7 +15,8 @@ POST path ends with    answer (``"stream": true`` gives the SSE variant, one wor
 
 Ids and timestamps are fixed, so identical requests get byte-identical answers. ``GET
 /_fake/last`` returns the last request as received (headers and body), for tests that check the
-upstream side.
+upstream side; ``GET /_fake/count?text=...`` counts the recent requests (the first 64 KiB of the
+last 4,096) whose body contains that text, for tests that send many requests at once.
 
 Test knobs, as request headers: ``x-fake-chunking`` cuts a stream's bytes awkwardly before
 sending (``bytes``: one byte per chunk; ``split``: every event cut in the middle of its JSON;
@@ -39,10 +40,12 @@ import json
 import random
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 MODEL = "fake-echo-1"
 CREATED = 1_700_000_000  # fixed, so identical requests get byte-identical answers
@@ -292,10 +295,13 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         return raw, headers, False
 
     def do_GET(self) -> None:
-        if self.path != "/_fake/last" and self._received()[2]:
+        if not self.path.startswith("/_fake/") and self._received()[2]:
             return
         if self.path == "/_fake/last":
             self._send(200, self.server.last or {})
+        elif self.path.startswith("/_fake/count?"):
+            text = parse_qs(urlsplit(self.path).query).get("text", [""])[0]
+            self._send(200, {"count": self.server.count(text)})
         elif self.path.rstrip("/").endswith("/models"):
             self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
         else:
@@ -391,22 +397,31 @@ def rechunk(events: list[bytes], how: str) -> list[bytes]:
     return events
 
 
+# Bounded: a long soak must not grow the fake (the first 64 KiB of the last 4,096 bodies).
+RECENT_BODIES = 4096
+RECENT_BODY_CHARS = 65536
+
+
 class FakeLLMServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default 5 refuses connections under a burst of requests
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, FakeLLMHandler)
         self.last: dict[str, Any] | None = None
+        self.recent: deque[str] = deque(maxlen=RECENT_BODIES)
         self._lock = threading.Lock()
 
     def record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        text = body.decode("utf-8", "replace")
         with self._lock:
-            self.last = {
-                "method": method,
-                "path": path,
-                "headers": headers,
-                "body": body.decode("utf-8", "replace"),
-            }
+            self.last = {"method": method, "path": path, "headers": headers, "body": text}
+            self.recent.append(text[:RECENT_BODY_CHARS])
+
+    def count(self, text: str) -> int:
+        """How many of the recent request bodies contain ``text``."""
+        with self._lock:
+            return sum(text in body for body in self.recent) if text else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,7 +163,7 @@ def test_failure_under_on_error_allow_reaches_upstream(
 def test_breaker_stops_calling_a_dead_backend_until_reset(
     client: httpx.Client, webhook_stack: Stack, fake: FakeService
 ) -> None:
-    fake.fail = "status:503"
+    fake.fail = "status:500"
     before = len(fake.seen("/breaker"))
     statuses = [
         ask(client, webhook_stack, unique("hi"), "wh-breaker").status_code for _ in range(6)

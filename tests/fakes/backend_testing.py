@@ -46,6 +46,7 @@ def reset(service: S) -> S:
     """The module's fake as new: no requests seen, no injected failure."""
     service.requests.clear()
     service.fail = None
+    service.fail_times = None
     return service
 
 

@@ -39,17 +39,27 @@ class Reply:
 Handler = Callable[[Seen], Reply]
 
 
+class _Server(ThreadingHTTPServer):
+    # The default accept queue (5) drops connections when a test sends many at once: the
+    # client would see refusals and connect timeouts the test did not inject.
+    request_queue_size = 256
+
+
 class FakeService:
     """``with FakeService() as fake: fake.route("POST", "/v2/guard", handler)``.
 
-    ``fail`` makes every request misbehave: ``"status:503"``, ``"garbage"`` (200, not JSON),
-    ``"delay:2.5"`` (sleep, then answer normally). ``requests`` lists what arrived."""
+    ``fail`` makes every request misbehave: ``"status:503"``, ``"status:429:retry-after=2"``
+    (a status with a ``Retry-After``), ``"garbage"`` (200, not JSON), ``"cut"`` (a 200 whose
+    body stops half-way: the connection closes), ``"delay:2.5"`` (sleep, then answer
+    normally). ``fail_times`` (when set) ends the misbehaviour after that many requests: a
+    blip. ``requests`` lists what arrived."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.prefix_routes: list[tuple[str, str, Handler]] = []
         self.requests: list[Seen] = []
         self.fail: str | None = None
+        self.fail_times: int | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -105,7 +115,16 @@ class FakeService:
 
             do_GET = do_POST = do_PUT = _serve
 
-            def _answer(self, reply: Reply) -> None:
+            def _answer(self, reply: Reply | None) -> None:
+                if reply is None:  # "cut": promise a body, send half of it, hang up
+                    self.close_connection = True
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "64")
+                    self.end_headers()
+                    self.wfile.write(b'{"verdict": "al')
+                    self.wfile.flush()
+                    return
                 payload = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
@@ -117,7 +136,7 @@ class FakeService:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -137,12 +156,26 @@ class FakeService:
 
     # -- answering ------------------------------------------------------------------------
 
-    def _reply(self, seen: Seen) -> Reply:
-        fail = self.fail
+    def _take_failure(self) -> str | None:
+        """The misbehaviour for this request (counting down ``fail_times``)."""
+        with self._lock:
+            fail = self.fail
+            if fail and self.fail_times is not None:
+                self.fail_times -= 1
+                if self.fail_times <= 0:
+                    self.fail, self.fail_times = None, None
+            return fail
+
+    def _reply(self, seen: Seen) -> Reply | None:
+        fail = self._take_failure()
         if fail == "garbage":
             return Reply(200, b"<html>not json</html>", {"content-type": "text/html"})
+        if fail == "cut":
+            return None
         if fail and fail.startswith("status:"):
-            return Reply(int(fail.split(":", 1)[1]), {"error": "injected failure"})
+            status, _, retry_after = fail[len("status:") :].partition(":retry-after=")
+            headers = {"retry-after": retry_after} if retry_after else {}
+            return Reply(int(status), {"error": "injected failure"}, headers)
         if fail and fail.startswith("delay:"):
             time.sleep(float(fail.split(":", 1)[1]))
         handler = self.routes.get((seen.method, seen.path))
