@@ -54,6 +54,7 @@ from extproc.protocol.exchange import (
     Phases,
     Reject,
     ReplaceBody,
+    ReportedError,
     RequestHead,
     ResponseHead,
     StreamChunk,
@@ -302,7 +303,15 @@ class Engine:
             self.on_error[guardrail.name],
         )
         if not fail_open:
-            raise error
+            raise FailedClosed(guardrail.name) from error
+
+
+class FailedClosed(ReportedError):
+    """A guardrail failed and its ``on_error`` is block (logged and counted in ``_failed``)."""
+
+    def __init__(self, guardrail: str) -> None:
+        super().__init__(f"guardrail {guardrail} failed closed")
+        self.guardrail = guardrail
 
 
 def log_findings(findings: Found, names: frozenset[str]) -> None:
@@ -764,7 +773,8 @@ class GuardedExchange:
             if isinstance(error, StreamTooLarge | SseEventTooLarge):
                 return self._uninspectable_response("is too large to inspect")
             return self.on_internal_error(error)
-        log.error("guardrail check of a streamed response failed (%s)", type(error).__name__)
+        if not isinstance(error, ReportedError):
+            log.error("guardrail check of a streamed response failed (%s)", type(error).__name__)
         self.output = None
         message = "Guardrail check failed; the rest of the response was not forwarded."
         event = output.error_event(message, "guardrail_error", "500")
@@ -821,8 +831,9 @@ class GuardedExchange:
             budget = self.engine.settings.max_scan_seconds
             message = f"The body could not be inspected within the {budget:g}-second scan budget."
             return Reject(413, error_body(message, code="413"), details="scan_budget_exceeded")
-        # Only the exception type is logged: messages may quote request content.
-        log.error("guardrail check failed (%s); request not forwarded", type(error).__name__)
+        if not isinstance(error, ReportedError):  # a failed-closed guardrail said it already
+            # Only the exception type is logged: messages may quote request content.
+            log.error("guardrail check failed (%s); request not forwarded", type(error).__name__)
         body = error_body(
             "Guardrail check failed; the request was not forwarded.", "guardrail_error", code="500"
         )

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class ReportedError(Exception):
+    """A failure the handler has already logged and counted (a guardrail that failed closed,
+    as its ``on_error`` says): the session maps it to the reply without reporting it again as
+    an internal error."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestHead:
     """What the request-headers message tells us about an HTTP request.

@@ -22,6 +22,7 @@ from extproc.protocol.exchange import (
     Phases,
     Reject,
     ReplaceBody,
+    ReportedError,
     RequestHead,
     ResponseHead,
     StreamChunk,
@@ -115,7 +116,8 @@ class Session:
         except ProtocolAbort:
             raise
         except Exception as error:  # a failing handler must never turn into a silent pass
-            log.error("internal error in %s phase: %s", kind, type(error).__name__)
+            if not isinstance(error, ReportedError):
+                log.error("internal error in %s phase: %s", kind, type(error).__name__)
             replies_ = [self._internal_error(error)]
         return [] if request.observability_mode else replies_
 

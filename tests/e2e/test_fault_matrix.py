@@ -277,4 +277,9 @@ def test_every_backend_fails_as_configured(
         service.fail = None
     problems = [p for result in results for p in problems_of(client, fault_stack, *result)]
     problems += counter_problems(before, after, fault, fault.where)
+    log = fault_stack.log_path("extproc").read_text()
+    if "ERROR" in log:  # a configured failure is one warning, not an internal error
+        problems.append("an ERROR line: " + log[log.index("ERROR") :].splitlines()[0])
+    if KEY in log:
+        problems.append("the backends' key is in the log")
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from extproc.config import ConfigError, parse_config
-from extproc.policy.engine import Engine
+from extproc.policy.engine import Engine, FailedClosed
 from extproc.protocol.exchange import BodyAccess, Reject, ReplaceBody, RequestHead, ResponseHead
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
@@ -66,8 +66,14 @@ def test_on_error_decides_what_a_failing_guardrail_means(
     """)
     run = built.findings(list(built.by_name.values()), ["canary text"])
     if expect_raise:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(FailedClosed) as raised:
             asyncio.run(run)
+        assert isinstance(raised.value.__cause__, RuntimeError)
+        # one warning for the configured outcome; not reported again as an internal error
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
+        assert "broken failed (RuntimeError); request blocked" in caplog.text
+        assert built().on_internal_error(raised.value).status == 500
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
     else:
         assert asyncio.run(run) == []
         assert "broken failed (RuntimeError); request allowed" in caplog.text
