@@ -58,10 +58,17 @@ def client() -> Iterator[httpx.Client]:
 
 
 def module_stack(
-    tmp_path_factory: pytest.TempPathFactory, name: str, config_yaml: str, **kwargs: object
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    config_yaml: str,
+    files: Iterable[Path] = (),
+    **kwargs: object,
 ) -> Iterator[Stack]:
-    """Body of a module-scoped fixture: one stack with ``config_yaml`` for a whole test module."""
+    """Body of a module-scoped fixture: one stack with ``config_yaml`` for a whole test module
+    (``files``, e.g. custom guardrail modules, copied beside the config)."""
     workdir = tmp_path_factory.mktemp(name)
+    for file in files:
+        shutil.copy(file, workdir / file.name)
     config = write_config(workdir, config_yaml)
     with Stack(config=config, workdir=workdir, **kwargs) as running:  # type: ignore[arg-type]
         yield running

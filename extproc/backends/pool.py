@@ -2,12 +2,13 @@
 
 A 4 MiB body of token-like fragments costs the detectors seconds of CPU; on the event loop that
 would delay every other request of the process by as much. Texts of a request totalling at least
-``OFFLOAD_CHARS`` characters therefore go to a pool of worker processes (one per core), each
-holding its own copy of the config's pure local detectors (``Guardrail.pure``); smaller ones run
-inline, where a process hop (~0.3 ms) would cost more than the scan. Every offloaded scan has a
-budget (``extproc.max_scan_seconds``): past it the workers are stopped (their CPU is freed at
-once), the request fails closed with :class:`ScanBudgetExceeded`, and the next scan gets a
-fresh pool. Workers are started with ``spawn``: forking a process that runs gRPC is unsafe.
+``OFFLOAD_CHARS`` characters therefore go to one of a few worker processes (one per core), each
+holding its own copy of the config's pure local detectors (``Guardrail.pure``) and judging one
+scan at a time; smaller ones run inline, where a process hop (~0.3 ms) would cost more than the
+scan. Every offloaded scan has a budget (``extproc.max_scan_seconds``, counted from when a
+worker starts it): past it that worker is killed (its CPU is freed at once, the other workers'
+scans go on), the request fails closed with :class:`ScanBudgetExceeded`, and a fresh worker
+takes its place. Workers are started with ``spawn``: forking a process that runs gRPC is unsafe.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import asyncio
 import logging
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,69 @@ def _scan_in_worker(names: Sequence[str], texts: Sequence[str]) -> list[tuple[st
     return found
 
 
-def _ready() -> bool:
-    return "guardrails" in _WORKER
+def _serve(conn: Connection, specs: Sequence[GuardrailSpec], directory: Path | None) -> None:
+    """A worker's life: build the detectors, say so, then answer scans until the pipe closes.
+    A failing detector's answer is its exception's class name (messages may quote the text)."""
+    _start_worker(specs, directory)
+    conn.send(_READY)
+    while True:
+        try:
+            names, texts = conn.recv()
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, Any] = ("found", _scan_in_worker(names, texts))
+        except Exception as error:
+            answer = ("failed", type(error).__name__)
+        conn.send(answer)
+
+
+_READY = "ready"
 
 
 # -- in the server ----------------------------------------------------------------------------
+
+
+class ScanFailed(Exception):
+    """A detector raised in a worker, or the worker died; the guardrails' on_error decides."""
+
+
+class _Worker:
+    """One worker process and our end of its pipe. Blocking pipe calls run in threads."""
+
+    def __init__(self, specs: Sequence[GuardrailSpec], directory: Path | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, specs, directory), name="extproc-scan", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def ready(self) -> bool:
+        """In a thread: True once the worker built its detectors; False if it died first."""
+        try:
+            return self.conn.recv() == _READY
+        except (EOFError, OSError):
+            self._reap()
+            return False
+
+    def ask(self, names: tuple[str, ...], texts: list[str]) -> tuple[str, Any] | None:
+        """In a thread: one scan's answer, or None if the worker died (or was killed)."""
+        try:
+            self.conn.send((names, texts))
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self._reap()
+            return None
+
+    def kill(self) -> None:
+        """Stop the worker now; a thread blocked in ``ask`` then sees the pipe close."""
+        self.process.terminate()
+
+    def _reap(self) -> None:
+        self.process.join(5)
+        self.conn.close()
 
 
 class ScanPool:
@@ -74,45 +133,77 @@ class ScanPool:
         self.directory = directory
         self.workers = workers
         self.budget = budget_seconds
-        self._executor: ProcessPoolExecutor | None = None
-
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(self.specs, self.directory),
-            )
-        return self._executor
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._all: set[_Worker] = set()
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._threads: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         """Start every worker now (each builds its detectors, ~1 s), not on the first large
-        request, which would otherwise spend its budget waiting for them."""
-        pool, loop = self._pool(), asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.workers)))
+        request, which would otherwise wait for them."""
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            # One blocked pipe call per busy or starting worker, at most.
+            self._threads = ThreadPoolExecutor(self.workers * 2, thread_name_prefix="scan-pipe")
+            await asyncio.gather(*(self._spawn() for _ in range(self.workers)))
+
+    async def _spawn(self) -> None:
+        worker = _Worker(self.specs, self.directory)
+        self._all.add(worker)
+        loop = asyncio.get_running_loop()
+        ready = await loop.run_in_executor(self._threads, worker.ready)
+        if ready and self._idle is not None:
+            self._idle.put_nowait(worker)
+        else:
+            self._all.discard(worker)
+            log.error("a scan worker died while starting (exit code %s)", worker.process.exitcode)
+
+    def _replace(self, worker: _Worker) -> None:
+        """Kill ``worker`` and start another in its place, in the background."""
+        worker.kill()
+        self._all.discard(worker)
+        if self._idle is not None:
+            task = asyncio.get_running_loop().create_task(self._spawn())
+            self._spawning.add(task)
+            task.add_done_callback(self._spawning.discard)
 
     async def findings(
         self, names: Sequence[str], texts: Sequence[str]
     ) -> list[tuple[str, Finding]]:
         """(guardrail name, finding) of the named detectors on ``texts``, from a worker."""
+        await self.start()
+        assert self._idle is not None
+        worker = await self._idle.get()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool(), _scan_in_worker, tuple(names), list(texts))
+        call = loop.run_in_executor(self._threads, worker.ask, tuple(names), list(texts))
         try:
-            return await asyncio.wait_for(future, self.budget)
+            answer = await asyncio.wait_for(call, self.budget)
         except TimeoutError:
-            log.warning("scan ran past max_scan_seconds (%.1f s); workers restarted", self.budget)
-            self.stop()
+            log.warning(
+                "scan ran past max_scan_seconds (%.1f s); its worker restarted", self.budget
+            )
+            self._replace(worker)
             raise ScanBudgetExceeded(f"inspection took longer than {self.budget:g} s") from None
-        except BrokenProcessPool:
-            self.stop()  # a worker died (killed, out of memory): the next scan starts anew
+        except BaseException:  # cancelled (the client left): free the CPU, keep the pool whole
+            self._replace(worker)
             raise
+        if answer is None:
+            self._replace(worker)
+            raise ScanFailed(f"a scan worker died (exit code {worker.process.exitcode})")
+        self._idle.put_nowait(worker)
+        kind, value = answer
+        if kind == "failed":
+            raise ScanFailed(f"a detector failed in a scan worker ({value})")
+        return value
 
     def stop(self) -> None:
-        """Stop the workers at once (a scan past its budget must not keep burning CPU)."""
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        for process in list(getattr(executor, "_processes", {}).values()):
-            process.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers at once (serving ended)."""
+        self._idle = None
+        for task in list(self._spawning):
+            task.cancel()
+        for worker in list(self._all):
+            worker.kill()
+        self._all.clear()
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)

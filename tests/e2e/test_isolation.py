@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,17 +21,25 @@ guardrails:
     litellm_params: {guardrail: pii, mode: pre_call, default_on: true}
   - guardrail_name: block-secrets
     litellm_params: {guardrail: secrets, mode: pre_call, default_on: true}
+  - guardrail_name: spinner
+    litellm_params:
+      guardrail: custom_guardrails.SpinningGuardrail
+      mode: pre_call
+      default_on: true
+      spin: {SPINFOREVER: 60}
 extproc:
   max_scan_seconds: 1.5
+  scan_workers: 2
 """
-# Combining marks on ASCII letters: the slowest input class of the normaliser (~0.3 MB/s), so
-# 1.5 MB is several seconds of detector CPU: far past the budget.
-HOSTILE = "a\u0301" * 750_000
+FAKES = Path(__file__).resolve().parents[1] / "fakes" / "custom_guardrails.py"
+# A body the (pure, CPU-bound) spinner judges for 60 s: far past the budget. Large enough to be
+# offloaded, as a real hostile body would be.
+HOSTILE = "SPINFOREVER " + "lorem ipsum dolor " * 2000
 
 
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from module_stack(tmp_path_factory, "isolation", CONFIG)
+    yield from module_stack(tmp_path_factory, "isolation", CONFIG, files=[FAKES])
 
 
 def test_a_large_body_is_judged_in_a_worker_like_any_other(
@@ -55,7 +64,7 @@ def test_small_requests_are_answered_while_a_hostile_body_is_judged(
 
     def send_hostile() -> None:
         with httpx.Client(timeout=60, trust_env=False) as own:
-            raw = json.dumps(chat_body(HOSTILE), ensure_ascii=False).encode()  # 2.25 MB
+            raw = json.dumps(chat_body(HOSTILE), ensure_ascii=False).encode()
             response = post(own, pooled, raw)
             hostile.update(status=response.status_code, body=response.text)
         hostile_done.set()

@@ -4,6 +4,7 @@ the way a LiteLLM user plugs in their own class. Copied beside each test's confi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from extproc.backends.base import Action, Finding, Guardrail
@@ -33,6 +34,27 @@ class CountingGuardrail(Guardrail):
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         self.scans += 1
+        return [
+            Finding(i, text.index("marker"), text.index("marker") + 6, "MARKER", Action.MASK)
+            for i, text in enumerate(texts)
+            if "marker" in text
+        ]
+
+
+class SpinningGuardrail(Guardrail):
+    """A pure detector (may run in a scan worker) that burns CPU: for each text containing a
+    word of its ``spin`` map (word -> seconds), that long; finds ``marker`` like the counter."""
+
+    pure = True
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        spins = self.spec.params.get("spin", {})
+        for text in texts:
+            for word, seconds in spins.items():
+                if word in text:
+                    deadline = time.monotonic() + float(seconds)
+                    while time.monotonic() < deadline:  # on the CPU, as a slow regex would be
+                        pass
         return [
             Finding(i, text.index("marker"), text.index("marker") + 6, "MARKER", Action.MASK)
             for i, text in enumerate(texts)
