@@ -136,6 +136,7 @@ class ScanPool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._all: set[_Worker] = set()
         self._spawning: set[asyncio.Task[None]] = set()
+        self._starting = 0  # workers being started (not in _all yet)
         self._threads: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -148,10 +149,17 @@ class ScanPool:
             await asyncio.gather(*(self._spawn() for _ in range(self.workers)))
 
     async def _spawn(self) -> None:
-        worker = _Worker(self.specs, self.directory)
-        self._all.add(worker)
-        loop = asyncio.get_running_loop()
-        ready = await loop.run_in_executor(self._threads, worker.ready)
+        """Start one worker and put it in the idle queue once it built its detectors. The
+        process is started in a thread: spawning copies the server's page tables and starts an
+        interpreter, which on the event loop held every request for up to half a second."""
+        self._starting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            worker = await loop.run_in_executor(self._threads, _Worker, self.specs, self.directory)
+            self._all.add(worker)
+            ready = await loop.run_in_executor(self._threads, worker.ready)
+        finally:
+            self._starting -= 1
         if ready and self._idle is not None:
             self._idle.put_nowait(worker)
         else:
@@ -163,17 +171,21 @@ class ScanPool:
         worker.kill()
         self._all.discard(worker)
         if self._idle is not None:
-            task = asyncio.get_running_loop().create_task(self._spawn())
+            self._starting += 1  # counted now: a request arriving meanwhile waits for it
+            task = asyncio.get_running_loop().create_task(self._respawn())
             self._spawning.add(task)
             task.add_done_callback(self._spawning.discard)
+
+    async def _respawn(self) -> None:
+        self._starting -= 1  # _spawn counts it again
+        await self._spawn()
 
     async def findings(
         self, names: Sequence[str], texts: Sequence[str]
     ) -> list[tuple[str, Finding]]:
         """(guardrail name, finding) of the named detectors on ``texts``, from a worker."""
         await self.start()
-        assert self._idle is not None
-        worker = await self._idle.get()
+        worker = await self._free_worker()
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._threads, worker.ask, tuple(names), list(texts))
         try:
@@ -195,6 +207,17 @@ class ScanPool:
         if kind == "failed":
             raise ScanFailed(f"a detector failed in a scan worker ({value})")
         return value
+
+    async def _free_worker(self) -> _Worker:
+        """The next idle worker; ScanFailed when none is running or starting (they all died
+        while starting: a request must fail, not wait for a worker that never comes)."""
+        while True:
+            if self._idle is None or not (self._all or self._starting):
+                raise ScanFailed("no scan worker is running (see the log for why they died)")
+            try:
+                return await asyncio.wait_for(self._idle.get(), 1.0)
+            except TimeoutError:
+                continue  # all busy: keep waiting while any worker lives
 
     def stop(self) -> None:
         """Stop the workers at once (serving ended)."""

@@ -116,3 +116,16 @@ def test_a_cancelled_scan_frees_its_worker() -> None:
             scans.stop()
 
     assert len(run(scenario())) == 1
+
+
+def test_workers_that_cannot_start_fail_the_scan_instead_of_hanging() -> None:
+    async def scenario() -> None:
+        broken = GuardrailSpec("nowhere", "custom_guardrails.NoSuchGuardrail", ("pre_call",))
+        scans = ScanPool([broken], FAKES, 1, 2.0)
+        try:
+            with pytest.raises(ScanFailed, match="no scan worker"):
+                await asyncio.wait_for(scans.findings(["nowhere"], ["text"]), 30)
+        finally:
+            scans.stop()
+
+    run(scenario())
