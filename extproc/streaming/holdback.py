@@ -28,7 +28,10 @@ same as for a non-streamed text. A block is therefore reported once the blocking
 decided (at most ``W`` characters later, or at ``finish``); until then it is held, never sent.
 
 Scanning cost per push is ``O(W + unreleased text)``, not the whole history; pushes that cannot
-release anything (less than ``W + stride`` characters unreleased) do not scan at all.
+release anything (less than ``W + stride`` characters unreleased) do not scan at all, and cost
+``O(len(delta))``: unreleased text is kept as pieces, joined only to scan. (Appending to one
+string copied it on every push: with a whole-text service the window is the whole answer, and
+800,000 characters in 5-character deltas took 26.7 s; now 0.28 s, and 3.2 million 1.06 s.)
 """
 
 from __future__ import annotations
@@ -87,22 +90,27 @@ class HoldBack:
         self.window = declared if window is None else max(window, declared)
         self._stride = stride
         self._context = ""  # last `window` released raw characters
-        self._buffer = ""  # raw characters not released yet
+        # Raw characters not released yet, as pieces: appending to one string copies it each
+        # time, quadratic when the window is a whole long answer (a whole-text service).
+        self._pieces: list[str] = []
+        self._held = 0
         self._blocked: Block | None = None
         self._finished = False
 
     @property
     def held(self) -> int:
         """Characters pushed but not yet released."""
-        return len(self._buffer)
+        return self._held
 
     async def push(self, text: str) -> Release:
         """Add a delta; release what no finding can still touch."""
         self._check_open()
         if self._blocked is not None:
             return Release(blocked=self._blocked)
-        self._buffer += text
-        if len(self._buffer) < self.window + self._stride:
+        if text:
+            self._pieces.append(text)
+            self._held += len(text)
+        if self._held < self.window + self._stride:
             return Release()  # nothing could be released: skip the scan
         return await self._release(final=False)
 
@@ -112,7 +120,7 @@ class HoldBack:
         self._finished = True
         if self._blocked is not None:
             return Release(blocked=self._blocked)
-        if not self._buffer:
+        if not self._held:
             return Release()
         return await self._release(final=True)
 
@@ -120,8 +128,14 @@ class HoldBack:
         if self._finished:
             raise RuntimeError("HoldBack.finish() was already called for this channel")
 
+    def _take_buffer(self, rest: str) -> None:
+        self._pieces = [rest] if rest else []
+        self._held = len(rest)
+
     async def _release(self, final: bool) -> Release:
-        scanned = self._context + self._buffer
+        buffer = "".join(self._pieces)
+        self._pieces = [buffer]  # joined once: a push that releases nothing will not redo it
+        scanned = self._context + buffer
         offset = len(self._context)
         findings = await self._scan(scanned)
         limit = len(scanned) if final else len(scanned) - self.window
@@ -133,10 +147,10 @@ class HoldBack:
         decision = self._judge([piece], inside) if inside else None
         if isinstance(decision, Block):
             self._blocked = decision
-            self._buffer = ""
+            self._take_buffer("")
             return Release(blocked=decision)
         text = decision.texts.get(0, piece) if isinstance(decision, Mask) else piece
-        self._buffer = scanned[cut:]
+        self._take_buffer(scanned[cut:])
         self._context = scanned[max(0, cut - self.window) : cut]
         return Release(text, consumed=cut - offset)
 
