@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 
 class ConfigError(ValueError):
     """A config problem: the message names the guardrail (or section) and the key."""
+
+
+def did_you_mean(key: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or nothing: a typo'd key must say
+    what it was probably meant to be."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""

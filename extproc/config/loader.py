@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from extproc.config.errors import ConfigError
+from extproc.config.errors import ConfigError, did_you_mean
 from extproc.config.params import flag
+from extproc.config.policies import apply_policies
 from extproc.config.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,10 @@ def _modes(raw: Any, where: str) -> tuple[str, ...]:
 ENGINE_FLAGS = ("disable_exception_on_block", "output_parse_pii")
 
 
+# Keys of one ``guardrails:`` entry (``guardrail_info`` is LiteLLM's free-form description).
+ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
+
+
 def _guardrail(entry: Any, index: int) -> GuardrailSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"guardrails[{index}]: expected a mapping with guardrail_name")
@@ -125,6 +130,10 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"guardrails[{index}]: guardrail_name is required")
     where = f"guardrail {name!r}"
+    unknown = [key for key in entry if key not in ENTRY_KEYS]
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), ENTRY_KEYS)
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}")
     params = entry.get("litellm_params")
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: litellm_params is required")
@@ -159,21 +168,100 @@ def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
         raise ConfigError(f"{source}: litellm_settings.callbacks must be a list")
     specs = []
     for callback in callbacks:
-        if callback in CALLBACK_GUARDRAILS:
-            params: dict[str, Any] = {"guardrail": callback, "mode": "pre_call"}
-            extra = settings.get("prompt_injection_params")
-            if callback == "detect_prompt_injection" and isinstance(extra, dict):
-                params["prompt_injection_params"] = extra
-            specs.append(GuardrailSpec(callback, callback, ("pre_call",), True, params))
-        elif callback in CALLBACK_BACKENDS:
-            specs.append(_backend_callback(callback, settings, source))
-        elif callback in GUARDRAIL_CALLBACKS_ELSEWHERE:
-            raise ConfigError(
-                f"{source}: litellm_settings.callbacks: {callback!r} is not run as a callback "
-                "here; configure it as an entry under guardrails:"
-            )
+        spec = _callback_spec(callback, settings, source, f"{source}: litellm_settings.callbacks")
+        if spec is not None:
+            specs.append(spec)
         else:
             log.info("config %s: ignoring litellm_settings callback %r", source, callback)
+    return specs
+
+
+def _callback_spec(
+    callback: Any, settings: dict[str, Any], source: str, where: str
+) -> GuardrailSpec | None:
+    """The default_on guardrail a legacy guardrail callback stands for (named after it), or
+    None for a callback that is not a guardrail (logging, observability)."""
+    if callback in CALLBACK_GUARDRAILS:
+        params: dict[str, Any] = {"guardrail": callback, "mode": "pre_call"}
+        extra = settings.get("prompt_injection_params")
+        if callback == "detect_prompt_injection" and isinstance(extra, dict):
+            params["prompt_injection_params"] = extra
+        return GuardrailSpec(callback, callback, ("pre_call",), True, params)
+    if callback in CALLBACK_BACKENDS:
+        return _backend_callback(callback, settings, source)
+    if callback in GUARDRAIL_CALLBACKS_ELSEWHERE:
+        raise ConfigError(
+            f"{where}: {callback!r} is not run as a callback here; configure it as an entry "
+            "under guardrails:"
+        )
+    return None
+
+
+def _legacy_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
+    """LiteLLM's older form, ``litellm_settings.guardrails: [{name: {callbacks: [...],
+    default_on, logging_only, callback_args, enabled_roles}}]``: each callback of an entry
+    becomes a guardrail named after the entry (``name-callback`` when it lists several)."""
+    if not isinstance(settings, dict) or settings.get("guardrails") is None:
+        return []
+    entries = settings["guardrails"]
+    where = f"{source}: litellm_settings.guardrails"
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} must be a list of {{name: {{callbacks: [...]}}}}")
+    specs = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{where}[{index}]: expected one {{name: {{callbacks: [...]}}}}")
+        [(name, options)] = entry.items()
+        specs += _legacy_entry(str(name), options, settings, source, f"{where}[{index}] {name!r}")
+    return specs
+
+
+LEGACY_ENTRY_KEYS = ("callbacks", "default_on", "logging_only", "callback_args", "enabled_roles")
+
+
+def _legacy_entry(
+    name: str, options: Any, settings: dict[str, Any], source: str, where: str
+) -> list[GuardrailSpec]:
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: expected a mapping with callbacks")
+    unknown = [key for key in options if key not in LEGACY_ENTRY_KEYS]
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), LEGACY_ENTRY_KEYS)
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}")
+    callbacks = options.get("callbacks")
+    if isinstance(callbacks, str):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, list) or not callbacks:
+        raise ConfigError(f"{where}: callbacks must be a non-empty list")
+    default_on = flag(options, "default_on", False, where)
+    logging_only = flag(options, "logging_only", False, where)
+    arguments = options.get("callback_args") or {}
+    if not isinstance(arguments, dict):
+        raise ConfigError(f"{where}: callback_args must map callback names to their arguments")
+    if options.get("enabled_roles") is not None:
+        log.warning(
+            "WARNING config %s: %s: enabled_roles is not applied here: every role's text is "
+            "checked (stricter, never looser)",
+            source,
+            where,
+        )
+    specs = []
+    for callback in callbacks:
+        spec = _callback_spec(callback, settings, source, f"{where}: callbacks")
+        if spec is None:
+            raise ConfigError(
+                f"{where}: callback {callback!r} is not a guardrail this service runs (known: "
+                f"{', '.join((*CALLBACK_GUARDRAILS, *CALLBACK_BACKENDS))})"
+            )
+        own = arguments.get(callback) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"{where}: callback_args.{callback} must be a mapping")
+        params = {**spec.params, **_resolve_env(own, f"{where}: callback_args.{callback}")}
+        modes = ("logging_only",) if logging_only else spec.modes
+        if logging_only:
+            params["mode"] = "logging_only"
+        named = name if len(callbacks) == 1 else f"{name}-{callback}"
+        specs.append(replace(spec, name=named, modes=modes, default_on=default_on, params=params))
     return specs
 
 
@@ -239,24 +327,69 @@ def _llm_guard_mode(mode: Any, source: str) -> bool:
     return mode == "all"
 
 
+# LiteLLM proxy sections that are not about guardrails: the gateway's own business (models,
+# routing, auth...), read by LiteLLM, not here.
+LITELLM_OTHER_SECTIONS = (
+    "model_list",
+    "general_settings",
+    "router_settings",
+    "environment_variables",
+    "credential_list",
+    "mcp_servers",
+    "mcp_tools",
+    "search_tools",
+    "vector_store_registry",
+    "include",
+    "prompts",
+    "agents",
+    "pass_through_endpoints",
+)
+SECTIONS = ("guardrails", OUR_SECTION, "litellm_settings", "policies", "policy_attachments")
+
+
+def _check_sections(document: dict[str, Any], source: str) -> None:
+    """Sections we read, LiteLLM's others (ignored, said once), and anything else: a near
+    miss of a section we read is an error (the guardrails it meant would silently not run);
+    another unknown one a WARNING naming it."""
+    ignored = []
+    for key in document:
+        if key in SECTIONS:
+            continue
+        if key in LITELLM_OTHER_SECTIONS:
+            ignored.append(key)
+            continue
+        hint = did_you_mean(str(key), SECTIONS)
+        if hint:
+            raise ConfigError(f"{source}: unknown section {key!r}{hint}")
+        log.warning(
+            "WARNING config %s: unknown section %r ignored (not a LiteLLM section either)",
+            source,
+            key,
+        )
+    if ignored:
+        log.info("config %s: ignoring sections not used here: %s", source, ", ".join(ignored))
+
+
 def parse_config(document: Any, source: str = "<memory>") -> Config:
     if document is None:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    used = ("guardrails", OUR_SECTION, "litellm_settings")
-    ignored = sorted(k for k in document if k not in used)
-    if ignored:
-        log.info("config %s: ignoring sections not used here: %s", source, ", ".join(ignored))
+    _check_sections(document, source)
     entries = document.get("guardrails") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: guardrails must be a list")
     specs = tuple(_guardrail(entry, i) for i, entry in enumerate(entries))
-    specs += tuple(_callback_guardrails(document.get("litellm_settings"), source))
+    litellm_settings = document.get("litellm_settings")
+    specs += tuple(_callback_guardrails(litellm_settings, source))
+    specs += tuple(_legacy_guardrails(litellm_settings, source))
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"guardrail {duplicates[0]!r}: guardrail_name is used more than once")
+    specs = apply_policies(
+        specs, document.get("policies"), document.get("policy_attachments"), source
+    )
     try:
         settings = Settings.from_mapping(document.get(OUR_SECTION))
     except SettingsError as error:

@@ -72,3 +72,45 @@ def test_detect_prompt_injection_callback_rejects_like_litellm(
     error = response.json()["error"]
     assert error["message"] == "Rejected message. This is a prompt injection attack."
     assert error["code"] == "400"
+
+
+# Guardrails turned on by LiteLLM's policies and by its older litellm_settings.guardrails form:
+# none says default_on itself, yet an ordinary request (no selection) is protected.
+POLICY_CONFIG = """
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o}
+guardrails:
+  - guardrail_name: pii-masking
+    litellm_params: {guardrail: pii, mode: pre_call, entities: [EMAIL]}
+  - guardrail_name: unused
+    litellm_params: {guardrail: litellm_content_filter, mode: pre_call,
+                     blocked_words: [{keyword: kumquat, action: BLOCK}]}
+policies:
+  baseline:
+    guardrails: {add: [pii-masking, unused]}
+  everyone:
+    inherit: baseline
+    guardrails: {remove: [unused]}
+policy_attachments:
+  - {policy: everyone, scope: "*"}
+litellm_settings:
+  guardrails:
+    - secrets-guard:
+        callbacks: [hide_secrets]
+        default_on: true
+"""
+
+
+@pytest.fixture(scope="module")
+def policy_stack(tmp_path_factory: pytest.TempPathFactory):
+    yield from module_stack(tmp_path_factory, "policies", POLICY_CONFIG)
+
+
+def test_policies_and_the_legacy_form_guard_an_ordinary_request(
+    client: httpx.Client, policy_stack: Stack
+) -> None:
+    response = send(client, policy_stack, f"mail jane@example.com key {KEY} kumquat")
+    assert response.status_code == 200  # "unused" was removed from the attached policy
+    sent = json.loads(upstream_last(client, policy_stack)["body"])
+    assert sent["messages"][0]["content"] == "mail [EMAIL] key [REDACTED] kumquat"

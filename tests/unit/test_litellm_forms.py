@@ -1,0 +1,207 @@
+"""LiteLLM's other ways of turning guardrails on: the older ``litellm_settings.guardrails``
+form, ``policies`` + ``policy_attachments``; and what an unknown section or key does (an
+error naming the likely fix, or a WARNING naming it; never a silent no-op)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extproc.config import ConfigError, parse_config
+
+
+def parse(text: str):  # type: ignore[no-untyped-def]
+    return parse_config(yaml.safe_load(textwrap.dedent(text)), source="test.yaml")
+
+
+def by_name(config) -> dict:  # type: ignore[no-untyped-def]
+    return {spec.name: spec for spec in config.guardrails}
+
+
+# -- the older litellm_settings.guardrails form ---------------------------------------------------
+
+
+def test_legacy_guardrails_form_loads_each_entry_as_a_guardrail() -> None:
+    config = parse("""
+        litellm_settings:
+          guardrails:
+            - secrets-guard: {callbacks: [hide_secrets], default_on: true}
+            - injection: {callbacks: [detect_prompt_injection]}
+            - watch: {callbacks: [hide_secrets], default_on: true, logging_only: true}
+            - both: {callbacks: [hide_secrets, detect_prompt_injection], default_on: true}
+    """)
+    specs = by_name(config)
+    assert sorted(specs) == [
+        "both-detect_prompt_injection",
+        "both-hide_secrets",
+        "injection",
+        "secrets-guard",
+        "watch",
+    ]
+    assert (specs["secrets-guard"].guardrail, specs["secrets-guard"].default_on) == (
+        "hide_secrets",
+        True,
+    )
+    assert specs["injection"].default_on is False  # LiteLLM's default: asked for by name
+    assert specs["watch"].modes == ("logging_only",)
+    assert specs["secrets-guard"].modes == ("pre_call",)
+
+
+def test_legacy_callback_args_reach_the_guardrail() -> None:
+    config = parse("""
+        litellm_settings:
+          guardrails:
+            - pi:
+                callbacks: [detect_prompt_injection]
+                callback_args: {detect_prompt_injection: {threshold: 0.9}}
+    """)
+    assert by_name(config)["pi"].params["threshold"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{a: {callbacks: [langfuse]}}", "callback 'langfuse' is not a guardrail this service"),
+        ("{a: {callbacks: []}}", "callbacks must be a non-empty list"),
+        ("{a: {callbaks: [hide_secrets]}}", "unknown key 'callbaks' (did you mean 'callbacks'?)"),
+        ("{a: {callbacks: [hide_secrets], default_on: 'yes'}}", "default_on"),
+        ("{a: {callbacks: [llamaguard_moderations]}}", "configure it as an entry under"),
+    ],
+)
+def test_legacy_entries_that_cannot_run_are_refused(entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(f"litellm_settings: {{guardrails: [{entry}]}}")
+
+
+def test_enabled_roles_is_a_warning_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        parse("""
+            litellm_settings:
+              guardrails:
+                - g: {callbacks: [hide_secrets], enabled_roles: [user]}
+        """)
+    assert "WARNING" in caplog.text and "enabled_roles" in caplog.text
+
+
+# -- policies and policy_attachments ---------------------------------------------------------------
+
+GUARDRAILS = """
+guardrails:
+  - guardrail_name: pii
+    litellm_params: {guardrail: pii, mode: pre_call}
+  - guardrail_name: secrets
+    litellm_params: {guardrail: secrets, mode: pre_call}
+  - guardrail_name: filter
+    litellm_params: {guardrail: litellm_content_filter, mode: pre_call, blocked_words: [x]}
+"""
+
+
+def test_a_policy_attached_everywhere_turns_its_guardrails_on() -> None:
+    config = parse(
+        GUARDRAILS
+        + """
+policies:
+  base: {guardrails: {add: [pii, filter]}}
+  main: {inherit: base, guardrails: {add: [secrets], remove: [filter]}}
+policy_attachments:
+  - {policy: main, scope: "*"}
+"""
+    )
+    on = {name for name, spec in by_name(config).items() if spec.default_on}
+    assert on == {"pii", "secrets"}
+
+
+def test_an_unattached_policy_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        config = parse(GUARDRAILS + "policies: {lonely: {guardrails: {add: [pii]}}}\n")
+    assert not any(spec.default_on for spec in config.guardrails)
+    assert "WARNING" in caplog.text and "'lonely' is attached nowhere" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("policies", "attachments", "message"),
+    [
+        ("{p: {guardrails: {add: [pi]}}}", "[{policy: p, scope: '*'}]", "no guardrail named 'pi'"),
+        ("{p: {guardrails: {add: [pii]}}}", "[{policy: q, scope: '*'}]", "no policy named 'q'"),
+        (
+            "{p: {guardrails: {add: [pii]}}}",
+            "[{policy: p, teams: [finance]}]",
+            "teams scopes are not supported",
+        ),
+        (
+            "{p: {guardrails: {add: [pii]}}}",
+            "[{policy: p, models: [gpt-4]}]",
+            "models scopes are not supported",
+        ),
+        ("{p: {guardrails: {add: [pii]}}}", "[{policy: p}]", "scope must be '*'"),
+        (
+            "{p: {inherit: q, guardrails: {}}, q: {inherit: p}}",
+            "[{policy: p, scope: '*'}]",
+            "circle",
+        ),
+        ("{p: {guardrail: {add: [pii]}}}", "[]", "unknown key 'guardrail' (did you mean"),
+        ("{p: {guardrails: {ad: [pii]}}}", "[]", "unknown key 'ad' (did you mean 'add'?)"),
+    ],
+)
+def test_policies_that_cannot_do_what_they_say_are_refused(
+    policies: str, attachments: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(GUARDRAILS + f"policies: {policies}\npolicy_attachments: {attachments}\n")
+
+
+# -- sections and entry keys ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "meant"), [("guardrail", "guardrails"), ("policy_attachment", "policy_attachments")]
+)
+def test_a_near_miss_of_a_section_we_read_is_an_error(section: str, meant: str) -> None:
+    with pytest.raises(
+        ConfigError, match=_re(f"unknown section {section!r} (did you mean {meant!r}?)")
+    ):
+        parse(f"{section}: []\n")
+
+
+def test_other_unknown_sections_are_a_warning_naming_them(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        parse("model_list: []\nsomething_else: {}\n")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("WARNING" in w and "'something_else'" in w for w in warnings)
+    assert not any("model_list" in w for w in warnings)  # LiteLLM's own: ignored quietly
+
+
+def test_a_typo_in_an_entry_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=_re("unknown key 'litellm_param' (did you mean")):
+        parse("guardrails: [{guardrail_name: g, litellm_param: {guardrail: pii, mode: pre_call}}]")
+
+
+def test_check_runs_guardrails_a_policy_turned_on(tmp_path: Path) -> None:
+    """The contract: a policy-attached guardrail protects an ordinary text with no selection."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        GUARDRAILS + "policies: {p: {guardrails: {add: [pii]}}}\n"
+        "policy_attachments: [{policy: p, scope: '*'}]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "extproc", "check", "--config", str(config)],
+        input=json.dumps({"text": "mail jane@example.com"}) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["masked_text"] == "mail [EMAIL]"
+
+
+def _re(text: str) -> str:
+    import re
+
+    return re.escape(text)
