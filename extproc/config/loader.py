@@ -119,6 +119,8 @@ def _modes(raw: Any, where: str) -> tuple[str, ...]:
 ENGINE_FLAGS = ("disable_exception_on_block", "output_parse_pii")
 
 
+# Backends whose LiteLLM ``during_call`` hook is the one that filters the streamed answer.
+STREAMING_DURING_CALL = ("litellm_content_filter",)
 # Keys of one ``guardrails:`` entry (``guardrail_info`` is LiteLLM's free-form description).
 ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
 
@@ -148,12 +150,14 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
         raise ConfigError(f"{where}: litellm_params.default_on must be true or false")
     for key in ENGINE_FLAGS:  # a string "false" must not act as true: refused, not guessed
         flag(params, key, False, f"{where}: litellm_params")
+    modes = _modes(params["mode"], f"{where}: litellm_params.mode")
+    if backend in STREAMING_DURING_CALL and "during_call" in modes and "post_call" not in modes:
+        # LiteLLM runs this filter's during_call on the streamed answer: here that is post_call
+        # (the request is still checked during the call, as the mode says).
+        modes += ("post_call",)
+        log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", where)
     return GuardrailSpec(
-        name=name,
-        guardrail=backend,
-        modes=_modes(params["mode"], f"{where}: litellm_params.mode"),
-        default_on=default_on,
-        params=params,
+        name=name, guardrail=backend, modes=modes, default_on=default_on, params=params
     )
 
 

@@ -205,3 +205,17 @@ def _re(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_content_filter_during_call_also_checks_the_answer_as_in_litellm() -> None:
+    config = parse("""
+        guardrails:
+          - guardrail_name: cf
+            litellm_params: {guardrail: litellm_content_filter, mode: during_call,
+                             blocked_words: [{keyword: kumquat, action: BLOCK}]}
+          - guardrail_name: other
+            litellm_params: {guardrail: pii, mode: during_call}
+    """)
+    specs = by_name(config)
+    assert specs["cf"].modes == ("during_call", "post_call")
+    assert specs["other"].modes == ("during_call",)
