@@ -17,6 +17,9 @@ import functools
 import operator
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import accumulate, compress
 from typing import Any
@@ -131,11 +134,38 @@ class Normalized:
         return self.orig_starts[k + 1]
 
 
+# Within ``shared_normalization()``: normalised texts by id (the entry keeps the text alive, so
+# the id cannot be reused while it is there).
+_SHARED: ContextVar[dict[int, Normalized] | None] = ContextVar("normalized_texts", default=None)
+
+
+@contextmanager
+def shared_normalization() -> Iterator[None]:
+    """Normalise each text object once inside the block: for a guardrail that runs other
+    guardrails over the same texts (each of which normalises them), so hostile text is not
+    rewritten once per detector. The results are dropped when the block ends."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def normalize(text: str) -> Normalized:
     """Normalise ``text`` for matching; text that is already normal comes back as it is, with
     no map (ASCII at once; other text after one RE2 search for unstable characters)."""
     if text.isascii():
         return Normalized(text, text)
+    shared = _SHARED.get()
+    if shared is None:
+        return _normalize(text)
+    known = shared.get(id(text))
+    if known is None or known.original is not text:
+        known = shared[id(text)] = _normalize(text)
+    return known
+
+
+def _normalize(text: str) -> Normalized:
     data = text.encode("utf-8", "surrogatepass")
     find = _unstable_runs().Match
     size = len(data)

@@ -262,7 +262,7 @@ def test_content_filter_keywords_and_patterns_see_the_normalised_text() -> None:
     assert spans == [(6, 15), (20, 31)]
 
 
-# -- worst-case work: bounded searches, bulk rewriting equal to one by one --------------------------
+# -- worst-case work: bounded searches, bulk rewriting equal to one by one ------------------------
 
 import importlib  # noqa: E402
 
@@ -297,7 +297,7 @@ class _CountingSearch:
     def __init__(self, regex: object) -> None:
         self.regex, self.calls = regex, 0
 
-    def Match(self, *args: object) -> object:  # noqa: N802 (the extension's name)
+    def Match(self, *args: object) -> object:
         self.calls += 1
         return self.regex.Match(*args)
 
