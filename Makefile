@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: venv protos test lint format run bench bench-streaming detectors quality clean
+.PHONY: venv protos test lint format run bench bench-streaming bench-worstcase detectors quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-streaming: protos
 
 detectors: $(STAMP)
 	$(PY) bench/detectors.py $(ARGS)
+
+# Adversarial inputs per detector (MB/s per detector x input class); ARGS=--quick for a short run.
+bench-worstcase: $(STAMP)
+	$(PY) bench/worstcase.py $(ARGS)
 
 # Needs ../shared/eval (labelled development data) beside the project.
 quality: $(STAMP)

@@ -21,7 +21,9 @@ import yaml
 from extproc.backends import register
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.text.normalize import normalize
+from extproc.text.normalize import normalize, shared_normalization
+from extproc.text.offsets import byte_spans_to_chars, utf8
+from extproc.text.re2_raw import UNANCHORED, raw_match
 
 DEFAULT_PATTERN_FORMAT = "[{pattern_name}_REDACTED]"
 DEFAULT_KEYWORD_TAG = "[KEYWORD_REDACTED]"
@@ -231,6 +233,12 @@ class ContentFilterGuardrail(Guardrail):
     # -- scanning ---------------------------------------------------------------------------
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        # The sub-detectors and the patterns below all match the normalised texts: rewrite each
+        # text once, not once per detector.
+        with shared_normalization():
+            return await self._scan(texts)
+
+    async def _scan(self, texts: Sequence[str]) -> list[Finding]:
         findings: list[Finding] = []
         for detector in self._detectors:
             for finding in await detector.scan(texts):
@@ -244,17 +252,24 @@ class ContentFilterGuardrail(Guardrail):
             # original: "bl\u200bocked" is the blocked word.
             normalized = normalize(text)
             seen = normalized.text
+            data = utf8(seen)
+            ascii_only = len(data) == len(seen)
+            hits: list[tuple[int, int, _Rule | None]] = []
             for regex, rule in self._regexes:
-                for match in regex.finditer(seen):
-                    if match.end() > match.start():
-                        span = normalized.span(*match.span())
-                        findings.append(self._finding(index, *span, rule))
+                hits.extend((start, end, rule) for start, end in _spans(regex, data))
             if self._keywords is not None:
-                for match in self._keywords.finditer(seen):
-                    word = match.group().lower()
-                    rule = self._keyword_rules.get(word) or next(iter(self._keyword_rules.values()))
-                    span = normalized.span(*match.span())
-                    findings.append(self._finding(index, *span, rule))
+                hits.extend((start, end, None) for start, end in _spans(self._keywords, data))
+            if not ascii_only:
+                hits = byte_spans_to_chars(data, hits)
+            keyword_rules, span = self._keyword_rules, normalized.span
+            for start, end, rule in hits:
+                if rule is None:  # a keyword: the rule of the word it is
+                    word = seen[start:end].lower()
+                    rule = keyword_rules.get(word) or next(iter(keyword_rules.values()))
+                first, last = span(start, end) if normalized.norm_starts else (start, end)
+                findings.append(
+                    Finding(index, first, last, rule.name, rule.action, rule.name, rule.label)
+                )
         return findings
 
     def _map(self, finding: Finding, text: str) -> Finding | None:
@@ -272,6 +287,26 @@ class ContentFilterGuardrail(Guardrail):
     @staticmethod
     def _finding(index: int, start: int, end: int, rule: _Rule, kind: str | None = None) -> Finding:
         return Finding(index, start, end, kind or rule.name, rule.action, rule.name, rule.label)
+
+
+def _spans(regex: Any, data: bytes) -> list[tuple[int, int]]:
+    """Non-empty (start, end) byte spans of ``regex``'s matches in ``data``, left to right, as
+    ``finditer`` finds them, through the extension object (no Match object per hit)."""
+    match = raw_match(regex)
+    spans: list[tuple[int, int]] = []
+    pos, size = 0, len(data)
+    while pos <= size:
+        start, end = match(UNANCHORED, data, pos, size)[0]
+        if start < 0:
+            break
+        if end > start:
+            spans.append((start, end))
+            pos = end
+        else:  # an empty match: step over one character (not into a UTF-8 sequence)
+            pos = start + 1
+            while pos < size and data[pos] & 0xC0 == 0x80:
+                pos += 1
+    return spans
 
 
 def _read_keyword_file(path: object, where: str) -> list[Any]:

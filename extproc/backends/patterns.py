@@ -26,7 +26,7 @@ from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars
-from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match
+from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match, raw_set_match
 
 
 def _options(latin1: bool, longest: bool) -> re2.Options:
@@ -55,6 +55,10 @@ class Entity:
     context: str | None = None
     # Checks the candidate against its surroundings (e.g. not glued to more digits), runs first.
     refine: Refine | None = None
+    # RE2 that must come right after ``pattern``; consumed by the match, not part of the finding.
+    # For what ``refine`` would reject on the right anyway: such text is then no candidate at
+    # all (a long run of them cost a search, a call and a rejection each).
+    trailer: str | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -74,17 +78,38 @@ class _Alternation:
     extension object directly (extproc.text.re2_raw): the wrapper costs more than the search.
     """
 
-    def __init__(self, regex: Any, members: list[_Member]) -> None:
+    def __init__(
+        self, regex: Any, members: list[_Member], identify: Callable[[bytes], list[int]] | None
+    ) -> None:
         self._search = raw_match(regex)
         self._members = members  # in table order
+        # Which entities match a span, in one call (see _Matcher._identifier), or None.
+        self._identify = identify
 
     def match(
         self, data: bytes, pos: int, anchored: bool = False
     ) -> tuple[int, int, int, _Compiled] | None:
         """(match start, value start, value end, entity) of the first match at or after pos."""
-        start, end = self._search(ANCHOR_START if anchored else UNANCHORED, data, pos, len(data))[0]
+        size = len(data)
+        start, end = self._search(ANCHOR_START if anchored else UNANCHORED, data, pos, size)[0]
         if start < 0:
             return None
+        if self._identify is not None and start > 0 and end < size:
+            # The span with one character of context on each side (what \b looks at).
+            low, high = start - 1, end + 1
+            while low and data[low] & 0xC0 == 0x80:
+                low -= 1
+            while high < size and data[high] & 0xC0 == 0x80:
+                high += 1
+            found = self._identify(data[low:high])
+            if found:
+                member = self._members[min(found)]
+                if not member.value_group:
+                    return start, start, end, member.compiled
+                spans = member.match(ANCHOR_BOTH, data, start, end)
+                if spans[0][0] >= 0:
+                    value_start, value_end = spans[member.value_group]
+                    return start, value_start, value_end, member.compiled
         for member in self._members:
             spans = member.match(ANCHOR_BOTH, data, start, end)
             if spans[0][0] >= 0:
@@ -126,10 +151,10 @@ class _Matcher:
 
     def _member(self, compiled: _Compiled) -> _Member:
         entity = compiled.entity
-        if entity.context is None:
+        if entity.context is None and entity.trailer is None:
             regex = self._owner._compile(entity.pattern, "entities", self._options)
             return _Member(compiled, raw_match(regex), 0)
-        pattern = f"(?:{entity.context})(?P<value>{entity.pattern})"
+        pattern = f"(?:{entity.context or ''})(?P<value>{entity.pattern})(?:{entity.trailer or ''})"
         regex = self._owner._compile(pattern, "entities", self._options)
         groups = {_text(name): group for name, group in regex.groupindex.items()}
         return _Member(compiled, raw_match(regex), groups["value"])
@@ -138,7 +163,25 @@ class _Matcher:
         entities = [self._members[i].compiled.entity for i in subset]
         pattern = "|".join(_plain(e) for e in entities)
         regex = self._owner._compile(pattern, "entities", self._options)
-        return _Alternation(regex, [self._members[i] for i in subset])
+        members = [self._members[i] for i in subset]
+        return _Alternation(regex, members, self._identifier(entities))
+
+    def _identifier(self, entities: list[Entity]) -> Callable[[bytes], list[int]] | None:
+        """An RE2 set telling, in one call, which entities match a span given with one
+        character of context on each side (matching the entities one by one cost up to one
+        call per entity, the most per-candidate work on text dense with candidates). The
+        context characters are consumed, so ``\\b`` and ``(?m)^`` see what they see in the
+        text; at the text's very edges (no context character) the one-by-one match is used."""
+        identifier = re2.Set.FullMatchSet(self._options)
+        latin1 = self._options.encoding == re2.Options.Encoding.LATIN1
+        try:
+            for entity in entities:
+                wrapped = f"(?s:.)(?:{_plain(entity)})(?s:.)"
+                identifier.Add(wrapped.encode("latin-1") if latin1 else wrapped)
+            identifier.Compile()
+        except re2.error:
+            return None
+        return raw_set_match(identifier)
 
 
 class PatternGuardrail(Guardrail):
@@ -271,6 +314,9 @@ class PatternGuardrail(Guardrail):
             return []
         if not ascii_only:
             hits = byte_spans_to_chars(data, hits)
+        make = self._make_finding
+        if not normalized.norm_starts:  # offsets map one to one
+            return [make(index, start, end, compiled) for start, end, compiled in hits]
         return [self._finding(index, normalized, hit) for hit in hits]
 
     def _finding(
@@ -294,13 +340,15 @@ class PatternGuardrail(Guardrail):
         # A search can cost up to the rest of the text (an unbounded pattern such as an e-mail
         # local part stays alive through "1.1.1.1..."), so rescans after rejections are capped:
         # a constant number of them keeps the scan linear on hostile input.
-        rescans = _RESCANS_PER_TEXT if self.RESCAN_REJECTED else 0
+        rescan_rejected = self.RESCAN_REJECTED
+        rescans = _RESCANS_PER_TEXT if rescan_rejected else 0
+        match, accept = everything.match, self._accept
         while pos <= size:
-            found = everything.match(data, pos)
+            found = match(data, pos)
             if found is None:
                 break
             start, value_start, value_end, compiled = found
-            accepted = self._accept(compiled, data, value_start, value_end)
+            accepted = accept(compiled, data, value_start, value_end)
             if accepted is None and rescans <= 0:
                 pos = max(value_end, start + 1)
                 continue
@@ -310,7 +358,7 @@ class PatternGuardrail(Guardrail):
             if accepted is not None:
                 hits.append((*accepted, compiled))
                 # Without rescans a match consumes its text even when refine narrowed it.
-                resume = accepted[1] if self.RESCAN_REJECTED else value_end
+                resume = accepted[1] if rescan_rejected else value_end
                 pos = max(resume, start + 1)
             else:
                 pos = start + 1
@@ -381,9 +429,7 @@ class PatternGuardrail(Guardrail):
 
 def _plain(entity: Entity) -> str:
     """The entity's pattern as one alternative, without capturing groups of ours."""
-    if entity.context is None:
-        return f"(?:{entity.pattern})"
-    return f"(?:{entity.context})(?:{entity.pattern})"
+    return f"(?:{entity.context or ''})(?:{entity.pattern})(?:{entity.trailer or ''})"
 
 
 def _text(name: str | bytes) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -39,6 +40,8 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize
+from extproc.text.offsets import byte_spans_to_chars
+from extproc.text.re2_raw import UNANCHORED, raw_match
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 FINDING_TYPE = "PROMPT_INJECTION"
@@ -618,8 +621,13 @@ class InjectionModel:
             and not (drop_code and i in sensitive)
             and not (drop_persona and i == persona)
         ]
-        if requests and any(start <= a and b <= end for a, b in requests):
-            kept.append(request)
+        if requests:
+            # requests are non-overlapping matches in order (sorted by start and by end): the
+            # first one starting in the window is the one that may also end in it. A scan of
+            # all of them per window made long documents quadratic.
+            first = bisect_left(requests, (start, -1))
+            if first < len(requests) and requests[first][1] <= end:
+                kept.append(request)
         return kept
 
     def _request_spans(self, lowered: str, raw: list[int]) -> list[tuple[int, int]]:
@@ -629,11 +637,23 @@ class InjectionModel:
         """
         if self._request not in raw or self._document not in raw:
             return []
-        return [
-            match.span()
-            for match in _REQUEST_RE.finditer(lowered)
-            if not _ABOUT_DOCUMENT_RE.search(match.group())
-        ]
+        # On the extension objects (extproc.text.re2_raw): the wrapper's finditer and search
+        # cost ~100 us per line, which a document of many short lines turned into seconds.
+        data = lowered.encode()
+        request, about = raw_match(_REQUEST_RE), raw_match(_ABOUT_DOCUMENT_RE)
+        spans: list[tuple[int, int, None]] = []
+        pos, size = 0, len(data)
+        while pos < size:
+            start, end = request(UNANCHORED, data, pos, size)[0]
+            if start < 0:
+                break
+            line = data[start:end]  # searched on its own, as a string of its own
+            if about(UNANCHORED, line, 0, len(line))[0][0] < 0:
+                spans.append((start, end, None))
+            pos = max(end, start + 1)
+        if len(data) != len(lowered):
+            spans = byte_spans_to_chars(data, spans)
+        return [(start, end) for start, end, _ in spans]
 
     def logit(self, indices: Iterable[int]) -> float:
         """Bias + pattern weights + term weights / sqrt(number of terms present).

@@ -95,6 +95,7 @@ _CAPTURE = re2.compile(r"\(\?P<[a-z]+>")
 _IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _MEMO_ENTRIES = 2048  # per scan: repeated text is what the memo is for, not variety
 _MEMO_KEY_BYTES = 2048
+_KIND_ENTRIES, _KIND_KEY_BYTES = 4096, 64
 
 
 def _compile(pattern: str) -> Any:
@@ -199,6 +200,9 @@ class _Detector:
                 self.classifier.Add(alternative.encode("latin-1"))
             self.classifier.Compile()
             self.classify = raw_set_match(self.classifier)
+        # Which alternative a trigger's bytes are (a function of them alone), for short ones:
+        # hostile text repeats a few triggers, and the set costs more than a lookup.
+        self.kind_of: dict[bytes, int] = {}
 
     # -- the scan loop ------------------------------------------------------------------------
 
@@ -221,7 +225,12 @@ class _Detector:
             s, e = self.prefilter(UNANCHORED, data, pos, search_hi)[0]
             if s < 0 or s >= hi:
                 break
-            which = min(self.classify(data[s:e]))
+            trigger = data[s:e]
+            which = self.kind_of.get(trigger, -1)
+            if which < 0:
+                which = min(self.classify(trigger))
+                if len(trigger) <= _KIND_KEY_BYTES and len(self.kind_of) < _KIND_ENTRIES:
+                    self.kind_of[trigger] = which
             kind = self.kinds[which]
             if kind == "generic":
                 if not nested:

@@ -14,9 +14,14 @@ marks, rewritten as a unit, possibly to a different length or to nothing at all)
 from __future__ import annotations
 
 import functools
+import operator
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from itertools import accumulate, compress
 from typing import Any
 
 import re2
@@ -60,6 +65,18 @@ DASHES = str.maketrans(dict.fromkeys(_DASH_CHARS, "-"))
 _TAG_CHARS = "".join(chr(0xE0000 + cp) for cp in range(0x20, 0x7F))
 # Characters normalisation removes or folds on top of NFKC.
 REMOVED_OR_FOLDED = "".join(sorted(INVISIBLE.union(_DASH_CHARS, _TAG_CHARS, GENERIC_MARKS)))
+
+
+# Runs are rewritten one by one (one RE2 search each) while they are few and short. Past that,
+# the rest of the text is rewritten in bulk: C-speed passes over the whole rest find the same
+# clusters and rewrite them together, so text made of runs ("a\u0301" repeated, a zero-width
+# character after every letter) costs a few passes, not a Python round trip per character.
+_RUNS_ONE_BY_ONE = 32
+_LONG_RUN_BYTES = 64
+# A cluster with more marks than this is normalised in chunks of this many: CPython puts marks
+# in canonical order by insertion sort, quadratic in the marks of one cluster ("e" followed by
+# 100,000 alternating above/below marks). Real text stays far below (UAX #15 stream-safe: 30).
+MAX_MARKS = 30
 
 
 def _is_mark(char: str) -> bool:
@@ -117,11 +134,38 @@ class Normalized:
         return self.orig_starts[k + 1]
 
 
+# Within ``shared_normalization()``: normalised texts by id (the entry keeps the text alive, so
+# the id cannot be reused while it is there).
+_SHARED: ContextVar[dict[int, Normalized] | None] = ContextVar("normalized_texts", default=None)
+
+
+@contextmanager
+def shared_normalization() -> Iterator[None]:
+    """Normalise each text object once inside the block: for a guardrail that runs other
+    guardrails over the same texts (each of which normalises them), so hostile text is not
+    rewritten once per detector. The results are dropped when the block ends."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def normalize(text: str) -> Normalized:
     """Normalise ``text`` for matching; text that is already normal comes back as it is, with
     no map (ASCII at once; other text after one RE2 search for unstable characters)."""
     if text.isascii():
         return Normalized(text, text)
+    shared = _SHARED.get()
+    if shared is None:
+        return _normalize(text)
+    known = shared.get(id(text))
+    if known is None or known.original is not text:
+        known = shared[id(text)] = _normalize(text)
+    return known
+
+
+def _normalize(text: str) -> Normalized:
     data = text.encode("utf-8", "surrogatepass")
     find = _unstable_runs().Match
     size = len(data)
@@ -131,10 +175,15 @@ def normalize(text: str) -> Normalized:
     if _not_one_for_one().Match(UNANCHORED, data, start, size)[0][0] < 0:
         return _replace_one_for_one(text, data, start, end)
     builder: _Builder | None = None
-    pos = char = 0
+    pos = char = runs = 0
     while True:
         start, end = find(UNANCHORED, data, pos, size)[0]
         if start < 0:
+            break
+        runs += 1
+        if runs > _RUNS_ONE_BY_ONE or end - start > _LONG_RUN_BYTES:
+            builder = builder or _Builder(text)
+            builder.add_rest(char)  # from the previous run's end (a stable character) on
             break
         # Character offsets of the run, counted from the previous run's end.
         char_start = char + len(data[pos:start].decode("utf-8", "surrogatepass"))
@@ -152,7 +201,11 @@ def _replace_one_for_one(text: str, data: bytes, start: int, end: int) -> Normal
     find = _unstable_runs().Match
     size = len(data)
     present: set[str] = set()
+    runs = 0
     while start >= 0:
+        runs += 1
+        if runs > _RUNS_ONE_BY_ONE:  # many runs: one translate pass instead of a search each
+            return Normalized(text.translate(_one_for_one_ords()), text)
         present.update(data[start:end].decode("utf-8", "surrogatepass"))
         start, end = find(UNANCHORED, data, end, size)[0]
     table = _one_for_one()
@@ -160,6 +213,11 @@ def _replace_one_for_one(text: str, data: bytes, start: int, end: int) -> Normal
     for char in present:
         normalized = normalized.replace(char, table[char])
     return Normalized(normalized, text)
+
+
+@functools.cache
+def _one_for_one_ords() -> dict[int, str]:
+    return {ord(char): rewritten for char, rewritten in _one_for_one().items()}
 
 
 @functools.cache
@@ -217,10 +275,19 @@ def _rewrite(cluster: str) -> str:
     tag characters as the ASCII they spell, and combining marks on an ASCII base dropped
     (``"A\u0301KIA"`` is ``"AKIA"`` to a reader scanning for a key; NFKC would compose it into
     ``"ÁKIA"``). Marks on other bases stay: they are letters of their script (é, Devanagari)."""
-    kept = "".join(c for c in cluster if c not in INVISIBLE).translate(TAGS)
+    kept = cluster.translate(_deletions()).translate(TAGS)
     if len(kept) > 1 and kept[0].isascii():
         kept = kept[0] + "".join(c for c in kept[1:] if not _is_mark(c))
+    if len(kept) > MAX_MARKS + 1:  # see MAX_MARKS: same result below it, linear above
+        chunks = [kept[: MAX_MARKS + 1]]
+        chunks += [kept[i : i + MAX_MARKS] for i in range(MAX_MARKS + 1, len(kept), MAX_MARKS)]
+        return "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
     return unicodedata.normalize("NFKC", kept).translate(DASHES)
+
+
+@functools.cache
+def _deletions() -> dict[int, None]:
+    return dict.fromkeys(map(ord, INVISIBLE))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -255,11 +322,49 @@ class _Builder:
             return
         for cluster_start, cluster_end in _clusters(text, start, end):
             cluster = text[cluster_start:cluster_end]
-            if not _needs_rewrite(cluster):
+            rewritten = _rewrite(cluster)
+            if rewritten == cluster:
                 continue
             self._identity(cluster_start)
-            self._piece(cluster_start, _rewrite(cluster), identity=False)
+            self._piece(cluster_start, rewritten, identity=False)
             self.copied_to = cluster_end
+
+    def add_rest(self, offset: int) -> None:
+        """Rewrite ``original[offset:]`` in bulk: the clusters ``add_run`` would rewrite, found,
+        rewritten and recorded as pieces by passes over the whole rest (``map``, ``compress``,
+        slices: no Python code runs per cluster). ``offset`` is the text's start or the end of a
+        run (so the character there is stable)."""
+        original = self.original
+        rest = original[offset:]
+        starts, ends = cluster_spans(rest, at_text_start=offset == 0)
+        clusters = list(map(rest.__getitem__, map(slice, starts, ends)))
+        rewritten = _rewrite_all(clusters)
+        changed = list(map(operator.ne, rewritten, clusters))
+        news = list(compress(rewritten, changed))
+        if not news:
+            return
+        firsts = list(map(offset.__add__, compress(starts, changed)))
+        lasts = list(map(offset.__add__, compress(ends, changed)))
+        befores = [self.copied_to, *lasts[:-1]]  # where the unchanged text before each begins
+        # Each rewritten cluster is a piece, after an identity piece for the text before it.
+        count = 2 * len(news)
+        piece_starts: list[int] = [0] * count
+        piece_starts[0::2], piece_starts[1::2] = befores, firsts
+        parts: list[str] = [""] * count
+        parts[0::2] = map(original.__getitem__, map(slice, befores, firsts))
+        parts[1::2] = news
+        lengths: list[int] = [0] * count
+        lengths[0::2] = map(operator.sub, firsts, befores)
+        lengths[1::2] = map(len, news)
+        keep = [True] * count
+        keep[0::2] = map(bool, lengths[0::2])  # no identity piece where nothing is unchanged
+        lengths = list(compress(lengths, keep))
+        norm_starts = list(accumulate(lengths, initial=self.norm_len))
+        self.norm_starts.extend(norm_starts[:-1])
+        self.orig_starts.extend(compress(piece_starts, keep))
+        self.identity.extend(compress([True, False] * len(news), keep))
+        self.parts.extend(compress(parts, keep))
+        self.norm_len, self.copied_to = norm_starts[-1], lasts[-1]
 
     def _add_char(self, position: int) -> None:
         char = self.original[position]
@@ -312,3 +417,100 @@ def _clusters(text: str, start: int, end: int) -> list[tuple[int, int]]:
             cluster_start = i
     clusters.append((cluster_start, end))
     return clusters
+
+
+# -- bulk rewriting (see _RUNS_ONE_BY_ONE) ---------------------------------------------------------
+
+# Character classes, one byte per character: a combining mark, an invisible character (either
+# attaches to the cluster before it), another unstable character (starts a cluster), or stable.
+_MARK, _INVISIBLE, _UNSTABLE, _STABLE = "\x01", "\x02", "\x03", "\x04"
+# After marking: 5 an invisible character that a mark follows, 6 a stable character that is a
+# cluster's base (a mark follows it), 7 invisible characters starting their own cluster.
+_CLASS_BYTES = bytes(c if c in (1, 2, 3) else 0 for c in range(256))
+_BOUNDARIES = bytes(
+    ord("S") if c in (3, 6, 7) else ord("a") if c in (1, 2, 5) else ord(" ") for c in range(256)
+)
+_CUTS = bytes(1 if c in b"SE" else 0 for c in range(256))
+_STARTS = bytes(1 if c == ord("S") else 0 for c in range(256))
+
+
+@functools.cache
+def _class_table() -> dict[int, str]:
+    table = {cp: _STABLE for cp in (1, 2, 3)}  # the class bytes themselves, if the text has them
+    for first, last in unstable_ranges():
+        for cp in range(first, last + 1):
+            table[cp] = _MARK if _is_mark(chr(cp)) else _UNSTABLE
+    for char in REMOVED_OR_FOLDED:
+        table[ord(char)] = _MARK if _is_mark(char) else _UNSTABLE
+    for char in INVISIBLE:
+        table[ord(char)] = _INVISIBLE  # invisible first: removed before any mark rule
+    return table
+
+
+@functools.cache
+def _invisible_then_mark() -> Any:
+    """RE2 for a stable character, invisible characters, then a mark (its base, see add_run)."""
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    return raw_regex(re2.compile(b"\\x00\\x02+\\x01", options)).Match
+
+
+def cluster_spans(text: str, at_text_start: bool) -> tuple[list[int], list[int]]:
+    """Starts and ends of the spans of ``text`` that ``_Builder.add_run`` treats as clusters, for
+    a ``text`` starting at the text's start or with a stable character: an unstable character,
+    or a stable one a mark follows (perhaps behind invisible characters), or invisible characters
+    starting a run, each with the marks and invisible characters after it. C-speed passes and
+    one RE2 search per stable-invisible-mark sequence; no Python code runs per character."""
+    classes = bytearray(
+        text.translate(_class_table()).encode("ascii", "replace").translate(_CLASS_BYTES)
+    )
+    if not classes:
+        return [], []
+    data = bytes(classes)
+    find = _invisible_then_mark()
+    pos, size = 0, len(data)
+    while (span := find(UNANCHORED, data, pos, size)[0])[0] >= 0:
+        start, end = span
+        classes[start] = 6
+        classes[start + 1 : end - 1] = b"\x05" * (end - start - 2)
+        pos = end
+    if at_text_start and classes[0] in (1, 2):
+        classes[0] = 7  # marks or invisible characters with no base before them
+    marked = bytes(classes).replace(b"\x00\x01", b"\x06\x01").replace(b"\x00\x02", b"\x00\x07")
+    # "S" starts a cluster, "a" continues it, "E" is the stable character that ends one.
+    shape = marked.translate(_BOUNDARIES).replace(b"a ", b"aE").replace(b"S ", b"SE")
+    cuts = list(compress(range(size), shape.translate(_CUTS)))
+    kinds = shape.translate(None, b"a ")  # "S" or "E" for each cut, in order
+    cuts.append(size)
+    is_start = kinds.translate(_STARTS)
+    return list(compress(cuts, is_start)), list(compress(cuts[1:], is_start))
+
+
+def _rewrite_all(clusters: list[str]) -> list[str]:
+    """``_rewrite`` of each cluster, each distinct one once (hostile text repeats a few)."""
+    distinct = list(dict.fromkeys(clusters))
+    table = dict(zip(distinct, _rewrite_distinct(distinct), strict=True))
+    return list(map(table.__getitem__, clusters))
+
+
+def _rewrite_distinct(clusters: list[str]) -> list[str]:
+    """``_rewrite`` of each cluster: most in one NFKC call over all of them, NUL-separated (NUL is
+    a starter that composes with nothing, so each piece normalises on its own)."""
+    rewritten: list[str | None] = []
+    together: list[str] = []
+    for cluster in clusters:
+        first = cluster[0]
+        if first < "\x80":  # an ASCII base: its marks are dropped (see _rewrite)
+            rewritten.append(first)
+        elif "\U000e0020" <= first <= "\U000e007e":  # a tag character spelling ASCII
+            rewritten.append(chr(ord(first) - 0xE0000))
+        elif len(cluster) > MAX_MARKS:
+            rewritten.append(_rewrite(cluster))
+        else:
+            rewritten.append(None)
+            together.append(cluster)
+    if not together:
+        return rewritten  # type: ignore[return-value]
+    joined = "\x00".join(together).translate(_deletions())
+    pieces = iter(unicodedata.normalize("NFKC", joined).translate(DASHES).split("\x00"))
+    return [next(pieces) if r is None else r for r in rewritten]

@@ -123,3 +123,37 @@ def test_detect_prompt_injection_speaks_litellm() -> None:
     )
     assert guardrail.block_message == "Rejected message. This is a prompt injection attack."
     assert guardrail.spec.params["disable_exception_on_block"] is True
+
+
+def test_sub_detectors_share_one_normalisation_per_text(monkeypatch) -> None:
+    """pii, secrets, prompt_injection and the filter's own patterns each normalise the texts:
+    inside the filter's scan every text object is rewritten once, not once per detector."""
+    import importlib
+
+    normalize_module = importlib.import_module("extproc.text.normalize")
+    calls = []
+    real = normalize_module._normalize
+    monkeypatch.setattr(normalize_module, "_normalize", lambda t: calls.append(t) or real(t))
+    spec = GuardrailSpec(
+        "cf",
+        "litellm_content_filter",
+        ("pre_call",),
+        True,
+        {
+            "guardrail": "litellm_content_filter",
+            "patterns": [
+                {"pattern_type": "prebuilt", "pattern_name": "email", "action": "MASK"},
+                {"pattern_type": "prebuilt", "pattern_name": "github_token", "action": "MASK"},
+            ],
+            "blocked_words": ["confidential"],
+            "categories": [{"category": "prompt_injection_jailbreak"}],
+        },
+    )
+    guard = build(spec)
+    texts = ["conf\u200bidential: j\u200bane@example.com", "caf\u00e9 a\u0301 b\u0301"]
+    findings = asyncio.run(guard.scan(texts))
+    assert sorted(calls, key=texts.index) == texts
+    assert {f.subtype for f in findings} == {"EMAIL", "BLOCKED_WORD"}
+    calls.clear()
+    asyncio.run(guard.scan(texts))  # nothing is kept once a scan is over
+    assert len(calls) == 2

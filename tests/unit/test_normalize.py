@@ -260,3 +260,79 @@ def test_content_filter_keywords_and_patterns_see_the_normalised_text() -> None:
     found = asyncio.run(guard.scan(["about proj\u200bectx and EMP-\u2060123456 today"]))
     spans = sorted((f.start, f.end) for f in found)
     assert spans == [(6, 15), (20, 31)]
+
+
+# -- worst-case work: bounded searches, bulk rewriting equal to one by one ------------------------
+
+import importlib  # noqa: E402
+
+normalize_module = importlib.import_module("extproc.text.normalize")
+
+
+def _pieces(text: str) -> tuple[object, ...]:
+    n = normalize(text)
+    return n.text, n.norm_starts, n.orig_starts, n.identity
+
+
+def test_bulk_rewriting_gives_the_same_text_and_map_as_run_by_run(monkeypatch) -> None:
+    """Past a few runs the rest of a text is rewritten in bulk; forced from the first run, it
+    must give exactly the pieces the run-by-run path gives."""
+    alphabet = (
+        "ab1 -@.\x00\x01\x02?"
+        "é\u0301\u0300\u0316\u0327\u20d7\u1ab0\u0344\u0f73"
+        "\ufb01\u2460\u3392\uff11\uff21\u00a0\u2013\u2026"
+        "\u200b\u200d\u00ad\u2060\ufeff\u034f\ufe0f\U000e0001\U000e0041\U000e0061"
+        "東ß\u1e9eж\u1100\u1161\u11a8가\ud800"
+    )
+    rng = random.Random(11)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 50))) for _ in range(4000)]
+    expected = [_pieces(t) for t in texts]
+    monkeypatch.setattr(normalize_module, "_RUNS_ONE_BY_ONE", 0)
+    assert [_pieces(t) for t in texts] == expected
+
+
+class _CountingSearch:
+    """Wraps the run regex, counting RE2 searches."""
+
+    def __init__(self, regex: object) -> None:
+        self.regex, self.calls = regex, 0
+
+    def Match(self, *args: object) -> object:
+        self.calls += 1
+        return self.regex.Match(*args)
+
+
+@pytest.mark.parametrize(
+    "unit", ["a\u0301", "x\u200b", "\U000e0041b", "1\u20132", "ж\u0301\u0316", "\uff11 "]
+)
+def test_dense_runs_cost_a_bounded_number_of_searches(monkeypatch, unit: str) -> None:
+    """One RE2 search per run made "a\u0301" repeated cost a Python round trip per character;
+    past _RUNS_ONE_BY_ONE runs the rest is rewritten in bulk, so the count stays flat."""
+    counter = _CountingSearch(normalize_module._unstable_runs())
+    monkeypatch.setattr(normalize_module, "_unstable_runs", lambda: counter)
+    one = normalize(unit).text
+    counts = []
+    for n in (1_000, 4_000):
+        counter.calls = 0
+        normalized = normalize(unit * n)
+        counts.append(counter.calls)
+        assert normalized.text == one * n
+    assert counts[0] == counts[1] <= normalize_module._RUNS_ONE_BY_ONE + 2
+
+
+def test_many_marks_on_one_base_are_normalised_in_bounded_chunks(monkeypatch) -> None:
+    """CPython orders a cluster's marks by insertion sort (quadratic in them): no NFKC call may
+    see more than MAX_MARKS + 1 characters between two starters, and no mark is lost."""
+    longest = []
+    real = unicodedata.normalize
+
+    def recording(form: str, text: str) -> str:
+        longest.append(max(map(len, text.split("\x00"))))
+        return real(form, text)
+
+    monkeypatch.setattr(normalize_module.unicodedata, "normalize", recording)
+    hostile = "ж" + "\u0301\u0316" * 5_000
+    normalized = normalize(f"x {hostile} y")
+    assert max(longest) <= normalize_module.MAX_MARKS + 1
+    assert normalized.text.count("\u0301") == normalized.text.count("\u0316") == 5_000
+    assert normalized.text.startswith("x ж") and normalized.text.endswith(" y")

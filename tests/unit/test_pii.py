@@ -297,3 +297,74 @@ def test_lone_surrogates_in_text_do_not_break_the_scan() -> None:
 def test_context_entities_report_the_value_not_the_context() -> None:
     assert found("my SSN: 078051120, thanks") == [("SSN", "078051120")]
     assert found("Phone:\n434 14 557\n") == [("PHONE", "434 14 557")]
+
+
+# -- worst-case work: candidates and calls per candidate, counted --------------------------------
+
+
+def _count_searches(pii: PatternGuardrail, text: str) -> int:
+    """How many times the scan asks RE2 for the next candidate."""
+    alternation = pii._ascii.everything if text.isascii() else pii._utf8.everything
+    search, calls = alternation._search, [0]
+
+    def counting(*args: object) -> object:
+        calls[0] += 1
+        return search(*args)
+
+    alternation._search = counting
+    try:
+        pii.find(0, text)
+    finally:
+        alternation._search = search
+    return calls[0]
+
+
+@pytest.mark.parametrize("unit", ["1::", "1.", "a1::b2:", "10.0.0.1.", "ff:fe::1:"])
+def test_glued_address_runs_are_no_candidates(unit: str) -> None:
+    """ip_span rejects an address glued to more of an address; the pattern now ends only where
+    ip_span accepts, so "1::1::1::..." is one search, not one search (and call) per group."""
+    pii = guardrail()
+    counts = [_count_searches(pii, unit * n) for n in (1_000, 4_000)]
+    assert counts[0] == counts[1] <= 3
+
+
+def test_one_set_call_names_the_same_entity_as_matching_each_in_turn() -> None:
+    """The set that identifies a candidate's entity must agree with the one-by-one match (the
+    first entity in table order that matches the span, with its context) on every candidate."""
+    pii = guardrail()
+    rng = random.Random(17)
+    alphabet = "0123456789" * 4 + " .-/:()+@x" + "abcGBDEFR" + "\n"
+    checked = 0
+    for matcher in (pii._ascii, pii._utf8):
+        alternation = matcher.everything
+        for _ in range(1500):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(5, 60)))
+            data = text.encode()
+            pos = 0
+            while (found := alternation.match(data, pos)) is not None:
+                identify, alternation._identify = alternation._identify, None
+                try:
+                    expected = alternation.match(data, pos)
+                finally:
+                    alternation._identify = identify
+                assert found == expected, text
+                checked += 1
+                pos = found[0] + 1
+    assert checked > 1000
+
+
+def test_plain_ipv4_shortcut_agrees_with_ipaddress() -> None:
+    import ipaddress
+
+    from extproc.backends.pii import _plain_ipv4
+
+    rng = random.Random(4)
+    octets = ["0", "00", "1", "01", "7", "99", "255", "256", "999", "010", "", "1a", "٣"]
+    for _ in range(20_000):
+        candidate = ".".join(rng.choice(octets) for _ in range(rng.choice([3, 4, 4, 5])))
+        try:
+            ipaddress.ip_address(candidate)
+            valid = True
+        except ValueError:
+            valid = False
+        assert not _plain_ipv4(candidate) or valid, candidate

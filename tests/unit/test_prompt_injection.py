@@ -377,3 +377,63 @@ def test_a_lone_surrogate_neither_raises_nor_hides_an_attack() -> None:
     request = "Recommend a good book for a relaxing weekend read.\n"
     mail = MAIL_HEADER.replace("March", "March \ud83d") + request + MAIL_FOOTER
     assert len(scan(mail)) == 1  # the request-line check also runs on the cleaned text
+
+
+# -- worst-case work -------------------------------------------------------------------------------
+
+
+def _wrapper_request_spans(lowered: str) -> list[tuple[int, int]]:
+    """The request lines as the re2 module's finditer / search find them (the reference)."""
+    return [
+        m.span()
+        for m in pi._REQUEST_RE.finditer(lowered)
+        if not pi._ABOUT_DOCUMENT_RE.search(m.group())
+    ]
+
+
+def test_request_lines_on_the_extension_objects_equal_the_wrapper_s() -> None:
+    model = pi.load_model()
+    lines = [
+        "subject: hi",
+        "from: a@b.c",
+        "what is a good book for a long train ride?",
+        "can you summarise this email for me please",
+        "recommend a café in zürich for a meeting tomorrow",
+        "how do i reset the password of my account",
+        "thanks, bob",
+        "|content: explain why the sky is blue in two lines",
+        "— ünïcödé line with no request at all —",
+    ]
+    rng = __import__("random").Random(3)
+    for _ in range(200):
+        text = "\n".join(rng.choice(lines) for _ in range(rng.randint(1, 12))).lower()
+        raw = model.matched(text)
+        if model._request in raw and model._document in raw:
+            assert model._request_spans(text, raw) == _wrapper_request_spans(text), text
+
+
+class _CountingList(list):
+    """A list counting element reads, whether by index (bisect) or by iteration (any)."""
+
+    reads = 0
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        _CountingList.reads += 1
+        return super().__getitem__(index)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for item in super().__iter__():
+            _CountingList.reads += 1
+            yield item
+
+
+def test_window_context_checks_do_not_scan_every_request_line() -> None:
+    """Each window asked whether one of the text's request lines lies in it; scanning all of
+    them per window made a long document of short lines quadratic (4,000 windows x 8,000 lines
+    was 32M reads; by bisection it is ~14 per window)."""
+    model = pi.load_model()
+    requests = _CountingList((i * 50, i * 50 + 30) for i in range(8_000))
+    _CountingList.reads = 0
+    for start in range(0, 400_000, 100):
+        model._in_context([model._request], requests, start, start + 500)
+    assert 4_000 <= _CountingList.reads < 4_000 * 20

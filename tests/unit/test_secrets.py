@@ -282,3 +282,42 @@ def test_a_keyword_candidate_never_hides_a_token_that_starts_in_its_value(prefix
     assert [(f.subtype, f.start, f.end) for f in findings] == [
         ("PRIVATE_KEY", len(prefix), len(prefix) + len(pem))
     ]
+
+
+# -- worst-case work ---------------------------------------------------------------------------
+
+
+def test_name_split_without_the_wrapper_equals_the_regex_split() -> None:
+    import random
+    import string
+
+    from extproc.backends import secret_values as values
+
+    def by_regex(identifier: str) -> list[str]:
+        spaced = values._CAMEL.sub(r"\1_\2", identifier.split("[")[0])
+        return [s for s in values._SEPARATORS.split(spaced.lower()) if s]
+
+    rng = random.Random(2)
+    alphabet = string.ascii_letters + string.digits + "_.-[]$ "
+    for _ in range(20_000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert values._name_segments(name) == by_regex(name), name
+    assert values._name_segments("dbPass\u00e9Word") == by_regex("dbPass\u00e9Word")
+
+
+def test_trigger_kinds_are_classified_once_per_distinct_trigger() -> None:
+    """The set that names a trigger's kind runs once per distinct trigger text, not per hit."""
+    spec = GuardrailSpec("s", "secrets", ("pre_call",), True, {"guardrail": "secrets"})
+    detector = build(spec)._detector
+    calls = [0]
+    classify = detector.classify
+
+    def counting(data: bytes) -> list[int]:
+        calls[0] += 1
+        return classify(data)
+
+    detector.classify = counting
+    text = ("AKIA" + "Q" * 15 + " sk-ant-x ghp_short ") * 2_000
+    data = text.encode()
+    detector.scan(data, 0, len(data))
+    assert calls[0] <= 3
