@@ -36,11 +36,14 @@ def ingress_route(config) -> dict:
     return manager
 
 
-def test_route_buffer_limit_equals_extproc_default_limit() -> None:
+def test_route_buffer_limit_equals_extproc_default_forwarding_limit() -> None:
+    """Envoy refuses a rewritten body over its buffer limit: it must carry every masked body
+    extproc forwards (which may be longer than the largest body it inspects)."""
     manager = ingress_route(load_template())
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     catch_all = next(r for r in routes if r["match"].get("prefix") == "/")
-    assert catch_all["request_body_buffer_limit"] == Settings().max_request_body_bytes
+    assert catch_all["request_body_buffer_limit"] == Settings().forward_limit
+    assert Settings().forward_limit > Settings().max_request_body_bytes
 
 
 def test_filter_fails_closed_and_lets_the_processor_choose_phases() -> None:
