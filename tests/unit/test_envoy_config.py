@@ -129,3 +129,11 @@ def test_render_changes_only_addresses() -> None:
 def test_bad_upstream_is_rejected(url: str) -> None:
     with pytest.raises(EnvoyConfigError):
         Upstream.parse(url)
+
+
+def test_ext_proc_streams_are_half_closed_not_cancelled() -> None:
+    """A cancelled stream leaks native memory in grpcio's asyncio server (grpc/grpc#43360):
+    Envoy must end each ext_proc stream with a half-close the processor answers."""
+    layers = load_template()["layered_runtime"]["layers"]
+    flags = {key: value for layer in layers for key, value in layer["static_layer"].items()}
+    assert flags["envoy.reloadable_features.ext_proc_graceful_grpc_close"] is True
