@@ -18,9 +18,10 @@ free but kept) are printed per request since the warm-up:
   no code of ours: grpcio and protobuf alone.
 
 What it showed (grpcio 1.85.1, glibc 2.36, 4 windows of 20,000): ``engine`` 0 bytes/request;
-half-closed ~10 bytes/request, falling (levels off); cancelled ~125-150 bytes/request RSS and
-~85 bytes/request of *live* malloc memory, linear, with or without our code: grpc.aio never frees
-the ``grpc_op`` array of a read that fails because the peer cancelled (grpc/grpc#43360).
+half-closed 10-15 bytes/request of RSS, 2-7 of malloc in use, falling (it levels off); cancelled
+127-150 bytes/request of RSS and ~100 bytes/request of *live* malloc memory, linear, with or
+without our code: grpc.aio never frees the ``grpc_op`` array of a read that fails because the
+peer cancelled (grpc/grpc#43360).
 """
 
 from __future__ import annotations

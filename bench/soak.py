@@ -357,13 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--sample-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--envoy-template",
+        type=Path,
+        help="a variant of envoy/envoy.yaml (e.g. without ext_proc_graceful_grpc_close)",
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     metrics_port = free_port()
     config = workdir / "config.yaml"
     config.write_text(CONFIG.format(metrics_port=metrics_port))
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with Stack(config=config, workdir=workdir) as stack:
+    with Stack(config=config, workdir=workdir, envoy_template=args.envoy_template) as stack:
         pids = {name: stack.processes[name].pid for name in ("extproc", "envoy")}
         samples = Samples(pids)
         print(
