@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: venv protos test lint format run bench bench-streaming bench-worstcase detectors quality clean
+.PHONY: venv protos test lint format run bench bench-streaming bench-worstcase soak detectors \
+	quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,10 @@ bench: protos
 
 bench-streaming: protos
 	$(PY) bench/streaming.py $(ARGS)
+
+# 10 minutes of mixed traffic through the stack; ARGS="--seconds 60" for a shorter run.
+soak: protos
+	$(PY) bench/soak.py $(ARGS)
 
 detectors: $(STAMP)
 	$(PY) bench/detectors.py $(ARGS)

@@ -23,7 +23,10 @@ _MESSAGE_HEADROOM = 1024 * 1024
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    limit = settings.max_request_body_bytes + _MESSAGE_HEADROOM
+    """Messages big enough for the largest body either way: one Envoy buffers for us (up to
+    its limit, the forwarding limit) and a masked one we send back (up to the same limit)."""
+    biggest = max(settings.max_request_body_bytes, settings.forward_limit)
+    limit = biggest + _MESSAGE_HEADROOM
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),

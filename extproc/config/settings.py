@@ -21,8 +21,13 @@ UNINSPECTABLE_CHOICES = ("block", "allow")
 class Settings:
     # Where `extproc serve` listens when --address is not given: HOST:PORT or unix:PATH.
     listen_address: str = "127.0.0.1:50051"
-    # Must match the route's request_body_buffer_limit in envoy/envoy.yaml (a test checks it).
+    # The largest body a client may send for inspection; larger bodies get 413.
     max_request_body_bytes: int = 4 * 1024 * 1024
+    # The largest body forwarded once masked (a placeholder may be longer than what it
+    # replaces); None: max_request_body_bytes + 25%. Must match the route's
+    # request_body_buffer_limit in envoy/envoy.yaml (a test checks it): Envoy refuses a
+    # rewritten body over its limit, so a masked body larger than this gets our 413.
+    max_forwarded_body_bytes: int | None = None
     # How long in-flight streams may run after SIGTERM before they are cut.
     shutdown_grace_seconds: float = 10.0
     # What a failing guardrail means for the request, unless the guardrail sets its own
@@ -41,6 +46,13 @@ class Settings:
     # max_scan_seconds, else the request fails closed (413) and the workers are restarted.
     scan_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     max_scan_seconds: float = 5.0
+
+    @property
+    def forward_limit(self) -> int:
+        """The largest (masked) request body forwarded: see ``max_forwarded_body_bytes``."""
+        if self.max_forwarded_body_bytes is not None:
+            return self.max_forwarded_body_bytes
+        return self.max_request_body_bytes + self.max_request_body_bytes // 4
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> Settings:
@@ -68,12 +80,20 @@ class Settings:
                 values[name] = value
             elif name == "metrics_address":
                 values[name] = "" if value is None else check_host_port(value, f"extproc: {name}")
+            elif name == "max_forwarded_body_bytes" and value is None:
+                values[name] = None
             else:
-                kind = int if name == "max_request_body_bytes" else float
+                kind = int if name.endswith("_bytes") else float
                 if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                     raise SettingsError(f"extproc: {name} must be a positive number, got {value!r}")
                 values[name] = kind(value)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.forward_limit < settings.max_request_body_bytes:
+            raise SettingsError(
+                f"extproc: max_forwarded_body_bytes ({settings.forward_limit}) must be at least "
+                f"max_request_body_bytes ({settings.max_request_body_bytes})"
+            )
+        return settings
 
 
 def check_host_port(value: object, where: str) -> str:

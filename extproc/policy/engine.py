@@ -454,6 +454,27 @@ class GuardedExchange:
         return None
 
     async def on_request_body(self, body: bytes) -> BodyVerdict:
+        verdict = await self._judge_request_body(body)
+        if isinstance(verdict, ReplaceBody):
+            return self._forwardable(verdict, len(body))
+        return verdict
+
+    def _forwardable(self, verdict: ReplaceBody, before: int) -> BodyVerdict:
+        """A rewritten body is forwarded if Envoy (and gRPC) can carry it: masking may make a
+        body longer (``<EMAIL_ADDRESS>`` for ``a@b.io``), even past the inspection limit. Past
+        the forwarding limit, a 413 that says so, never Envoy's bare 413 or a failed stream."""
+        limit = self.engine.settings.forward_limit
+        size = len(verdict.body)
+        if size <= limit:
+            return verdict
+        log.warning("request body is %d bytes once masked (%d sent); not forwarded", size, before)
+        message = (
+            f"Request body is {size} bytes once masked (it was {before}): larger than the "
+            f"{limit}-byte limit of what the gateway forwards."
+        )
+        return Reject(413, error_body(message, code="413"), details="masked_body_too_large")
+
+    async def _judge_request_body(self, body: bytes) -> BodyVerdict:
         limit = self.engine.settings.max_request_body_bytes
         if len(body) > limit:
             message = f"Request body is larger than the {limit}-byte inspection limit."
@@ -665,6 +686,22 @@ class GuardedExchange:
         return guard
 
     async def on_response_body(self, body: bytes) -> BodyVerdict:
+        """A buffered answer: judged whole, and replaced in one gRPC message (which a masked
+        answer larger than the forwarding limit would not fit: refused, saying why)."""
+        verdict = await self._judge_whole_response(body)
+        limit = self.engine.settings.forward_limit
+        if isinstance(verdict, ReplaceBody) and len(verdict.body) > limit:
+            size = len(verdict.body)
+            log.warning("post_call: answer is %d bytes once masked; not forwarded", size)
+            message = (
+                f"The upstream response is {size} bytes once masked: larger than the "
+                f"{limit}-byte limit of what the gateway forwards."
+            )
+            error = error_body(message, "guardrail_error", code="502")
+            return Reject(502, error, details="masked_response_too_large")
+        return verdict
+
+    async def _judge_whole_response(self, body: bytes) -> BodyVerdict:
         """A whole answer: JSON, SSE (whatever the content-type said), text, or refused."""
         try:
             document = parse_document(body)
@@ -759,7 +796,8 @@ class GuardedExchange:
             return self._uninspectable_response(f"is larger than the {limit}-byte limit")
         if not end:
             return StreamChunk()  # held, with the response headers, until the verdict
-        verdict = await self.on_response_body(bytes(gathered))
+        # Streamed out in pieces (the session splits large chunks): no forwarding limit here.
+        verdict = await self._judge_whole_response(bytes(gathered))
         if isinstance(verdict, Reject):
             return verdict
         body = verdict.body if isinstance(verdict, ReplaceBody) else bytes(gathered)

@@ -58,6 +58,29 @@ def body_streamed(direction: Direction, body: bytes, end_of_stream: bool) -> Pro
     return ProcessingResponse(**{f"{direction}_body": ext.BodyResponse(response=common)})
 
 
+# The largest body piece of one streamed reply: a body of any length (a masked answer can
+# outgrow every message limit) goes out as several messages, each far below gRPC's limits.
+STREAMED_PIECE_BYTES = 1 << 20
+
+
+def body_streamed_pieces(
+    direction: Direction, body: bytes, end_of_stream: bool
+) -> list[ProcessingResponse]:
+    """``body`` as streamed replies of at most ``STREAMED_PIECE_BYTES`` each (FULL_DUPLEX_STREAMED
+    accepts any number of them); only the last carries ``end_of_stream``."""
+    if len(body) <= STREAMED_PIECE_BYTES:
+        return [body_streamed(direction, body, end_of_stream)]
+    starts = range(0, len(body), STREAMED_PIECE_BYTES)
+    return [
+        body_streamed(
+            direction,
+            body[start : start + STREAMED_PIECE_BYTES],
+            end_of_stream and start + STREAMED_PIECE_BYTES >= len(body),
+        )
+        for start in starts
+    ]
+
+
 def trailers_continue(direction: Direction) -> ProcessingResponse:
     return ProcessingResponse(**{f"{direction}_trailers": ext.TrailersResponse()})
 

@@ -262,6 +262,6 @@ class Session:
             out.append(self.held_headers)
             self.held_headers = None
             self.response_started = True
-        out.append(replies.body_streamed("response", chunk.body, end))
+        out += replies.body_streamed_pieces("response", chunk.body, end)
         self.response_eos_sent = end
         return out

@@ -575,16 +575,19 @@ def openai_responses_error_event(
     **provider_specific: Any,
 ) -> bytes:
     """``event: error`` with the Responses API's flat error event (``type: "error"``, code,
-    message, param, sequence_number: pass the next number of the stream). The API's error event
-    has no field for the error type or extra details, so they are not sent."""
-    del error_type, provider_specific  # accepted for a uniform call across formats
-    body = {
+    message, param, sequence_number: pass the next number of the stream). The event has no
+    field for the error type; the guardrail's details go in ``provider_specific_fields``, as in
+    the JSON error body (OpenAI's SDKs keep fields they do not know)."""
+    del error_type  # accepted for a uniform call across formats
+    body: dict[str, Any] = {
         "type": "error",
         "code": code,
         "message": message,
         "param": param,
         "sequence_number": sequence_number,
     }
+    if provider_specific:
+        body["provider_specific_fields"] = provider_specific
     return encode_event(dumps(body), event="error")
 
 

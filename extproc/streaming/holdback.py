@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from extproc.backends.base import Finding, Guardrail
 from extproc.policy.decision import Block, Decision, Mask, decide
@@ -188,16 +188,11 @@ def _touches(finding: Finding, lo: int, hi: int) -> bool:
 
 def _shift(finding: Finding, lo: int, hi: int) -> Finding:
     """The finding in the released piece's coordinates, clipped to it (clipping only happens
-    for a backend that breaks its ``max_match_chars``: its unreleased part is still masked)."""
-    return Finding(
-        0,
-        max(finding.start, lo) - lo,
-        min(finding.end, hi) - lo,
-        finding.type,
-        finding.action,
-        finding.subtype,
-        finding.label,
-    )
+    for a backend that breaks its ``max_match_chars``: its unreleased part is still masked).
+    Everything else is kept: a service's block message and details must reach the client's
+    error event as they reach a JSON answer's 400."""
+    start, end = max(finding.start, lo) - lo, min(finding.end, hi) - lo
+    return replace(finding, index=0, start=start, end=end)
 
 
 # -- writing released text back into events ------------------------------------------------------

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import module_stack, post, upstream_last
+from extproc.streaming import SseParser
+from tests.conftest import chat_body, module_stack, post, upstream_last
 from tests.fakes.backend_testing import ask, assert_failed_closed, assert_not_in_logs, unique
 from tests.fakes.fake_webhook import fake_guardrail_service, webhook_answer
 from tests.fakes.http_fake import FakeService
@@ -124,6 +125,28 @@ def test_post_call_masks_the_answer(client: httpx.Client, webhook_stack: Stack) 
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"].startswith("echo [EMAIL]")
     assert EMAIL in upstream_last(client, webhook_stack)["body"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+def test_a_streamed_block_carries_the_service_reason(
+    client: httpx.Client, webhook_stack: Stack, path: str
+) -> None:
+    """Mid-stream (the headers went out: the API's error event), the block says what the
+    service said, as the 400 of a JSON answer does."""
+    text = unique("now the forbidden part")
+    whole = ask(client, webhook_stack, text, "wh-out")
+    assert whole.status_code == 400 and whole.json()["error"]["message"] == "Forbidden topic"
+    body = chat_body(text, stream=True, guardrails=["wh-out"], max_tokens=50)
+    if path == "/v1/responses":
+        body = {"model": "m", "input": text, "stream": True, "guardrails": ["wh-out"]}
+    streamed = post(client, webhook_stack, body, path=path)
+    assert streamed.status_code == 200
+    last = SseParser().feed(streamed.content)[-1]
+    event = json.loads(last.data)
+    error = event if path == "/v1/responses" else event["error"]  # Responses: a flat event
+    assert error["message"] == "Forbidden topic"
+    assert error["provider_specific_fields"]["guardrail_name"] == "wh-out"
+    assert "forbidden" not in streamed.text
 
 
 def test_generic_guardrail_api_blocks_and_masks(client: httpx.Client, webhook_stack: Stack) -> None:

@@ -265,6 +265,16 @@ def test_our_section_is_validated() -> None:
         parse("extproc: {shutdown_grace_seconds: -1}")
 
 
+def test_forwarding_limit_defaults_above_the_inspection_limit_and_is_validated() -> None:
+    assert parse("extproc: {max_request_body_bytes: 1000}").settings.forward_limit == 1250
+    both = parse("extproc: {max_request_body_bytes: 1000, max_forwarded_body_bytes: 3000}")
+    assert both.settings.forward_limit == 3000
+    with pytest.raises(ConfigError, match=r"max_forwarded_body_bytes \(999\) must be at least"):
+        parse("extproc: {max_request_body_bytes: 1000, max_forwarded_body_bytes: 999}")
+    with pytest.raises(ConfigError, match="positive number"):
+        parse("extproc: {max_forwarded_body_bytes: 0}")
+
+
 def test_metrics_address_is_off_by_default_and_validated() -> None:
     assert parse("guardrails: []").settings.metrics_address == ""
     assert parse("extproc: {metrics_address: null}").settings.metrics_address == ""

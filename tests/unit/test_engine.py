@@ -211,3 +211,50 @@ def test_decisions_are_counted_per_guardrail() -> None:
     exchange_after_request(built, key.encode())
     assert COUNTERS.get("count-pii", "masked") == masked + 1
     assert COUNTERS.get("count-secrets", "blocked") == blocked + 1
+
+
+GROWING_MASK = """
+    guardrails:
+      - guardrail_name: mask-email
+        litellm_params:
+          guardrail: pii
+          mode: pre_call
+          default_on: true
+          entities: [EMAIL]
+          placeholder: "<{type}_ADDRESS>"
+    extproc: {max_request_body_bytes: 1000}
+"""
+
+
+def _mails_body(count: int) -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": "a@b.co " * count}]}).encode()
+
+
+def test_a_mask_longer_than_the_body_limit_is_forwarded_up_to_the_forwarding_limit() -> None:
+    """``a@b.co`` -> ``<EMAIL_ADDRESS>`` makes the body longer: an accepted request is not
+    refused because masking made it longer, as long as Envoy can carry it (1,250 bytes)."""
+    built = engine(GROWING_MASK)
+    assert built.settings.forward_limit == 1250
+    body = _mails_body(60)  # 467 bytes; masked: 1,007
+    exchange = built()
+    asyncio.run(exchange.on_request_headers(RequestHead("POST", "/v1/chat/completions", {}, True)))
+    verdict = asyncio.run(exchange.on_request_body(body))
+    assert isinstance(verdict, ReplaceBody)
+    assert 1000 < len(verdict.body) <= 1250
+    assert json.loads(verdict.body)["messages"][0]["content"] == "<EMAIL_ADDRESS> " * 60
+
+
+def test_a_mask_longer_than_the_forwarding_limit_is_a_413_saying_why() -> None:
+    built = engine(GROWING_MASK)
+    body = _mails_body(100)  # 747 bytes, accepted; masked: 1,643, more than Envoy would carry
+    exchange = built()
+    asyncio.run(exchange.on_request_headers(RequestHead("POST", "/v1/chat/completions", {}, True)))
+    verdict = asyncio.run(exchange.on_request_body(body))
+    assert isinstance(verdict, Reject)
+    assert (verdict.status, verdict.details) == (413, "masked_body_too_large")
+    error = json.loads(verdict.body)["error"]
+    assert error["message"] == (
+        f"Request body is 1643 bytes once masked (it was {len(body)}): larger than the "
+        "1250-byte limit of what the gateway forwards."
+    )
+    assert "a@b.co" not in verdict.body.decode()

@@ -36,11 +36,14 @@ def ingress_route(config) -> dict:
     return manager
 
 
-def test_route_buffer_limit_equals_extproc_default_limit() -> None:
+def test_route_buffer_limit_equals_extproc_default_forwarding_limit() -> None:
+    """Envoy refuses a rewritten body over its buffer limit: it must carry every masked body
+    extproc forwards (which may be longer than the largest body it inspects)."""
     manager = ingress_route(load_template())
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     catch_all = next(r for r in routes if r["match"].get("prefix") == "/")
-    assert catch_all["request_body_buffer_limit"] == Settings().max_request_body_bytes
+    assert catch_all["request_body_buffer_limit"] == Settings().forward_limit
+    assert Settings().forward_limit > Settings().max_request_body_bytes
 
 
 def test_filter_fails_closed_and_lets_the_processor_choose_phases() -> None:
@@ -126,3 +129,11 @@ def test_render_changes_only_addresses() -> None:
 def test_bad_upstream_is_rejected(url: str) -> None:
     with pytest.raises(EnvoyConfigError):
         Upstream.parse(url)
+
+
+def test_ext_proc_streams_are_half_closed_not_cancelled() -> None:
+    """A cancelled stream leaks native memory in grpcio's asyncio server (grpc/grpc#43360):
+    Envoy must end each ext_proc stream with a half-close the processor answers."""
+    layers = load_template()["layered_runtime"]["layers"]
+    flags = {key: value for layer in layers for key, value in layer["static_layer"].items()}
+    assert flags["envoy.reloadable_features.ext_proc_graceful_grpc_close"] is True

@@ -327,3 +327,31 @@ def test_delta_queue_delivers_only_wholly_released_slots() -> None:
     assert ready == slots[1:]
     assert [s.container["content"] for s in ready] == ["CDEF", ""]
     assert queue.released_text == "ABCDEF" and queue.pending == 0
+
+
+def test_a_block_keeps_the_services_message_and_details() -> None:
+    """The released piece's findings are re-based, not rebuilt: what the service said about a
+    block reaches the stream's error event as it reaches a JSON answer's 400."""
+
+    class Service(Guardrail):
+        max_match_chars = 40
+
+        def __init__(self) -> None:
+            super().__init__(GuardrailSpec("svc", "svc", ("post_call",), True, {}))
+
+        async def scan(self, texts: Sequence[str]) -> list[Finding]:
+            return [
+                Finding(i, m.start(), m.end(), "TOPIC", Action.BLOCK, "X", None, "Nope", {"v": 1})
+                for i, text in enumerate(texts)
+                for m in SECRET.finditer(text)
+            ]
+
+    holdback = HoldBack([Service()])
+
+    async def run() -> Release:
+        await holdback.push("clean words " * 8 + "secret-1234 ")
+        return await holdback.finish()
+
+    blocked = asyncio.run(run()).blocked
+    assert blocked == Block("svc", ("X",), "Nope", {"v": 1})
+    assert blocked.details == {"v": 1}  # details do not take part in equality

@@ -17,6 +17,7 @@ from extproc.protocol.exchange import (
     StreamChunk,
 )
 from extproc.protocol.pb import ProcessingMode, ProcessingRequest, core, ext
+from extproc.protocol.replies import STREAMED_PIECE_BYTES
 from extproc.protocol.session import ProtocolAbort, Session
 
 BodyMode = ProcessingMode.BodySendMode
@@ -346,3 +347,18 @@ def test_handler_can_end_the_stream_early_and_the_rest_is_dropped() -> None:
     assert streamed(last) == (b"error event", True)
     assert run(session, body("response_body", b"b", eos=True)) == []
     assert handler.response_bodies == [b"a"]
+
+
+def test_a_streamed_chunk_larger_than_a_message_goes_out_in_pieces() -> None:
+    """A masked answer may outgrow every gRPC message limit: it is sent as several streamed
+    replies, in order, only the last ending the stream."""
+    big = bytes(range(256)) * (STREAMED_PIECE_BYTES * 5 // 2 // 256)
+    session, _ = streaming_session(StreamChunk(big, end=True))
+    headers, *pieces = run(session, body("response_body", b"x", eos=False))
+    assert headers.WhichOneof("response") == "response_headers"
+    sent = [streamed(piece) for piece in pieces]
+    sizes = [STREAMED_PIECE_BYTES] * 2 + [len(big) - 2 * STREAMED_PIECE_BYTES]
+    assert [len(data) for data, _ in sent] == sizes
+    assert b"".join(data for data, _ in sent) == big
+    assert [end for _, end in sent] == [False, False, True]
+    assert all(piece.ByteSize() < STREAMED_PIECE_BYTES + 100 for piece in pieces)

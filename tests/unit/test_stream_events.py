@@ -279,6 +279,10 @@ def test_responses_error_event_carries_the_next_sequence_number() -> None:
         "param": None,
         "sequence_number": 12,
     }
+    raw = STREAM_FORMATS["openai_responses"].error_event("nope", guardrail_name="g", verdict=1)
+    (event,) = parse(raw)
+    fields = json.loads(event.data)["provider_specific_fields"]
+    assert fields == {"guardrail_name": "g", "verdict": 1}  # as a JSON block's error body
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.name)
