@@ -17,10 +17,11 @@ RAN: Counter[str] = Counter()
 SECONDS: Counter[str] = Counter()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def quiet_extproc_logs() -> Iterator[None]:
     """Thousands of cases log thousands of refusals: keep them out of the captured output;
-    errors go to ``budget.ERRORS``, where the tests look for them."""
+    errors go to ``budget.ERRORS``, where the tests look for them. Per module: a session
+    fixture would only be undone at the very end, after the unit tests' log assertions."""
     logger = logging.getLogger("extproc")
     level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.ERROR)
