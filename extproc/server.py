@@ -46,6 +46,7 @@ class ExtProcServer:
         self._server = grpc.aio.server(options=grpc_options(settings))
         ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.port = 0  # the bound TCP port once started (useful when the address asked for 0)
         self.metrics: MetricsServer | None = None
         if settings.metrics_address:
             self.metrics = MetricsServer(settings.metrics_address, self.render_metrics)
@@ -62,6 +63,7 @@ class ExtProcServer:
         port = self._server.add_insecure_port(self.address)
         if port == 0 and not self.address.startswith("unix"):
             raise OSError(f"cannot listen on {self.address}")
+        self.port = port
         if self.metrics is not None:  # before gRPC: a port clash fails start, nothing to undo
             try:
                 await self.metrics.start()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from extproc.protocol.exchange import HandlerFactory
-from extproc.protocol.pb import ProcessingRequest, ProcessingResponse, ext_grpc
+from extproc.protocol.pb import ProcessingRequest, ext_grpc
 from extproc.protocol.session import ProtocolAbort, Session
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,15 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
         self,
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[ProcessingResponse]:
+    ) -> None:
+        """One stream: each message through its session, the replies written back.
+
+        A coroutine writing with ``context.write``, not an async generator: when the peer
+        cancels while a reply is being written (flow control full), grpc.aio cancels this task
+        in that write and the ``finally`` below runs at once, in it. A generator suspended at
+        ``yield`` is not closed by grpc.aio: its ``finally`` would wait until the garbage
+        collector finalises it, in another task, and the stream would stay counted until then.
+        """
         metadata = {key: value for key, value in context.invocation_metadata() or ()}
         session = Session(self._handler_factory(), metadata)
         self.active_streams += 1
@@ -37,7 +45,7 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
                     log.warning("aborting ext_proc stream: %s", abort)
                     await context.abort(grpc.StatusCode.INTERNAL, str(abort))
                 for reply in replies:
-                    yield reply
+                    await context.write(reply)
         finally:
             # Also reached on CancelledError, when the client or Envoy resets the stream.
             self.active_streams -= 1

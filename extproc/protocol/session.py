@@ -102,12 +102,19 @@ class Session:
         # Streamed body judged by the handler: its headers reply waits for the first bytes sent.
         self.streaming = False
         self.held_headers: ProcessingResponse | None = None
+        # A body the handler chose not to read passes (allow_mode_override off sends it anyway);
+        # any other body outside its phase is out of order, never passed unjudged.
+        self.request_body_unread = False
+        self.response_headers_asked = False
+        self.response_headers_seen = False
+        self.response_body_unread = False
 
     def close(self) -> None:
         self.handler.close()
 
     async def on_message(self, request: ProcessingRequest) -> list[ProcessingResponse]:
-        if request.HasField("protocol_config"):
+        if request.HasField("protocol_config") and self.phase is Phase.REQUEST_HEADERS:
+            # Envoy sends it with the first message only; our mode_override decides after it.
             self.request_body_mode = request.protocol_config.request_body_mode
             self.response_body_mode = request.protocol_config.response_body_mode
         kind = request.WhichOneof("request")
@@ -127,6 +134,8 @@ class Session:
         if self.phase is Phase.DONE:
             log.debug("ignoring %s after an immediate response", kind)
             return []
+        if self.phase is Phase.REQUEST_HEADERS and kind != "request_headers":
+            raise ProtocolAbort(f"out-of-order message: {kind} before the request headers")
         if kind == "request_headers":
             return [await self._on_request_headers(request.request_headers)]
         if kind == "request_body":
@@ -175,6 +184,8 @@ class Session:
         self.request_body_mode = mode.request_body_mode
         self.response_body_mode = mode.response_body_mode
         self.phase = Phase.REQUEST_BODY if plan.request_body else Phase.RESPONSE
+        self.request_body_unread = head.has_body and not plan.request_body
+        self.response_headers_asked = plan.response_headers
         removals = [h for h in plan.remove_headers if h in headers]
         changes = dict(plan.set_headers)
         mutation = replies.header_mutation(changes, removals) if removals or changes else None
@@ -182,7 +193,10 @@ class Session:
 
     async def _on_request_body(self, message: ext.HttpBody) -> ProcessingResponse:
         if self.phase is not Phase.REQUEST_BODY:
-            # Not asked for (e.g. allow_mode_override off): pass it on untouched.
+            # After the one judged, or after headers that said "no body": never passed unjudged.
+            # Not asked for (e.g. allow_mode_override off): on untouched.
+            if message.body and not self.request_body_unread:
+                raise ProtocolAbort("out-of-order request body")
             return replies.body_continue("request")
         if self.request_body_mode != BodyMode.BUFFERED:
             raise ProtocolAbort("request body inspection needs BUFFERED mode")
@@ -206,6 +220,8 @@ class Session:
             status = 0
         head = ResponseHead(status=status, headers=headers, has_body=not message.end_of_stream)
         access = await self.handler.on_response_headers(head)
+        self.response_headers_seen = True
+        self.response_body_unread = head.has_body and access is BodyAccess.NONE
         if isinstance(access, Reject):
             return [self._reject(access)]  # Envoy has not sent the upstream's headers yet: clean
         if self.response_body_mode == BodyMode.FULL_DUPLEX_STREAMED:
@@ -234,6 +250,8 @@ class Session:
         ]
 
     async def _on_response_body(self, message: ext.HttpBody) -> list[ProcessingResponse]:
+        if self.response_headers_asked and not self.response_headers_seen:
+            raise ProtocolAbort("out-of-order message: response body before its headers")
         if self.response_body_mode == BodyMode.BUFFERED:
             reply = self._body_reply("response", await self.handler.on_response_body(message.body))
             self.response_started = True
@@ -243,6 +261,8 @@ class Session:
         if self.response_eos_sent:
             return []  # Envoy #46237 (duplicate eos), or the handler ended the stream early
         if not self.streaming:
+            if message.body and not self.response_body_unread:
+                raise ProtocolAbort("out-of-order response body")  # never echoed unjudged
             self.response_eos_sent = message.end_of_stream
             return [replies.body_streamed("response", message.body, message.end_of_stream)]
         verdict = await self.handler.on_response_chunk(message.body, message.end_of_stream)

@@ -592,7 +592,8 @@ def openai_responses_error_event(
 
 
 def _responses_is_final(document: Any, event_name: str | None) -> bool:
-    return isinstance(document, dict) and document.get("type") in _RESPONSES_FINAL
+    kind = document.get("type") if isinstance(document, dict) else None
+    return isinstance(kind, str) and kind in _RESPONSES_FINAL  # "type" may be any JSON value
 
 
 # -- Anthropic Messages ----------------------------------------------------------------------

@@ -13,9 +13,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Config, Settings, load_config, parse_config
 from extproc.policy.engine import Engine
+from extproc.protocol.exchange import BodyAccess, Phases, Reject, RequestHead, StreamChunk
 from extproc.protocol.pb import SERVICE_NAME, ProcessingRequest, ext, ext_grpc
 from extproc.server import ExtProcServer
-from tests.unit.test_session import body, request_headers
+from tests.unit.test_session import (
+    STREAM_PLAN,
+    ScriptedHandler,
+    body,
+    request_headers,
+    response_headers,
+)
 
 
 async def _with_server(
@@ -124,3 +131,68 @@ def test_health_reports_serving_then_not_serving_on_shutdown(tmp_path: Path) -> 
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
     asyncio.run(_with_server(tmp_path, Settings(), scenario))
+
+
+class RecordingHandler(ScriptedHandler):
+    """Streams 1 MiB per chunk back (a client that does not read fills flow control), and
+    records the task its headers were judged in and the task that closed it."""
+
+    def __init__(self) -> None:
+        super().__init__(phases=STREAM_PLAN, response_access=BodyAccess.STREAMED)
+        self.chunk_verdicts = [StreamChunk(b"x" * (1 << 20)) for _ in range(64)]
+        self.task: asyncio.Task[object] | None = None
+        self.closed_in: asyncio.Task[object] | None = None
+
+    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+        self.task = asyncio.current_task()
+        return await super().on_request_headers(head)
+
+    def close(self) -> None:
+        super().close()
+        self.closed_in = asyncio.current_task()
+
+
+async def _poll(condition, seconds: float = 5.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+def test_a_cancel_while_replies_are_being_written_releases_the_stream_at_once() -> None:
+    """The peer cancels while the server is blocked writing replies it does not read. The
+    stream must be released (gauge, session closed) by the RPC's own task as it ends, not
+    later by a task the garbage collector schedules when it finalises a suspended async
+    generator (which grpc.aio does not close on cancellation)."""
+    handlers: list[RecordingHandler] = []
+
+    def factory() -> RecordingHandler:
+        handlers.append(RecordingHandler())
+        return handlers[-1]
+
+    async def scenario() -> None:
+        server = ExtProcServer("127.0.0.1:0", factory, Settings())
+        await server.start()
+        options = [("grpc.max_receive_message_length", 8 << 20)]
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options) as channel:
+                stream = ext_grpc.ExternalProcessorStub(channel).Process()
+                await stream.write(request_headers())
+                await stream.read()
+                await stream.write(body("request_body", b"{}"))
+                await stream.read()
+                await stream.write(response_headers(200))
+                for _ in range(32):  # never read: the server's writes back up
+                    await stream.write(body("response_body", b"a", eos=False))
+                (handler,) = handlers
+                assert await _poll(lambda: len(handler.response_bodies) >= 2)
+                assert server.service.active_streams == 1
+                stream.cancel()
+                assert await _poll(lambda: server.service.active_streams == 0)
+                assert handler.closed and handler.closed_in is handler.task
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())

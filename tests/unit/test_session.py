@@ -362,3 +362,54 @@ def test_a_streamed_chunk_larger_than_a_message_goes_out_in_pieces() -> None:
     assert b"".join(data for data, _ in sent) == big
     assert [end for _, end in sent] == [False, False, True]
     assert all(piece.ByteSize() < STREAMED_PIECE_BYTES + 100 for piece in pieces)
+
+
+# -- out-of-order messages (found by tests/property/test_fuzz_session.py) ----------------------
+# A body outside the phase that judges it used to be answered "continue": Envoy would have
+# forwarded it unjudged. Envoy never sends these orders; if it does, the stream fails closed.
+
+
+def test_any_message_before_the_request_headers_aborts() -> None:
+    for kind in ("request_body", "response_body"):
+        handler = ScriptedHandler()
+        with pytest.raises(ProtocolAbort):
+            run(Session(handler), body(kind, b'{"content": "jane@example.com"}'))
+        assert handler.bodies == [] and handler.response_bodies == []
+
+
+def test_a_second_request_body_after_the_judged_one_aborts() -> None:
+    session = Session(ScriptedHandler())
+    run(session, request_headers())
+    run(session, body("request_body", b"{}", eos=False))
+    with pytest.raises(ProtocolAbort):
+        run(session, body("request_body", b'"jane@example.com"'))
+    unread = Session(ScriptedHandler(phases=Phases()))  # not asked for: passes, as before
+    run(unread, request_headers())
+    assert run(unread, body("request_body", b"anything"))[0].HasField("request_body")
+
+
+def test_a_body_after_headers_that_said_no_body_aborts() -> None:
+    session = Session(ScriptedHandler())
+    run(session, request_headers(end_of_stream=True))
+    with pytest.raises(ProtocolAbort):
+        run(session, body("request_body", b"late"))
+
+
+def test_a_streamed_response_body_before_its_headers_aborts() -> None:
+    handler = ScriptedHandler(phases=STREAM_PLAN, response_access=BodyAccess.STREAMED)
+    session = Session(handler)
+    run(session, request_headers())
+    run(session, body("request_body", b"{}"))
+    with pytest.raises(ProtocolAbort):
+        run(session, body("response_body", b"data: unjudged\n\n", eos=False))
+    assert handler.response_bodies == []
+
+
+def test_protocol_config_on_a_later_message_changes_no_mode() -> None:
+    """Only the first message carries it; later, it would have turned the judged response body
+    into one passed through (mode NONE)."""
+    session, handler = streaming_session(StreamChunk(b"judged"))
+    message = body("response_body", b"raw", eos=False)
+    message.protocol_config.response_body_mode = BodyMode.NONE
+    _, chunk = run(session, message)
+    assert streamed(chunk) == (b"judged", False) and handler.response_bodies == [b"raw"]

@@ -695,3 +695,11 @@ def test_a_lone_surrogate_in_a_masked_event_keeps_the_stream_going() -> None:
     assert b"jane.doe" not in data and b"[EMAIL]" in data
     document = json.loads(data.split(b"\n")[0][len(b"data: ") :])
     assert document["choices"][0]["delta"]["content"] == "\ud83d mail [EMAIL]"
+
+
+def test_an_event_type_that_is_not_a_string_is_judged_not_a_crash() -> None:
+    """Found by tests/property: a Responses event whose ``type`` is an object (unhashable)
+    made the adapter raise TypeError, so the stream ended in a guardrail error."""
+    event = sse({"type": {"id": "resp_1", "text": f"mail {EMAIL}"}, "sequence_number": 4})
+    data, blocked = run(guard_of("openai_responses"), [event])
+    assert blocked is None and EMAIL.encode() not in data and b"[EMAIL]" in data
