@@ -20,12 +20,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from extproc.config.errors import ConfigError, did_you_mean
 
-if TYPE_CHECKING:
-    from extproc.config.loader import GuardrailSpec
+
+class _Named(Protocol):
+    """What a policy needs of a guardrail spec (the loader's GuardrailSpec, a dataclass)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+Spec = TypeVar("Spec", bound=_Named)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +52,8 @@ HOW_INSTEAD = (
 
 
 def apply_policies(
-    specs: Sequence[GuardrailSpec], policies: Any, attachments: Any, source: str
-) -> tuple[GuardrailSpec, ...]:
+    specs: Sequence[Spec], policies: Any, attachments: Any, source: str
+) -> tuple[Spec, ...]:
     """``specs`` with every guardrail of a policy attached to all requests made default_on."""
     if policies is None and attachments is None:
         return tuple(specs)
@@ -62,7 +69,8 @@ def apply_policies(
         )
     everywhere = {g for policy in attached for g in _resolve(policy, defined, source, ())}
     return tuple(
-        replace(spec, default_on=True) if spec.name in everywhere else spec for spec in specs
+        replace(spec, default_on=True) if spec.name in everywhere else spec  # type: ignore[type-var]
+        for spec in specs
     )
 
 
