@@ -77,6 +77,9 @@ class GuardrailSpec:
     modes: tuple[str, ...]
     default_on: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)  # litellm_params, env refs resolved
+    # The entry this guardrail was expanded from (``guardrail: [a, b]``, a legacy entry with
+    # several callbacks): a request or policy naming the group selects all its members.
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,25 @@ STREAMING_DURING_CALL = ("litellm_content_filter",)
 ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
 
 
-def _guardrail(entry: Any, index: int) -> GuardrailSpec:
+def _expanded(
+    name: str, backends: list[Any], entry: dict[str, Any], index: int, where: str
+) -> list[GuardrailSpec]:
+    """``guardrail: [a, b]``: one guardrail per backend, named ``name-a``, ``name-b``, with the
+    entry's other params; ``name`` selects them all."""
+    if not backends or not all(isinstance(b, str) and b for b in backends):
+        raise ConfigError(f"{where}: litellm_params.guardrail must list backend names")
+    if len(set(backends)) != len(backends):
+        raise ConfigError(f"{where}: litellm_params.guardrail lists a backend twice")
+    specs = []
+    for backend in backends:
+        params = {**entry["litellm_params"], "guardrail": backend}
+        one = {**entry, "guardrail_name": f"{name}-{backend}", "litellm_params": params}
+        [spec] = _guardrail(one, index)
+        specs.append(replace(spec, group=name))
+    return specs
+
+
+def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
     if not isinstance(entry, dict):
         raise ConfigError(f"guardrails[{index}]: expected a mapping with guardrail_name")
     name = entry.get("guardrail_name")
@@ -141,8 +162,12 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
         raise ConfigError(f"{where}: litellm_params is required")
     params = _resolve_env(params, f"{where}: litellm_params")
     backend = params.get("guardrail")
+    if isinstance(backend, list):
+        return _expanded(name, backend, entry, index, where)
     if not isinstance(backend, str) or not backend:
-        raise ConfigError(f"{where}: litellm_params.guardrail is required")
+        raise ConfigError(
+            f"{where}: litellm_params.guardrail is required (a backend name, or a list of them)"
+        )
     if "mode" not in params:
         raise ConfigError(f"{where}: litellm_params.mode is required")
     default_on = params.get("default_on", False)
@@ -156,9 +181,11 @@ def _guardrail(entry: Any, index: int) -> GuardrailSpec:
         # (the request is still checked during the call, as the mode says).
         modes += ("post_call",)
         log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", where)
-    return GuardrailSpec(
-        name=name, guardrail=backend, modes=modes, default_on=default_on, params=params
-    )
+    return [
+        GuardrailSpec(
+            name=name, guardrail=backend, modes=modes, default_on=default_on, params=params
+        )
+    ]
 
 
 def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
@@ -264,8 +291,12 @@ def _legacy_entry(
         modes = ("logging_only",) if logging_only else spec.modes
         if logging_only:
             params["mode"] = "logging_only"
-        named = name if len(callbacks) == 1 else f"{name}-{callback}"
-        specs.append(replace(spec, name=named, modes=modes, default_on=default_on, params=params))
+        named, group = (name, None) if len(callbacks) == 1 else (f"{name}-{callback}", name)
+        specs.append(
+            replace(
+                spec, name=named, modes=modes, default_on=default_on, params=params, group=group
+            )
+        )
     return specs
 
 
@@ -383,11 +414,12 @@ def parse_config(document: Any, source: str = "<memory>") -> Config:
     entries = document.get("guardrails") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: guardrails must be a list")
-    specs = tuple(_guardrail(entry, i) for i, entry in enumerate(entries))
+    specs = tuple(spec for i, entry in enumerate(entries) for spec in _guardrail(entry, i))
     litellm_settings = document.get("litellm_settings")
     specs += tuple(_callback_guardrails(litellm_settings, source))
     specs += tuple(_legacy_guardrails(litellm_settings, source))
     names = [s.name for s in specs]
+    names += sorted({s.group for s in specs if s.group is not None})
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"guardrail {duplicates[0]!r}: guardrail_name is used more than once")

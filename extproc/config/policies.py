@@ -31,6 +31,9 @@ class _Named(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def group(self) -> str | None: ...
+
 
 Spec = TypeVar("Spec", bound=_Named)
 
@@ -58,7 +61,11 @@ def apply_policies(
     if policies is None and attachments is None:
         return tuple(specs)
     names = [spec.name for spec in specs]
-    defined = _policies(policies, names, source)
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.group is not None:
+            groups.setdefault(spec.group, []).append(spec.name)
+    defined = _policies(policies, [*names, *groups], source)
     attached = _attached(attachments, defined, source)
     for name in sorted(set(defined) - attached):
         log.warning(
@@ -67,7 +74,8 @@ def apply_policies(
             source,
             name,
         )
-    everywhere = {g for policy in attached for g in _resolve(policy, defined, source, ())}
+    listed = {g for policy in attached for g in _resolve(policy, defined, source, ())}
+    everywhere = {member for g in listed for member in groups.get(g, [g])}
     return tuple(
         replace(spec, default_on=True) if spec.name in everywhere else spec  # type: ignore[type-var]
         for spec in specs

@@ -145,6 +145,11 @@ class Engine:
         self.settings = config.settings
         guardrails = [build(spec, config.directory) for spec in config.guardrails]
         self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
+        # A group (``guardrail: [a, b]``) selects its members.
+        self.groups: dict[str, tuple[str, ...]] = {}
+        for g in guardrails:
+            if g.spec.group is not None:
+                self.groups[g.spec.group] = (*self.groups.get(g.spec.group, ()), g.name)
         self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
         self.default_plan = ModePlan.of(self.default_on)
         self.on_error = {
@@ -191,7 +196,7 @@ class Engine:
         """A message naming the first of ``names`` that is not configured, else None. The
         configured names are not listed: error bodies never describe the configuration."""
         for name in names:
-            if name not in self.by_name:
+            if name not in self.by_name and name not in self.groups:
                 return f"Unknown guardrail: {snippet(name)}."
         return None
 
@@ -200,6 +205,8 @@ class Engine:
         if not requested:
             return self.default_on
         wanted = set(requested)
+        for name in requested:
+            wanted.update(self.groups.get(name, ()))
         return tuple(g for g in self.by_name.values() if g.spec.default_on or g.name in wanted)
 
     def plan(self, requested: Sequence[str]) -> ModePlan:

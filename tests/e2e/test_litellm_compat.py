@@ -86,6 +86,9 @@ guardrails:
   - guardrail_name: unused
     litellm_params: {guardrail: litellm_content_filter, mode: pre_call,
                      blocked_words: [{keyword: kumquat, action: BLOCK}]}
+  - guardrail_name: on-demand
+    litellm_params: {guardrail: [litellm_content_filter, prompt_injection], mode: pre_call,
+                     blocked_words: [{keyword: durian, action: BLOCK}]}
 policies:
   baseline:
     guardrails: {add: [pii-masking, unused]}
@@ -114,3 +117,14 @@ def test_policies_and_the_legacy_form_guard_an_ordinary_request(
     assert response.status_code == 200  # "unused" was removed from the attached policy
     sent = json.loads(upstream_last(client, policy_stack)["body"])
     assert sent["messages"][0]["content"] == "mail [EMAIL] key [REDACTED] kumquat"
+
+
+def test_a_list_of_backends_is_selected_by_its_entry_name(
+    client: httpx.Client, policy_stack: Stack
+) -> None:
+    assert send(client, policy_stack, "the durian plan").status_code == 200  # not default_on
+    response = post(
+        client, policy_stack, chat_body("the durian plan"), **{"x-guardrails": "on-demand"}
+    )
+    assert response.status_code == 400
+    assert "on-demand-litellm_content_filter" in response.json()["error"]["message"]

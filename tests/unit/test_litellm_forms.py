@@ -219,3 +219,63 @@ def test_content_filter_during_call_also_checks_the_answer_as_in_litellm() -> No
     specs = by_name(config)
     assert specs["cf"].modes == ("during_call", "post_call")
     assert specs["other"].modes == ("during_call",)
+
+
+# -- guardrail: [a, b] ---------------------------------------------------------------------------
+
+
+def test_a_list_of_backends_is_one_guardrail_each_selected_by_the_entry_name() -> None:
+    from extproc.policy.engine import Engine
+
+    config = parse("""
+        guardrails:
+          - guardrail_name: safety
+            litellm_params: {guardrail: [pii, secrets], mode: pre_call}
+          - guardrail_name: alone
+            litellm_params: {guardrail: prompt_injection, mode: pre_call}
+    """)
+    specs = by_name(config)
+    assert {n: (s.guardrail, s.group) for n, s in specs.items() if s.group} == {
+        "safety-pii": ("pii", "safety"),
+        "safety-secrets": ("secrets", "safety"),
+    }
+    engine = Engine(config)
+    assert engine.unknown_name(["safety"]) is None
+    assert [g.name for g in engine.active(["safety"])] == ["safety-pii", "safety-secrets"]
+    assert [g.name for g in engine.active(["safety-pii"])] == ["safety-pii"]
+
+
+def test_a_policy_can_name_a_group() -> None:
+    config = parse("""
+        guardrails:
+          - guardrail_name: safety
+            litellm_params: {guardrail: [pii, secrets], mode: pre_call}
+        policies: {p: {guardrails: {add: [safety]}}}
+        policy_attachments: [{policy: p, scope: "*"}]
+    """)
+    assert all(spec.default_on for spec in config.guardrails)
+
+
+@pytest.mark.parametrize(
+    ("backends", "message"),
+    [
+        ("[]", "must list backend names"),
+        ("[pii, 3]", "must list backend names"),
+        ("[pii, pii]", "lists a backend twice"),
+    ],
+)
+def test_bad_backend_lists_are_refused(backends: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        params = f"{{guardrail: {backends}, mode: pre_call}}"
+        parse(f"guardrails: [{{guardrail_name: g, litellm_params: {params}}}]")
+
+
+def test_a_group_name_may_not_shadow_a_guardrail() -> None:
+    with pytest.raises(ConfigError, match="used more than once"):
+        parse("""
+            guardrails:
+              - guardrail_name: safety
+                litellm_params: {guardrail: [pii, secrets], mode: pre_call}
+              - guardrail_name: safety
+                litellm_params: {guardrail: pii, mode: pre_call}
+        """)
