@@ -9,9 +9,13 @@ import signal
 import sys
 import threading
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from extproc.config import ConfigError, load_config
 from extproc.config.settings import check_host_port
+
+if TYPE_CHECKING:
+    from extproc.policy.engine import Engine
 
 log = logging.getLogger("extproc")
 
@@ -38,9 +42,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config, _ = _engine(args.file)
+    config, engine = _engine(args.file)
     print(f"{args.file}: OK ({len(config.guardrails)} guardrail(s))")
+    for line in describe(engine):
+        print(f"  {line}")
     return 0
+
+
+# What each mode does, in the words a config's author checks it against.
+MODE_WORDS = {
+    "pre_call": "checks the request before it goes upstream",
+    "during_call": "checks the request while the model works (the answer waits)",
+    "post_call": "checks the answer before the client sees it",
+    "logging_only": "logs findings, changes nothing",
+}
+
+
+def describe(engine: Engine) -> list[str]:
+    """One line per guardrail: what it will do, so a user can see that the config means what
+    they think (which backend, which phases, when it runs, what a failure does)."""
+    lines = []
+    for guardrail in engine.by_name.values():
+        spec = guardrail.spec
+        if spec.default_on:
+            when = "on every request"
+        elif spec.group:
+            when = f"when a request, route or policy names it or {spec.group!r}"
+        else:
+            when = "when a request, route or policy names it"
+        modes = "; ".join(MODE_WORDS[m] for m in spec.modes)
+        where = "service" if guardrail.remote else "local"
+        failure = engine.on_error[guardrail.name]
+        lines.append(
+            f"{spec.name}: {spec.guardrail} ({where}), {when}; {modes}; on_error {failure}"
+        )
+    return lines
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -314,6 +314,11 @@ def test_validate_config_command(tmp_path: Path) -> None:
     )
     ok = run_cli("validate-config", str(good))
     assert ok.returncode == 0, ok.stderr
+    # what each guardrail will do, so the author can see the config means what they think
+    assert ok.stdout.splitlines()[1:] == [
+        "  g: pii (local), when a request, route or policy names it; checks the request "
+        "before it goes upstream; on_error block"
+    ]
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "guardrails: [{guardrail_name: g, litellm_params: "
