@@ -37,16 +37,39 @@ def _load_custom(spec: GuardrailSpec, config_dir: Path | None) -> GuardrailFacto
         finally:
             del sys.path[: len(search)]
         factory = getattr(module, class_name)
-    except (ImportError, AttributeError) as error:
+    except ImportError as error:
+        if (error.name or "").split(".")[0] == "litellm":
+            raise ConfigError(
+                f"guardrail {spec.name!r}: {spec.guardrail!r} is a LiteLLM CustomGuardrail (it "
+                f"imports {error.name}, which this service does not run); {PORTING}"
+            ) from None
+        raise ConfigError(
+            f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: {error}"
+        ) from None
+    except AttributeError as error:
         raise ConfigError(
             f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: {error}"
         ) from None
     if not (isinstance(factory, type) and issubclass(factory, Guardrail)):
+        looks_like_litellm = any(hasattr(factory, hook) for hook in LITELLM_HOOKS)
         raise ConfigError(
             f"guardrail {spec.name!r}: {spec.guardrail!r} is not a subclass of "
-            "extproc.backends.base.Guardrail"
+            "extproc.backends.base.Guardrail" + (f"; {PORTING}" if looks_like_litellm else "")
         )
     return factory
+
+
+# A LiteLLM CustomGuardrail's hooks: seen on a class, it was written for LiteLLM.
+LITELLM_HOOKS = (
+    "async_pre_call_hook",
+    "async_moderation_hook",
+    "async_post_call_success_hook",
+    "apply_guardrail",
+)
+PORTING = (
+    "port it: subclass extproc.backends.base.Guardrail and implement "
+    "`async def scan(self, texts) -> list[Finding]` (README: Porting a LiteLLM custom guardrail)"
+)
 
 
 def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:

@@ -279,3 +279,29 @@ def test_a_group_name_may_not_shadow_a_guardrail() -> None:
               - guardrail_name: safety
                 litellm_params: {guardrail: pii, mode: pre_call}
         """)
+
+
+# -- LiteLLM custom guardrails -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from litellm.integrations.custom_guardrail import CustomGuardrail\n"
+        "class Mine(CustomGuardrail):\n    pass\n",
+        "class Mine:\n    async def async_pre_call_hook(self, *args):\n        return None\n",
+    ],
+)
+def test_a_litellm_custom_guardrail_is_refused_with_how_to_port_it(
+    tmp_path: Path, source: str
+) -> None:
+    from dataclasses import replace
+
+    from extproc.policy.engine import Engine
+
+    (tmp_path / "mine.py").write_text(source)
+    config = parse(
+        "guardrails: [{guardrail_name: m, litellm_params: {guardrail: mine.Mine, mode: pre_call}}]"
+    )
+    with pytest.raises(ConfigError, match=_re("port it: subclass extproc.backends.base.Guardrail")):
+        Engine(replace(config, directory=tmp_path))
