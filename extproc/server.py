@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 
@@ -11,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc.config.settings import Settings
 from extproc.observability import render_gauge, render_prometheus
-from extproc.observability.metrics_http import MetricsServer
+from extproc.observability.metrics_http import JSON, MetricsServer
 from extproc.protocol.exchange import HandlerFactory
 from extproc.protocol.pb import SERVICE_NAME, ext_grpc
 from extproc.protocol.service import ExternalProcessorService
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Room for gRPC framing and headers around the largest body Envoy may buffer for us.
 _MESSAGE_HEADROOM = 1024 * 1024
+# LiteLLM's path for the loaded guardrails, served beside /metrics.
+LIST_PATH = "/guardrails/list"
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -49,7 +52,9 @@ class ExtProcServer:
         self.port = 0  # the bound TCP port once started (useful when the address asked for 0)
         self.metrics: MetricsServer | None = None
         if settings.metrics_address:
-            self.metrics = MetricsServer(settings.metrics_address, self.render_metrics)
+            listing = getattr(handler_factory, "guardrail_list", None)
+            extra = {LIST_PATH: (JSON, lambda: json.dumps(listing()))} if listing else {}
+            self.metrics = MetricsServer(settings.metrics_address, self.render_metrics, extra)
 
     def render_metrics(self) -> str:
         """Everything ``GET /metrics`` shows: the guardrail counters and streams in flight."""

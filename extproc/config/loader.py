@@ -80,6 +80,7 @@ class GuardrailSpec:
     # The entry this guardrail was expanded from (``guardrail: [a, b]``, a legacy entry with
     # several callbacks): a request or policy naming the group selects all its members.
     group: str | None = None
+    info: Mapping[str, Any] | None = None  # guardrail_info: the author's description, listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,9 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
         raise ConfigError(f"{where}: litellm_params.default_on must be true or false")
     for key in ENGINE_FLAGS:  # a string "false" must not act as true: refused, not guessed
         flag(params, key, False, f"{where}: litellm_params")
+    info = entry.get("guardrail_info")
+    if info is not None and not isinstance(info, dict):
+        raise ConfigError(f"{where}: guardrail_info must be a mapping")
     modes = _modes(params["mode"], f"{where}: litellm_params.mode")
     if backend in STREAMING_DURING_CALL and "during_call" in modes and "post_call" not in modes:
         # LiteLLM runs this filter's during_call on the streamed answer: here that is post_call
@@ -183,7 +187,12 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
         log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", where)
     return [
         GuardrailSpec(
-            name=name, guardrail=backend, modes=modes, default_on=default_on, params=params
+            name=name,
+            guardrail=backend,
+            modes=modes,
+            default_on=default_on,
+            params=params,
+            info=info,
         )
     ]
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
 METRICS_PATH = "/metrics"
 # A scrape's request head is a few hundred bytes; anything past this is not a scraper.
 MAX_REQUEST_HEAD_BYTES = 8192
@@ -38,18 +40,25 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def answer(method: str, target: str, render: Callable[[], str]) -> tuple[int, bytes]:
-    """Status and body for one request line: the whole routing table of this endpoint."""
+# path -> (content type, render): what this listener serves.
+Routes = Mapping[str, tuple[str, Callable[[], str]]]
+
+
+def answer(method: str, target: str, routes: Routes) -> tuple[int, bytes, str]:
+    """Status, body and content type for one request line."""
     path = target.split("?", 1)[0]
-    if path != METRICS_PATH:
-        return 404, b"not found; try GET /metrics\n"
+    if path not in routes:
+        return 404, f"not found; try GET {' or '.join(routes)}\n".encode(), TEXT
     if method not in ("GET", "HEAD"):
-        return 405, b"only GET is supported\n"
-    return 200, render().encode()
+        return 405, b"only GET is supported\n", TEXT
+    content_type, render = routes[path]
+    return 200, render().encode(), content_type
 
 
-def response_bytes(status: int, body: bytes, *, head_only: bool = False) -> bytes:
-    content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+def response_bytes(
+    status: int, body: bytes, *, head_only: bool = False, content_type: str = ""
+) -> bytes:
+    content_type = content_type if status == 200 and content_type else TEXT
     lines = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
         f"Content-Type: {content_type}",
@@ -83,11 +92,17 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str] | int:
 
 
 class MetricsServer:
-    """``GET /metrics`` on ``address`` (HOST:PORT), answered from ``render()``."""
+    """``GET /metrics`` on ``address`` (HOST:PORT), answered from ``render()``; ``extra``
+    routes (path -> content type, render) beside it (``/guardrails/list``)."""
 
-    def __init__(self, address: str, render: Callable[[], str]) -> None:
+    def __init__(
+        self, address: str, render: Callable[[], str], extra: Routes | None = None
+    ) -> None:
         self.address = address
-        self.render = render
+        self.routes: dict[str, tuple[str, Callable[[], str]]] = {
+            METRICS_PATH: (CONTENT_TYPE, render),
+            **(extra or {}),
+        }
         self._server: asyncio.Server | None = None
 
     @property
@@ -118,8 +133,10 @@ class MetricsServer:
                 payload = response_bytes(request, b"")
             else:
                 method, target = request
-                status, body = answer(method, target, self.render)
-                payload = response_bytes(status, body, head_only=method == "HEAD")
+                status, body, content_type = answer(method, target, self.routes)
+                payload = response_bytes(
+                    status, body, head_only=method == "HEAD", content_type=content_type
+                )
             writer.write(payload)
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
                 await writer.drain()

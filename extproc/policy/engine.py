@@ -192,6 +192,25 @@ class Engine:
     def __call__(self) -> GuardedExchange:
         return GuardedExchange(self)
 
+    def guardrail_list(self) -> dict[str, Any]:
+        """The loaded guardrails as LiteLLM's ``GET /guardrails/list`` shows them: name,
+        backend, modes, default_on, group, guardrail_info; never a key or another param."""
+        listed = []
+        for guardrail in self.by_name.values():
+            spec = guardrail.spec
+            params: dict[str, Any] = {
+                "guardrail": spec.guardrail,
+                "mode": list(spec.modes),
+                "default_on": spec.default_on,
+            }
+            entry: dict[str, Any] = {"guardrail_name": spec.name, "litellm_params": params}
+            if spec.group is not None:
+                entry["group"] = spec.group
+            if spec.info is not None:
+                entry["guardrail_info"] = dict(spec.info)
+            listed.append(entry)
+        return {"guardrails": listed}
+
     def unknown_name(self, names: Sequence[str]) -> str | None:
         """A message naming the first of ``names`` that is not configured, else None. The
         configured names are not listed: error bodies never describe the configuration."""

@@ -29,6 +29,7 @@ guardrails:
       on_error: allow
       verdict_cache: false
       circuit_breaker_failures: 0
+    guardrail_info: {{owner: platform-team}}
 """
 
 
@@ -77,6 +78,27 @@ def test_allowed_because_backend_failed_is_counted_as_failed_open(
     assert after["guardrail_extproc_active_streams"] == 0
     log = metrics_stack.log_path("extproc").read_text()
     assert re.search(r"guardrail dead-webhook failed .*request allowed because on_error", log)
+
+
+def test_guardrails_list_shows_what_is_loaded_never_a_key(
+    client: httpx.Client, metrics_port: int, metrics_stack: Stack
+) -> None:
+    response = client.get(f"http://127.0.0.1:{metrics_port}/guardrails/list")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "guardrails": [
+            {
+                "guardrail_name": "dead-webhook",
+                "litellm_params": {
+                    "guardrail": "webhook",
+                    "mode": ["pre_call"],
+                    "default_on": True,
+                },
+                "guardrail_info": {"owner": "platform-team"},
+            }
+        ]
+    }  # api_base, timeout and every other param stay out
 
 
 def test_only_get_metrics_is_served(client: httpx.Client, metrics_port: int, metrics_stack: Stack):

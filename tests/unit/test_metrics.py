@@ -11,7 +11,7 @@ import pytest
 
 from extproc.config.settings import Settings
 from extproc.observability import Counters, metrics_http, render_gauge, render_prometheus
-from extproc.observability.metrics_http import MetricsServer, answer, split_host_port
+from extproc.observability.metrics_http import CONTENT_TYPE, MetricsServer, answer, split_host_port
 from extproc.server import ExtProcServer
 
 SAMPLE = re.compile(r'^[a-z_]+\{guardrail="(?:[^"\\]|\\.)*",(?:outcome|result)="[a-z_]+"\} \d+$')
@@ -58,11 +58,12 @@ def test_routing_table() -> None:
     def render() -> str:
         return "m 1\n"
 
-    assert answer("GET", "/metrics", render) == (200, b"m 1\n")
-    assert answer("GET", "/metrics?x=1", render) == (200, b"m 1\n")
-    assert answer("GET", "/", render)[0] == 404
-    assert answer("GET", "/metricsx", render)[0] == 404
-    assert answer("POST", "/metrics", render)[0] == 405
+    routes = {"/metrics": (CONTENT_TYPE, render)}
+    assert answer("GET", "/metrics", routes) == (200, b"m 1\n", CONTENT_TYPE)
+    assert answer("GET", "/metrics?x=1", routes)[:2] == (200, b"m 1\n")
+    assert answer("GET", "/", routes)[0] == 404
+    assert answer("GET", "/metricsx", routes)[0] == 404
+    assert answer("POST", "/metrics", routes)[0] == 405
 
 
 def test_split_host_port() -> None:
