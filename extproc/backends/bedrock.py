@@ -38,7 +38,7 @@ from extproc.backends.remote import (
     retry_after_seconds,
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.config.params import flag, whole_number
+from extproc.config.params import derived, flag, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class BedrockGuardrail(RemoteGuardrail):
         # The base class wants an api_base; ours is the endpoint boto3 will use (informational
         # when None: boto3 resolves the regional, FIPS or partition endpoint itself).
         api_base = self.endpoint or f"https://bedrock-runtime.{self.region}.amazonaws.com"
-        super().__init__(replace(spec, params={**params, "api_base": api_base}))
+        super().__init__(replace(spec, params=derived(params, {"api_base": api_base})))
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(

@@ -14,6 +14,7 @@ from extproc.backends import register
 from extproc.backends.prompt_injection import PromptInjectionGuardrail
 from extproc.backends.secrets import SecretsGuardrail
 from extproc.config.loader import GuardrailSpec
+from extproc.config.params import derived
 
 
 @register("hide_secrets", "hide-secrets")
@@ -23,8 +24,9 @@ class HideSecretsGuardrail(SecretsGuardrail):
     default_placeholder = "[REDACTED]"
 
     def __init__(self, spec: GuardrailSpec) -> None:
-        params: dict[str, Any] = {"action": "mask", **spec.params}
-        params.pop("detect_secrets_config", None)  # detect-secrets plugin tuning: not ours
+        action = spec.params.get("action", "mask")
+        # detect_secrets_config (detect-secrets plugin tuning) is not ours: reported unread.
+        params = derived(spec.params, {"action": action}, drop=("detect_secrets_config",))
         super().__init__(replace(spec, params=params))
 
 
@@ -37,8 +39,10 @@ class DetectPromptInjectionGuardrail(PromptInjectionGuardrail):
     block_message = "Rejected message. This is a prompt injection attack."
 
     def __init__(self, spec: GuardrailSpec) -> None:
-        params: dict[str, Any] = dict(spec.params)
-        legacy = params.pop("prompt_injection_params", None)
-        if isinstance(legacy, dict) and legacy.get("reject_as_response"):
-            params.setdefault("disable_exception_on_block", True)
+        legacy = spec.params.get("prompt_injection_params")
+        changes: dict[str, Any] = {}
+        rejecting = isinstance(legacy, dict) and legacy.get("reject_as_response")
+        if rejecting and "disable_exception_on_block" not in spec.params:
+            changes["disable_exception_on_block"] = True
+        params = derived(spec.params, changes, drop=("prompt_injection_params",))
         super().__init__(replace(spec, params=params))

@@ -31,7 +31,7 @@ from extproc.backends import register
 from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.config.params import flag
+from extproc.config.params import derived, flag
 
 NUMBERED_PLACEHOLDER = "<{type}_{n}>"
 ANALYZER_ENV = "PRESIDIO_ANALYZER_API_BASE"
@@ -128,8 +128,8 @@ def _as_remote_spec(spec: GuardrailSpec) -> GuardrailSpec:
     """LiteLLM's keys onto the remote base's: the analyzer base (``api_base`` also works)
     becomes ``api_base``, a bare host getting ``http://`` as LiteLLM adds; ``apply_to_output``
     adds post_call and ``logging_only: true`` makes it a logging_only guardrail."""
-    params = dict(spec.params)
-    base = params.get("presidio_analyzer_api_base") or params.get("api_base")
+    given = spec.params
+    base = given.get("presidio_analyzer_api_base") or given.get("api_base")
     base = base or os.environ.get(ANALYZER_ENV)
     if not base:
         raise ConfigError(
@@ -140,11 +140,12 @@ def _as_remote_spec(spec: GuardrailSpec) -> GuardrailSpec:
         raise ConfigError(
             f"guardrail {spec.name!r}: litellm_params.presidio_analyzer_api_base must be a URL"
         )
-    params["api_base"] = base if base.startswith(("http://", "https://")) else f"http://{base}"
+    url = base if base.startswith(("http://", "https://")) else f"http://{base}"
+    params = derived(given, {"api_base": url})
     modes = spec.modes
-    if params.get("logging_only") is True:
+    if given.get("logging_only") is True:
         modes = ("logging_only",)
-    elif params.get("apply_to_output") is True and "post_call" not in modes:
+    elif given.get("apply_to_output") is True and "post_call" not in modes:
         modes = (*modes, "post_call")
     return replace(spec, modes=modes, params=params)
 

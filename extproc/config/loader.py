@@ -280,7 +280,7 @@ def _legacy_entry(
         raise ConfigError(f"{where}: callback_args must map callback names to their arguments")
     if options.get("enabled_roles") is not None:
         log.warning(
-            "WARNING config %s: %s: enabled_roles is not applied here: every role's text is "
+            "config %s: %s: enabled_roles is not applied here: every role's text is "
             "checked (stricter, never looser)",
             source,
             where,
@@ -406,7 +406,7 @@ def _check_sections(document: dict[str, Any], source: str) -> None:
         if hint:
             raise ConfigError(f"{source}: unknown section {key!r}{hint}")
         log.warning(
-            "WARNING config %s: unknown section %r ignored (not a LiteLLM section either)",
+            "config %s: unknown section %r ignored (not a LiteLLM section either)",
             source,
             key,
         )

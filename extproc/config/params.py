@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from extproc.config.errors import ConfigError
@@ -52,3 +52,53 @@ def seconds(params: Mapping[str, Any], key: str, default: float, where: str) -> 
     if not number > 0:
         raise ConfigError(f"{where}.{key} must be greater than 0, got {value!r}")
     return number
+
+
+class ReadParams(Mapping[str, Any]):
+    """A guardrail's ``litellm_params`` that remember which keys the backend looked at (get,
+    ``[]``, ``in``), so a key nobody read (a typo such as ``defualt_on``, a LiteLLM option we do
+    not have) is reported instead of silently doing nothing. Copies made with ``derived``
+    share the record; a plain ``dict(...)`` copy reads (and so marks) every key."""
+
+    def __init__(self, data: Mapping[str, Any], read: set[str] | None = None) -> None:
+        self._data = dict(data)
+        self.read: set[str] = set() if read is None else read
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return self._data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"ReadParams({sorted(self._data)})"
+
+    @property
+    def unread(self) -> list[str]:
+        return [key for key in self._data if key not in self.read]
+
+
+def derived(
+    params: Mapping[str, Any], changes: Mapping[str, Any], drop: tuple[str, ...] = ()
+) -> Mapping[str, Any]:
+    """``params`` with ``changes`` set (ours, so counted as read) and ``drop`` removed (not
+    counted: a key dropped unread is still reported), keeping the read record when ``params``
+    has one: backends that rewrite their params for a base class."""
+    if isinstance(params, ReadParams):
+        params.read.update(changes)
+        data = {k: v for k, v in params._data.items() if k not in drop} | dict(changes)
+        return ReadParams(data, params.read)
+    return {k: v for k, v in params.items() if k not in drop} | dict(changes)

@@ -69,7 +69,7 @@ def apply_policies(
     attached = _attached(attachments, defined, source)
     for name in sorted(set(defined) - attached):
         log.warning(
-            "WARNING config %s: policy %r is attached nowhere (policy_attachments): its "
+            "config %s: policy %r is attached nowhere (policy_attachments): its "
             "guardrails do not run because of it",
             source,
             name,

@@ -17,12 +17,15 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from extproc.backends import Guardrail, build
 from extproc.backends.base import INPUT, Action, Finding, ScanContext
 from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanPool
-from extproc.config import Config
+from extproc.config import Config, ConfigError, GuardrailSpec
+from extproc.config.errors import did_you_mean
+from extproc.config.params import ReadParams
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import JoinedSlot, MaskError, RequestFormat, TextSlot
@@ -143,7 +146,7 @@ class Engine:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = config.settings
-        guardrails = [build(spec, config.directory) for spec in config.guardrails]
+        guardrails = _build_all(config.guardrails, config.directory)
         self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
         # A group (``guardrail: [a, b]``) selects its members.
         self.groups: dict[str, tuple[str, ...]] = {}
@@ -330,6 +333,57 @@ class Engine:
         )
         if not fail_open:
             raise FailedClosed(guardrail.name) from error
+
+
+# litellm_params the loader and the engine read themselves (besides what each backend reads).
+ENGINE_KEYS = (
+    "guardrail",
+    "mode",
+    "default_on",
+    "on_error",
+    "placeholder",
+    "disable_exception_on_block",
+    "output_parse_pii",
+)
+# LiteLLM keys we accept and deliberately ignore, and why (said in the warning).
+IGNORED_LITELLM_KEYS = {
+    "presidio_anonymizer_api_base": "masks are made from the analyzer's spans, no anonymizer call",
+    "detect_secrets_config": "the secrets detector has its own rules, not detect-secrets plugins",
+    "guardrail_info": "descriptive only",
+}
+
+
+def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[Guardrail]:
+    """``build`` each spec, then report every litellm_params key its backend never read: a
+    near miss of a key the engine reads (``defualt_on``) is an error (the guardrail would
+    silently not do what it says); any other a WARNING naming it (LiteLLM options we do not
+    have). A group (``guardrail: [a, b]``) shares its params: a key one member reads is fine.
+    Custom guardrails may read their params later, so only built-in backends are checked."""
+    guardrails: list[Guardrail] = []
+    unread: dict[str, list[set[str]]] = {}  # entry (group or name) -> unread keys per member
+    read: dict[str, set[str]] = {}
+    for spec in specs:
+        if "." in spec.guardrail:  # module.ClassName: a custom guardrail
+            guardrails.append(build(spec, directory))
+            continue
+        params = ReadParams(spec.params)
+        guardrails.append(build(replace(spec, params=params), directory))
+        entry = spec.group or spec.name
+        unread.setdefault(entry, []).append({k for k in params.unread if k not in ENGINE_KEYS})
+        read.setdefault(entry, set()).update(params.read)
+    by_entry = {spec.group or spec.name: spec for spec in specs}
+    for entry, members in unread.items():
+        spec = by_entry[entry]
+        where = f"guardrail {entry!r}: litellm_params"
+        for key in sorted(set.intersection(*members)):
+            close = did_you_mean(key, ENGINE_KEYS)
+            if close:
+                raise ConfigError(f"{where}.{key} is not a key{close}")
+            why = IGNORED_LITELLM_KEYS.get(key) or "it has no effect here"
+            hint = did_you_mean(key, sorted(read[entry]))
+            backend = "any of its backends" if spec.group else spec.guardrail
+            log.warning("%s.%s is not read by %s%s: %s", where, key, backend, hint, why)
+    return guardrails
 
 
 class FailedClosed(ReportedError):
