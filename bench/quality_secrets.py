@@ -41,8 +41,10 @@ def _line(name: str, counts: dict[str, int]) -> str:
     return f"{name:<40} {n:>4} {tp:>4} {fp:>4} {fn:>4}  {p:.3f} {r:.3f} {f:.3f}"
 
 
-def evaluate(eval_dir: Path) -> None:
-    spec = GuardrailSpec("secrets-eval", "secrets", ("pre_call",), True, {"guardrail": "secrets"})
+def evaluate(eval_dir: Path, backend: str = "secrets") -> None:
+    """``backend``: ``secrets``, or ``hide_secrets`` (LiteLLM's name: any value assigned to a
+    credential-named key counts)."""
+    spec = GuardrailSpec("secrets-eval", backend, ("pre_call",), True, {"guardrail": backend})
     guardrail = build(spec)
     rows = [json.loads(line) for line in (eval_dir / "secrets.dev.jsonl").open()]
     by_family: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
@@ -76,4 +78,7 @@ def evaluate(eval_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    evaluate(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_EVAL_DIR)
+    evaluate(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_EVAL_DIR,
+        sys.argv[2] if len(sys.argv) > 2 else "secrets",
+    )

@@ -22,6 +22,7 @@ class HideSecretsGuardrail(SecretsGuardrail):
     """LiteLLM redacts secrets rather than blocking; ``action: block`` still works."""
 
     default_placeholder = "[REDACTED]"
+    any_assigned_value = True  # as LiteLLM's keyword plugin: the key's name decides
 
     def __init__(self, spec: GuardrailSpec) -> None:
         action = spec.params.get("action", "mask")

@@ -448,9 +448,29 @@ def generic_value_ok(candidate: Candidate, entropy_threshold: float) -> bool:
     return shannon_entropy(value) >= entropy_threshold
 
 
+# Literals that are no value at all, whatever the key's name.
+_NO_VALUE = frozenset({"true", "false", "null", "none", "nil", "undefined"})
+
+
+def assigned_value_ok(candidate: Candidate) -> bool:
+    """LiteLLM's ``hide_secrets`` (detect-secrets' keyword plugin): any value assigned to a
+    credential-named key is a secret, however short or regular (``API_KEY = 'sk_1234...'``,
+    ``OPENAI_API_KEY = sk-12345``), quoted ones with spaces too. Only no-values, placeholders
+    and, unquoted, text with spaces or references to other code are not."""
+    value = candidate.value
+    if credential_strength(candidate.identifier) is None or len(value) < 4:
+        return False
+    if value.lower() in _NO_VALUE or looks_like_placeholder(value):
+        return False
+    if candidate.quoted:  # the plugin takes any quoted string, spaces included
+        return True
+    return not any(c.isspace() for c in value) and not _full(_CODE_REFERENCE, value)
+
+
 __all__ = [
     "HIGH_ENTROPY_BITS",
     "Candidate",
+    "assigned_value_ok",
     "credential_strength",
     "generic_value_ok",
     "jwt_header_ok",

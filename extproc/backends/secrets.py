@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import re2
 
@@ -27,6 +27,7 @@ from extproc.backends.base import Action, Finding, Guardrail
 from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
+    assigned_value_ok,
     credential_strength,
     generic_value_ok,
     jwt_header_ok,
@@ -161,8 +162,16 @@ class _Scan:
 class _Detector:
     """The prefilter, the rules behind each trigger, and the checks run at each hit."""
 
-    def __init__(self, rules: list[Rule], generic: bool, kubernetes: bool, threshold: float):
+    def __init__(
+        self,
+        rules: list[Rule],
+        generic: bool,
+        kubernetes: bool,
+        threshold: float,
+        any_assigned_value: bool = False,
+    ):
         self.entropy_threshold = threshold
+        self.any_assigned_value = any_assigned_value
         self.generic = generic
         self.kubernetes = kubernetes
         self.generic_forms = [(form, raw_match(_compile(p))) for form, p in _GENERIC_FORMS]
@@ -361,7 +370,10 @@ class _Detector:
             return inner[:1]  # a provider token: reported under the provider's name
         if candidate.value_end <= candidate.value_start:
             return []
-        if not generic_value_ok(candidate, self.entropy_threshold):
+        if self.any_assigned_value and candidate.form != "compare":
+            if not assigned_value_ok(candidate):
+                return []
+        elif not generic_value_ok(candidate, self.entropy_threshold):
             return []
         return [(candidate.value_start, candidate.value_end, GENERIC)]
 
@@ -452,13 +464,20 @@ class SecretsGuardrail(Guardrail):
     alias, which may also map subtype -> action), ``entropy_threshold`` (bits per character)."""
 
     pure = True  # a function of the texts alone: may run in a scan worker process
+    # Whether any value assigned to a credential-named key is a secret (LiteLLM's hide_secrets,
+    # whose keyword plugin judges the name only), or only one that looks like a credential.
+    any_assigned_value: ClassVar[bool] = False
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
         self.actions, threshold = _params(spec)
         enabled = [r for r in RULES if r.name in self.actions]
         self._detector = _Detector(
-            enabled, GENERIC in self.actions, KUBERNETES in self.actions, threshold
+            enabled,
+            GENERIC in self.actions,
+            KUBERNETES in self.actions,
+            threshold,
+            self.any_assigned_value,
         )
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:

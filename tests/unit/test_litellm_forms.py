@@ -382,3 +382,35 @@ def test_a_group_reports_only_keys_none_of_its_backends_reads(
         """)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "'both': litellm_params.nonsense_key" in warnings[0], warnings
+
+
+# -- hide_secrets as LiteLLM's keyword plugin ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("API_KEY = 'sk_1234567890abcdef'", "API_KEY = '[REDACTED]'"),
+        ("OPENAI_API_KEY = sk-12345", "OPENAI_API_KEY = [REDACTED]"),
+        ('password = "two words"', 'password = "[REDACTED]"'),
+        ("api_key = os.environ.get", "api_key = os.environ.get"),  # code, not a value
+        ("token: true", "token: true"),
+        ("the api key is in the vault", "the api key is in the vault"),
+    ],
+)
+def test_hide_secrets_redacts_any_value_given_to_a_credential_name(
+    text: str, redacted: str
+) -> None:
+    import asyncio
+
+    from extproc.backends import build
+    from extproc.config import GuardrailSpec
+    from extproc.policy.decision import mask_text
+
+    def findings(backend: str) -> list:
+        spec = GuardrailSpec(backend, backend, ("pre_call",), True, {"guardrail": backend})
+        return asyncio.run(build(spec).scan([text]))
+
+    assert mask_text(text, findings("hide_secrets"), lambda f, v: "[REDACTED]") == redacted
+    if "sk-12345" in text:
+        assert not findings("secrets")  # our own detector keeps its stricter judgement
