@@ -35,6 +35,10 @@ from extproc.config.params import derived, flag
 
 NUMBERED_PLACEHOLDER = "<{type}_{n}>"
 ANALYZER_ENV = "PRESIDIO_ANALYZER_API_BASE"
+SYSTEM_ROLES = ("system", "developer")
+# presidio_filter_scope (or LiteLLM's older presidio_run_on): which side the guardrail checks.
+SCOPES = ("input", "output", "both")
+REQUEST_MODES = ("pre_call", "during_call")
 _ACTIONS = {"MASK": Action.MASK, "BLOCK": Action.BLOCK}
 
 
@@ -63,6 +67,8 @@ class PresidioGuardrail(RemoteGuardrail):
         self.entity_actions = _entity_actions(params.get("pii_entities_config"), where)
         self.thresholds = _thresholds(params.get("presidio_score_thresholds"), where)
         self.deny = _names(params.get("presidio_entities_deny_list"), where)
+        self.allowed = _phrases(params.get("presidio_phrase_allow_list"), where)
+        self.skip_system = flag(params, "presidio_skip_system_developer_message", False, where)
         self.request_options: dict[str, Any] = {}
         if self.entity_actions:
             self.request_options["entities"] = list(self.entity_actions)
@@ -74,7 +80,9 @@ class PresidioGuardrail(RemoteGuardrail):
             self.default_placeholder = NUMBERED_PLACEHOLDER  # type: ignore[misc]
 
     async def call(self, texts: Sequence[str], context: ScanContext) -> list[Finding]:
-        indexes = [i for i, text in enumerate(texts) if text.strip()]
+        roles = list(context.roles) if len(context.roles) == len(texts) else [None] * len(texts)
+        skipped = SYSTEM_ROLES if self.skip_system else ()
+        indexes = [i for i, text in enumerate(texts) if text.strip() and roles[i] not in skipped]
         answers = await asyncio.gather(*(self._analyze(texts[i]) for i in indexes))
         findings: list[Finding] = []
         for index, results in zip(indexes, answers, strict=True):
@@ -87,7 +95,7 @@ class PresidioGuardrail(RemoteGuardrail):
         return _results(answer, len(text))
 
     def _findings(self, index: int, text: str, results: list[dict[str, Any]]) -> list[Finding]:
-        kept = [r for r in results if self._kept(r)]
+        kept = [r for r in results if self._kept(r) and not self._allowed(text, r)]
         findings = []
         for start, end, kind in _merged(text, kept):
             action = self.entity_actions.get(kind, Action.MASK)
@@ -112,6 +120,18 @@ class PresidioGuardrail(RemoteGuardrail):
             return False
         threshold = self.thresholds.get(kind, self.thresholds.get("ALL"))
         return threshold is None or result["score"] >= threshold
+
+    def _allowed(self, text: str, result: dict[str, Any]) -> bool:
+        """``presidio_phrase_allow_list``: a span that is one of these phrases (any case) stays."""
+        return bool(self.allowed) and text[result["start"] : result["end"]].lower() in self.allowed
+
+
+def _phrases(config: object, where: str) -> frozenset[str]:
+    if config is None:
+        return frozenset()
+    if not isinstance(config, list) or not all(isinstance(p, str) and p for p in config):
+        raise ConfigError(f"{where}.presidio_phrase_allow_list must be a list of phrases")
+    return frozenset(p.lower() for p in config)
 
 
 def _block_message(entity: str, guardrail: str) -> str:
@@ -147,7 +167,25 @@ def _as_remote_spec(spec: GuardrailSpec) -> GuardrailSpec:
         modes = ("logging_only",)
     elif given.get("apply_to_output") is True and "post_call" not in modes:
         modes = (*modes, "post_call")
+    modes = _scoped(modes, given, f"guardrail {spec.name!r}: litellm_params")
     return replace(spec, modes=modes, params=params)
+
+
+def _scoped(modes: tuple[str, ...], params: Any, where: str) -> tuple[str, ...]:
+    """``presidio_filter_scope``: ``input`` checks requests only, ``output`` answers only,
+    ``both`` both (the request in the configured request mode, else pre_call)."""
+    key = "presidio_filter_scope" if "presidio_filter_scope" in params else "presidio_run_on"
+    scope = params.get(key)
+    if scope is None or "logging_only" in modes:
+        return modes
+    if scope not in SCOPES:
+        raise ConfigError(f"{where}.{key} must be one of {', '.join(SCOPES)}, got {scope!r}")
+    request = tuple(m for m in modes if m in REQUEST_MODES) or ("pre_call",)
+    if scope == "input":
+        return request
+    if scope == "output":
+        return ("post_call",)
+    return (*request, "post_call")
 
 
 def _entity_actions(config: object, where: str) -> dict[str, Action]:

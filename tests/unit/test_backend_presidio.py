@@ -242,3 +242,37 @@ def test_ad_hoc_file_must_be_a_json_list(fake: FakePresidio, tmp_path: Path) -> 
     wrong.write_text('{"name": "x"}')
     with pytest.raises(ConfigError, match="JSON list"):
         presidio(fake, presidio_ad_hoc_recognizers=str(wrong))
+
+
+# -- LiteLLM's scope, allow-list and skip options --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "modes"),
+    [("input", ("pre_call",)), ("output", ("post_call",)), ("both", ("pre_call", "post_call"))],
+)
+def test_filter_scope_decides_which_side_is_checked(
+    fake: FakePresidio, scope: str, modes: tuple[str, ...]
+) -> None:
+    assert presidio(fake, presidio_filter_scope=scope).spec.modes == modes
+    assert presidio(fake, presidio_run_on=scope).spec.modes == modes  # LiteLLM's older name
+    with pytest.raises(ConfigError, match="presidio_filter_scope must be one of"):
+        presidio(fake, presidio_filter_scope="everything")
+
+
+def test_allow_listed_phrases_are_not_masked(fake: FakePresidio) -> None:
+    guardrail = presidio(fake, presidio_phrase_allow_list=[EMAIL.upper()])
+    assert masked(guardrail, [f"mail {EMAIL} or call {PHONE}"]) == {
+        0: "mail " + EMAIL + " or call <PHONE_NUMBER>"
+    }
+
+
+def test_system_and_developer_messages_can_be_skipped(fake: FakePresidio) -> None:
+    from extproc.backends.base import ScanContext
+
+    guardrail = presidio(fake, presidio_skip_system_developer_message=True)
+    texts = [f"system {EMAIL}", f"dev {EMAIL}", f"user {EMAIL}"]
+    context = ScanContext(roles=["system", "developer", "user"])
+    found = inspect(guardrail, texts, context)
+    assert {f.index for f in found} == {2}
+    assert [s.body["text"] for s in fake.seen("/analyze")] == [f"user {EMAIL}"]
