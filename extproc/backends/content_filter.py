@@ -197,8 +197,7 @@ class ContentFilterGuardrail(Guardrail):
             if category not in INJECTION_CATEGORIES:
                 raise ConfigError(
                     f"{here}.category {category!r} is not available here (available: "
-                    f"{', '.join(INJECTION_CATEGORIES)}); the prompt_injection guardrail "
-                    "covers injection and jailbreaks"
+                    f"{', '.join(INJECTION_CATEGORIES)}); {_instead(category, item)}"
                 )
             severity = str(item.get("severity_threshold", "medium")).lower()
             if severity not in SEVERITY_TO_SENSITIVITY:
@@ -327,3 +326,16 @@ def _read_keyword_file(path: object, where: str) -> list[Any]:
             raise ConfigError(f"{where}: {path} must hold a blocked_words list")
         return words
     return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def _instead(category: str, item: Mapping[str, Any]) -> str:
+    """The closest working setting for a LiteLLM category we do not ship."""
+    if "category_file" in item:
+        return "put the file's keywords in blocked_words_file (LiteLLM's YAML, or one per line)"
+    if category.startswith(("harmful_", "bias_")):
+        return (
+            "for harmful-content categories use a moderation service (guardrail: "
+            "openai_moderation, azure/text_moderations or bedrock), or blocked_words / "
+            "blocked_words_file with your own list"
+        )
+    return "the prompt_injection guardrail covers injection and jailbreaks"

@@ -414,3 +414,28 @@ def test_hide_secrets_redacts_any_value_given_to_a_credential_name(
     assert mask_text(text, findings("hide_secrets"), lambda f, v: "[REDACTED]") == redacted
     if "sk-12345" in text:
         assert not findings("secrets")  # our own detector keeps its stricter judgement
+
+
+@pytest.mark.parametrize(
+    ("category", "fix"),
+    [
+        ("{category: harmful_violence}", "use a moderation service (guardrail: openai_moderation"),
+        (
+            "{category: mine, category_file: ./words.yaml}",
+            "put the file's keywords in blocked_words_file",
+        ),
+    ],
+)
+def test_content_filter_categories_we_do_not_ship_name_the_closest_setting(
+    category: str, fix: str
+) -> None:
+    from extproc.policy.engine import Engine
+
+    config = parse(f"""
+        guardrails:
+          - guardrail_name: cf
+            litellm_params: {{guardrail: litellm_content_filter, mode: pre_call,
+                             categories: [{category}]}}
+    """)
+    with pytest.raises(ConfigError, match=_re(fix)):
+        Engine(config)
