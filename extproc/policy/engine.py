@@ -13,6 +13,7 @@ This is where the protocol layer (bytes, phases) meets formats (where text lives
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -301,17 +302,10 @@ class Engine:
         if pool is not None:
             pool.stop()
 
-    def fails_open(self, guardrail: Guardrail) -> Callable[[Exception], bool]:
-        """``on_error`` as a predicate: logs and counts the failure; True when it is allowed."""
-
-        def fail_open(error: Exception) -> bool:
-            try:
-                self._failed(guardrail, error)
-            except Exception:
-                return False
-            return True
-
-        return fail_open
+    def failure_policy(self, guardrail: Guardrail) -> Callable[[Exception], None]:
+        """``on_error`` as a callable: logs and counts the failure, then returns (allowed) or
+        raises :class:`FailedClosed` (blocked; already reported, so never logged again)."""
+        return functools.partial(self._failed, guardrail)
 
     def _failed(self, guardrail: Guardrail, error: Exception) -> None:
         """A guardrail raised: re-raise (-> block) unless its on_error is ``allow``. Either way

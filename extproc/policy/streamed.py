@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 
 class FailSafeCheck:
     """A service's stream check with its guardrail's ``on_error``: with ``allow``, a failing
-    check is logged once and stops judging this answer; with ``block`` the failure propagates
-    (the answer ends with an error event, or a 500 if nothing went out)."""
+    check is logged once and stops judging this answer; with ``block`` the failure propagates,
+    reported once (the answer ends with an error event, or a 500 if nothing went out)."""
 
-    def __init__(self, name: str, check: StreamCheck, fail_open: Callable[[Exception], bool]):
+    def __init__(self, name: str, check: StreamCheck, on_failure: Callable[[Exception], None]):
         self.name = name
         self._check = check
-        self._fail_open = fail_open
+        self._on_failure = on_failure  # raises (block) or returns (allow)
         self._failed = False
 
     async def check(self, channel: tuple[object, ...], text: str) -> str | None:
@@ -44,8 +44,7 @@ class FailSafeCheck:
         try:
             return await call()
         except Exception as error:
-            if not self._fail_open(error):
-                raise
+            self._on_failure(error)
             self._failed = True
             return None
 
@@ -67,7 +66,7 @@ def stream_guard(
         if check is None:
             scanned.append(guardrail)
         else:
-            checks.append(FailSafeCheck(guardrail.name, check, engine.fails_open(guardrail)))
+            checks.append(FailSafeCheck(guardrail.name, check, engine.failure_policy(guardrail)))
     limit = engine.settings.max_request_body_bytes
     if not scanned:
         window, stride = 0, 1

@@ -41,6 +41,8 @@ KEYED = "api_key: os.environ/FAULT_E2E_KEY"
 # short name -> (litellm_params without mode and on_error; {base} is the service's address)
 BACKENDS = {
     "aim": f"guardrail: aim, api_base: '{{base}}', {KEYED}",
+    # Streamed answers judged delta by delta over Aim's websocket (JSON answers over HTTP).
+    "aimws": f"guardrail: aim, api_base: '{{base}}', {KEYED}, streaming: websocket",
     "bedrock": (
         "guardrail: bedrock, guardrailIdentifier: gr1, guardrailVersion: '1', "
         "aws_region_name: us-east-1, aws_bedrock_runtime_endpoint: '{base}', "
@@ -57,7 +59,16 @@ BACKENDS = {
     "generic": "guardrail: generic_guardrail_api, api_base: '{base}'",
 }
 NO_POST_CALL = {"azshield"}  # Prompt Shields judges prompts only
+ONLY_POST_CALL = {"aimws"}  # streaming: websocket needs post_call
 MODES = ("pre_call", "during_call", "post_call")
+
+
+def modes_of(backend: str) -> tuple[str, ...]:
+    if backend in ONLY_POST_CALL:
+        return ("post_call",)
+    return tuple(m for m in MODES if not (m == "post_call" and backend in NO_POST_CALL))
+
+
 ON_ERROR = ("block", "allow")
 WHERE = ("service", "refusing", "hole")
 
@@ -91,9 +102,7 @@ def guardrail_name(backend: str, mode: str, on_error: str, where: str) -> str:
 def config(bases: dict[str, str], metrics_port: int) -> str:
     lines = ["extproc:", f"  metrics_address: '127.0.0.1:{metrics_port}'", "guardrails:"]
     for backend, params in BACKENDS.items():
-        for mode in MODES:
-            if mode == "post_call" and backend in NO_POST_CALL:
-                continue
+        for mode in modes_of(backend):
             for on_error in ON_ERROR:
                 for where, base in bases.items():
                     name = guardrail_name(backend, mode, on_error, where)
@@ -149,8 +158,7 @@ POST_CALL_SHAPES = ((False, False), (True, False), (True, True))  # (streamed, i
 CELLS = [
     Cell(backend, mode, on_error, streamed, in_body)
     for backend in BACKENDS
-    for mode in MODES
-    if not (mode == "post_call" and backend in NO_POST_CALL)
+    for mode in modes_of(backend)
     for on_error in ON_ERROR
     for streamed, in_body in (POST_CALL_SHAPES if mode == "post_call" else ((False, False),))
 ]
@@ -224,9 +232,7 @@ def counter_problems(
         retried = fault.retried
         if backend == "bedrock" and fault.aws_retried is not None:
             retried = fault.aws_retried
-        for mode in MODES:
-            if mode == "post_call" and backend in NO_POST_CALL:
-                continue
+        for mode in modes_of(backend):
             for on_error in ON_ERROR:
                 name = guardrail_name(backend, mode, on_error, where)
 
