@@ -28,8 +28,7 @@ LIST_PATH = "/guardrails/list"
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     """Messages big enough for the largest body either way: one Envoy buffers for us (up to
     its limit, the forwarding limit) and a masked one we send back (up to the same limit)."""
-    biggest = max(settings.max_request_body_bytes, settings.forward_limit)
-    limit = biggest + _MESSAGE_HEADROOM
+    limit = settings.forward_limit + _MESSAGE_HEADROOM  # never below max_request_body_bytes
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),

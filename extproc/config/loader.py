@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from extproc.config.errors import ConfigError, did_you_mean
+from extproc.config.errors import ConfigError, did_you_mean, refuse_unknown_keys
 from extproc.config.params import flag
-from extproc.config.policies import apply_policies
+from extproc.config.policies import apply_policies, groups_of
 from extproc.config.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,7 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"guardrails[{index}]: guardrail_name is required")
     where = f"guardrail {name!r}"
-    unknown = [key for key in entry if key not in ENTRY_KEYS]
-    if unknown:
-        hint = did_you_mean(str(unknown[0]), ENTRY_KEYS)
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}")
+    refuse_unknown_keys(entry, ENTRY_KEYS, where)
     params = entry.get("litellm_params")
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: litellm_params is required")
@@ -264,10 +261,7 @@ def _legacy_entry(
 ) -> list[GuardrailSpec]:
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: expected a mapping with callbacks")
-    unknown = [key for key in options if key not in LEGACY_ENTRY_KEYS]
-    if unknown:
-        hint = did_you_mean(str(unknown[0]), LEGACY_ENTRY_KEYS)
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}")
+    refuse_unknown_keys(options, LEGACY_ENTRY_KEYS, where)
     callbacks = options.get("callbacks")
     if isinstance(callbacks, str):
         callbacks = [callbacks]
@@ -428,7 +422,7 @@ def parse_config(document: Any, source: str = "<memory>") -> Config:
     specs += tuple(_callback_guardrails(litellm_settings, source))
     specs += tuple(_legacy_guardrails(litellm_settings, source))
     names = [s.name for s in specs]
-    names += sorted({s.group for s in specs if s.group is not None})
+    names += groups_of(specs)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"guardrail {duplicates[0]!r}: guardrail_name is used more than once")

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
-from extproc.config.errors import ConfigError, did_you_mean
+from extproc.config.errors import ConfigError, did_you_mean, refuse_unknown_keys
 
 
 class _Named(Protocol):
@@ -61,10 +61,7 @@ def apply_policies(
     if policies is None and attachments is None:
         return tuple(specs)
     names = [spec.name for spec in specs]
-    groups: dict[str, list[str]] = {}
-    for spec in specs:
-        if spec.group is not None:
-            groups.setdefault(spec.group, []).append(spec.name)
+    groups = groups_of(specs)
     defined = _policies(policies, [*names, *groups], source)
     attached = _attached(attachments, defined, source)
     for name in sorted(set(defined) - attached):
@@ -82,6 +79,16 @@ def apply_policies(
     )
 
 
+def groups_of(specs: Sequence[_Named]) -> dict[str, tuple[str, ...]]:
+    """Group name -> its members' names, in config order (``guardrail: [a, b]``, a legacy
+    entry with several callbacks): what naming the group selects."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        if spec.group is not None:
+            groups[spec.group] = (*groups.get(spec.group, ()), spec.name)
+    return groups
+
+
 def _policies(raw: Any, guardrails: Sequence[str], source: str) -> dict[str, Mapping[str, Any]]:
     where = f"{source}: policies"
     if raw is None:
@@ -92,11 +99,11 @@ def _policies(raw: Any, guardrails: Sequence[str], source: str) -> dict[str, Map
         here = f"{where}.{name}"
         if not isinstance(policy, dict):
             raise ConfigError(f"{here} must be a mapping with guardrails")
-        _known_keys(policy, POLICY_KEYS, here)
+        refuse_unknown_keys(policy, POLICY_KEYS, here)
         changes = policy.get("guardrails") or {}
         if not isinstance(changes, dict):
             raise ConfigError(f"{here}.guardrails must be {{add: [...], remove: [...]}}")
-        _known_keys(changes, CHANGE_KEYS, f"{here}.guardrails")
+        refuse_unknown_keys(changes, CHANGE_KEYS, f"{here}.guardrails")
         for change in CHANGE_KEYS:
             listed = changes.get(change) or []
             if not isinstance(listed, list):
@@ -126,7 +133,7 @@ def _attached(raw: Any, policies: Mapping[str, Any], source: str) -> set[str]:
         here = f"{where}[{index}]"
         if not isinstance(attachment, dict):
             raise ConfigError(f"{here} must be a mapping {{policy, scope}}")
-        _known_keys(attachment, ATTACHMENT_KEYS, here)
+        refuse_unknown_keys(attachment, ATTACHMENT_KEYS, here)
         policy = attachment.get("policy")
         if policy not in policies:
             hint = did_you_mean(str(policy), list(policies))
@@ -158,9 +165,3 @@ def _resolve(
     found += [g for g in changes.get("add") or [] if g not in found]
     removed = set(changes.get("remove") or [])
     return [g for g in found if g not in removed]
-
-
-def _known_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str) -> None:
-    for key in mapping:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(str(key), known)}")

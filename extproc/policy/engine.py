@@ -27,6 +27,7 @@ from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanPool
 from extproc.config import Config, ConfigError, GuardrailSpec
 from extproc.config.errors import did_you_mean
 from extproc.config.params import ReadParams
+from extproc.config.policies import groups_of
 from extproc.config.settings import check_on_error
 from extproc.formats import format_for_path, generic
 from extproc.formats.base import JoinedSlot, MaskError, RequestFormat, TextSlot
@@ -149,11 +150,7 @@ class Engine:
         self.settings = config.settings
         guardrails = _build_all(config.guardrails, config.directory)
         self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
-        # A group (``guardrail: [a, b]``) selects its members.
-        self.groups: dict[str, tuple[str, ...]] = {}
-        for g in guardrails:
-            if g.spec.group is not None:
-                self.groups[g.spec.group] = (*self.groups.get(g.spec.group, ()), g.name)
+        self.groups = groups_of(config.guardrails)  # naming a group selects its members
         self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
         self.default_plan = ModePlan.of(self.default_on)
         self.on_error = {
@@ -537,16 +534,21 @@ class GuardedExchange:
         """A rewritten body is forwarded if Envoy (and gRPC) can carry it: masking may make a
         body longer (``<EMAIL_ADDRESS>`` for ``a@b.io``), even past the inspection limit. Past
         the forwarding limit, a 413 that says so, never Envoy's bare 413 or a failed stream."""
-        limit = self.engine.settings.forward_limit
         size = len(verdict.body)
-        if size <= limit:
+        subject = f"Request body is {size} bytes once masked (it was {before})"
+        return self._too_large_to_forward(verdict, subject, 413, "masked_body_too_large")
+
+    def _too_large_to_forward(
+        self, verdict: ReplaceBody, subject: str, status: int, details: str
+    ) -> BodyVerdict:
+        """``verdict`` if its body fits the forwarding limit, else ``status`` saying why."""
+        limit = self.engine.settings.forward_limit
+        if len(verdict.body) <= limit:
             return verdict
-        log.warning("request body is %d bytes once masked (%d sent); not forwarded", size, before)
-        message = (
-            f"Request body is {size} bytes once masked (it was {before}): larger than the "
-            f"{limit}-byte limit of what the gateway forwards."
-        )
-        return Reject(413, error_body(message, code="413"), details="masked_body_too_large")
+        log.warning("%s; not forwarded (limit %d)", subject, limit)
+        message = f"{subject}: larger than the {limit}-byte limit of what the gateway forwards."
+        kind = "guardrail_error" if status >= 500 else "invalid_request_error"
+        return Reject(status, error_body(message, kind, code=str(status)), details=details)
 
     async def _judge_request_body(self, body: bytes) -> BodyVerdict:
         limit = self.engine.settings.max_request_body_bytes
@@ -763,17 +765,10 @@ class GuardedExchange:
         """A buffered answer: judged whole, and replaced in one gRPC message (which a masked
         answer larger than the forwarding limit would not fit: refused, saying why)."""
         verdict = await self._judge_whole_response(body)
-        limit = self.engine.settings.forward_limit
-        if isinstance(verdict, ReplaceBody) and len(verdict.body) > limit:
-            size = len(verdict.body)
-            log.warning("post_call: answer is %d bytes once masked; not forwarded", size)
-            message = (
-                f"The upstream response is {size} bytes once masked: larger than the "
-                f"{limit}-byte limit of what the gateway forwards."
-            )
-            error = error_body(message, "guardrail_error", code="502")
-            return Reject(502, error, details="masked_response_too_large")
-        return verdict
+        if not isinstance(verdict, ReplaceBody):
+            return verdict
+        subject = f"The upstream response is {len(verdict.body)} bytes once masked"
+        return self._too_large_to_forward(verdict, subject, 502, "masked_response_too_large")
 
     async def _judge_whole_response(self, body: bytes) -> BodyVerdict:
         """A whole answer: JSON, SSE (whatever the content-type said), text, or refused."""
