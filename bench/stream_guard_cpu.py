@@ -8,6 +8,10 @@ random ``obfuscation`` padding OpenAI sends), feeds it to a ``StreamGuard`` as o
 event, and reports the best (and median) process CPU time per event over the rounds; the best is the
 least disturbed by other load. Not a test: numbers depend on the machine; compare runs on one.
 
+By default each channel is held as the engine holds it (``Guardrail.hold_from``: released as
+soon as no finding can begin in it, stride 1); ``--fixed`` holds the last 256 characters with a
+16-character stride (the rule before adaptive holds), for comparison.
+
 ``--whole-text`` holds each channel whole, as a whole-text service in post_call does (the window
 is the 4 MiB body limit), and runs ``--events`` and 4x as many: the CPU per event must stay flat
 (linear buffers), not grow with the answer's length.
@@ -27,6 +31,7 @@ from extproc.backends import build
 from extproc.config import GuardrailSpec
 from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard
+from extproc.streaming.holdback import earliest_hold
 
 WHOLE_TEXT_WINDOW = 4 * 1024 * 1024
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "weather")
@@ -74,15 +79,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--obfuscation", action="store_true")
     parser.add_argument("--whole-text", action="store_true")
+    parser.add_argument("--fixed", action="store_true")
     args = parser.parse_args()
     built = guardrails()
     window = WHOLE_TEXT_WINDOW if args.whole_text else max(g.max_match_chars for g in built)
+    adaptive = not (args.whole_text or args.fixed)
     sizes = (args.events, 4 * args.events) if args.whole_text else (args.events,)
     for events in sizes:
-        measure(built, window, events, args.rounds, args.obfuscation)
+        measure(built, window, events, args.rounds, args.obfuscation, adaptive)
 
 
-def measure(built, window: int, events: int, rounds_: int, obfuscation: bool) -> None:  # type: ignore[no-untyped-def]
+def measure(  # type: ignore[no-untyped-def]
+    built, window: int, events: int, rounds_: int, obfuscation: bool, adaptive: bool
+) -> None:
+    hold = earliest_hold(built) if adaptive else None
+    stride = max(g.stream_stride for g in built) if adaptive else 16
 
     async def scan(text: str):  # local detectors inline, as Engine.findings runs them
         return [(g.name, f) for g in built for f in await g.scan([text])]
@@ -90,7 +101,7 @@ def measure(built, window: int, events: int, rounds_: int, obfuscation: bool) ->
     stream = chunks(events, obfuscation, random.Random(1))
 
     async def one() -> float:
-        guard = StreamGuard(stream_format("openai_chat"), scan, window)
+        guard = StreamGuard(stream_format("openai_chat"), scan, window, stride=stride, hold=hold)
         start = time.process_time()
         for position, chunk in enumerate(stream):
             await guard.feed(chunk, position == len(stream) - 1)

@@ -23,14 +23,15 @@ non-empty ``delta.content`` (the TTFT a user feels) and the end of the stream.
 Rounds send one request to each listener, forwards then backwards, so drift cancels; "added" is
 the median over rounds of the per-round difference to ``bare``.
 
-Why TTFT grows by design: a post_call guardrail releases streamed text only once ``window``
-(the guardrails' largest ``max_match_chars``) + ``stride`` characters are buffered
-(extproc/streaming/holdback.py), and the response headers wait for that first release. The
-first token therefore waits for the word that fills the window: "by design" is that wait
-(``held`` - 1 word intervals, as bare Envoy delivers them), the rest of the added TTFT is
-overhead (Envoy's ext_proc round trips, gRPC, scanning). Through extproc TTFB = TTFT: nothing,
-not even the role event, goes out before the first release. The paced answer has ~5.7 chars per
-word event; real LLM tokens are ~4, so real streams hold ~68 tokens instead of ~48 words.
+Why TTFT grows by design: a post_call guardrail releases streamed text only once no finding
+can still begin in it (each detector's ``hold_from``, extproc/streaming/holdback.py), and the
+response headers wait for that first release. "By design" is that wait: the word events the
+hold-back takes before its first release (``held``, found by replaying these very events
+through the same ``HoldBack`` offline), minus one, times the word interval bare Envoy delivers.
+The rest of the added TTFT is overhead (Envoy's ext_proc round trips, gRPC, scanning). Through
+extproc TTFB = TTFT: nothing, not even the role event, goes out before the first release. The
+replay also gives, per detector, the events held at each point of the stream (mean and max):
+the lag a reader sees after the first token.
 
 Each answer is checked: ``bare`` must give the upstream's text unchanged, the guarded listeners
 the same text with its one e-mail address masked. Exit status 1 if a request failed or an answer
@@ -40,7 +41,6 @@ was wrong, 2 if the stack did not start, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -172,22 +172,62 @@ def write_config(path: Path, guardrails: list[tuple[str, str]]) -> Path:
     return path
 
 
-def hold_back_chars(config: Path) -> tuple[int, int]:
-    """(window, stride) the engine uses for this config's post_call guardrails."""
-    from extproc.backends import build
-    from extproc.config.loader import load_config
-    from extproc.streaming.guard import StreamGuard
+@dataclass(frozen=True)
+class Replay:
+    """How the hold-back of some guardrails treats the paced answer's events, offline."""
 
-    loaded = load_config(config)
-    window = max(build(spec, loaded.directory).max_match_chars for spec in loaded.guardrails)
-    stride = inspect.signature(StreamGuard).parameters["stride"].default
-    return window, stride
+    first: int  # events taken before the first release (the one that released included)
+    mean_held: float  # events not wholly released, averaged over the pushes
+    max_held: int
+
+
+def replay(guardrails: list[Any], deltas: list[str]) -> Replay:
+    """Push ``deltas`` through the ``HoldBack`` the engine builds for ``guardrails``."""
+    import asyncio
+
+    from extproc.streaming.holdback import HoldBack, earliest_hold
+
+    window = max(g.max_match_chars for g in guardrails)
+    stride = max(g.stream_stride for g in guardrails)
+    hold = HoldBack(guardrails, window=window, stride=stride, hold=earliest_hold(guardrails))
+    ends, released, first, held = [], 0, 0, []
+    for count, delta in enumerate(deltas, 1):
+        ends.append((ends[-1] if ends else 0) + len(delta))
+        released += asyncio.run(hold.push(delta)).consumed
+        if released and not first:
+            first = count
+        held.append(sum(1 for end in ends if end > released))
+    return Replay(first or len(deltas), statistics.mean(held), max(held))
+
+
+def detector_replays(deltas: list[str]) -> dict[str, Replay]:
+    """The replay per built-in detector (and the listeners' pairs), on the paced answer."""
+    from extproc.backends import build
+    from extproc.config import GuardrailSpec
+    from extproc.policy.restore import PlaceholderRestore
+
+    def spec(backend: str, **params: Any) -> Any:
+        params = {"guardrail": backend, "action": "mask", **params}
+        return GuardrailSpec(backend, backend, ("post_call",), True, params)
+
+    pii, secrets = build(spec("pii")), build(spec("secrets"))
+    keywords = build(
+        spec("litellm_content_filter", blocked_words=["confidential", "internal only", "secret"])
+    )
+    restore = PlaceholderRestore({"<EMAIL_1>": EMAIL, "<PHONE_1>": "+1 415 555 0100"})
+    with_placeholder = [d.replace(EMAIL, "<EMAIL_1>") for d in deltas]
+    return {
+        "pii": replay([pii], deltas),
+        "secrets": replay([secrets], deltas),
+        "pii+secrets": replay([pii, secrets], deltas),
+        "content filter (keywords)": replay([keywords], deltas),
+        "output_parse_pii restore": replay([restore], with_placeholder),
+    }
 
 
 @dataclass
 class Bench:
     ports: dict[str, int]  # listener -> port
-    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def start_upstream(port: int, words: int, log: Path) -> subprocess.Popen[bytes]:
@@ -251,8 +291,7 @@ def start_bench(
     pii.wait_ready(30)
     wait_extproc(both, 30)
     ports = {"bare": bare_port, "pii": pii.port, "pii+secrets": both_port}
-    windows = {name: hold_back_chars(path) for name, path in configs.items()}
-    return Bench(ports, windows)
+    return Bench(ports)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -420,19 +459,10 @@ def print_latency(cells: list[Cell]) -> None:
             print(row)
 
 
-def words_to_fill(deltas: list[str], chars: int) -> int:
-    """How many word events the upstream sends before ``chars`` characters are buffered."""
-    total = 0
-    for count, delta in enumerate(deltas, 1):
-        total += len(delta)
-        if total >= chars:
-            return count
-    return len(deltas)
-
-
-def print_added(cells: list[Cell], bench: Bench, words: int) -> None:
+def print_added(cells: list[Cell], words: int) -> None:
     deltas = answer_words(words)
     mean_word = sum(map(len, deltas)) / len(deltas)
+    replays = detector_replays(deltas)
     header = (
         f"{'pace':>5} {'listener':<12} | {'TTFT +p50':>9} {'p95':>7} {'x bare':>7} | "
         f"{'design':>7} {'overhead':>8} {'held':>5} {'held*':>6} | "
@@ -440,7 +470,7 @@ def print_added(cells: list[Cell], bench: Bench, words: int) -> None:
     )
     _table(
         "added ms vs bare (median / p95 of per-round differences) and ratio of p50s;\n"
-        "held = word events the window holds ((window + stride) chars, here "
+        "held = word events taken before the first release (replayed offline, here "
         f"{mean_word:.2f} chars per word);\n"
         "design = (held - 1) x the word interval bare Envoy delivers (pace + sleep overshoot): "
         "the hold-back by design;\noverhead = added TTFT - design; held* = added TTFT / word "
@@ -450,8 +480,7 @@ def print_added(cells: list[Cell], bench: Bench, words: int) -> None:
     for cell in cells:
         interval = cell.word_interval(words) if cell.pace_ms else 0.0
         for listener in LISTENERS[1:]:
-            window, stride = bench.windows[listener]
-            held = words_to_fill(deltas, window + stride)
+            held = replays[listener].first
             design = (held - 1) * interval
             ttft = cell.paired(listener, "ttft_ms")
             total = cell.paired(listener, "total_ms")
@@ -467,12 +496,13 @@ def print_added(cells: list[Cell], bench: Bench, words: int) -> None:
     paced = ", ".join(f"{c.pace_ms:g} -> {c.word_interval(words):.2f}" for c in cells if c.pace_ms)
     if paced:
         print(f"word interval through bare Envoy, ms (pace -> measured): {paced}")
-    for name, (window, stride) in bench.windows.items():
-        print(
-            f"hold-back {name}: window {window} + stride {stride} chars = "
-            f"{(window + stride) / mean_word:.1f} average words; this answer fills it at word "
-            f"{words_to_fill(deltas, window + stride)}"
-        )
+    _table(
+        "hold-back per detector, replayed offline on this answer: events taken before the "
+        "first release, events held (not wholly released) after each push",
+        f"{'detector':<26} | {'first':>5} | {'held mean':>9} {'max':>4}",
+    )
+    for name, result in replays.items():
+        print(f"{name:<26} | {result.first:>5} | {result.mean_held:>9.2f} {result.max_held:>4}")
 
 
 def ratio(cell: Cell, listener: str, metric: str) -> float:
@@ -534,7 +564,7 @@ def run(
         f"{os.cpu_count()} CPUs; rounds: {args.requests} paced, {args.burst_requests} at pace 0"
     )
     print_latency(cells)
-    print_added(cells, bench, args.words)
+    print_added(cells, args.words)
     for problem in problems:
         print(f"!! {problem}", file=sys.stderr)
     print(f"total time {time.monotonic() - started:.0f}s")

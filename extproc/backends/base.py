@@ -88,9 +88,9 @@ class Guardrail:
     # The error message of a block, when the backend has its own wording (LiteLLM's, for
     # names that migrate from it); None: "<What> blocked by guardrail '<name>': <TYPES> detected."
     block_message: ClassVar[str | None] = None
-    # The most characters whose content decides one finding (the match plus any text around it
-    # that the backend inspects). Streamed output is held back this far, so a finding cannot
-    # start in text that already reached the client. Backends with longer matches must say so.
+    # How much text before a finding decides it (look-behind: a keyword before a value, a
+    # boundary): a streamed answer's window keeps this much released text as context. Unless
+    # ``hold_from`` says better, it is also how far a streamed answer is held back.
     max_match_chars: ClassVar[int] = 256
     # Calls a service over the network: the engine runs these concurrently, local ones inline.
     remote: ClassVar[bool] = False
@@ -123,6 +123,15 @@ class Guardrail:
     async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         """What the engine calls: ``scan`` unless the backend needs the context."""
         return await self.scan(texts)
+
+    def hold_from(self, text: str, start: int) -> int:
+        """Where, in the unfinished ``text`` of a streamed answer, a finding of ``text`` plus any
+        continuation could still begin (or could still change); never before ``start``.
+        Everything before it is final: findings there are decided by ``text`` alone, given
+        ``max_match_chars`` of look-behind, so that text may be released. The default holds the
+        last ``max_match_chars`` characters; detectors that know their patterns hold less
+        (tests/unit/test_hold_from.py checks each one against re-scanning continuations)."""
+        return max(start, len(text) - self.max_match_chars)
 
     def stream_check(self, context: ScanContext) -> StreamCheck | None:
         """A per-answer session judging a streamed answer itself (delta by delta), or None:

@@ -23,6 +23,7 @@ from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize, shared_normalization
 from extproc.text.offsets import byte_spans_to_chars, utf8
+from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import UNANCHORED, raw_match
 
 DEFAULT_PATTERN_FORMAT = "[{pattern_name}_REDACTED]"
@@ -94,6 +95,9 @@ def _list(params: Mapping[str, Any], key: str, where: str) -> list[Any]:
 @register("litellm_content_filter")
 class ContentFilterGuardrail(Guardrail):
     pure = True  # a function of the texts alone: may run in a scan worker process
+    # Streamed answers: released as soon as ``hold_from`` allows (it holds only what could
+    # still begin a finding), each push one small scan.
+    stream_stride = 1
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -119,6 +123,25 @@ class ContentFilterGuardrail(Guardrail):
         if not (self._by_entity or self._regexes or self._keywords or self._injection):
             raise ConfigError(f"{where}: no patterns, blocked_words or categories configured")
         self._build_detectors(spec)
+        self._tail, self._window_hold = self._build_tail()
+        # The sub-detectors' look-behind is the filter's too.
+        self.max_match_chars = max(  # type: ignore[misc]
+            [self.max_match_chars, *(d.max_match_chars for d in self._detectors)]
+        )
+
+    def _build_tail(self) -> tuple[TailHold | None, bool]:
+        """The viable-prefix search over the filter's own regexes and keywords (None when there
+        are none), and whether the fixed window applies instead (a custom regex whose syntax
+        ``prefixes`` does not rewrite)."""
+        patterns = [regex.pattern for regex, _ in self._regexes]
+        if self._keywords is not None:
+            patterns.append(self._keywords.pattern)
+        if not patterns:
+            return None, False
+        try:
+            return TailHold(patterns), False
+        except (Unsupported, re2.error):
+            return None, True
 
     # -- config -----------------------------------------------------------------------------
 
@@ -230,6 +253,16 @@ class ContentFilterGuardrail(Guardrail):
             self._detectors.append(sub("prompt_injection", sensitivity=self._sensitivity))
 
     # -- scanning ---------------------------------------------------------------------------
+
+    def hold_from(self, text: str, start: int) -> int:
+        """The earliest hold of the sub-detectors and of the filter's own patterns."""
+        holds = [d.hold_from(text, start) for d in self._detectors]
+        if self._window_hold:
+            holds.append(super().hold_from(text, start))
+        elif (tail := self._tail) is not None:
+            hold = normalized_hold(text, lambda data, _ascii, pos: tail.start(data, pos), start)
+            holds.append(max(start, hold or 0))
+        return min(holds, default=len(text))
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         # The sub-detectors and the patterns below all match the normalised texts: rewrite each

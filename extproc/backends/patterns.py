@@ -26,6 +26,7 @@ from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars
+from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match, raw_set_match
 
 
@@ -193,6 +194,9 @@ class PatternGuardrail(Guardrail):
     """
 
     pure = True  # a function of the texts alone: may run in a scan worker process
+    # Streamed answers: released as soon as ``hold_from`` allows (it holds only what could
+    # still begin a finding), each push one small scan.
+    stream_stride = 1
 
     ENTITIES: Sequence[Entity] = ()
     DEFAULT_ACTION = Action.MASK
@@ -204,6 +208,9 @@ class PatternGuardrail(Guardrail):
     # resume the search one byte on, so a long rejected candidate cannot hide a valid one inside.
     # Off: the search resumes after the rejected candidate (plain ``finditer`` behaviour).
     RESCAN_REJECTED: ClassVar[bool] = False
+    # How many bytes after a candidate its ``refine`` reads (``pii``: two, "12 3" is glued): a
+    # candidate of a streamed answer with fewer bytes after it is not decided yet.
+    LOOKAHEAD: ClassVar[int] = 0
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -225,6 +232,8 @@ class PatternGuardrail(Guardrail):
             # e.g. \x{100} has no Latin-1 form: UTF-8 is right for ASCII too, just slower.
             with contextlib.suppress(ConfigError):
                 self._ascii = _Matcher(self, self._latin1_options)
+
+        self._tails: dict[bool, TailHold | None] = {}
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -395,6 +404,32 @@ class PatternGuardrail(Guardrail):
         ):
             return None
         return start, end
+
+    def hold_from(self, text: str, start: int) -> int:
+        """The leftmost position where a match of the entities (context and trailer included)
+        could still begin, or a candidate still lacks the ``LOOKAHEAD`` bytes its checks read;
+        before it every match attempt is decided by ``text`` alone (``extproc.text.prefixes``).
+        Validators see only the candidate. Matching runs on the normalised text, whose last
+        cluster may still change (``stable_length``)."""
+        hold = normalized_hold(text, self._byte_hold, start)
+        return super().hold_from(text, start) if hold is None else max(start, hold)
+
+    def _byte_hold(self, data: bytes, ascii_only: bool, pos: int) -> int | None:
+        tail = self._tail(ascii_only)
+        return None if tail is None else tail.start(data, pos)
+
+    def _tail(self, ascii_only: bool) -> TailHold | None:
+        """The viable-prefix search over the entities, per encoding (None: a custom pattern
+        whose syntax ``prefixes`` does not rewrite; the fixed window then applies)."""
+        if ascii_only not in self._tails:
+            matcher = self._ascii if ascii_only else self._utf8
+            patterns = [_plain(c.entity) for c in self._compiled]
+            try:
+                tail = TailHold(patterns, self.LOOKAHEAD, matcher._options)
+            except (Unsupported, re2.error):
+                tail = None
+            self._tails[ascii_only] = tail
+        return self._tails[ascii_only]
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         if type(self).find is not PatternGuardrail.find:  # a subclass filters text by text

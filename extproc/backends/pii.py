@@ -406,3 +406,4 @@ class PiiGuardrail(PatternGuardrail):
     ALIASES = {k: v for k, v in PRESIDIO_NAMES.items() if k != v}
     LONGEST_MATCH = True  # "+1 415-555-0100 x12" over "+1 415-555-0100"; IBAN over a phone
     RESCAN_REJECTED = True  # "1234 5678 9012 3456 7" fails Luhn; a phone may start inside
+    LOOKAHEAD = 2  # _glued_after and ip_span read two bytes past a candidate

@@ -42,6 +42,7 @@ from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars, utf8
+from extproc.text.prefixes import TailHold, normalized_hold
 from extproc.text.re2_raw import ANCHOR_START, UNANCHORED, raw_match, raw_set_match
 
 GENERIC = "GENERIC_SECRET"
@@ -68,8 +69,10 @@ _GENERIC_FORMS = (
     ("assign", rf"(?P<id>{_IDENT}){_OPERATOR}(?P<val>{_VALUE})"),
     ("call", rf"""(?P<id>{_IDENT})["'`]?(?:[ \t]*\(|[ \t]+)[ \t]*@?(?P<val>{_QUOTED})"""),
     (
+        # The compared value has no whitespace: a secret literal, not a quoted sentence (an
+        # open quote in prose would otherwise hold a streamed answer until the next quote).
         "compare",
-        rf"""(?P<val>["'`][^"'`\n]{{6,}}["'`])[ \t]*[!=]==?[ \t]*"""
+        rf"""(?P<val>["'`][^"'`\s]{{6,}}["'`])[ \t]*[!=]==?[ \t]*"""
         rf"(?P<id>[A-Za-z0-9_.]*{_KEYWORD}[A-Za-z0-9_.]*)",  # the name comes last
     ),
 )
@@ -101,6 +104,9 @@ _KIND_ENTRIES, _KIND_KEY_BYTES = 4096, 64
 
 def _compile(pattern: str) -> Any:
     return re2.compile(pattern.encode("latin-1"), _OPTIONS)
+
+
+_KUBERNETES_SEARCH = raw_match(_compile(_KUBERNETES_TRIGGER))
 
 
 def _strip_groups(pattern: str) -> str:
@@ -178,8 +184,11 @@ class _Detector:
         # Alternatives in priority order: keyword shapes, Kubernetes, then provider triggers.
         # Kinds: "generic", "k8s", or the tuple of rule matchers a provider trigger stands for.
         triggers: dict[str, list[_RuleMatcher]] = {}
+        self.footed: list[_RuleMatcher] = []  # rules whose finding runs on to a footer (PEM)
         for rule in rules:
             matcher = _rule_matcher(rule)
+            if matcher.footer is not None:
+                self.footed.append(matcher)
             for trigger in rule.triggers:
                 triggers.setdefault(trigger, []).append(matcher)
         alternatives: list[str] = []
@@ -212,6 +221,52 @@ class _Detector:
         # Which alternative a trigger's bytes are (a function of them alone), for short ones:
         # hostile text repeats a few triggers, and the set costs more than a lookup.
         self.kind_of: dict[bytes, int] = {}
+        # Where a streamed answer's finding could still begin: every full pattern (a finding
+        # lies inside a match of one), the keyword forms and ``kind: Secret``; one byte of
+        # look-ahead (a keyword value's end).
+        # Trimmed (``prefixes._trim``): a name before a keyword is not part of the finding.
+        full = [p for rule in rules for p in rule.patterns]
+        if generic:
+            full += [p for _, p in _GENERIC_FORMS]
+        if kubernetes:
+            full.append(_KUBERNETES_TRIGGER)
+        self.tail = TailHold(full, 1, _OPTIONS, trim=True) if full else None
+
+    # -- streamed answers -----------------------------------------------------------------------
+
+    def hold(self, data: bytes, pos: int = 0) -> int:
+        """The byte offset from which a continuation of ``data`` could still add or change a
+        finding: a match of a pattern still open at the end (looked for from ``pos``, the
+        released end), a PEM header whose footer has not come (the finding runs to the next
+        footer, however far), or ``kind: Secret`` in a YAML document that has not ended (its
+        data values may still follow)."""
+        hold = len(data) if self.tail is None else self.tail.start(data, pos)
+        for matcher in self.footed if b"-----BEGIN" in data else ():
+            header = self._open_header(data, matcher)
+            if header >= 0:
+                hold = min(hold, header)
+        if self.kubernetes and b"kind:" in data:
+            hold = min(hold, self._open_manifest(data))
+        return hold
+
+    @staticmethod
+    def _open_header(data: bytes, matcher: _RuleMatcher) -> int:
+        """The first header after the last footer (each header extends to the next footer),
+        or -1."""
+        pos, size = 0, len(data)
+        while (span := matcher.footer(UNANCHORED, data, pos, size)[0])[0] >= 0:
+            pos = span[1]
+        starts = [p.match(UNANCHORED, data, pos, size)[0][0] for p in matcher.patterns]
+        return min((s for s in starts if s >= 0), default=-1)
+
+    @staticmethod
+    def _open_manifest(data: bytes) -> int:
+        """The first ``kind: Secret`` line of the last YAML document, while that document may
+        still grow (no ``---`` after it, and within ``_K8S_WINDOW`` of its end)."""
+        doc_start = data.rfind(b"\n---") + 1
+        floor = max(doc_start, len(data) - _K8S_WINDOW)
+        start = _KUBERNETES_SEARCH(UNANCHORED, data, floor, len(data))[0][0]
+        return len(data) if start < 0 else start
 
     # -- the scan loop ------------------------------------------------------------------------
 
@@ -464,6 +519,9 @@ class SecretsGuardrail(Guardrail):
     alias, which may also map subtype -> action), ``entropy_threshold`` (bits per character)."""
 
     pure = True  # a function of the texts alone: may run in a scan worker process
+    # Streamed answers: released as soon as ``hold_from`` allows (it holds only what could
+    # still begin a finding), each push one small scan.
+    stream_stride = 1
     # Whether any value assigned to a credential-named key is a secret (LiteLLM's hide_secrets,
     # whose keyword plugin judges the name only), or only one that looks like a credential.
     any_assigned_value: ClassVar[bool] = False
@@ -479,6 +537,12 @@ class SecretsGuardrail(Guardrail):
             threshold,
             self.any_assigned_value,
         )
+
+    def hold_from(self, text: str, start: int) -> int:
+        """See ``_Detector.hold``; on the normalised text, mapped back to ``text``."""
+        detector = self._detector
+        hold = normalized_hold(text, lambda data, _ascii, pos: detector.hold(data, pos), start)
+        return max(start, len(text) if hold is None else hold)
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         batch, others = split_ascii(texts)

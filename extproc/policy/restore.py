@@ -19,6 +19,7 @@ import re2
 from extproc.backends.base import Action, Finding, Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag
+from extproc.text.prefixes import TailHold, char_offset
 
 OPTION = "output_parse_pii"
 DEFAULT_FORMAT = "<{type}_{n}>"
@@ -49,6 +50,17 @@ class PlaceholderRestore(Guardrail):
         labels = sorted(self.originals, key=len, reverse=True)  # <EMAIL_10> before <EMAIL_1>
         self.max_match_chars = max(len(label) for label in labels)  # type: ignore[misc]
         self._pattern = re2.compile("|".join(re2.escape(label) for label in labels))
+        # A streamed answer is held only while its end could still become a placeholder.
+        self._tail = TailHold([self._pattern.pattern])
+
+    stream_stride = 1  # a search of the held end per push: cheap
+
+    def hold_from(self, text: str, start: int) -> int:
+        """From the longest end of ``text`` that begins a placeholder (matched on the text as
+        it is, not normalised)."""
+        data = text.encode("utf-8", "surrogatepass")
+        hold = self._tail.start(data)
+        return max(start, hold if len(data) == len(text) else char_offset(text, data, hold))
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         found = []

@@ -11,6 +11,7 @@ from extproc.backends.base import Finding, Guardrail, ScanContext, StreamCheck
 from extproc.policy.decision import Decision, Placeholders, decide
 from extproc.streaming.events import StreamFormat
 from extproc.streaming.guard import StreamGuard
+from extproc.streaming.holdback import HoldFrom, earliest_hold
 
 if TYPE_CHECKING:
     from extproc.policy.engine import Engine
@@ -68,11 +69,15 @@ def stream_guard(
         else:
             checks.append(FailSafeCheck(guardrail.name, check, engine.failure_policy(guardrail)))
     limit = engine.settings.max_request_body_bytes
+    hold: HoldFrom | None = None
     if not scanned:
         window, stride = 0, 1
     elif all(g.checks_streamed_output for g in scanned):
+        # Released as soon as no guardrail's finding can still begin in the text (each says
+        # where, ``Guardrail.hold_from``); ``window`` is then the look-behind context.
         window = max(g.max_match_chars for g in scanned)
         stride = max(g.stream_stride for g in scanned)
+        hold = earliest_hold(scanned)
     else:
         # Backends that cannot judge a window (verdicts about whole texts) see each channel
         # whole: the window is then the whole (bounded) answer.
@@ -97,5 +102,6 @@ def stream_guard(
         hold_start=hold_start,
         checks=[(check.name, check) for check in checks],
         scan_many=scan_many,
+        hold=hold,
     )
     return guard, checks

@@ -40,7 +40,15 @@ from typing import Any
 from extproc.backends.base import Finding, StreamCheck
 from extproc.policy.decision import Block, Mask, decide
 from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat, event_json
-from extproc.streaming.holdback import DeltaQueue, HoldBack, Judge, Release, Scanner, assign
+from extproc.streaming.holdback import (
+    DeltaQueue,
+    HoldBack,
+    HoldFrom,
+    Judge,
+    Release,
+    Scanner,
+    assign,
+)
 from extproc.streaming.sse import SseEvent, SseParser
 
 # The finding type of a block decided by a service's own stream check.
@@ -136,16 +144,20 @@ class StreamGuard:
         hold_start: bool = False,
         checks: Sequence[tuple[str, StreamCheck]] = (),
         scan_many: ManyScanner | None = None,
+        hold: HoldFrom | None = None,
     ) -> None:
         """``hold_start``: send nothing until the first text is released (a block before it
         can then still be a clean 4xx, if the caller holds the response headers too).
         ``checks``: (guardrail name, session) of services judging the stream themselves: each
         delta is passed to them, in order, before it can be released. ``scan_many``: ``scan``
-        of several texts in one call (else ``scan`` is called for each)."""
+        of several texts in one call (else ``scan`` is called for each). ``hold``: where each
+        channel may release up to (``HoldBack``); without it, the last ``window`` characters
+        are held."""
         self.stream = stream
         self._scan = scan
         self._scan_many = scan_many
         self._window = window
+        self._hold = hold
         self._judge = judge
         self._stride = stride
         self._max_held = max_held_chars
@@ -391,4 +403,11 @@ class StreamGuard:
         return _Channel(self._new_holdback(), DeltaQueue())
 
     def _new_holdback(self) -> HoldBack:
-        return HoldBack((), self._judge, window=self._window, stride=self._stride, scan=self._scan)
+        return HoldBack(
+            (),
+            self._judge,
+            window=self._window,
+            stride=self._stride,
+            scan=self._scan,
+            hold=self._hold,
+        )

@@ -5,21 +5,28 @@ are pushed as they arrive; each push returns the text that may go to the client 
 a block. Released text never changes afterwards, and no character of a masked or blocking
 finding is released unmasked, however the text was split.
 
-Why it is safe (the window ``W`` is the largest ``max_match_chars`` of the guardrails, i.e. the
-most characters whose content decides one finding, boundary look-around included):
+Why it is safe. Each guardrail states, through ``hold_from(text, start)``, where in unfinished
+text a finding could still begin (or still change); ``max_match_chars`` (``W``, the largest of
+the guardrails) is the look-behind a finding's decision needs:
 
 * Each push scans ``context + buffer``: ``buffer`` is the unreleased text, ``context`` the last
-  ``W`` released characters (so a finding's look-behind is seen). With ``L`` the scanned length,
-  the release limit is ``L - W``; at ``finish`` it is ``L``.
-* A finding of the final text that touches a position ``p < L - W`` depends on at most ``W``
-  characters around ``p``, all of which lie in ``[p - W + 1, p + W) ⊂ [0, L)``: they are already
-  known and scanned, so this push sees exactly that finding, and no later text can add, remove
-  or grow it. Findings starting at ``L - W`` or later are not decided yet; they are held.
+  ``W`` released characters (so a finding's look-behind is seen). The release limit is the
+  smallest ``hold_from`` of the guardrails over that text (at ``finish``: its end).
+* ``hold_from`` promises that no continuation adds, removes or changes a finding starting before
+  it: every such finding is in this scan, exactly as in the final text. A guardrail that knows
+  its patterns answers "the leftmost position from which the text so far is a prefix of some
+  match" (``extproc.text.prefixes``; each detector's claim is checked against re-scanning
+  continuations in tests/unit/test_hold_from.py); the default answers "``W`` characters before
+  the end", the rule before adaptive holds, right for any backend whose findings are at most
+  ``W`` long. A finding of any length is therefore held until it is decided (bounded by
+  ``max_held_chars`` upstream), not cut by a window.
 * The cut never splits a finding: when the limit falls inside a (merged) span, the cut steps
   back to the span's start. So every finding of the final text lies wholly before a cut (it was
-  masked, or blocked, when released) or wholly after it (still held). A finding that straddles
-  already-released text therefore cannot arise; were a backend to break its declared
-  ``max_match_chars``, the part of such a finding that is not yet released is still masked.
+  masked, or blocked, when released) or wholly after it (still held). Were a backend to break
+  its claim, the part of such a finding that is not yet released is still masked.
+
+``window`` (fixed mode) replaces the guardrails' claims by "hold the last ``window``
+characters": a whole-text service gets the whole (bounded) answer that way.
 
 Masking goes through ``judge`` (``extproc.policy.decision.decide`` by default; bind a request's
 ``Placeholders`` with ``functools.partial`` to number labels across the whole request). It sees
@@ -28,8 +35,10 @@ same as for a non-streamed text. A block is therefore reported once the blocking
 decided (at most ``W`` characters later, or at ``finish``); until then it is held, never sent.
 
 Scanning cost per push is ``O(W + unreleased text)``, not the whole history; pushes that cannot
-release anything (less than ``W + stride`` characters unreleased) do not scan at all, and cost
-``O(len(delta))``: unreleased text is kept as pieces, joined only to scan. (Appending to one
+release ``stride`` characters do not scan at all. While a long run is held (a finding still
+open), the hold is asked again only once the unreleased text grew by an eighth, so a held run
+of ``n`` characters costs ``O(n)`` in all, not ``O(n^2)``. Unreleased text is kept as pieces,
+joined only to look at it. (Appending to one
 string copied it on every push: with a whole-text service the window is the whole answer, and
 800,000 characters in 5-character deltas took 26.7 s; now 0.28 s, and 3.2 million 1.06 s.)
 """
@@ -47,6 +56,18 @@ from extproc.streaming.events import DeltaSlot
 Judge = Callable[[Sequence[str], Sequence[tuple[str, Finding]]], Decision]
 # Findings of the guardrails on one text, paired with their names (the engine's, with on_error).
 Scanner = Callable[[str], Awaitable[list[tuple[str, Finding]]]]
+# ``Guardrail.hold_from`` over several guardrails: (text, released end) -> release limit.
+HoldFrom = Callable[[str, int], int]
+
+
+def earliest_hold(guardrails: Sequence[Guardrail]) -> HoldFrom:
+    """The smallest ``hold_from`` of ``guardrails`` (the text's end when there are none)."""
+    chosen = tuple(guardrails)
+
+    def hold(text: str, start: int) -> int:
+        return min((g.hold_from(text, start) for g in chosen), default=len(text))
+
+    return hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +95,15 @@ class HoldBack:
         window: int | None = None,
         stride: int = 16,
         scan: Scanner | None = None,
+        hold: HoldFrom | None = None,
     ) -> None:
-        """``window`` overrides the guardrails' largest ``max_match_chars`` (never lower it);
-        ``stride`` is how many releasable characters to wait for before scanning: larger means
-        fewer scans of the same context, at the cost of coarser releases. The default 16 (about
-        four tokens) costs ~7x less CPU than 1 with PII scanning, for at most 15 more characters
-        held. ``scan`` replaces calling the guardrails directly (the engine passes its own, which
-        applies each guardrail's ``on_error``)."""
+        """``hold``: where to stop releasing (by default the guardrails' ``hold_from``).
+        ``window``: the released text kept as look-behind context (never less than the
+        guardrails' largest ``max_match_chars``); given without ``hold``, fixed mode: hold the
+        last ``window`` characters. ``stride`` is how many releasable characters to wait for
+        before scanning: larger means fewer scans of the same context, at the cost of coarser
+        releases. ``scan`` replaces calling the guardrails directly (the engine passes its own,
+        which applies each guardrail's ``on_error``)."""
         if stride < 1:
             raise ValueError("stride must be at least 1")
         self._guardrails = tuple(guardrails)
@@ -88,6 +111,10 @@ class HoldBack:
         self._scanner = scan
         declared = max((g.max_match_chars for g in self._guardrails), default=0)
         self.window = declared if window is None else max(window, declared)
+        self._hold = hold
+        if hold is None and window is None:
+            self._hold = earliest_hold(self._guardrails)
+        self._next_look = 0  # unreleased length at which to ask ``hold`` again
         self._stride = stride
         self._context = ""  # last `window` released raw characters
         # Raw characters not released yet, as pieces: appending to one string copies it each
@@ -110,9 +137,22 @@ class HoldBack:
         if text:
             self._pieces.append(text)
             self._held += len(text)
-        if self._held < self.window + self._stride:
-            return Release()  # nothing could be released: skip the scan
-        return await self._release(final=False)
+        if self._hold is None:
+            if self._held < self.window + self._stride:
+                return Release()  # nothing could be released: skip the scan
+            scanned, offset = self._scanned()
+            return await self._release(scanned, offset, len(scanned) - self.window)
+        if self._held < self._next_look:
+            return Release()
+        scanned, offset = self._scanned()
+        limit = self._hold(scanned, offset)
+        if limit - offset < self._stride:
+            # Nothing to release yet; a long held run is looked at again only once it grew
+            # by an eighth (linear in all), ordinary text on the next push.
+            self._next_look = self._held + max(1, self._held // 8)
+            return Release()
+        self._next_look = 0
+        return await self._release(scanned, offset, limit)
 
     async def finish(self) -> Release:
         """End of the channel: everything left, masked (or the block)."""
@@ -122,7 +162,8 @@ class HoldBack:
             return Release(blocked=self._blocked)
         if not self._held:
             return Release()
-        return await self._release(final=True)
+        scanned, offset = self._scanned()
+        return await self._release(scanned, offset, len(scanned))
 
     def _check_open(self) -> None:
         if self._finished:
@@ -132,13 +173,16 @@ class HoldBack:
         self._pieces = [rest] if rest else []
         self._held = len(rest)
 
-    async def _release(self, final: bool) -> Release:
+    def _scanned(self) -> tuple[str, int]:
+        """``context + buffer``, and where the buffer starts in it."""
         buffer = "".join(self._pieces)
         self._pieces = [buffer]  # joined once: a push that releases nothing will not redo it
-        scanned = self._context + buffer
-        offset = len(self._context)
+        return self._context + buffer, len(self._context)
+
+    async def _release(self, scanned: str, offset: int, limit: int) -> Release:
+        """Scan ``scanned`` and release the buffer up to ``limit`` (moved back so that no
+        finding is split)."""
         findings = await self._scan(scanned)
-        limit = len(scanned) if final else len(scanned) - self.window
         cut = _safe_cut(limit, offset, [f for _, f in findings])
         if cut <= offset:
             return Release()

@@ -117,6 +117,15 @@ class Normalized:
             return start, end
         return self._orig_start(start), self._orig_end(end)
 
+    def original_offset(self, offset: int) -> int:
+        """Where the character at ``offset`` of ``text`` came from in the original (the start of
+        its rewritten cluster); ``len(text)`` maps to the original's end."""
+        if not self.norm_starts:
+            return offset
+        if offset >= len(self.text):
+            return len(self.original)
+        return self._orig_start(offset)
+
     def _piece(self, offset: int) -> int:
         # bisect_right skips pieces of normalised length 0 (removed characters) at ``offset``.
         return bisect_right(self.norm_starts, offset) - 1
@@ -163,6 +172,19 @@ def normalize(text: str) -> Normalized:
     if known is None or known.original is not text:
         known = shared[id(text)] = _normalize(text)
     return known
+
+
+def stable_length(text: str) -> int:
+    """How much of ``text`` normalises the same whatever text follows it: all of it, except a
+    last cluster with a non-ASCII base (a mark still to come may compose with it; marks on an
+    ASCII base are dropped, so that base stays itself). Each cluster is rewritten on its own
+    (see ``_clusters``), so nothing before the last one can change."""
+    if text.isascii():
+        return len(text)
+    base = len(text) - 1
+    while base > 0 and (text[base] in INVISIBLE or _is_mark(text[base])):
+        base -= 1
+    return len(text) if base < 0 or text[base].isascii() else base
 
 
 def _normalize(text: str) -> Normalized:

@@ -129,7 +129,9 @@ def test_clean_stream_passes_byte_identical(client: httpx.Client, streaming_stac
 def test_block_before_the_first_byte_is_a_clean_400(
     client: httpx.Client, streaming_stack: Stack
 ) -> None:
-    response = post(client, streaming_stack, chat_body(f"the key is {KEY}", stream=True))
+    """Text is released as soon as no finding can begin in it, so an answer that opens with a
+    secret sends nothing before the block: the response headers were held, a clean 400."""
+    response = post(client, streaming_stack, chat_body(f"{KEY} is the key", stream=True))
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]

@@ -262,17 +262,19 @@ def chat_stream(deltas: Sequence[str]) -> bytes:
 
 async def guard_stream(body: bytes, hold: HoldBack) -> list[bytes]:
     """A minimal session for one channel: an event goes out, in stream order, once every text
-    slot in it has been delivered by the queue."""
-    queue, waiting, out, delivered = DeltaQueue(), [], [], set()
+    slot in it has been delivered by the queue. Delivered slots are kept by identity in a dict
+    that holds them (a set of ``id``s would match a new slot that reuses a freed one's id)."""
+    queue, waiting, out = DeltaQueue(), [], []
+    delivered: dict[int, DeltaSlot] = {}
     parser = SseParser()
     for event in parser.feed(body) + parser.flush():
         document, slots = delta_slots("openai_chat", event)
         for slot in slots:
             release = await hold.push(slot.text)
             queue.hold(slot)
-            delivered.update(map(id, queue.deliver(release)))
+            delivered.update((id(slot), slot) for slot in queue.deliver(release))
         if document and document["choices"][0].get("finish_reason"):
-            delivered.update(map(id, queue.deliver(await hold.finish())))
+            delivered.update((id(slot), slot) for slot in queue.deliver(await hold.finish()))
         waiting.append((event, document, slots))
         while waiting and all(id(slot) in delivered for slot in waiting[0][2]):
             event, document, slots = waiting.pop(0)
