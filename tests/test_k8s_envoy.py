@@ -438,7 +438,16 @@ def test_envoy_gateway_route_guardrails_are_per_route_grpc_metadata(tmp_path):
     [patch] = eg_patch("RouteConfiguration")
     route = FULL_VALUES["envoyGateway"]["routeGuardrails"][0]
     operation = patch["operation"]
-    assert f"@.name=='{route['route']}'" in operation["jsonPath"]
+    # Envoy Gateway names a rule's routes <rule>/match/<i>/<host>: the regex takes them all.
+    found = re.fullmatch(
+        r"\.\.routes\[\?match\(@\.name, '(.+)'\)\]\.typed_per_filter_config", operation["jsonPath"]
+    )
+    assert found, operation["jsonPath"]
+    rule = route["rule"]
+    assert re.fullmatch(found[1], f"{rule}/match/0/llm_example_com")
+    assert re.fullmatch(found[1], f"{rule}/match/1/*")
+    assert not re.fullmatch(found[1], f"{rule}0/match/0/llm_example_com")  # rule 10 is another
+    assert not re.fullmatch(found[1], rule.replace("llm-strict", "llm") + "/match/0/x")
     escaped = eg_filter_name().replace("~", "~0").replace("/", "~1")
     assert operation["path"] == f"/{escaped}/config"
     value = operation["value"]

@@ -62,7 +62,7 @@ def test_the_exec_probe_passes_on_a_serving_processor_and_fails_once_it_drains(t
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while _probe(argv) != 0:
             assert server.poll() is None, f"extproc serve exited: {server.stderr.read()[-2000:]}"
             assert time.monotonic() < deadline, "the probe never passed"
