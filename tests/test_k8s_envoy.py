@@ -34,7 +34,6 @@ from deploy import render as chart
 from extproc.stack.envoy_config import EnvoyOptions, Upstream
 from extproc.stack.envoy_config import render as render_envoy
 from tests.k8s_objects import (
-    ROOT,
     envoy_cluster,
     envoy_ext_proc,
     envoy_hcm,
@@ -486,10 +485,10 @@ def test_the_processor_serves_where_envoy_yaml_expects_and_answers_its_health_ch
     assert eg_ext_proc()["backendRefs"][0]["port"] == port
 
 
-def test_the_plain_values_keep_envoy_yamls_numbers():
-    """The chart's envoy values are envoy.yaml's (so a render with defaults matches it too)."""
+def test_the_charts_default_envoy_values_are_envoy_yamls():
+    """A render with the chart's own defaults matches envoy.yaml too; a changed value does not."""
     defaults = yaml.safe_load((chart.CHART / "values.yaml").read_text())
     rendered = sidecar_envoy(objects_of(chart.render({"sidecar": {"enabled": True}})))
-    expected = expected_sidecar_envoy(defaults)
-    assert rendered == expected
-    assert ROOT.joinpath("envoy", "envoy.yaml").is_file()
+    assert rendered == expected_sidecar_envoy(defaults)
+    changed = {"sidecar": {"enabled": True}, "envoy": {"messageTimeout": "5s"}}
+    assert sidecar_envoy(objects_of(chart.render(changed))) != expected_sidecar_envoy(defaults)

@@ -42,10 +42,11 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds: preStop sleep + the server's drain grace + 5 s. */}}
+{{/* terminationGracePeriodSeconds: preStop sleep + the server's drain grace + 5 s.
+     Arguments: root, sleep (the pod's preStop sleep). */}}
 {{- define "gx.terminationGrace" -}}
-{{- $extproc := .Values.config.extproc | default dict -}}
-{{- add (int (get $extproc "shutdown_grace_seconds" | default 10)) .Values.processor.preStopSleepSeconds 5 -}}
+{{- $extproc := .root.Values.config.extproc | default dict -}}
+{{- add (int (get $extproc "shutdown_grace_seconds" | default 10)) (int .sleep) 5 -}}
 {{- end -}}
 
 {{- define "gx.podSecurityContext" -}}
