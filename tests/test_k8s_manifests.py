@@ -123,6 +123,15 @@ def test_helm_lint_finds_no_error():
             {"config": {"extproc": {"listen_address": "0.0.0.0:1"}}},
             "listen_address is set by the chart",
         ),
+        # values.schema.json, which Helm applies before any template runs
+        ({"processor": {"replicas": "two"}}, "at '/processor/replicas': got string, want integer"),
+        ({"istio": {"context": "SIDECAR"}}, "at '/istio/context': value must be one of"),
+        ({"metrics": {"enabld": True}}, "additional properties 'enabld' not allowed"),
+        ({"envoy": {"messageTimeout": "10 s"}}, "at '/envoy/messageTimeout'"),
+        (
+            {"envoyGateway": {"routeGuardrails": [{"rule": "llm", "guardrails": "x"}]}},
+            "at '/envoyGateway/routeGuardrails/0/rule'",
+        ),
     ],
 )
 def test_the_chart_refuses_settings_that_disagree(values, message):
