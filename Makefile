@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
 .PHONY: venv protos test lint format fuzz run bench bench-streaming bench-worstcase soak \
-	detectors quality clean
+	detectors quality k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-worstcase: $(STAMP)
 # Needs ../shared/eval (labelled development data) beside the project.
 quality: $(STAMP)
 	$(PY) bench/quality.py $(ARGS)
+
+# Render the Helm chart (deploy/helm) into the plain manifests in deploy/kubernetes/.
+k8s: $(STAMP)
+	$(PY) deploy/render.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

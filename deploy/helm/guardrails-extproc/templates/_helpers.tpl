@@ -1,0 +1,152 @@
+{{/* Names, labels and the pieces both processor variants share. */}}
+
+{{- define "gx.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gx.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "gx.labels" -}}
+{{ include "gx.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "gx.secretName" -}}
+{{- .Values.secretEnv.existingSecret | default (printf "%s-env" (include "gx.fullname" .)) -}}
+{{- end -}}
+
+{{- define "gx.healthService" -}}envoy.service.ext_proc.v3.ExternalProcessor{{- end -}}
+
+{{/* Settings that must agree across the chart: fail the render, not the cluster. */}}
+{{- define "gx.checks" -}}
+{{- $extproc := .Values.config.extproc | default dict -}}
+{{- if ne (int (get $extproc "max_forwarded_body_bytes")) (int .Values.envoy.bufferLimitBytes) -}}
+{{- fail (printf "config.extproc.max_forwarded_body_bytes (%d) must equal envoy.bufferLimitBytes (%d): Envoy answers a bare 413 to a masked body over its buffer limit" (int (get $extproc "max_forwarded_body_bytes")) (int .Values.envoy.bufferLimitBytes)) -}}
+{{- end -}}
+{{- if hasKey $extproc "listen_address" -}}
+{{- fail "config.extproc.listen_address is set by the chart (--address): leave it out" -}}
+{{- end -}}
+{{- $grace := int (get $extproc "shutdown_grace_seconds" | default 10) -}}
+{{- if gt (add $grace .Values.processor.preStopSleepSeconds 5) 120 -}}
+{{- fail "shutdown_grace_seconds + processor.preStopSleepSeconds must stay under 115 s" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: preStop sleep + the server's drain grace + 5 s.
+     Arguments: root, sleep (the pod's preStop sleep). */}}
+{{- define "gx.terminationGrace" -}}
+{{- $extproc := .root.Values.config.extproc | default dict -}}
+{{- add (int (get $extproc "shutdown_grace_seconds" | default 10)) (int .sleep) 5 -}}
+{{- end -}}
+
+{{- define "gx.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "gx.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* The processor container. Arguments: root, address (HOST:PORT or unix:PATH), probes
+     (a YAML block), extra volume mounts (a YAML list) and resources. */}}
+{{- define "gx.processorContainer" -}}
+{{- $root := .root -}}
+name: extproc
+image: {{ printf "%s:%s" $root.Values.image.repository ($root.Values.image.tag | default $root.Chart.AppVersion) | quote }}
+imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+args:
+  - extproc
+  - serve
+  - --config
+  - /etc/extproc/config.yaml
+  - --address
+  - {{ .address | quote }}
+  {{- if $root.Values.metrics.enabled }}
+  - --metrics-address
+  - {{ printf "0.0.0.0:%v" $root.Values.metrics.port | quote }}
+  {{- end }}
+{{- with .ports }}
+ports:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $root.Values.secretEnv.names }}
+envFrom:
+  - secretRef:
+      name: {{ include "gx.secretName" $root }}
+{{- end }}
+{{ .probes }}
+resources:
+  {{- toYaml .resources | nindent 2 }}
+securityContext:
+  {{- include "gx.containerSecurityContext" $root | nindent 2 }}
+volumeMounts:
+  - {name: config, mountPath: /etc/extproc, readOnly: true}
+  - {name: tmp, mountPath: /tmp}
+  {{- with .mounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "gx.metricsAnnotations" -}}
+{{- if .Values.metrics.enabled }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end -}}
+
+{{- define "gx.hpa" -}}
+{{- $a := .autoscaling -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "gx.labels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: {{ .name }}}
+  minReplicas: {{ int $a.minReplicas }}
+  maxReplicas: {{ int $a.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target: {type: Utilization, averageUtilization: {{ int $a.targetCPUUtilizationPercentage }}}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: {{ int $a.scaleDownStabilizationSeconds }}
+      policies: [{type: Pods, value: 1, periodSeconds: 60}]
+{{- end -}}
+
+{{- define "gx.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "gx.labels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  maxUnavailable: {{ int .pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "gx.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+{{- end -}}
