@@ -8,6 +8,8 @@ import asyncio
 import base64
 import gzip
 import json
+import random
+import string
 from collections.abc import Iterator
 
 import httpx
@@ -448,3 +450,33 @@ def test_comments_are_dropped_and_event_names_judged_through_envoy(
     sent = SseParser().feed(response.content)
     assert sent[0].raw == b":\n\n" and sent[1].event == reference(f"note {EMAIL}")
     assert sent[-1].is_done
+
+
+def _long_key_text(rng: random.Random) -> tuple[str, str]:
+    """A 900-character random key in quotes, one the secrets detector finds in the whole text
+    (a random string can contain a placeholder word, which the detector then lets pass)."""
+    detector = build(GuardrailSpec("s", "secrets", ("post_call",), True, {}))
+    for _ in range(20):
+        key = "".join(rng.choice(string.ascii_letters + string.digits + "+/") for _ in range(900))
+        text = LONG + f' config = ["{key}"] ' + "after the key " * 5
+        if asyncio.run(detector.scan([text])):
+            return key, text
+    raise AssertionError("no detectable key in 20 tries")
+
+
+@pytest.mark.parametrize("chunking", ["bytes", "random:7"])
+def test_a_secret_longer_than_any_window_never_shows_its_start(
+    client: httpx.Client, streaming_stack: Stack, chunking: str
+) -> None:
+    """A 900-character quoted key (the old 256-character window released its start before its
+    end was known): held until decided, then the block; none of it reaches the client."""
+    key, text = _long_key_text(random.Random(chunking))
+    response = post(
+        client, streaming_stack, chat_body(text, stream=True), **{"x-fake-chunking": chunking}
+    )
+    assert response.status_code == 200
+    assert key[:12] not in response.text and "after the key" not in response.text
+    sent = streamed_text("/v1/chat/completions", response.content)[0]
+    assert sent and text.startswith(sent) and len(sent) < len(LONG) + 20
+    error = json.loads(SseParser().feed(response.content)[-1].data)["error"]
+    assert "answer-secrets" in error["message"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import random
+import string
 from collections.abc import Sequence
 
 import pytest
@@ -357,3 +359,67 @@ def test_a_block_keeps_the_services_message_and_details() -> None:
     blocked = asyncio.run(run()).blocked
     assert blocked == Block("svc", ("X",), "Nope", {"v": 1})
     assert blocked.details == {"v": 1}  # details do not take part in equality
+
+
+# -- findings longer than any window -----------------------------------------------------------
+
+
+def _b64(
+    rng: random.Random, size: int, alphabet: str = string.ascii_letters + "0123456789+/"
+) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(size))
+
+
+def _long_findings(rng: random.Random) -> dict[str, tuple[str, list[str]]]:
+    """Texts whose secret is longer than the old 256-character window, and pieces of it that
+    must never be seen unmasked (start, middle, end)."""
+    quoted = _b64(rng, 900)
+    header = (
+        base64.urlsafe_b64encode(
+            json.dumps({"alg": "RS256", "kid": _b64(rng, 300), "typ": "JWT"}).encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
+    token = f"{header}.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ.{_b64(rng, 43, B64URL)}"
+    lines = [_b64(rng, 64) for _ in range(20)]
+    pem = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END RSA PRIVATE KEY-----"
+    values = [base64.b64encode(_b64(rng, 40).encode()).decode() for _ in range(3)]
+    manifest = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\n  labels:\n"
+        + "".join(f"    app.example.com/label-{i}: value-{i}\n" for i in range(12))
+        + "type: Opaque\ndata:\n"
+        + "".join(f"  key{i}: {v}\n" for i, v in enumerate(values))
+    )
+
+    def pieces(value: str) -> list[str]:
+        middle = len(value) // 2
+        return [value[:16], value[middle : middle + 16], value[-16:]]
+
+    return {
+        "quoted high-entropy string": (f'config = ["{quoted}"]\nnext line', pieces(quoted)),
+        "JWT with a long header": (f"Use the token {token} to call it.", pieces(token)),
+        "PEM private key": (
+            f"Here it is:\n{pem}\nDone.",
+            [p for line in lines for p in (line[:16],)],
+        ),
+        "Kubernetes Secret": (f"```yaml\n{manifest}```\nApply it.", [v[:16] for v in values]),
+    }
+
+
+B64URL = string.ascii_letters + "0123456789-_"
+
+
+@pytest.mark.parametrize("name", sorted(_long_findings(random.Random(SEED))))
+def test_findings_longer_than_any_window_are_held_whole(name: str) -> None:
+    """The old fixed window (256 characters) released the start of such findings before their
+    end had come; now each is held until it is decided, and masked whole like the reference."""
+    guard = build(GuardrailSpec("s", "secrets", ("post_call",), True, {"action": "mask"}))
+    text, leaks = _long_findings(random.Random(SEED))[name]
+    expected = reference([guard], text)
+    assert all(leak not in expected for leak in leaks)  # the whole text masks all of it
+    rng = random.Random(f"{SEED}-{name}")
+    for _ in range(4):
+        hold = HoldBack([guard], stride=rng.choice([1, 16]))
+        deltas = split_randomly(text, rng, longest=rng.choice([3, 40]))
+        assert asyncio.run(stream(hold, deltas, expected, leaks)) == expected
