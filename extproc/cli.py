@@ -15,6 +15,7 @@ from extproc.config import ConfigError, load_config
 from extproc.config.settings import check_host_port
 
 if TYPE_CHECKING:
+    from extproc.config.loader import GuardrailSpec
     from extproc.policy.engine import Engine
 
 log = logging.getLogger("extproc")
@@ -70,13 +71,25 @@ def describe(engine: Engine) -> list[str]:
             when = f"when a request, route or policy names it or {spec.group!r}"
         else:
             when = "when a request, route or policy names it"
-        modes = "; ".join(MODE_WORDS[m] for m in spec.modes)
+        modes = "; ".join(MODE_WORDS[m] for m in spec.untagged_modes) or "does not run"
+        if spec.tag_modes is not None:
+            modes = f"without a matching tag {modes}; by tag {_tags(spec)}"
         where = "service" if guardrail.remote else "local"
         failure = engine.on_error[guardrail.name]
         lines.append(
             f"{spec.name}: {spec.guardrail} ({where}), {when}; {modes}; on_error {failure}"
         )
     return lines
+
+
+def _tags(spec: GuardrailSpec) -> str:
+    """``'tag': mode+mode`` per tag, marking the tags a client cannot choose for it."""
+    assert spec.tag_modes is not None
+    weak = "route only" if spec.default_on else "route, or a client that names it"
+    return ", ".join(
+        f"{tag!r}: {'+'.join(modes)}" + (f" ({weak})" if tag in spec.tag_modes.weakening else "")
+        for tag, modes in spec.tag_modes.tags.items()
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ async def check_text(engine: Engine, guardrails: Sequence[Guardrail], text: str)
     findings = []
     for guardrail in guardrails:
         found = await engine.findings([guardrail], [text])
-        if set(guardrail.spec.modes) == {"logging_only"}:
+        if set(guardrail.spec.untagged_modes) == {"logging_only"}:
             found = as_logs(found)
         findings += found
     # What would be forwarded if nothing blocked: mask findings applied (with the guardrails'

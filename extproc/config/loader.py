@@ -19,6 +19,7 @@ from extproc.config.errors import ConfigError, did_you_mean, refuse_unknown_keys
 from extproc.config.params import flag
 from extproc.config.policies import apply_policies, groups_of
 from extproc.config.settings import Settings, SettingsError
+from extproc.config.tag_modes import TagModes, parse_tag_modes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,14 @@ class GuardrailSpec:
     # several callbacks): a request or policy naming the group selects all its members.
     group: str | None = None
     info: Mapping[str, Any] | None = None  # guardrail_info: the author's description, listed
+    # ``mode: {tags: ..., default: ...}``: the modes each request runs it in; ``modes`` is then
+    # every mode some request may use.
+    tag_modes: TagModes | None = None
+
+    @property
+    def untagged_modes(self) -> tuple[str, ...]:
+        """The modes of a request without tags (``extproc check``, the default plan)."""
+        return self.tag_modes.default if self.tag_modes is not None else self.modes
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,10 @@ def _resolve_env(value: Any, where: str) -> Any:
 def _modes(raw: Any, where: str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not items:
-        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)} or a list of them")
+        raise ConfigError(
+            f"{where}: mode must be one of {', '.join(MODES)}, a list of them, or "
+            "{tags: {tag: mode}, default: mode}"
+        )
     modes = []
     for item in items:
         mode = str(item).lower()
@@ -176,12 +188,22 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
     info = entry.get("guardrail_info")
     if info is not None and not isinstance(info, dict):
         raise ConfigError(f"{where}: guardrail_info must be a mapping")
-    modes = _modes(params["mode"], f"{where}: litellm_params.mode")
-    if backend in STREAMING_DURING_CALL and "during_call" in modes and "post_call" not in modes:
-        # LiteLLM runs this filter's during_call on the streamed answer: here that is post_call
-        # (the request is still checked during the call, as the mode says).
-        modes += ("post_call",)
-        log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", where)
+
+    def modes_of(raw: Any, here: str) -> tuple[str, ...]:
+        modes = _modes(raw, here)
+        if backend in STREAMING_DURING_CALL and "during_call" in modes and "post_call" not in modes:
+            # LiteLLM runs this filter's during_call on the streamed answer: here that is
+            # post_call (the request is still checked during the call, as the mode says).
+            modes += ("post_call",)
+            log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", here)
+        return modes
+
+    tag_modes = None
+    if isinstance(params["mode"], dict):
+        tag_modes = parse_tag_modes(params["mode"], f"{where}: litellm_params.mode", modes_of)
+        modes = tag_modes.every_mode
+    else:
+        modes = modes_of(params["mode"], f"{where}: litellm_params.mode")
     return [
         GuardrailSpec(
             name=name,
@@ -190,6 +212,7 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
             default_on=default_on,
             params=params,
             info=info,
+            tag_modes=tag_modes,
         )
     ]
 
@@ -429,11 +452,38 @@ def parse_config(document: Any, source: str = "<memory>") -> Config:
     specs = apply_policies(
         specs, document.get("policies"), document.get("policy_attachments"), source
     )
+    _warn_weakening_tags(specs, source)
     try:
         settings = Settings.from_mapping(document.get(OUR_SECTION))
     except SettingsError as error:
         raise ConfigError(str(error)) from None
     return Config(guardrails=specs, settings=settings, source=source)
+
+
+def _warn_weakening_tags(specs: tuple[GuardrailSpec, ...], source: str) -> None:
+    """A tag that would weaken a guardrail is not honoured from a client that did not ask for
+    the guardrail (config/tag_modes.py): LiteLLM would honour it, so the difference is said."""
+    for spec in specs:
+        if spec.tag_modes is None:
+            continue
+        for tag in sorted(spec.tag_modes.weakening):
+            modes = ", ".join(spec.tag_modes.tags[tag])
+            default = ", ".join(spec.tag_modes.default)
+            who = (
+                "never a client's header, body or User-Agent (it is default_on)"
+                if spec.default_on
+                else "or a client that named this guardrail itself"
+            )
+            log.warning(
+                "config %s: guardrail %r: tag %r (%s) checks less than the default "
+                "(%s): only an Envoy route's x-guardrails-tags metadata selects it, %s",
+                source,
+                spec.name,
+                tag,
+                modes,
+                default,
+                who,
+            )
 
 
 def load_config(path: str | Path | None = None) -> Config:
