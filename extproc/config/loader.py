@@ -85,6 +85,11 @@ class GuardrailSpec:
     # ``mode: {tags: ..., default: ...}``: the modes each request runs it in; ``modes`` is then
     # every mode some request may use.
     tag_modes: TagModes | None = None
+    # Keys given in a legacy entry's ``callback_args.<callback>`` (``callback``): each must be
+    # read by the backend, or loading fails naming it (LiteLLM passed them to the callback's
+    # constructor; one we cannot honour must not be dropped).
+    callback: str | None = None
+    callback_keys: frozenset[str] = frozenset()
 
     @property
     def untagged_modes(self) -> tuple[str, ...]:
@@ -310,20 +315,68 @@ def _legacy_entry(
                 f"{where}: callback {callback!r} is not a guardrail this service runs (known: "
                 f"{', '.join((*CALLBACK_GUARDRAILS, *CALLBACK_BACKENDS))})"
             )
-        own = arguments.get(callback) or {}
-        if not isinstance(own, dict):
-            raise ConfigError(f"{where}: callback_args.{callback} must be a mapping")
-        params = {**spec.params, **_resolve_env(own, f"{where}: callback_args.{callback}")}
-        modes = ("logging_only",) if logging_only else spec.modes
+        own = _callback_args(callback, arguments.get(callback) or {}, where)
+        params = {**spec.params, **own}
+        modes = spec.modes
+        if "moderation_check" in own:  # Lakera's: pre_call, or beside the call
+            modes = (LAKERA_MODERATION_CHECKS[params.pop("moderation_check")],)
+            params["mode"] = list(modes)
         if logging_only:
+            modes = ("logging_only",)
             params["mode"] = "logging_only"
         named, group = (name, None) if len(callbacks) == 1 else (f"{name}-{callback}", name)
         specs.append(
             replace(
-                spec, name=named, modes=modes, default_on=default_on, params=params, group=group
+                spec,
+                name=named,
+                modes=modes,
+                default_on=default_on,
+                params=params,
+                group=group,
+                callback=callback,
+                callback_keys=frozenset(own) - {"moderation_check"},
             )
         )
+    for listed in arguments:
+        if listed not in callbacks:
+            hint = did_you_mean(str(listed), [str(c) for c in callbacks])
+            raise ConfigError(
+                f"{where}: callback_args.{listed} names no callback of this entry{hint}"
+            )
     return specs
+
+
+# LiteLLM's Lakera callback took ``moderation_check``: run before the call, or beside it.
+LAKERA_MODERATION_CHECKS = {"pre_call": "pre_call", "in_parallel": "during_call"}
+# callback_args LiteLLM's callbacks took that cannot be honoured here, and why.
+_TEST_SWITCH = "a LiteLLM test switch; point presidio_analyzer_api_base at a test server"
+CALLBACK_ARGS_REFUSED = {
+    "mock_testing": _TEST_SWITCH,
+    "mock_redacted_text": _TEST_SWITCH,
+    "guardrail": "it is the callback; for another backend write a guardrails: entry",
+    "mode": "the entry's logging_only sets it, or write a guardrails: entry with its mode",
+    "default_on": "set default_on on the entry, beside callbacks",
+}
+
+
+def _callback_args(callback: str, raw: Any, where: str) -> dict[str, Any]:
+    """``callback_args.<callback>``: LiteLLM's keyword arguments to the callback, which become
+    its litellm_params (the backend must read each: see GuardrailSpec.callback_keys)."""
+    here = f"{where}: callback_args.{callback}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here} must be a mapping")
+    for key, why in CALLBACK_ARGS_REFUSED.items():
+        if key in raw:
+            raise ConfigError(f"{here}.{key} cannot be honoured: {why}")
+    check = raw.get("moderation_check")
+    if "moderation_check" in raw and (
+        callback != "lakera_prompt_injection" or check not in LAKERA_MODERATION_CHECKS
+    ):
+        raise ConfigError(
+            f"{here}.moderation_check must be pre_call or in_parallel (lakera_prompt_injection "
+            "only); other callbacks take their mode from the entry"
+        )
+    return _resolve_env(raw, here)
 
 
 def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> GuardrailSpec:

@@ -393,6 +393,7 @@ def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[G
             continue
         params = ReadParams(spec.params)
         guardrails.append(build(replace(spec, params=params), directory))
+        _refuse_unread_callback_args(spec, params)
         entry = spec.group or spec.name
         unread.setdefault(entry, []).append({k for k in params.unread if k not in ENGINE_KEYS})
         read.setdefault(entry, set()).update(params.read)
@@ -409,6 +410,19 @@ def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[G
             backend = "any of its backends" if spec.group else spec.guardrail
             log.warning("%s.%s is not read by %s%s: %s", where, key, backend, hint, why)
     return guardrails
+
+
+def _refuse_unread_callback_args(spec: GuardrailSpec, params: ReadParams) -> None:
+    """A legacy entry's ``callback_args`` key its backend never read cannot be honoured: LiteLLM
+    passed it to the callback, so dropping it with a warning would load a config that does less
+    than it says."""
+    for key in sorted(spec.callback_keys & set(params.unread) - set(ENGINE_KEYS)):
+        hint = did_you_mean(key, sorted(k for k in params.read if k not in ENGINE_KEYS))
+        raise ConfigError(
+            f"guardrail {spec.name!r}: callback_args.{spec.callback}.{key} is not an option "
+            f"of {spec.guardrail}{hint}; it cannot be honoured here (the guardrail's options: "
+            "README, Guardrail services)"
+        )
 
 
 class FailedClosed(ReportedError):
