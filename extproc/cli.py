@@ -43,6 +43,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.schema:
+        import json
+
+        from extproc.config.schema import config_schema
+
+        print(json.dumps(config_schema(), indent=2))
+        return 0
+    if args.file is None:
+        raise ConfigError("validate-config needs a FILE (or --schema)")
     config, engine = _engine(args.file)
     print(f"{args.file}: OK ({len(config.guardrails)} guardrail(s))")
     for line in describe(engine):
@@ -173,7 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
 
     validate = commands.add_parser("validate-config", help="check a config file and exit")
-    validate.add_argument("file")
+    validate.add_argument("file", nargs="?")
+    validate.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the config's JSON Schema (for editors) instead",
+    )
     validate.set_defaults(run=cmd_validate)
     return parser
 
