@@ -142,6 +142,10 @@ ENGINE_FLAGS = ("disable_exception_on_block", "output_parse_pii")
 
 # Backends whose LiteLLM ``during_call`` hook is the one that filters the streamed answer.
 STREAMING_DURING_CALL = ("litellm_content_filter",)
+# Backend options that rewrite the guardrail's modes (cannot be combined with tag-based modes).
+MODE_CHANGING_KEYS = {
+    "presidio": ("logging_only", "apply_to_output", "presidio_filter_scope", "presidio_run_on"),
+}
 # Keys of one ``guardrails:`` entry (``guardrail_info`` is LiteLLM's free-form description).
 ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
 
@@ -207,6 +211,13 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
     if isinstance(params["mode"], dict):
         tag_modes = parse_tag_modes(params["mode"], f"{where}: litellm_params.mode", modes_of)
         modes = tag_modes.every_mode
+        for key in MODE_CHANGING_KEYS.get(backend, ()):
+            if params.get(key) not in (None, False):
+                raise ConfigError(
+                    f"{where}: litellm_params.{key} changes the guardrail's modes, which a "
+                    "tag-based mode chooses per request: put those modes in mode.tags / "
+                    "mode.default instead"
+                )
     else:
         modes = modes_of(params["mode"], f"{where}: litellm_params.mode")
     return [

@@ -154,6 +154,22 @@ def test_a_tag_mode_the_backend_cannot_run_is_refused() -> None:
         load(text)
 
 
+@pytest.mark.parametrize("key", ["presidio_filter_scope", "apply_to_output"])
+def test_presidio_options_that_rewrite_modes_are_refused_with_tags(key: str) -> None:
+    params = {
+        "guardrail": "presidio",
+        "presidio_analyzer_api_base": "http://127.0.0.1:9",
+        "mode": {"tags": {"a": "post_call"}, "default": "pre_call"},
+        key: "output" if key == "presidio_filter_scope" else True,
+    }
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"guardrails": [{"guardrail_name": "g", "litellm_params": params}]})
+    assert (
+        f"guardrail 'g': litellm_params.{key} changes the guardrail's modes, which a tag-based "
+        "mode chooses per request: put those modes in mode.tags / mode.default instead"
+    ) in str(raised.value)
+
+
 def test_strength_order() -> None:
     assert weaker(("logging_only",), ("pre_call",))
     assert weaker(("during_call",), ("pre_call",))  # cannot mask, and the request has gone
