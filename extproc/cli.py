@@ -85,8 +85,10 @@ def describe(engine: Engine) -> list[str]:
             modes = f"without a matching tag {modes}; by tag {_tags(spec)}"
         where = "service" if guardrail.remote else "local"
         failure = engine.on_error[guardrail.name]
+        auth = getattr(guardrail, "auth_summary", None)  # e.g. Bedrock's assumed role
+        auth = f"; {auth}" if isinstance(auth, str) and auth else ""
         lines.append(
-            f"{spec.name}: {spec.guardrail} ({where}), {when}; {modes}; on_error {failure}"
+            f"{spec.name}: {spec.guardrail} ({where}), {when}; {modes}; on_error {failure}{auth}"
         )
     return lines
 

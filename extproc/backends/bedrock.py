@@ -325,6 +325,15 @@ class BedrockGuardrail(RemoteGuardrail):
 
     # -- the role (STS) ------------------------------------------------------------------------
 
+    @property
+    def auth_summary(self) -> str:
+        """For ``validate-config``: whose credentials sign, so a role config shows it is one."""
+        role = self.role
+        if role is None:
+            return ""
+        how = "web identity" if role.web_identity else "AssumeRole"
+        return f"signs as role {role.arn} ({how}, at the first call, refreshed before expiry)"
+
     def _assume_role(self) -> dict[str, str]:
         """botocore's refresh callback, in the worker thread that signs: one STS call. Failures
         are key-free BackendErrors (the call fails, on_error applies); botocore logs a failed

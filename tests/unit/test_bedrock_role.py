@@ -139,7 +139,9 @@ def test_validate_config_of_a_role_config_needs_no_credentials(
         "      aws_sts_endpoint: http://127.0.0.1:9\n"  # never called: nothing listens there
     )
     assert main(["validate-config", str(config)]) == 0
-    assert "OK (1 guardrail(s))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK (1 guardrail(s))" in out
+    assert f"signs as role {ROLE} (AssumeRole, at the first call, refreshed before expiry)" in out
 
 
 # -- AssumeRole ----------------------------------------------------------------------------------
