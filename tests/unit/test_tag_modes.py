@@ -295,3 +295,11 @@ def test_validate_config_and_the_listing_show_the_tags() -> None:
         },
         "default": ["pre_call"],
     }
+
+
+def test_extproc_check_runs_what_an_untagged_request_gets() -> None:
+    from extproc.offline import select
+
+    engine = load()
+    assert [g.name for g in select(engine, [])] == ["pii"]  # only-tagged has no default
+    assert [g.name for g in select(engine, ["only-tagged"])] == ["only-tagged"]
