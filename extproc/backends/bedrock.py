@@ -765,6 +765,8 @@ def _role(
         raise ConfigError(
             f"{where}: give aws_web_identity_token or aws_web_identity_token_file, not both"
         )
+    if token and not 4 <= len(token) <= 20000:  # STS's bounds; never echoed
+        raise ConfigError(f"{where}.aws_web_identity_token must be 4 to 20000 characters (a JWT)")
     if token and token.startswith("oidc/"):
         raise ConfigError(
             f"{where}.aws_web_identity_token: LiteLLM's oidc/ token providers are not run "

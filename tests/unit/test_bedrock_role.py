@@ -445,6 +445,7 @@ def test_no_secret_reaches_the_logs_even_at_debug(
             "LiteLLM's oidc/ token providers are not run here; write the token to a file and "
             "set aws_web_identity_token_file",
         ),
+        ({"aws_web_identity_token": "abc"}, "aws_web_identity_token must be 4 to 20000 characters"),
         (
             {"aws_web_identity_token": TOKEN, "aws_external_id": "abc"},
             "aws_external_id cannot be sent with a web identity token",
