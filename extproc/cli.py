@@ -15,6 +15,7 @@ from extproc.config import ConfigError, load_config
 from extproc.config.settings import check_host_port
 
 if TYPE_CHECKING:
+    from extproc.config.loader import GuardrailSpec
     from extproc.policy.engine import Engine
 
 log = logging.getLogger("extproc")
@@ -42,6 +43,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.schema:
+        import json
+
+        from extproc.config.schema import config_schema
+
+        print(json.dumps(config_schema(), indent=2))
+        return 0
+    if args.file is None:
+        raise ConfigError("validate-config needs a FILE (or --schema)")
     config, engine = _engine(args.file)
     print(f"{args.file}: OK ({len(config.guardrails)} guardrail(s))")
     for line in describe(engine):
@@ -70,13 +80,27 @@ def describe(engine: Engine) -> list[str]:
             when = f"when a request, route or policy names it or {spec.group!r}"
         else:
             when = "when a request, route or policy names it"
-        modes = "; ".join(MODE_WORDS[m] for m in spec.modes)
+        modes = "; ".join(MODE_WORDS[m] for m in spec.untagged_modes) or "does not run"
+        if spec.tag_modes is not None:
+            modes = f"without a matching tag {modes}; by tag {_tags(spec)}"
         where = "service" if guardrail.remote else "local"
         failure = engine.on_error[guardrail.name]
+        auth = getattr(guardrail, "auth_summary", None)  # e.g. Bedrock's assumed role
+        auth = f"; {auth}" if isinstance(auth, str) and auth else ""
         lines.append(
-            f"{spec.name}: {spec.guardrail} ({where}), {when}; {modes}; on_error {failure}"
+            f"{spec.name}: {spec.guardrail} ({where}), {when}; {modes}; on_error {failure}{auth}"
         )
     return lines
+
+
+def _tags(spec: GuardrailSpec) -> str:
+    """``'tag': mode+mode`` per tag, marking the tags a client cannot choose for it."""
+    assert spec.tag_modes is not None
+    weak = "route only" if spec.default_on else "route, or a client that names it"
+    return ", ".join(
+        f"{tag!r}: {'+'.join(modes)}" + (f" ({weak})" if tag in spec.tag_modes.weakening else "")
+        for tag, modes in spec.tag_modes.tags.items()
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -160,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
 
     validate = commands.add_parser("validate-config", help="check a config file and exit")
-    validate.add_argument("file")
+    validate.add_argument("file", nargs="?")
+    validate.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the config's JSON Schema (for editors) instead",
+    )
     validate.set_defaults(run=cmd_validate)
     return parser
 

@@ -25,14 +25,17 @@ def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:
     unknown = engine.unknown_name(names)
     if unknown:
         raise ConfigError(unknown)
-    return tuple(engine.by_name[n] for n in names) if names else engine.default_on
+    if names:
+        return tuple(engine.by_name[n] for n in names)
+    # What a request without tags gets: a tag-based mode without a default does not run.
+    return tuple(g for g in engine.default_on if g.spec.untagged_modes)
 
 
 async def check_text(engine: Engine, guardrails: Sequence[Guardrail], text: str) -> dict[str, Any]:
     findings = []
     for guardrail in guardrails:
         found = await engine.findings([guardrail], [text])
-        if set(guardrail.spec.modes) == {"logging_only"}:
+        if set(guardrail.spec.untagged_modes) == {"logging_only"}:
             found = as_logs(found)
         findings += found
     # What would be forwarded if nothing blocked: mask findings applied (with the guardrails'

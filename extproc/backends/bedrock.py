@@ -11,6 +11,10 @@ of any policy says BLOCKED; ANONYMIZED entries become masks. Mask spans come fro
 ``match``: every occurrence of it in the texts is masked with Bedrock's own label ("{EMAIL}").
 Only when an anonymized entry has no locatable match are the spans taken from a character diff of
 the text against Bedrock's aligned ``outputs[i]`` (short texts only; otherwise the call fails).
+
+``aws_role_name`` (LiteLLM's key) signs with a role's temporary credentials, taken from STS
+(AssumeRole, or AssumeRoleWithWebIdentity with a web identity token) by the first call, never at
+startup (a config must load offline), and refreshed by botocore 15 minutes before they expire.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -61,10 +66,45 @@ _BRACED_LABEL = re2.compile(r"\{([A-Za-z0-9_-]+)\}")
 
 # LiteLLM keys for credentials this backend cannot honour, with what to do instead.
 _UNSUPPORTED = {
-    "aws_role_name": "put role_arn/source_profile in an AWS profile and set aws_profile_name",
-    "aws_web_identity_token": "set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (boto3 reads them)",
     "api_key": "set AWS_BEARER_TOKEN_BEDROCK in the environment (botocore reads it)",
 }
+# The role keys LiteLLM reads, and the environment variable it falls back to for each.
+_ROLE_ENV = {
+    "aws_role_name": "AWS_ROLE_NAME",
+    "aws_session_name": "AWS_SESSION_NAME",
+    "aws_external_id": "AWS_EXTERNAL_ID",
+    "aws_sts_endpoint": "AWS_STS_ENDPOINT",
+}
+# STS's own patterns (AssumeRole API reference), checked at startup.
+_ROLE_ARN = re2.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
+_SESSION_NAME = re2.compile(r"[\w+=,.@-]{2,64}")
+_EXTERNAL_ID = re2.compile(r"[\w+=,.@:/-]+")  # 2 to 1224 of them (RE2 counts to 1000)
+_STS_HOST_REGION = re2.compile(r"(?:^|\.)sts(?:-fips)?\.([a-z0-9-]+)\.(?:vpce\.)?amazonaws\.com")
+# The assumed session may do nothing but what this backend does (a session policy is the
+# intersection with the role's own permissions, so it can only narrow them).
+SESSION_POLICY = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+    '"Action":"bedrock:ApplyGuardrail","Resource":"*"}]}'
+)
+_STS_RETRYABLE_CODES = frozenset({"Throttling", "ThrottlingException", "IDPCommunicationError"})
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSettings:
+    """How to get the role's credentials: LiteLLM's ``aws_role_name`` and its companions."""
+
+    arn: str
+    session_name: str
+    external_id: str | None
+    tags: tuple[tuple[str, str], ...]
+    web_identity_token: str | None  # the token itself (``os.environ/NAME`` in the config)
+    web_identity_token_file: str | None  # or a file, read again at every refresh
+    sts_endpoint: str | None
+    sts_region: str
+
+    @property
+    def web_identity(self) -> bool:
+        return bool(self.web_identity_token or self.web_identity_token_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +169,7 @@ class BedrockGuardrail(RemoteGuardrail):
         self.endpoint = _endpoint(params, where)
         self.credentials = _credentials(params, where)
         self.profile = _optional_str(params.get("aws_profile_name"), f"{where}.aws_profile_name")
+        self.role = _role(params, self.region, bool(self.credentials), where)
         self.max_concurrent_calls = whole_number(
             params, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS, where, 1, 256
         )
@@ -140,6 +181,17 @@ class BedrockGuardrail(RemoteGuardrail):
         super().__init__(replace(spec, params=derived(params, {"api_base": api_base})))
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._sts: Any = None
+        self.role_credentials: Any = None
+        if self.role is not None:
+            from botocore.credentials import DeferredRefreshableCredentials
+
+            # No STS call here: the first signing asks for them (in a worker thread), and
+            # botocore refreshes them, single-flight, before they expire.
+            self.role_credentials = DeferredRefreshableCredentials(
+                refresh_using=self._assume_role, method="assume-role"
+            )
+        _cap_botocore_logging()
         self._executor = ThreadPoolExecutor(
             max_workers=self.max_concurrent_calls, thread_name_prefix=f"bedrock-{spec.name}"
         )
@@ -224,6 +276,8 @@ class BedrockGuardrail(RemoteGuardrail):
         from botocore.exceptions import ProfileNotFound
 
         try:
+            if self.role is not None and self.profile:
+                self._source_session().get_scoped_config()  # files only: no STS call yet
             self.boto_client()
         except ProfileNotFound:
             raise ConfigError(f"{where}.aws_profile_name: no such AWS profile") from None
@@ -236,12 +290,20 @@ class BedrockGuardrail(RemoteGuardrail):
         import boto3  # ~0.5-1 s to import: only configs that use Bedrock pay it (at startup)
         import botocore.session
         from botocore.config import Config
+        from botocore.credentials import CredentialResolver
 
-        core = botocore.session.Session(profile=self.profile)
-        core.register_component("data_loader", _shared_loader())
-        session = boto3.session.Session(
-            botocore_session=core, region_name=self.region, **self.credentials
-        )
+        if self.role_credentials is None:
+            core = self._source_session()
+            session = boto3.session.Session(
+                botocore_session=core, region_name=self.region, **self.credentials
+            )
+        else:  # sign with the role's credentials only (the source ones go to STS)
+            core = botocore.session.Session()
+            core.register_component("data_loader", _shared_loader())
+            core.register_component(
+                "credential_provider", CredentialResolver([_Given(self.role_credentials)])
+            )
+            session = boto3.session.Session(botocore_session=core, region_name=self.region)
         config = Config(
             # One attempt per call: RemoteGuardrail retries throttling, 503 and broken
             # connections itself (jittered, within the timeout, counted), as for every backend.
@@ -252,6 +314,131 @@ class BedrockGuardrail(RemoteGuardrail):
             user_agent_extra="guardrails-extproc",
         )
         return session.client("bedrock-runtime", endpoint_url=self.endpoint, config=config)
+
+    def _source_session(self) -> Any:
+        """The botocore session of the configured profile (or the default chain)."""
+        import botocore.session
+
+        core = botocore.session.Session(profile=self.profile)
+        core.register_component("data_loader", _shared_loader())
+        return core
+
+    # -- the role (STS) ------------------------------------------------------------------------
+
+    @property
+    def auth_summary(self) -> str:
+        """For ``validate-config``: whose credentials sign, so a role config shows it is one."""
+        role = self.role
+        if role is None:
+            return ""
+        how = "web identity" if role.web_identity else "AssumeRole"
+        return f"signs as role {role.arn} ({how}, at the first call, refreshed before expiry)"
+
+    def _assume_role(self) -> dict[str, str]:
+        """botocore's refresh callback, in the worker thread that signs: one STS call. Failures
+        are key-free BackendErrors (the call fails, on_error applies); botocore logs a failed
+        early refresh and keeps the current credentials until the mandatory window."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
+
+        role = self.role
+        assert role is not None
+        what = f"bedrock: assuming role {role.arn}"
+        try:
+            answer = self._call_sts(role)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code") or "")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # The STS error code, never its message (it may describe the token's claims).
+            message = f"{what} failed: STS answered {code or 'an error'} (HTTP {status})"
+            if code in _STS_RETRYABLE_CODES or (isinstance(status, int) and status >= 500):
+                raise RetryableError(message) from None
+            raise BackendError(message) from None
+        except (ConnectTimeoutError, ReadTimeoutError):
+            raise BackendError(f"{what} failed: STS timed out after {self.timeout:g}s") from None
+        except (EndpointConnectionError, ConnectionClosedError) as error:
+            raise RetryableError(
+                f"{what} failed: STS unreachable ({type(error).__name__})"
+            ) from None
+        except NoCredentialsError:
+            raise BackendError(f"{what} failed: no AWS credentials to call STS with") from None
+        except BotoCoreError as error:
+            raise BackendError(f"{what} failed ({type(error).__name__})") from None
+        except OSError as error:
+            raise BackendError(
+                f"{what} failed: cannot read aws_web_identity_token_file ({error.strerror})"
+            ) from None
+        try:
+            keys = answer["Credentials"]
+            expiry = keys["Expiration"]
+            issued = {
+                "access_key": str(keys["AccessKeyId"]),
+                "secret_key": str(keys["SecretAccessKey"]),
+                "token": str(keys["SessionToken"]),
+                "expiry_time": expiry.isoformat(),
+            }
+        except (KeyError, TypeError, AttributeError):
+            raise BackendError(f"{what} failed: STS answered without credentials") from None
+        log.info(
+            "guardrail %s: assumed role %s (session %s) until %s",
+            self.name,
+            role.arn,
+            role.session_name,
+            issued["expiry_time"],
+        )
+        return issued
+
+    def _call_sts(self, role: RoleSettings) -> Mapping[str, Any]:
+        sts = self._sts
+        if sts is None:  # under botocore's refresh lock: one thread at a time
+            sts = self._sts = self._new_sts_client(role)
+        request: dict[str, Any] = {
+            "RoleArn": role.arn,
+            "RoleSessionName": role.session_name,
+            "Policy": SESSION_POLICY,
+        }
+        if role.web_identity:
+            token = role.web_identity_token
+            if token is None:
+                with open(role.web_identity_token_file or "", encoding="utf-8") as file:
+                    token = file.read().strip()  # rotated by its issuer: read at each refresh
+            return sts.assume_role_with_web_identity(WebIdentityToken=token, **request)
+        if role.external_id:
+            request["ExternalId"] = role.external_id
+        if role.tags:
+            request["Tags"] = [{"Key": key, "Value": value} for key, value in role.tags]
+        return sts.assume_role(**request)
+
+    def _new_sts_client(self, role: RoleSettings) -> Any:
+        """AssumeRole is signed with the source credentials (config keys, the profile, or the
+        default chain); AssumeRoleWithWebIdentity is not signed (the token is the proof)."""
+        import boto3
+        import botocore
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},  # retried like the call
+            connect_timeout=self.timeout,
+            read_timeout=self.timeout,
+            user_agent_extra="guardrails-extproc",
+        )
+        if role.web_identity:
+            config = config.merge(Config(signature_version=botocore.UNSIGNED))
+            session = boto3.session.Session(botocore_session=self._source_session())
+        else:
+            session = boto3.session.Session(
+                botocore_session=self._source_session(), **self.credentials
+            )
+        return session.client(
+            "sts", region_name=role.sts_region, endpoint_url=role.sts_endpoint, config=config
+        )
 
     # -- reading the answer --------------------------------------------------------------------
 
@@ -315,6 +502,26 @@ class BedrockGuardrail(RemoteGuardrail):
     def close(self) -> None:
         """Let worker threads end (tests and tools that build many guardrails)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Given:
+    """A botocore credential provider that hands out one credentials object (the role's)."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: Any) -> None:
+        self.credentials = credentials
+
+    def load(self) -> Any:
+        return self.credentials
+
+
+def _cap_botocore_logging() -> None:
+    """botocore's DEBUG lines print request and answer bodies: the texts judged, a web identity
+    token, the assumed role's secret key. ``--log-level DEBUG`` must not print them."""
+    logger = logging.getLogger("botocore")
+    if logger.level < logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 @functools.cache
@@ -506,6 +713,122 @@ def _credentials(params: Mapping[str, Any], where: str) -> dict[str, str]:
     if token:
         keys["aws_session_token"] = str(token)
     return keys
+
+
+def _role(
+    params: Mapping[str, Any], region: str, has_keys: bool, where: str
+) -> RoleSettings | None:
+    """LiteLLM's role keys (each falling back to LiteLLM's environment variable), checked
+    against STS's patterns; None when no role is named."""
+    values: dict[str, str | None] = {}
+    for key, env in _ROLE_ENV.items():
+        value = params.get(key)
+        if value is None and os.environ.get(env):
+            value = os.environ[env]
+        values[key] = _optional_str(value, f"{where}.{key}")
+    token = _optional_str(params.get("aws_web_identity_token"), f"{where}.aws_web_identity_token")
+    token_file = _optional_str(
+        params.get("aws_web_identity_token_file"), f"{where}.aws_web_identity_token_file"
+    )
+    tags = _session_tags(params.get("aws_session_tags"), f"{where}.aws_session_tags")
+    arn = values["aws_role_name"]
+    if arn is None:
+        for key, given in (
+            ("aws_session_name", params.get("aws_session_name")),
+            ("aws_external_id", params.get("aws_external_id")),
+            ("aws_sts_endpoint", params.get("aws_sts_endpoint")),
+            ("aws_web_identity_token", token),
+            ("aws_web_identity_token_file", token_file),
+            ("aws_session_tags", tags or None),
+        ):
+            if given:
+                raise ConfigError(f"{where}.{key} needs aws_role_name (the role to assume)")
+        return None
+    if not _ROLE_ARN.fullmatch(arn):
+        raise ConfigError(
+            f"{where}.aws_role_name must be a role ARN such as "
+            f"'arn:aws:iam::123456789012:role/guardrails', got {arn!r}"
+        )
+    session = values["aws_session_name"] or f"guardrails-extproc-{int(time.time())}"
+    if not _SESSION_NAME.fullmatch(session):
+        raise ConfigError(
+            f"{where}.aws_session_name must be 2-64 characters of letters, digits and +=,.@_-"
+        )
+    external_id = values["aws_external_id"]
+    if external_id is not None and not (
+        2 <= len(external_id) <= 1224 and _EXTERNAL_ID.fullmatch(external_id)
+    ):
+        raise ConfigError(  # never echoed: some treat it as a shared secret
+            f"{where}.aws_external_id must be 2-1224 characters of letters, digits and +=,.@:/_-"
+        )
+    if token and token_file:
+        raise ConfigError(
+            f"{where}: give aws_web_identity_token or aws_web_identity_token_file, not both"
+        )
+    if token and not 4 <= len(token) <= 20000:  # STS's bounds; never echoed
+        raise ConfigError(f"{where}.aws_web_identity_token must be 4 to 20000 characters (a JWT)")
+    if token and token.startswith("oidc/"):
+        raise ConfigError(
+            f"{where}.aws_web_identity_token: LiteLLM's oidc/ token providers are not run "
+            "here; write the token to a file and set aws_web_identity_token_file, or give "
+            "it as os.environ/NAME"
+        )
+    web_identity = bool(token or token_file)
+    if web_identity and (external_id or tags):
+        key = "aws_external_id" if external_id else "aws_session_tags"
+        raise ConfigError(
+            f"{where}.{key} cannot be sent with a web identity token "
+            "(AssumeRoleWithWebIdentity takes neither: the token carries them)"
+        )
+    if web_identity and has_keys:
+        raise ConfigError(
+            f"{where}: aws_access_key_id cannot be used with a web identity token (the token "
+            "is the proof of identity); drop one of them"
+        )
+    endpoint = values["aws_sts_endpoint"]
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.aws_sts_endpoint must start with http:// or https://")
+    if (
+        not has_keys
+        and not web_identity
+        and os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+        and os.environ.get("AWS_ROLE_ARN") == arn
+    ):
+        # EKS (IRSA) already runs as this role: boto3's chain assumes it from the token file
+        # (and refreshes it); assuming it again would need the role to trust itself. LiteLLM
+        # does the same.
+        log.info(
+            "%s: already running as %s (AWS_ROLE_ARN): boto3's credentials are used", where, arn
+        )
+        return None
+    host_region = _STS_HOST_REGION.search(endpoint or "")
+    return RoleSettings(
+        arn=arn,
+        session_name=session,
+        external_id=external_id,
+        tags=tags,
+        web_identity_token=token,
+        web_identity_token_file=token_file,
+        sts_endpoint=endpoint.rstrip("/") if endpoint else None,
+        sts_region=host_region.group(1) if host_region else region,
+    )
+
+
+def _session_tags(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    """LiteLLM's ``aws_session_tags: [{Key, Value}, ...]`` (STS allows 50)."""
+    if value is None:
+        return ()
+    problem = f"{where} must be a list of {{Key: ..., Value: ...}} (at most 50)"
+    if not isinstance(value, list) or len(value) > 50:
+        raise ConfigError(problem)
+    tags = []
+    for tag in value:
+        if not isinstance(tag, dict) or set(tag) != {"Key", "Value"}:
+            raise ConfigError(problem)
+        if not all(isinstance(tag[k], str) and tag[k] for k in ("Key", "Value")):
+            raise ConfigError(problem)
+        tags.append((tag["Key"], tag["Value"]))
+    return tuple(sorted(tags))
 
 
 def _optional_str(value: object, where: str) -> str | None:

@@ -19,6 +19,7 @@ from extproc.config.errors import ConfigError, did_you_mean, refuse_unknown_keys
 from extproc.config.params import flag
 from extproc.config.policies import apply_policies, groups_of
 from extproc.config.settings import Settings, SettingsError
+from extproc.config.tag_modes import TagModes, parse_tag_modes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,19 @@ class GuardrailSpec:
     # several callbacks): a request or policy naming the group selects all its members.
     group: str | None = None
     info: Mapping[str, Any] | None = None  # guardrail_info: the author's description, listed
+    # ``mode: {tags: ..., default: ...}``: the modes each request runs it in; ``modes`` is then
+    # every mode some request may use.
+    tag_modes: TagModes | None = None
+    # Keys given in a legacy entry's ``callback_args.<callback>`` (``callback``): each must be
+    # read by the backend, or loading fails naming it (LiteLLM passed them to the callback's
+    # constructor; one we cannot honour must not be dropped).
+    callback: str | None = None
+    callback_keys: frozenset[str] = frozenset()
+
+    @property
+    def untagged_modes(self) -> tuple[str, ...]:
+        """The modes of a request without tags (``extproc check``, the default plan)."""
+        return self.tag_modes.default if self.tag_modes is not None else self.modes
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +121,10 @@ def _resolve_env(value: Any, where: str) -> Any:
 def _modes(raw: Any, where: str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not items:
-        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)} or a list of them")
+        raise ConfigError(
+            f"{where}: mode must be one of {', '.join(MODES)}, a list of them, or "
+            "{tags: {tag: mode}, default: mode}"
+        )
     modes = []
     for item in items:
         mode = str(item).lower()
@@ -125,6 +142,10 @@ ENGINE_FLAGS = ("disable_exception_on_block", "output_parse_pii")
 
 # Backends whose LiteLLM ``during_call`` hook is the one that filters the streamed answer.
 STREAMING_DURING_CALL = ("litellm_content_filter",)
+# Backend options that rewrite the guardrail's modes (cannot be combined with tag-based modes).
+MODE_CHANGING_KEYS = {
+    "presidio": ("logging_only", "apply_to_output", "presidio_filter_scope", "presidio_run_on"),
+}
 # Keys of one ``guardrails:`` entry (``guardrail_info`` is LiteLLM's free-form description).
 ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
 
@@ -176,12 +197,29 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
     info = entry.get("guardrail_info")
     if info is not None and not isinstance(info, dict):
         raise ConfigError(f"{where}: guardrail_info must be a mapping")
-    modes = _modes(params["mode"], f"{where}: litellm_params.mode")
-    if backend in STREAMING_DURING_CALL and "during_call" in modes and "post_call" not in modes:
-        # LiteLLM runs this filter's during_call on the streamed answer: here that is post_call
-        # (the request is still checked during the call, as the mode says).
-        modes += ("post_call",)
-        log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", where)
+
+    def modes_of(raw: Any, here: str) -> tuple[str, ...]:
+        modes = _modes(raw, here)
+        if backend in STREAMING_DURING_CALL and "during_call" in modes and "post_call" not in modes:
+            # LiteLLM runs this filter's during_call on the streamed answer: here that is
+            # post_call (the request is still checked during the call, as the mode says).
+            modes += ("post_call",)
+            log.info("%s: during_call also checks the answer (post_call), as in LiteLLM", here)
+        return modes
+
+    tag_modes = None
+    if isinstance(params["mode"], dict):
+        tag_modes = parse_tag_modes(params["mode"], f"{where}: litellm_params.mode", modes_of)
+        modes = tag_modes.every_mode
+        for key in MODE_CHANGING_KEYS.get(backend, ()):
+            if params.get(key) not in (None, False):
+                raise ConfigError(
+                    f"{where}: litellm_params.{key} changes the guardrail's modes, which a "
+                    "tag-based mode chooses per request: put those modes in mode.tags / "
+                    "mode.default instead"
+                )
+    else:
+        modes = modes_of(params["mode"], f"{where}: litellm_params.mode")
     return [
         GuardrailSpec(
             name=name,
@@ -190,6 +228,7 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
             default_on=default_on,
             params=params,
             info=info,
+            tag_modes=tag_modes,
         )
     ]
 
@@ -287,20 +326,68 @@ def _legacy_entry(
                 f"{where}: callback {callback!r} is not a guardrail this service runs (known: "
                 f"{', '.join((*CALLBACK_GUARDRAILS, *CALLBACK_BACKENDS))})"
             )
-        own = arguments.get(callback) or {}
-        if not isinstance(own, dict):
-            raise ConfigError(f"{where}: callback_args.{callback} must be a mapping")
-        params = {**spec.params, **_resolve_env(own, f"{where}: callback_args.{callback}")}
-        modes = ("logging_only",) if logging_only else spec.modes
+        own = _callback_args(callback, arguments.get(callback) or {}, where)
+        params = {**spec.params, **own}
+        modes = spec.modes
+        if "moderation_check" in own:  # Lakera's: pre_call, or beside the call
+            modes = (LAKERA_MODERATION_CHECKS[params.pop("moderation_check")],)
+            params["mode"] = list(modes)
         if logging_only:
+            modes = ("logging_only",)
             params["mode"] = "logging_only"
         named, group = (name, None) if len(callbacks) == 1 else (f"{name}-{callback}", name)
         specs.append(
             replace(
-                spec, name=named, modes=modes, default_on=default_on, params=params, group=group
+                spec,
+                name=named,
+                modes=modes,
+                default_on=default_on,
+                params=params,
+                group=group,
+                callback=callback,
+                callback_keys=frozenset(own) - {"moderation_check"},
             )
         )
+    for listed in arguments:
+        if listed not in callbacks:
+            hint = did_you_mean(str(listed), [str(c) for c in callbacks])
+            raise ConfigError(
+                f"{where}: callback_args.{listed} names no callback of this entry{hint}"
+            )
     return specs
+
+
+# LiteLLM's Lakera callback took ``moderation_check``: run before the call, or beside it.
+LAKERA_MODERATION_CHECKS = {"pre_call": "pre_call", "in_parallel": "during_call"}
+# callback_args LiteLLM's callbacks took that cannot be honoured here, and why.
+_TEST_SWITCH = "a LiteLLM test switch; point presidio_analyzer_api_base at a test server"
+CALLBACK_ARGS_REFUSED = {
+    "mock_testing": _TEST_SWITCH,
+    "mock_redacted_text": _TEST_SWITCH,
+    "guardrail": "it is the callback; for another backend write a guardrails: entry",
+    "mode": "the entry's logging_only sets it, or write a guardrails: entry with its mode",
+    "default_on": "set default_on on the entry, beside callbacks",
+}
+
+
+def _callback_args(callback: str, raw: Any, where: str) -> dict[str, Any]:
+    """``callback_args.<callback>``: LiteLLM's keyword arguments to the callback, which become
+    its litellm_params (the backend must read each: see GuardrailSpec.callback_keys)."""
+    here = f"{where}: callback_args.{callback}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here} must be a mapping")
+    for key, why in CALLBACK_ARGS_REFUSED.items():
+        if key in raw:
+            raise ConfigError(f"{here}.{key} cannot be honoured: {why}")
+    check = raw.get("moderation_check")
+    if "moderation_check" in raw and (
+        callback != "lakera_prompt_injection" or check not in LAKERA_MODERATION_CHECKS
+    ):
+        raise ConfigError(
+            f"{here}.moderation_check must be pre_call or in_parallel (lakera_prompt_injection "
+            "only); other callbacks take their mode from the entry"
+        )
+    return _resolve_env(raw, here)
 
 
 def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> GuardrailSpec:
@@ -429,11 +516,38 @@ def parse_config(document: Any, source: str = "<memory>") -> Config:
     specs = apply_policies(
         specs, document.get("policies"), document.get("policy_attachments"), source
     )
+    _warn_weakening_tags(specs, source)
     try:
         settings = Settings.from_mapping(document.get(OUR_SECTION))
     except SettingsError as error:
         raise ConfigError(str(error)) from None
     return Config(guardrails=specs, settings=settings, source=source)
+
+
+def _warn_weakening_tags(specs: tuple[GuardrailSpec, ...], source: str) -> None:
+    """A tag that would weaken a guardrail is not honoured from a client that did not ask for
+    the guardrail (config/tag_modes.py): LiteLLM would honour it, so the difference is said."""
+    for spec in specs:
+        if spec.tag_modes is None:
+            continue
+        for tag in sorted(spec.tag_modes.weakening):
+            modes = ", ".join(spec.tag_modes.tags[tag])
+            default = ", ".join(spec.tag_modes.default)
+            who = (
+                "never a client's header, body or User-Agent (it is default_on)"
+                if spec.default_on
+                else "or a client that named this guardrail itself"
+            )
+            log.warning(
+                "config %s: guardrail %r: tag %r (%s) checks less than the default "
+                "(%s): only an Envoy route's x-guardrails-tags metadata selects it, %s",
+                source,
+                spec.name,
+                tag,
+                modes,
+                default,
+                who,
+            )
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -46,9 +46,13 @@ from extproc.policy.errors import error_body
 from extproc.policy.restore import PlaceholderRestore, check_restorable, restores
 from extproc.policy.selection import (
     SELECTION_HEADER,
+    TAGS_HEADER,
+    RequestTags,
     SelectionError,
+    client_tags,
     names_from_header,
     pop_requested,
+    pop_tags,
 )
 from extproc.protocol.exchange import (
     CONTINUE,
@@ -119,9 +123,16 @@ class ModePlan:
     logging_only: tuple[Guardrail, ...] = ()
 
     @classmethod
-    def of(cls, guardrails: Sequence[Guardrail]) -> ModePlan:
+    def of(
+        cls,
+        guardrails: Sequence[Guardrail],
+        modes_of: Callable[[Guardrail], Sequence[str]] | None = None,
+    ) -> ModePlan:
+        """By each guardrail's modes (``modes_of``: this request's, for tag-based modes)."""
+        modes = {g.name: (modes_of(g) if modes_of else g.spec.untagged_modes) for g in guardrails}
+
         def having(mode: str) -> tuple[Guardrail, ...]:
-            return tuple(g for g in guardrails if mode in g.spec.modes)
+            return tuple(g for g in guardrails if mode in modes[g.name])
 
         return cls(
             having("pre_call"), having("during_call"), having("post_call"), having("logging_only")
@@ -153,6 +164,7 @@ class Engine:
         self.groups = groups_of(config.guardrails)  # naming a group selects its members
         self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
         self.default_plan = ModePlan.of(self.default_on)
+        self.tagged = any(g.spec.tag_modes is not None for g in guardrails)
         self.on_error = {
             g.name: check_on_error(
                 g.spec.params.get("on_error", config.settings.on_error),
@@ -199,9 +211,14 @@ class Engine:
         listed = []
         for guardrail in self.by_name.values():
             spec = guardrail.spec
+            mode: Any = list(spec.modes)
+            if spec.tag_modes is not None:  # LiteLLM's own shape of a tag-based mode
+                mode = {"tags": {t: list(m) for t, m in spec.tag_modes.tags.items()}}
+                if spec.tag_modes.default:
+                    mode["default"] = list(spec.tag_modes.default)
             params: dict[str, Any] = {
                 "guardrail": spec.guardrail,
-                "mode": list(spec.modes),
+                "mode": mode,
                 "default_on": spec.default_on,
             }
             entry: dict[str, Any] = {"guardrail_name": spec.name, "litellm_params": params}
@@ -229,8 +246,25 @@ class Engine:
             wanted.update(self.groups.get(name, ()))
         return tuple(g for g in self.by_name.values() if g.spec.default_on or g.name in wanted)
 
-    def plan(self, requested: Sequence[str]) -> ModePlan:
-        return ModePlan.of(self.active(requested)) if requested else self.default_plan
+    def members(self, names: Sequence[str]) -> frozenset[str]:
+        """``names`` with each group replaced by its members."""
+        return frozenset(m for name in names for m in self.groups.get(name, (name,)))
+
+    def plan(self, requested: Sequence[str], tags: RequestTags | None = None) -> ModePlan:
+        """The phases of this request's guardrails; with tags, each tagged guardrail in the
+        mode its tags choose (a default_on or route-selected one is "forced": a client's tags
+        cannot weaken it)."""
+        if tags is None or not self.tagged:
+            return ModePlan.of(self.active(requested)) if requested else self.default_plan
+
+        def modes_of(guardrail: Guardrail) -> Sequence[str]:
+            spec = guardrail.spec
+            if spec.tag_modes is None:
+                return spec.modes
+            forced = spec.default_on or guardrail.name in tags.route_selected
+            return spec.tag_modes.modes_for(tags.route, tags.client, forced)
+
+        return ModePlan.of(self.active(requested), modes_of)
 
     async def findings(
         self, guardrails: Sequence[Guardrail], texts: Sequence[str], context: ScanContext = INPUT
@@ -359,6 +393,7 @@ def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[G
             continue
         params = ReadParams(spec.params)
         guardrails.append(build(replace(spec, params=params), directory))
+        _refuse_unread_callback_args(spec, params)
         entry = spec.group or spec.name
         unread.setdefault(entry, []).append({k for k in params.unread if k not in ENGINE_KEYS})
         read.setdefault(entry, set()).update(params.read)
@@ -375,6 +410,19 @@ def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[G
             backend = "any of its backends" if spec.group else spec.guardrail
             log.warning("%s.%s is not read by %s%s: %s", where, key, backend, hint, why)
     return guardrails
+
+
+def _refuse_unread_callback_args(spec: GuardrailSpec, params: ReadParams) -> None:
+    """A legacy entry's ``callback_args`` key its backend never read cannot be honoured: LiteLLM
+    passed it to the callback, so dropping it with a warning would load a config that does less
+    than it says."""
+    for key in sorted(spec.callback_keys & set(params.unread) - set(ENGINE_KEYS)):
+        hint = did_you_mean(key, sorted(k for k in params.read if k not in ENGINE_KEYS))
+        raise ConfigError(
+            f"guardrail {spec.name!r}: callback_args.{spec.callback}.{key} is not an option "
+            f"of {spec.guardrail}{hint}; it cannot be honoured here (the guardrail's options: "
+            "README, Guardrail services)"
+        )
 
 
 class FailedClosed(ReportedError):
@@ -434,6 +482,7 @@ class GuardedExchange:
         "request",
         "selected",
         "stream_checks",
+        "tags",
     )
 
     def __init__(self, engine: Engine) -> None:
@@ -442,6 +491,7 @@ class GuardedExchange:
         self.adapter: RequestFormat | None = None
         self.request: dict[str, Any] | None = None  # the parsed request body, once judged
         self.selected: list[str] = []  # selected by route (gRPC metadata) or header
+        self.tags: RequestTags | None = None  # only when some guardrail has tag-based modes
         self.plan = engine.default_plan
         self.placeholders: Placeholders | None = None
         self.during: asyncio.Task[Found] | None = None
@@ -459,13 +509,19 @@ class GuardedExchange:
         engine = self.engine
         if not engine.by_name:
             return NO_PHASES
-        selected = names_from_header(head.metadata.get(SELECTION_HEADER))
-        selected += names_from_header(head.headers.get(SELECTION_HEADER))
+        by_route = names_from_header(head.metadata.get(SELECTION_HEADER))
+        selected = by_route + names_from_header(head.headers.get(SELECTION_HEADER))
         unknown = engine.unknown_name(selected)
         if unknown:
             return _bad_request(unknown, "unknown_guardrail")
         self.selected = selected
-        self.plan = engine.plan(selected)
+        if engine.tagged:
+            self.tags = RequestTags(
+                route=tuple(names_from_header(head.metadata.get(TAGS_HEADER))),
+                client=client_tags(head.headers),
+                route_selected=engine.members(by_route),
+            )
+        self.plan = engine.plan(selected, self.tags)
         if head.has_body and self.plan.on_request:
             encoding = head.headers.get("content-encoding", "").strip().lower()
             if encoding not in ("", "identity") and not self._allowed_unread("request"):
@@ -478,7 +534,7 @@ class GuardedExchange:
             if judged is not None:
                 path_rewrite = ((":path", judged),)
         response = engine.response_possible
-        removals = (SELECTION_HEADER,) if SELECTION_HEADER in head.headers else ()
+        removals = tuple(h for h in (SELECTION_HEADER, TAGS_HEADER) if h in head.headers)
         if response:
             removals += ("accept-encoding",)  # a response we may read must come uncompressed
         # Output guardrails known now: stream the answer through us with its headers held, so a
@@ -568,25 +624,31 @@ class GuardedExchange:
             return await self._judge_raw_request(body)
         if adapter is not None and not isinstance(document, dict):
             return _bad_request("Request body must be a JSON object.", "request_body_not_object")
+        tags = None
         try:
             requested = pop_requested(document) if isinstance(document, dict) else None
+            if self.tags is not None and isinstance(document, dict):
+                tags = pop_tags(document)
         except SelectionError as error:
             return _bad_request(str(error), "bad_guardrail_selection")
         unknown = self.engine.unknown_name(requested or ())
         if unknown:
             return _bad_request(unknown, "unknown_guardrail")
-        if requested:
-            self.plan = self.engine.plan(self.selected + requested)
+        if tags and self.tags is not None:
+            self.tags = self.tags.with_client(tags)
+        if requested or tags:
+            self.plan = self.engine.plan(self.selected + (requested or []), self.tags)
+        changed = requested is not None or tags is not None
         if isinstance(document, dict):
             self.request = document
         if not self.plan.on_request:
-            return CONTINUE if requested is None else ReplaceBody(_dump(document))
+            return ReplaceBody(_dump(document)) if changed else CONTINUE
         box = [document]  # a holder, so even a bare top-level string has a place to write to
         try:
             slots = self._request_slots(document, box)
         except ValueError as error:
             return _bad_request(str(error), "request_body_uninspectable")
-        verdict = await self._judge_request(box, slots, changed=requested is not None)
+        verdict = await self._judge_request(box, slots, changed=changed)
         if isinstance(verdict, ReplaceBody):
             return ReplaceBody(_dump(box[0]))
         return verdict

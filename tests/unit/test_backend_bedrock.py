@@ -414,7 +414,7 @@ def test_the_client_is_built_at_startup_without_calling_the_service(fake: FakeBe
             {"aws_access_key_id": None, "aws_secret_access_key": None, "aws_session_token": "t"},
             "aws_session_token",
         ),
-        ({"aws_role_name": "arn:aws:iam::123456789012:role/x"}, "aws_role_name"),
+        ({"aws_role_name": "role-x"}, "aws_role_name"),
         ({"aws_web_identity_token": "tok"}, "aws_web_identity_token"),
         ({"api_key": "bedrock-api-key"}, "api_key"),
         ({"aws_bedrock_runtime_endpoint": "ftp://x"}, "aws_bedrock_runtime_endpoint"),
