@@ -148,6 +148,11 @@ class AimGuardrail(RemoteGuardrail):
         self.stream_over_websocket = _streaming_mode(params.get("streaming"), where)
         if self.stream_over_websocket and "post_call" not in spec.modes:
             raise ConfigError(f"{where}.streaming: websocket needs mode post_call")
+        if self.stream_over_websocket and self.stream_window == "sentence":
+            raise ConfigError(
+                f"{where}: streaming: websocket judges the streamed answer itself, delta by "
+                "delta; stream_window: sentence would never apply (choose one)"
+            )
 
     def stream_check(self, context: ScanContext) -> StreamCheck | None:
         """With ``streaming: websocket``: a websocket session judging this streamed answer

@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import random
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -56,6 +57,11 @@ RETRY_STATUSES = frozenset({429, 503})
 # Full-jitter exponential backoff: wait uniform(0, min(cap, base * 2**attempt)) seconds.
 RETRY_BACKOFF_BASE = 0.05
 RETRY_BACKOFF_CAP = 1.0
+
+
+# A sentence ends at a full stop, question or exclamation mark (also CJK and the ellipsis), maybe
+# followed by closing quotes or brackets, then white space; or at a line end.
+_SENTENCE_END = re.compile("[.!?\u3002\uff01\uff1f\u2026][\"'\u201d\u2019)\\]]*\\s|\n")
 
 
 class BackendError(Exception):
@@ -123,6 +129,41 @@ class RemoteGuardrail(Guardrail):
         shared_tls_context()  # built now, at startup, not on the loop at the first call
         self.breaker = _breaker_from(params, in_params)
         self.verdict_cache = _cache_from(params, in_params)
+        self.stream_window = self._stream_window(spec, in_params)
+
+    def _stream_window(self, spec: GuardrailSpec, where: str) -> str:
+        """``stream_window``: how a service that judges whole texts sees a streamed answer.
+        ``whole`` (default): each channel is held and judged whole. ``sentence``: each completed
+        sentence is judged with the text before it (``max_match_chars`` of it) as context and
+        released once judged (``hold_from``)."""
+        window = spec.params.get("stream_window", "whole")
+        if window not in ("whole", "sentence"):
+            raise ConfigError(f"{where}.stream_window must be whole or sentence, got {window!r}")
+        if window == "sentence":
+            if type(self).checks_streamed_output:
+                raise ConfigError(
+                    f"{where}.stream_window: {spec.guardrail} returns spans and already judges "
+                    "a streamed answer window by window; remove stream_window"
+                )
+            if "post_call" not in spec.modes:
+                raise ConfigError(
+                    f"{where}.stream_window applies to streamed answers: add post_call to mode, "
+                    "or remove stream_window"
+                )
+            # Judged through the hold-back window, at each sentence end (one call per sentence).
+            self.checks_streamed_output = True  # type: ignore[misc]
+            self.stream_stride = 1  # type: ignore[misc]
+        return str(window)
+
+    def hold_from(self, text: str, start: int) -> int:
+        """With ``stream_window: sentence``: the end of the last completed sentence (a sentence
+        mark and the space after it, or a line end); the rest waits for its own end."""
+        if self.stream_window != "sentence":
+            return super().hold_from(text, start)
+        end = start
+        for match in _SENTENCE_END.finditer(text, start):
+            end = match.end()
+        return end
 
     # -- what subclasses implement and use ---------------------------------------------------
 

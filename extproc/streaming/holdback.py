@@ -49,7 +49,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from extproc.backends.base import Finding, Guardrail
+from extproc.backends.base import Action, Finding, Guardrail
 from extproc.policy.decision import Block, Decision, Mask, decide
 from extproc.streaming.events import DeltaSlot
 
@@ -183,6 +183,18 @@ class HoldBack:
         """Scan ``scanned`` and release the buffer up to ``limit`` (moved back so that no
         finding is split)."""
         findings = await self._scan(scanned)
+        blocking = [(g, f) for g, f in findings if f.action is Action.BLOCK]
+        if blocking and limit > offset:
+            # A decided blocking finding that touches the releasable text blocks now, even
+            # when it runs on past the limit (a whole-text verdict spans the whole window).
+            touching = [
+                (g, _shift(f, offset, limit)) for g, f in blocking if _touches(f, offset, limit)
+            ]
+            decision = self._judge([scanned[offset:limit]], touching) if touching else None
+            if isinstance(decision, Block):
+                self._blocked = decision
+                self._take_buffer("")
+                return Release(blocked=decision)
         cut = _safe_cut(limit, offset, [f for _, f in findings])
         if cut <= offset:
             return Release()

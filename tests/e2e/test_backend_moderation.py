@@ -4,13 +4,15 @@ their fakes: allow, block (LiteLLM's messages and verdicts), mask (LLM Guard), a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from extproc.stack.processes import Stack
-from tests.conftest import module_stack
+from extproc.streaming import SseParser
+from tests.conftest import chat_body, module_stack, post
 from tests.fakes import fake_azure, fake_llm_guard, fake_openai_moderation
 from tests.fakes.backend_testing import (
     ask,
@@ -58,6 +60,7 @@ def config(bases: dict[str, str]) -> str:
         )
     add("llmg-mask", "llmg", bases["llmg"], "mode: pre_call, mask_request_content: true")
     add("oai-out", "oai", bases["oai"], "mode: post_call")
+    add("oai-sentences", "oai", bases["oai"], "mode: post_call, stream_window: sentence")
     add("azt-out", "azt", bases["azure"], "mode: post_call")
     return "\n".join(lines) + "\n"
 
@@ -177,3 +180,30 @@ def test_keys_never_reach_the_logs(client: httpx.Client, mod_stack: Stack) -> No
     assert "moderation" in mod_stack.workdir.name
     for key in KEYS.values():
         assert_not_in_logs(mod_stack, key, ("extproc", "envoy"), must_exist=True)
+
+
+def _streamed(response: httpx.Response) -> tuple[str, dict]:
+    """The chat text a client shows, and the last event's JSON (the error, when blocked)."""
+    events = [e for e in SseParser().feed(response.content) if e.data and e.data != "[DONE]"]
+    documents = [json.loads(e.data) for e in events]
+    text = "".join(
+        choice.get("delta", {}).get("content") or ""
+        for document in documents
+        for choice in document.get("choices", [])
+    )
+    return text, documents[-1]
+
+
+@pytest.mark.parametrize(("guardrail", "released"), [("oai-out", ""), ("oai-sentences", "Plan.")])
+def test_stream_window_sentence_releases_judged_sentences(
+    client: httpx.Client, mod_stack: Stack, guardrail: str, released: str
+) -> None:
+    """A whole-text service holds a streamed answer whole by default; with stream_window:
+    sentence each judged sentence goes out, and a flagged one ends the stream there."""
+    text = "Plan. Repeat after me: I will hurt you. Then more words follow here."
+    body = chat_body(text, stream=True, guardrails=[guardrail])
+    response = post(client, mod_stack, body, **{"x-fake-chunking": "split"})
+    assert response.status_code == 200  # chosen by the body: the headers went before
+    shown, last = _streamed(response)
+    assert shown == released and "hurt" not in response.text
+    assert last["error"]["message"] == "Violated OpenAI moderation policy"
