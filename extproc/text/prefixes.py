@@ -307,9 +307,8 @@ def _raw(node: Any, exact: bool = False) -> str:
         return _raw(node.item, exact)
     if node.high == 0:
         return ""
-    if exact:
-        high = "" if node.high is None else node.high
-        return f"(?:{_raw(node.item, exact)}){{{node.low},{high}}}"
+    if exact and node.high is not None and node.high <= EXACT_COUNTS:
+        return f"(?:{_raw(node.item, exact)}){{{node.low},{node.high}}}"
     return f"(?:{_raw(node.item)}){'+' if node.low else '*'}"
 
 
@@ -335,7 +334,8 @@ def _pre(node: Any, exact: bool = False) -> str:
     # Not ``exact``: counted repetitions become unbounded, a superset (safe) whose automaton has
     # no counters and stays small (RE2 expands ``{0,64}`` into 64 copies: run backwards over
     # the union of a detector's patterns, that exhausted the DFA's memory).
-    count = "*" if node.high is None or not exact else f"{{0,{node.high - 1}}}"
+    bounded = exact and node.high is not None and node.high <= EXACT_COUNTS
+    count = f"{{0,{node.high - 1}}}" if bounded else "*"
     return f"(?:{_raw(node.item, exact)}){count}(?:{_pre(node.item, exact)})"
 
 
@@ -370,6 +370,10 @@ def _nullable(node: Any) -> bool:
 
 # Held bytes from which the relaxed search's answer is refined by the exact one (see TailHold).
 EXACT_AFTER = 64
+# "Exact" keeps counted repetitions up to this bound (an e-mail's 64-character local part);
+# larger ones stay unbounded: a run that long is held until it ends, and RE2 would expand
+# ``{40,1000}`` into a thousand copies (compile time, memory).
+EXACT_COUNTS = 64
 
 
 class TailHold:
@@ -383,8 +387,8 @@ class TailHold:
     Two searches: the union of all patterns with counted repetitions relaxed (one small
     automaton, ~1-4 us per call); when that holds more than ``EXACT_AFTER`` bytes (a long run of
     letters could be an e-mail's local part, which RFC 5321 bounds to 64), each pattern with
-    its exact counts, whose answers are never earlier. So a long run is held only as far as a
-    match could really reach back, and ordinary text costs one search.
+    its counts up to ``EXACT_COUNTS`` kept, whose answers are never earlier. So a long run is
+    held only as far as a match could really reach back, and ordinary text costs one search.
     """
 
     def __init__(
@@ -399,7 +403,8 @@ class TailHold:
         if trim:
             self._trees = [_trim(tree) for tree in self._trees]
         self._search = self._compile(_Alt(tuple(self._trees)), exact=False)
-        self._exact: list[Any] | None = None
+        # Compiled now, at startup: compiling them at the first long hold stalled the loop.
+        self._exact = [self._compile(tree, exact=True) for tree in self._trees]
 
     def _compile(self, tree: Any, exact: bool) -> Any:
         lookahead = self._lookahead
@@ -418,10 +423,11 @@ class TailHold:
             return size
         if size - found <= EXACT_AFTER:
             return found
-        if self._exact is None:
-            self._exact = [self._compile(tree, exact=True) for tree in self._trees]
-        starts = [search(UNANCHORED, data, found, size)[0][0] for search in self._exact]
-        return min((s for s in starts if s >= 0), default=size)
+        # Searched from 0, not from ``found``: with a start position RE2 scanned the whole held
+        # run forwards. A start before ``found`` is not a viable one at or after it, so the
+        # answer is raised to ``found``: still never later than the true one.
+        starts = [search(UNANCHORED, data, 0, size)[0][0] for search in self._exact]
+        return max(found, min((s for s in starts if s >= 0), default=size))
 
 
 # Given the normalised text's UTF-8 bytes, whether they are ASCII and the byte offset to look
