@@ -234,6 +234,9 @@ class PatternGuardrail(Guardrail):
                 self._ascii = _Matcher(self, self._latin1_options)
 
         self._tails: dict[bool, TailHold | None] = {}
+        if "post_call" in spec.modes:  # streamed answers ask hold_from: compile it now
+            self._tail(True)  # (the UTF-8 one takes ~0.2 s: not on the event loop, later)
+            self._tail(False)
 
     # -- configuration ----------------------------------------------------------------------------
 
