@@ -54,18 +54,27 @@ def _scan_in_worker(names: Sequence[str], texts: Sequence[str]) -> list[tuple[st
     return found
 
 
+def _hold_in_worker(names: Sequence[str], text: str, start: int) -> int:
+    guardrails = _WORKER["guardrails"]
+    return min((guardrails[name].hold_from(text, start) for name in names), default=len(text))
+
+
 def _serve(conn: Connection, specs: Sequence[GuardrailSpec], directory: Path | None) -> None:
-    """A worker's life: build the detectors, say so, then answer scans until the pipe closes.
-    A failing detector's answer is its exception's class name (messages may quote the text)."""
+    """A worker's life: build the detectors, say so, then answer scans (and holds) until the
+    pipe closes. A failing detector's answer is its exception's class name (messages may quote
+    the text)."""
     _start_worker(specs, directory)
     conn.send(_READY)
     while True:
         try:
-            names, texts = conn.recv()
+            names, texts, start = conn.recv()
         except EOFError:
             return
         try:
-            answer: tuple[str, Any] = ("found", _scan_in_worker(names, texts))
+            if start is None:
+                answer: tuple[str, Any] = ("found", _scan_in_worker(names, texts))
+            else:
+                answer = ("found", _hold_in_worker(names, texts[0], start))
         except Exception as error:
             answer = ("failed", type(error).__name__)
         conn.send(answer)
@@ -101,10 +110,13 @@ class _Worker:
             self._reap()
             return False
 
-    def ask(self, names: tuple[str, ...], texts: list[str]) -> tuple[str, Any] | None:
-        """In a thread: one scan's answer, or None if the worker died (or was killed)."""
+    def ask(
+        self, names: tuple[str, ...], texts: list[str], start: int | None
+    ) -> tuple[str, Any] | None:
+        """In a thread: one scan's answer (``start`` None) or one hold's, or None if the worker
+        died (or was killed)."""
         try:
-            self.conn.send((names, texts))
+            self.conn.send((names, texts, start))
             return self.conn.recv()
         except (EOFError, OSError):
             self._reap()
@@ -184,10 +196,18 @@ class ScanPool:
         self, names: Sequence[str], texts: Sequence[str]
     ) -> list[tuple[str, Finding]]:
         """(guardrail name, finding) of the named detectors on ``texts``, from a worker."""
+        return await self._ask(names, list(texts), None)
+
+    async def hold(self, names: Sequence[str], text: str, start: int) -> int:
+        """The smallest ``hold_from(text, start)`` of the named detectors, from a worker: on a
+        long held run of a streamed answer it searches the whole run (tens of ms per MiB)."""
+        return await self._ask(names, [text], start)
+
+    async def _ask(self, names: Sequence[str], texts: list[str], start: int | None) -> Any:
         await self.start()
         worker = await self._free_worker()
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._threads, worker.ask, tuple(names), list(texts))
+        call = loop.run_in_executor(self._threads, worker.ask, tuple(names), texts, start)
         try:
             answer = await asyncio.wait_for(call, self.budget)
         except TimeoutError:

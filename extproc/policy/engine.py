@@ -16,14 +16,14 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from extproc.backends import Guardrail, build
 from extproc.backends.base import INPUT, Action, Finding, ScanContext
-from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanPool
+from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanFailed, ScanPool
 from extproc.config import Config, ConfigError, GuardrailSpec
 from extproc.config.errors import did_you_mean
 from extproc.config.params import ReadParams
@@ -299,6 +299,29 @@ class Engine:
                 else:
                     found += [(guardrail.name, f) for f in result]
         return found
+
+    def hold_from(
+        self, guardrails: Sequence[Guardrail], text: str, start: int
+    ) -> int | Awaitable[int]:
+        """Where a streamed channel stops releasing: the smallest ``Guardrail.hold_from``. A
+        long held run (a finding still open) is searched whole, tens of ms per MiB, so from
+        ``OFFLOAD_CHARS`` held it is searched in a scan worker (the answer is then awaitable)."""
+        if self.pool is None or len(text) - start < OFFLOAD_CHARS:
+            return min((g.hold_from(text, start) for g in guardrails), default=len(text))
+        return self._offloaded_hold(guardrails, text, start)
+
+    async def _offloaded_hold(self, guardrails: Sequence[Guardrail], text: str, start: int) -> int:
+        assert self.pool is not None
+        pure = [g for g in guardrails if g.pure and g.name in self.by_name]
+        limit = min(
+            (g.hold_from(text, start) for g in guardrails if g not in pure), default=len(text)
+        )
+        if not pure:
+            return limit
+        try:
+            return min(limit, await self.pool.hold([g.name for g in pure], text, start))
+        except ScanFailed:  # no worker: the same answer inline (slow, but never a wrong release)
+            return min(limit, *(g.hold_from(text, start) for g in pure))
 
     async def _offloaded(
         self, guardrails: Sequence[Guardrail], texts: Sequence[str]

@@ -3,6 +3,7 @@ the hold-back window, which see each channel whole, and which judge the stream t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from extproc.backends.base import Finding, Guardrail, ScanContext, StreamCheck
 from extproc.policy.decision import Decision, Placeholders, decide
 from extproc.streaming.events import StreamFormat
 from extproc.streaming.guard import StreamGuard
-from extproc.streaming.holdback import HoldFrom, earliest_hold
+from extproc.streaming.holdback import HoldFrom
 
 if TYPE_CHECKING:
     from extproc.policy.engine import Engine
@@ -77,7 +78,8 @@ def stream_guard(
         # where, ``Guardrail.hold_from``); ``window`` is then the look-behind context.
         window = max(g.max_match_chars for g in scanned)
         stride = max(g.stream_stride for g in scanned)
-        hold = earliest_hold(scanned)
+        # (a long held run is searched in a scan worker: ``Engine.hold_from``)
+        hold = functools.partial(engine.hold_from, tuple(scanned))
     else:
         # Backends that cannot judge a window (verdicts about whole texts) see each channel
         # whole: the window is then the whole (bounded) answer.

@@ -56,8 +56,9 @@ from extproc.streaming.events import DeltaSlot
 Judge = Callable[[Sequence[str], Sequence[tuple[str, Finding]]], Decision]
 # Findings of the guardrails on one text, paired with their names (the engine's, with on_error).
 Scanner = Callable[[str], Awaitable[list[tuple[str, Finding]]]]
-# ``Guardrail.hold_from`` over several guardrails: (text, released end) -> release limit.
-HoldFrom = Callable[[str, int], int]
+# ``Guardrail.hold_from`` over several guardrails: (text, released end) -> release limit, or an
+# awaitable of it (the engine searches a long held run in a scan worker, off the event loop).
+HoldFrom = Callable[[str, int], int | Awaitable[int]]
 
 
 def earliest_hold(guardrails: Sequence[Guardrail]) -> HoldFrom:
@@ -146,6 +147,8 @@ class HoldBack:
             return Release()
         scanned, offset = self._scanned()
         limit = self._hold(scanned, offset)
+        if not isinstance(limit, int):
+            limit = await limit
         if limit - offset < max(self._stride, self._held // 8):
             # Not enough to release yet. A long held run is looked at (and scanned) again only
             # once it grew by an eighth, so each character is scanned a bounded number of

@@ -4,6 +4,7 @@ the way a LiteLLM user plugs in their own class. Copied beside each test's confi
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 
@@ -60,3 +61,21 @@ class SpinningGuardrail(Guardrail):
             for i, text in enumerate(texts)
             if "marker" in text
         ]
+
+
+class HoldWitness(Guardrail):
+    """A pure detector that finds nothing and holds nothing, but writes the id of the process
+    that answered each ``hold_from`` on a long held run (``long`` characters or more) to the file
+    ``witness``: which side of the scan-worker pipe the search ran on."""
+
+    pure = True
+    stream_stride = 1
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        return []
+
+    def hold_from(self, text: str, start: int) -> int:
+        if len(text) - start >= int(self.spec.params.get("long", 1)):
+            with open(self.spec.params["witness"], "a") as witness:
+                witness.write(f"{os.getpid()}\n")
+        return len(text)

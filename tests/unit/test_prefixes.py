@@ -8,7 +8,16 @@ import re
 import pytest
 import re2
 
-from extproc.text.prefixes import TailHold, Unsupported, prefix_pattern
+from extproc.text.prefixes import (
+    EXACT_AFTER,
+    NEAR_BYTES,
+    TailHold,
+    Unsupported,
+    _nonempty_pre,
+    _Parser,
+    prefix_pattern,
+)
+from extproc.text.re2_raw import UNANCHORED
 
 ALPHABET = "abcAB.-1 @"
 PATTERNS = [
@@ -52,6 +61,63 @@ def test_every_prefix_of_every_match_is_accepted(pattern: str, exact: bool) -> N
     if exact:
         # Not everything: text that can begin no match is refused (what makes holds short).
         assert any(not viable.fullmatch(s) for s in STRINGS if s not in prefixes)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("exact", [True, False])
+def test_the_non_empty_prefixes_are_the_prefixes_but_the_empty_string(
+    pattern: str, exact: bool
+) -> None:
+    """What narrows the exact stage: a pattern open somewhere in a text (not merely "could
+    start after its end")."""
+    source = _nonempty_pre(_Parser(pattern).parse(), exact)
+    viable = re2.compile(f"(?:{prefix_pattern(pattern, exact)})")
+    nonempty = re2.compile(f"(?:{source})") if source is not None else None
+    for s in STRINGS:
+        expected = bool(s) and viable.fullmatch(s) is not None
+        assert (nonempty is not None and nonempty.fullmatch(s) is not None) == expected, s
+
+
+def _every_exact_search(hold: TailHold, data: bytes, pos: int) -> int:
+    """``TailHold.start`` as it was before the set narrowed it: every pattern searched exactly
+    once the relaxed union holds more than EXACT_AFTER bytes."""
+    size = len(data)
+    found = hold._search(UNANCHORED, data, pos, size)[0][0]
+    if found < 0 or size - found <= EXACT_AFTER:
+        return size if found < 0 else found
+    starts = [search(UNANCHORED, data, 0, size)[0][0] for search in hold._exact]
+    return max(found, min((s for s in starts if s >= 0), default=size))
+
+
+def test_the_narrowed_exact_stage_answers_as_every_exact_search_would() -> None:
+    """On the secret rules (~100 patterns, the largest set a detector holds with) and text
+    made of their alphabets: never later (that would release text a finding may start in),
+    at most NEAR_BYTES earlier (the last bytes are answered by the relaxed union), and the
+    same answer nearly always."""
+    import random
+
+    from extproc.backends import build
+    from extproc.config import GuardrailSpec
+
+    hold = build(GuardrailSpec("s", "secrets", ("post_call",)), None)._detector.tail
+    rng = random.Random(5)
+    alphabets = [
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        "0123456789abcdef-_",
+        "abcdefghijklmnopqrstuvwxyz0123456789 .:=_-/@",
+    ]
+    earlier, later = [], []
+    for trial in range(600):
+        alphabet = alphabets[trial % len(alphabets)]
+        data = "".join(rng.choices(alphabet, k=rng.randrange(70, 400))).encode()
+        pos = rng.randrange(len(data))
+        narrowed, reference = hold.start(data, pos), _every_exact_search(hold, data, pos)
+        if narrowed > reference:
+            later.append(data)
+        elif narrowed < reference:
+            earlier.append(reference - narrowed)
+    assert not later
+    assert max(earlier, default=0) <= NEAR_BYTES and len(earlier) <= 600 // 50
 
 
 def test_a_tail_hold_finds_the_leftmost_viable_start() -> None:
