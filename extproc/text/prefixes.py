@@ -35,7 +35,7 @@ from typing import Any
 import re2
 
 from extproc.text.normalize import normalize, stable_length
-from extproc.text.re2_raw import UNANCHORED, raw_match
+from extproc.text.re2_raw import UNANCHORED, raw_match, raw_set_match
 
 
 class Unsupported(ValueError):
@@ -339,6 +339,34 @@ def _pre(node: Any, exact: bool = False) -> str:
     return f"(?:{_raw(node.item, exact)}){count}(?:{_pre(node.item, exact)})"
 
 
+def _nonempty_pre(node: Any, exact: bool = False) -> str | None:
+    """``_pre`` without the empty string (None when ``node`` has no non-empty prefix): a
+    pattern open at some byte before the end of a text, not merely "could start after it"."""
+    if isinstance(node, _Atom):
+        return f"(?:{node.src})"
+    if isinstance(node, _Value):
+        return _nonempty_pre(node.item, exact)
+    if isinstance(node, _Alt):
+        branches = [b for b in (_nonempty_pre(b, exact) for b in node.branches) if b is not None]
+        return "(?:" + "|".join(branches) + ")" if branches else None
+    if isinstance(node, _Cat):
+        tail: str | None = None
+        for item in reversed(node.items):
+            options = [o for o in (_nonempty_pre(item, exact),) if o is not None]
+            if tail is not None:
+                options.append(f"{_raw(item, exact)}{tail}")
+            tail = "(?:" + "|".join(options) + ")" if options else None
+        return tail
+    if isinstance(node, _Assert) or node.high == 0:
+        return None
+    inner = _nonempty_pre(node.item, exact)
+    if inner is None:
+        return None
+    bounded = exact and node.high is not None and node.high <= EXACT_COUNTS
+    count = f"{{0,{node.high - 1}}}" if bounded else "*"
+    return f"(?:{_raw(node.item, exact)}){count}{inner}"
+
+
 def prefix_pattern(pattern: str, exact: bool = True) -> str:
     """``pre(pattern)``: matches every prefix of every match (see the module docstring); not
     ``exact``: of a superset with counted repetitions unbounded. Raises ``Unsupported`` for
@@ -370,6 +398,9 @@ def _nullable(node: Any) -> bool:
 
 # Held bytes from which the relaxed search's answer is refined by the exact one (see TailHold).
 EXACT_AFTER = 64
+# In the exact stage, the last bytes answered by the relaxed union (a hold at most this much
+# earlier than the exact one) rather than by every pattern's exact search (see TailHold.start).
+NEAR_BYTES = 16
 # "Exact" keeps counted repetitions up to this bound (an e-mail's 64-character local part);
 # larger ones stay unbounded: a run that long is held until it ends, and RE2 would expand
 # ``{40,1000}`` into a thousand copies (compile time, memory).
@@ -405,14 +436,23 @@ class TailHold:
         self._search = self._compile(_Alt(tuple(self._trees)), exact=False)
         # Compiled now, at startup: compiling them at the first long hold stalled the loop.
         self._exact = [self._compile(tree, exact=True) for tree in self._trees]
+        # Which patterns, relaxed, are open somewhere before the last NEAR_BYTES (see start).
+        self._far = re2.Set.SearchSet(options)
+        for tree in self._trees:
+            self._far.Add(self._source(tree, exact=False, nonempty=True))
+        self._far.Compile()
+        self._far_match = raw_set_match(self._far)
 
-    def _compile(self, tree: Any, exact: bool) -> Any:
+    def _source(self, tree: Any, exact: bool, nonempty: bool = False) -> str | bytes:
         lookahead = self._lookahead
         tail = f"|{_raw(tree, exact)}(?s:.){{0,{lookahead - 1}}}" if lookahead > 0 else ""
-        source = f"(?:{_pre(tree, exact)}{tail})\\z"
+        pre = (_nonempty_pre(tree, exact) or "\\z(?s:.)") if nonempty else _pre(tree, exact)
+        source = f"(?:{pre}{tail})\\z"
         latin1 = self._options.encoding == re2.Options.Encoding.LATIN1
-        regex = re2.compile(source.encode("latin-1") if latin1 else source, self._options)
-        return raw_match(regex)
+        return source.encode("latin-1") if latin1 else source
+
+    def _compile(self, tree: Any, exact: bool) -> Any:
+        return raw_match(re2.compile(self._source(tree, exact), self._options))
 
     def start(self, data: bytes, pos: int = 0) -> int:
         """The leftmost byte offset >= ``pos`` where a match could still begin (``len(data)``
@@ -423,11 +463,23 @@ class TailHold:
             return size
         if size - found <= EXACT_AFTER:
             return found
+        # Viable prefixes are closed under prefixes: a pattern open at a byte more than
+        # NEAR_BYTES before the end is, relaxed, open at the end of ``data[:near]`` too (one set
+        # match says which: a handful of ~100 secret rules on a base64 run, so only those are
+        # searched exactly). The others start at ``near`` or later, where the relaxed union
+        # (never later than the exact answer) is searched over the last NEAR_BYTES only.
+        near = size - NEAR_BYTES
+        far = self._far_match(data[:near])
+        hold = self._search(UNANCHORED, data, max(pos, near), size)[0][0]
+        hold = size if hold < 0 else hold
         # Searched from 0, not from ``found``: with a start position RE2 scanned the whole held
         # run forwards. A start before ``found`` is not a viable one at or after it, so the
         # answer is raised to ``found``: still never later than the true one.
-        starts = [search(UNANCHORED, data, 0, size)[0][0] for search in self._exact]
-        return max(found, min((s for s in starts if s >= 0), default=size))
+        for index in far:
+            start = self._exact[index](UNANCHORED, data, 0, size)[0][0]
+            if 0 <= start < hold:
+                hold = start
+        return max(found, hold)
 
 
 # Given the normalised text's UTF-8 bytes, whether they are ASCII and the byte offset to look
