@@ -85,8 +85,9 @@ def sse(delta: str) -> bytes:
     return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
-async def run(text: str, delta: int, workers: bool) -> tuple[float, float, float, bool]:
-    """(longest loop hold, main-process CPU, wall time, blocked) of one streamed answer."""
+async def run(text: str, delta: int, workers: bool) -> tuple[float, int, float, float, bool]:
+    """(longest loop hold, the feed that held it, main-process CPU, wall time, blocked) of one
+    streamed answer."""
     built = Engine(parse_config(yaml.safe_load(textwrap.dedent(CONFIG))))
     if workers:
         await built.start()
@@ -98,7 +99,7 @@ async def run(text: str, delta: int, workers: bool) -> tuple[float, float, float
         guard, _ = streamed.stream_guard(
             built, stream_format("openai_chat"), list(built.by_name.values()), context, None, False
         )
-        longest, blocked = 0.0, False
+        longest, at, blocked = 0.0, 0, False
         cpu, wall = time.process_time(), time.perf_counter()
         for index, event in enumerate([*events, b"data: [DONE]\n\n"]):
             await asyncio.sleep(0)  # the loop is free between gRPC messages
@@ -110,11 +111,12 @@ async def run(text: str, delta: int, workers: bool) -> tuple[float, float, float
                 await asyncio.sleep(0)
                 held = max(held, time.thread_time() - started)
                 started = time.thread_time()
-            longest = max(longest, held)
+            if held > longest:
+                longest, at = held, index
             blocked = blocked or task.result().blocked is not None
             if blocked:
                 break
-        return longest, time.process_time() - cpu, time.perf_counter() - wall, blocked
+        return longest, at, time.process_time() - cpu, time.perf_counter() - wall, blocked
     finally:
         built.stop()
 
@@ -127,16 +129,17 @@ def main() -> None:
     args = parser.parse_args()
     chars = int(args.mib * 1024 * 1024)
     print(f"{args.mib:g} MiB per answer, {args.delta}-character events, post_call pii + secrets")
-    print(f"{'class':8} {'scans':8} {'longest loop hold':>18} {'main CPU':>9} {'wall':>7}")
+    print(f"{'class':8} {'scans':8} {'longest loop hold, feed':>24} {'main CPU':>9} {'wall':>7}")
     for name, make in CLASSES.items():
         if args.only and name != args.only:
             continue
         text = make(random.Random(1), chars)
         for workers in (True, False):
-            longest, cpu, wall, blocked = asyncio.run(run(text, args.delta, workers))
+            longest, at, cpu, wall, blocked = asyncio.run(run(text, args.delta, workers))
             where = "workers" if workers else "inline"
             note = "  (blocked)" if blocked else ""
-            print(f"{name:8} {where:8} {longest * 1000:15.1f} ms {cpu:7.2f} s {wall:5.2f} s{note}")
+            hold = f"{longest * 1000:8.1f} ms at {at:6}"
+            print(f"{name:8} {where:8} {hold:>24} {cpu:7.2f} s {wall:5.2f} s{note}")
 
 
 if __name__ == "__main__":
