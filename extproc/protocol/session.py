@@ -147,7 +147,7 @@ class Session:
         if kind == "response_body":
             return await self._on_response_body(request.response_body)
         if kind == "response_trailers":
-            return [replies.trailers_continue("response")]
+            return await self._on_response_trailers()
         raise ProtocolAbort(f"unexpected ext_proc message: {kind!r}")
 
     def _expect(self, *phases: Phase) -> None:
@@ -272,6 +272,19 @@ class Session:
             self.held_headers = None
             return [self._reject(verdict)]
         return self._stream_out(verdict, message.end_of_stream)
+
+    async def _on_response_trailers(self) -> list[ProcessingResponse]:
+        """Trailers end an answer whose last body chunk said nothing of the end: a streamed
+        answer's held text is released (or its block sent) before them, as at an ``eos``."""
+        if not (self.streaming and not self.response_eos_sent):
+            return [replies.trailers_continue("response")]
+        verdict = await self.handler.on_response_chunk(b"", True)
+        if isinstance(verdict, Reject):
+            if self.held_headers is None:
+                raise ProtocolAbort("a streamed response cannot be rejected once it has started")
+            self.held_headers = None
+            return [self._reject(verdict)]
+        return [*self._stream_out(verdict, True), replies.trailers_continue("response")]
 
     def _stream_out(self, chunk: StreamChunk, upstream_ended: bool) -> list[ProcessingResponse]:
         end = chunk.end or upstream_ended  # FULL_DUPLEX_STREAMED needs exactly one eos

@@ -25,7 +25,8 @@ gets a gzip-compressed answer, as real upstreams do; ``x-fake-gzip`` gets one ev
 ``x-fake-empty`` gets a streamed 200 with an empty chunked body; ``x-fake-reply`` (JSON
 ``{"status": 200, "content_type": "text/plain" or null, "body_b64": "..."}``) gets exactly that
 answer, chunked (and cut by ``x-fake-chunking``), on any path and method, whatever the request
-body is: an upstream that lies about its framing, errors that echo the prompt.
+body is: an upstream that lies about its framing, errors that echo the prompt; its optional
+``"trailers": {"name": "value"}`` are sent after the last chunk (HTTP/1.1 chunked trailers).
 
     python -m extproc.stack.fake_llm --port 8080
 """
@@ -350,11 +351,15 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         if script.get("content_type") is not None:
             self.send_header("content-type", script["content_type"])
         self.send_header("transfer-encoding", "chunked")
+        trailers = script.get("trailers") or {}
+        if trailers:
+            self.send_header("trailer", ", ".join(trailers))
         self.end_headers()
         for piece in rechunk([body] if body else [], headers.get("x-fake-chunking", "")):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        lines = "".join(f"{name}: {value}\r\n" for name, value in trailers.items())
+        self.wfile.write(b"0\r\n" + lines.encode() + b"\r\n")
 
     def _read_chunked(self) -> bytes:
         data = bytearray()

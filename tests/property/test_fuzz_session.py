@@ -275,17 +275,20 @@ class Outcome:
 
 def absorb(outcome: Outcome, message: ProcessingRequest, replies: list[ProcessingResponse]) -> None:
     """Apply ``replies`` the way Envoy would: what goes upstream, what goes to the client."""
-    kind = message.WhichOneof("request")
+    asked = message.WhichOneof("request")
     for reply in replies:
-        answered = reply.WhichOneof("response")
+        answered, kind = reply.WhichOneof("response"), asked
         if answered == "immediate_response":
             outcome.immediate.append(reply)
             outcome.client += reply.immediate_response.body
             continue
-        assert answered == kind or (answered == "response_headers" and kind == "response_body"), (
-            kind,
-            answered,
-        )
+        # Held response headers go out with the first body reply; trailers that end a streamed
+        # answer are preceded by the body replies that release its held tail.
+        released = {"response_body": {"response_headers"}}
+        released["response_trailers"] = {"response_headers", "response_body"}
+        assert answered == kind or answered in released.get(kind, ()), (kind, answered)
+        if answered == "response_body" and kind == "response_trailers":
+            kind = answered  # the tail's bytes, read below as a body reply's
         if kind == "request_headers":  # the path goes upstream, as it is or as rewritten
             sent = {h.key: h.raw_value.decode() for h in message.request_headers.headers.headers}
             mutation = reply.request_headers.response.header_mutation
