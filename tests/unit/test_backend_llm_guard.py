@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 import pytest
@@ -192,19 +191,16 @@ def test_redaction_spans_rebuild_the_sanitized_text(original: str, sanitized: st
     assert mask_text(original, findings, lambda f, _: f.label or "") == sanitized
 
 
-def test_redaction_spans_on_random_edits_and_speed() -> None:
+def test_redaction_spans_on_random_edits() -> None:
     rng = random.Random(7)
     entities = {"jane@example.com": "[REDACTED_EMAIL_ADDRESS_1]", "555-0100": "******"}
     words = ["alpha", "beta", "gamma", "delta", "the", "a", *entities]
-    worst = 0.0
     for _ in range(200):
         original = " ".join(rng.choice(words) for _ in range(rng.randint(0, 400)))
         sanitized = original
         for value, label in entities.items():
             sanitized = sanitized.replace(value, label)
-        started = time.perf_counter()
         spans = redaction_spans(original, sanitized)
-        worst = max(worst, time.perf_counter() - started)
         findings = [Finding(0, s, e, "X", Action.MASK, label=label) for s, e, label in spans]
         assert mask_text(original, findings, lambda f, _: f.label or "") == sanitized
         for start, end, _ in spans:  # only entities (adjacent ones may share a span)
@@ -212,7 +208,6 @@ def test_redaction_spans_on_random_edits_and_speed() -> None:
             for value in entities:
                 covered = covered.replace(value, "")
             assert not covered.strip(), original[start:end]
-    assert worst < 0.02, f"redaction_spans took {worst * 1000:.1f} ms on a 400-word text"
 
 
 def test_unknown_redaction_formats_fall_back_to_a_word_diff() -> None:
