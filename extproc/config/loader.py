@@ -118,6 +118,24 @@ def _resolve_env(value: Any, where: str) -> Any:
     return value
 
 
+# LiteLLM's modes for traffic this service never sees: a guardrail in one of them would load and
+# never run, so each is refused with what to use instead.
+_NOT_MCP = (
+    "checks MCP tool calls, which do not pass through this service (it sees LLM API requests "
+    "and answers): use pre_call / post_call to check the tool calls and results inside chat "
+    "traffic, and guard the MCP server itself elsewhere"
+)
+LITELLM_UNSEEN_MODES = {
+    "pre_mcp_call": _NOT_MCP,
+    "during_mcp_call": _NOT_MCP,
+    "post_mcp_call": _NOT_MCP,
+    "realtime_input_transcription": (
+        "checks LiteLLM's realtime (websocket) transcriptions, which this service does not "
+        "see: use pre_call / post_call for HTTP traffic"
+    ),
+}
+
+
 def _modes(raw: Any, where: str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not items:
@@ -128,6 +146,8 @@ def _modes(raw: Any, where: str) -> tuple[str, ...]:
     modes = []
     for item in items:
         mode = str(item).lower()
+        if mode in LITELLM_UNSEEN_MODES:
+            raise ConfigError(f"{where}: mode {item!r} {LITELLM_UNSEEN_MODES[mode]}")
         if mode not in MODES:
             raise ConfigError(
                 f"{where}: unknown mode {item!r} (expected one of {', '.join(MODES)})"
@@ -260,8 +280,8 @@ def _callback_spec(
     if callback in CALLBACK_GUARDRAILS:
         params: dict[str, Any] = {"guardrail": callback, "mode": "pre_call"}
         extra = settings.get("prompt_injection_params")
-        if callback == "detect_prompt_injection" and isinstance(extra, dict):
-            params["prompt_injection_params"] = extra
+        if callback == "detect_prompt_injection" and extra is not None:
+            params["prompt_injection_params"] = _prompt_injection_params(extra, source)
         return GuardrailSpec(callback, callback, ("pre_call",), True, params)
     if callback in CALLBACK_BACKENDS:
         return _backend_callback(callback, settings, source)
@@ -271,6 +291,63 @@ def _callback_spec(
             "under guardrails:"
         )
     return None
+
+
+# LiteLLM's ``prompt_injection_params`` (LiteLLMPromptInjectionParams): which checks the legacy
+# detect_prompt_injection callback runs. Ours runs its own model in place of the heuristics and
+# similarity checks; it makes no LLM call (llm_api_check), and LiteLLM never implemented
+# vector_db_check.
+PROMPT_INJECTION_KEYS = (
+    "heuristics_check",
+    "similarity_check",
+    "vector_db_check",
+    "llm_api_check",
+    "llm_api_name",
+    "llm_api_system_prompt",
+    "llm_api_fail_call_string",
+    "reject_as_response",
+)
+LLM_API_KEYS = ("llm_api_name", "llm_api_system_prompt", "llm_api_fail_call_string")
+
+
+def _prompt_injection_params(raw: Any, source: str) -> dict[str, Any]:
+    """Check ``litellm_settings.prompt_injection_params``: a check that would not run here is
+    refused (the LLM check), the ones our model stands in for are named in a WARNING."""
+    where = f"{source}: litellm_settings.prompt_injection_params"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping (heuristics_check, llm_api_check, ...)")
+    refuse_unknown_keys(raw, PROMPT_INJECTION_KEYS, where)
+    for key in PROMPT_INJECTION_KEYS:
+        if key not in LLM_API_KEYS:
+            flag(raw, key, False, where)
+    if raw.get("llm_api_check"):
+        raise ConfigError(
+            f"{where}.llm_api_check: no LLM is asked to judge prompts here. Set it to false to "
+            "rely on the built-in prompt-injection model, or add a guardrails: entry for a "
+            "prompt-injection service (lakera_v2, azure/prompt_shield) or for your own LLM "
+            "judge behind generic_guardrail_api"
+        )
+    stood_in = [k for k in ("heuristics_check", "similarity_check") if k in raw]
+    unused = [k for k in LLM_API_KEYS if k in raw]
+    if raw.get("vector_db_check"):
+        unused.append("vector_db_check (LiteLLM never implemented it either)")
+    section = "litellm_settings.prompt_injection_params"
+    if stood_in:
+        log.warning(
+            "config %s: %s: the built-in prompt-injection model runs in place of %s (true "
+            "or false)",
+            source,
+            section,
+            ", ".join(stood_in),
+        )
+    if unused:
+        log.warning(
+            "config %s: %s: %s not used: no LLM or vector-DB check runs (llm_api_check is off)",
+            source,
+            section,
+            ", ".join(unused),
+        )
+    return raw
 
 
 def _legacy_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
@@ -285,6 +362,12 @@ def _legacy_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
         raise ConfigError(f"{where} must be a list of {{name: {{callbacks: [...]}}}}")
     specs = []
     for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and {"guardrail_name", "litellm_params"} & set(entry):
+            raise ConfigError(
+                f"{where}[{index}] is a guardrails: entry (guardrail_name, litellm_params): "
+                "move it to the top-level guardrails: section (this list takes the older "
+                "{name: {callbacks: [...]}} form; LiteLLM fails to load it here too)"
+            )
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ConfigError(f"{where}[{index}]: expected one {{name: {{callbacks: [...]}}}}")
         [(name, options)] = entry.items()
@@ -395,7 +478,8 @@ def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> G
     for it from ``litellm_settings``; a missing environment variable is named at startup."""
     legacy = CALLBACK_BACKENDS[callback]
     where = f"{source}: litellm_settings.callbacks: {callback!r}"
-    params: dict[str, Any] = {"guardrail": legacy.backend, "mode": list(legacy.modes)}
+    modes = legacy.modes
+    params: dict[str, Any] = {"guardrail": legacy.backend, "mode": list(modes)}
     default_on = True
     if callback == "azure_content_safety":
         params.update(_azure_callback_params(settings.get("azure_content_safety_params"), source))
@@ -403,13 +487,17 @@ def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> G
         for key in ("output_parse_pii", "presidio_ad_hoc_recognizers"):
             if settings.get(key) is not None:
                 params[key] = settings[key]
+        # LiteLLM's presidio_logging_only: mask only what goes to logging callbacks.
+        if flag(settings, "presidio_logging_only", False, f"{source}: litellm_settings"):
+            params["mode"] = ["logging_only"]
+            modes = ("logging_only",)
     elif callback == "llmguard_moderations":
         default_on = _llm_guard_mode(settings.get("llm_guard_mode", "all"), source)
     given = {"AZURE_CONTENT_SAFETY_ENDPOINT": "api_base", "AZURE_CONTENT_SAFETY_KEY": "api_key"}
     for name in legacy.env:
         if not os.environ.get(name) and given.get(name) not in params:
             raise ConfigError(f"{where} needs environment variable {name}, which is not set")
-    return GuardrailSpec(callback, legacy.backend, legacy.modes, default_on, params)
+    return GuardrailSpec(callback, legacy.backend, modes, default_on, params)
 
 
 def _azure_callback_params(raw: Any, source: str) -> dict[str, Any]:

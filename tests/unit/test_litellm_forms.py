@@ -439,3 +439,44 @@ def test_content_filter_categories_we_do_not_ship_name_the_closest_setting(
     """)
     with pytest.raises(ConfigError, match=_re(fix)):
         Engine(config)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("{llm_api_check: true, llm_api_name: m}", "llm_api_check: no LLM is asked to judge"),
+        (
+            "{heuristic_check: true}",
+            "unknown key 'heuristic_check' (did you mean 'heuristics_check'?)",
+        ),
+        ("{heuristics_check: 'yes'}", "heuristics_check must be true or false"),
+        ("[heuristics_check]", "prompt_injection_params must be a mapping"),
+    ],
+)
+def test_prompt_injection_params_that_would_not_run_are_refused(params: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(
+            "litellm_settings: {callbacks: [detect_prompt_injection], "
+            f"prompt_injection_params: {params}}}"
+        )
+
+
+def test_unused_llm_check_settings_are_a_warning_naming_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        parse("""
+            litellm_settings:
+              callbacks: [detect_prompt_injection]
+              prompt_injection_params:
+                {llm_api_check: false, llm_api_name: judge, reject_as_response: true}
+        """)
+    assert "WARNING" in caplog.text and "llm_api_name not used" in caplog.text
+
+
+def test_presidio_logging_only_setting_makes_the_callback_logging_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRESIDIO_ANALYZER_API_BASE", "http://127.0.0.1:5002")
+    config = parse("litellm_settings: {callbacks: [presidio], presidio_logging_only: true}")
+    assert by_name(config)["presidio"].modes == ("logging_only",)
