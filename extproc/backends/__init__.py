@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from extproc.backends.base import Action, Finding, Guardrail
+from extproc.config.litellm_integrations import not_run_here
 from extproc.config.loader import ConfigError, GuardrailSpec
 
 GuardrailFactory = Callable[[GuardrailSpec], Guardrail]
@@ -79,6 +80,11 @@ def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
     if "." in spec.guardrail:
         return _load_custom(spec, config_dir)(spec)
     known = ", ".join(sorted(REGISTRY))
+    elsewhere = not_run_here(spec.guardrail)
+    if elsewhere:
+        raise ConfigError(
+            f"guardrail {spec.name!r}: litellm_params.guardrail {elsewhere} ({known})"
+        )
     raise ConfigError(
         f"guardrail {spec.name!r}: unknown litellm_params.guardrail {spec.guardrail!r} "
         f"(known: {known})"

@@ -480,3 +480,16 @@ def test_presidio_logging_only_setting_makes_the_callback_logging_only(
     monkeypatch.setenv("PRESIDIO_ANALYZER_API_BASE", "http://127.0.0.1:5002")
     config = parse("litellm_settings: {callbacks: [presidio], presidio_logging_only: true}")
     assert by_name(config)["presidio"].modes == ("logging_only",)
+
+
+@pytest.mark.parametrize("integration", ["aporia", "pangea", "guardrails_ai", "model_armor"])
+def test_a_litellm_integration_not_run_here_names_how_to_keep_the_check(integration: str) -> None:
+    from extproc.policy.engine import Engine
+
+    config = parse(f"""
+        guardrails:
+          - guardrail_name: g
+            litellm_params: {{guardrail: {integration}, mode: pre_call}}
+    """)
+    with pytest.raises(ConfigError, match="behind guardrail: generic_guardrail_api"):
+        Engine(config)

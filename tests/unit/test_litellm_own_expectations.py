@@ -102,8 +102,9 @@ CASES: dict[str, Case] = {
     ),
     # DIFFERS (LiteLLM: "My hi API Key is [REDACTED], ..."): a token in prose, with no
     # assignment and not in a provider's published format (OpenAI's keys are sk- + 48
-    # characters, or sk-proj-/sk-svcacct-...); reading "<name> is <word>" as an assignment would
-    # redact "the key is important" too.
+    # characters, or sk-proj-/sk-svcacct-...). LiteLLM's "Strict OpenAI API Key" plugin takes
+    # any sk-/sk_ run of 5+ characters with a digit; that rule added to hide_secrets found no
+    # more secrets on ../shared/eval and 2 more false positives (F1 0.913 -> 0.910), so no.
     "hs-chat-bare-key": Case(
         HIDE_SECRETS,
         "My hi API Key is sk-Pc4nlxVoMz41290028TbMCxx, does it seem to be in the correct format?",
