@@ -58,6 +58,16 @@ CALLBACK_BACKENDS = {
     "presidio": LegacyCallback("presidio", ("pre_call",), ("PRESIDIO_ANALYZER_API_BASE",)),
     "lakera_prompt_injection": LegacyCallback("lakera_v2", ("during_call",), ("LAKERA_API_KEY",)),
 }
+# The param that stands in for each callback's environment variable (from callback_args, or
+# azure_content_safety_params).
+CALLBACK_ENV_PARAMS = {
+    "LLM_GUARD_API_BASE": "api_base",
+    "OPENAI_API_KEY": "api_key",
+    "AZURE_CONTENT_SAFETY_ENDPOINT": "api_base",
+    "AZURE_CONTENT_SAFETY_KEY": "api_key",
+    "PRESIDIO_ANALYZER_API_BASE": "presidio_analyzer_api_base",
+    "LAKERA_API_KEY": "api_key",
+}
 # LiteLLM's legacy Azure callback blocked at severity 4 unless ``thresholds`` said otherwise.
 LEGACY_AZURE_THRESHOLD = 4
 # Logging/observability callbacks are someone else's business; guardrail callbacks that are
@@ -273,7 +283,11 @@ def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
 
 
 def _callback_spec(
-    callback: Any, settings: dict[str, Any], source: str, where: str
+    callback: Any,
+    settings: dict[str, Any],
+    source: str,
+    where: str,
+    arguments: Mapping[str, Any] | None = None,
 ) -> GuardrailSpec | None:
     """The default_on guardrail a legacy guardrail callback stands for (named after it), or
     None for a callback that is not a guardrail (logging, observability)."""
@@ -284,7 +298,7 @@ def _callback_spec(
             params["prompt_injection_params"] = _prompt_injection_params(extra, source)
         return GuardrailSpec(callback, callback, ("pre_call",), True, params)
     if callback in CALLBACK_BACKENDS:
-        return _backend_callback(callback, settings, source)
+        return _backend_callback(callback, settings, source, arguments or {})
     if callback in GUARDRAIL_CALLBACKS_ELSEWHERE:
         raise ConfigError(
             f"{where}: {callback!r} is not run as a callback here; configure it as an entry "
@@ -403,13 +417,13 @@ def _legacy_entry(
         )
     specs = []
     for callback in callbacks:
-        spec = _callback_spec(callback, settings, source, f"{where}: callbacks")
+        own = _callback_args(callback, arguments.get(callback) or {}, where)
+        spec = _callback_spec(callback, settings, source, f"{where}: callbacks", own)
         if spec is None:
             raise ConfigError(
                 f"{where}: callback {callback!r} is not a guardrail this service runs (known: "
                 f"{', '.join((*CALLBACK_GUARDRAILS, *CALLBACK_BACKENDS))})"
             )
-        own = _callback_args(callback, arguments.get(callback) or {}, where)
         params = {**spec.params, **own}
         modes = spec.modes
         if "moderation_check" in own:  # Lakera's: pre_call, or beside the call
@@ -473,7 +487,9 @@ def _callback_args(callback: str, raw: Any, where: str) -> dict[str, Any]:
     return _resolve_env(raw, here)
 
 
-def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> GuardrailSpec:
+def _backend_callback(
+    callback: str, settings: dict[str, Any], source: str, arguments: Mapping[str, Any]
+) -> GuardrailSpec:
     """A legacy callback as a default_on guardrail named after it, with the options LiteLLM read
     for it from ``litellm_settings``; a missing environment variable is named at startup."""
     legacy = CALLBACK_BACKENDS[callback]
@@ -493,9 +509,9 @@ def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> G
             modes = ("logging_only",)
     elif callback == "llmguard_moderations":
         default_on = _llm_guard_mode(settings.get("llm_guard_mode", "all"), source)
-    given = {"AZURE_CONTENT_SAFETY_ENDPOINT": "api_base", "AZURE_CONTENT_SAFETY_KEY": "api_key"}
+    given = {**params, **arguments}  # the entry's callback_args may give what the variable would
     for name in legacy.env:
-        if not os.environ.get(name) and given.get(name) not in params:
+        if not os.environ.get(name) and CALLBACK_ENV_PARAMS[name] not in given:
             raise ConfigError(f"{where} needs environment variable {name}, which is not set")
     return GuardrailSpec(callback, legacy.backend, modes, default_on, params)
 

@@ -493,3 +493,28 @@ def test_a_litellm_integration_not_run_here_names_how_to_keep_the_check(integrat
     """)
     with pytest.raises(ConfigError, match="behind guardrail: generic_guardrail_api"):
         Engine(config)
+
+
+def test_callback_args_may_give_what_the_environment_variable_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LiteLLM passed callback_args to the callback's constructor, so a key or service given
+    there needs no environment variable (before: refused asking for LAKERA_API_KEY)."""
+    for name in ("LAKERA_API_KEY", "PRESIDIO_ANALYZER_API_BASE", "LLM_GUARD_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LAKERA_KEY", "lakera-key")
+    config = parse("""
+        litellm_settings:
+          guardrails:
+            - checks:
+                callbacks: [presidio, lakera_prompt_injection, llmguard_moderations]
+                callback_args:
+                  presidio: {presidio_analyzer_api_base: "http://127.0.0.1:5002"}
+                  lakera_prompt_injection: {api_key: os.environ/LAKERA_KEY}
+                  llmguard_moderations: {api_base: "http://127.0.0.1:8192"}
+    """)
+    specs = by_name(config)
+    assert specs["checks-lakera_prompt_injection"].params["api_key"] == "lakera-key"
+    assert specs["checks-presidio"].params["presidio_analyzer_api_base"].endswith(":5002")
+    with pytest.raises(ConfigError, match="needs environment variable LAKERA_API_KEY"):
+        parse("litellm_settings: {guardrails: [{c: {callbacks: [lakera_prompt_injection]}}]}")
