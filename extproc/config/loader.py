@@ -180,6 +180,40 @@ MODE_CHANGING_KEYS = {
 ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
 
 
+def _failure_policy(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """LiteLLM's per-integration failure keys as our ``on_error``: ``fail_on_error`` (model_armor,
+    generic_guardrail_api, crowdstrike_aidr; any failure) maps exactly; ``unreachable_fallback``
+    (only an unreachable service) maps when it fails closed, and ``fail_open`` is not widened to
+    every failure: the guardrail keeps failing closed and a WARNING says how to open it."""
+    if "fail_on_error" not in params and "unreachable_fallback" not in params:
+        return params
+    params = dict(params)
+    wanted: list[tuple[str, str]] = []
+    if "fail_on_error" in params:
+        failing = flag(params, "fail_on_error", True, where)
+        wanted.append(("fail_on_error", "block" if failing else "allow"))
+        del params["fail_on_error"]
+    if "unreachable_fallback" in params:
+        fallback = params.pop("unreachable_fallback")
+        if fallback == "fail_closed":
+            wanted.append(("unreachable_fallback", "block"))
+        elif fallback == "fail_open":
+            log.warning(
+                "%s.unreachable_fallback: fail_open is not applied: here a guardrail that fails "
+                "(unreachable, timed out, or an error answer) blocks the request; set "
+                "on_error: allow to let requests through whenever it fails",
+                where,
+            )
+        else:
+            raise ConfigError(f"{where}.unreachable_fallback must be fail_closed or fail_open")
+    given = params.get("on_error")
+    for key, on_error in wanted:
+        if given is not None and given != on_error:
+            raise ConfigError(f"{where}: {key} and on_error {given!r} disagree; keep one")
+        params["on_error"] = given = on_error
+    return params
+
+
 def _expanded(
     name: str, backends: list[Any], entry: dict[str, Any], index: int, where: str
 ) -> list[GuardrailSpec]:
@@ -224,6 +258,7 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
         raise ConfigError(f"{where}: litellm_params.default_on must be true or false")
     for key in ENGINE_FLAGS:  # a string "false" must not act as true: refused, not guessed
         flag(params, key, False, f"{where}: litellm_params")
+    params = _failure_policy(params, f"{where}: litellm_params")
     info = entry.get("guardrail_info")
     if info is not None and not isinstance(info, dict):
         raise ConfigError(f"{where}: guardrail_info must be a mapping")

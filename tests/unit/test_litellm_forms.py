@@ -518,3 +518,50 @@ def test_callback_args_may_give_what_the_environment_variable_would(
     assert specs["checks-presidio"].params["presidio_analyzer_api_base"].endswith(":5002")
     with pytest.raises(ConfigError, match="needs environment variable LAKERA_API_KEY"):
         parse("litellm_settings: {guardrails: [{c: {callbacks: [lakera_prompt_injection]}}]}")
+
+
+GENERIC = "{guardrail: generic_guardrail_api, mode: pre_call, api_base: 'https://g.example', "
+
+
+@pytest.mark.parametrize(
+    ("extra", "on_error"),
+    [
+        ("fail_on_error: false}", "allow"),
+        ("fail_on_error: true}", "block"),
+        ("unreachable_fallback: fail_closed}", "block"),
+        ("unreachable_fallback: fail_closed, on_error: block}", "block"),
+    ],
+)
+def test_litellm_failure_keys_become_on_error(extra: str, on_error: str) -> None:
+    from extproc.policy.engine import Engine
+
+    config = parse(f"guardrails: [{{guardrail_name: g, litellm_params: {GENERIC}{extra}}}]")
+    assert Engine(config).on_error["g"] == on_error
+
+
+def test_fail_open_on_unreachable_is_not_widened_and_says_how(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from extproc.policy.engine import Engine
+
+    with caplog.at_level(logging.WARNING):
+        config = parse(
+            "guardrails: [{guardrail_name: g, litellm_params: "
+            f"{GENERIC}unreachable_fallback: fail_open}}}}]"
+        )
+    assert Engine(config).on_error["g"] == "block"
+    assert "unreachable_fallback: fail_open is not applied" in caplog.text
+    assert "set on_error: allow" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("fail_on_error: true, on_error: allow}", "fail_on_error and on_error 'allow' disagree"),
+        ("unreachable_fallback: maybe}", "unreachable_fallback must be fail_closed or fail_open"),
+        ("fail_on_error: 'no'}", "fail_on_error must be true or false"),
+    ],
+)
+def test_contradictory_failure_keys_are_refused(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(f"guardrails: [{{guardrail_name: g, litellm_params: {GENERIC}{extra}}}]")
