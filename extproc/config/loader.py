@@ -655,12 +655,50 @@ def parse_config(document: Any, source: str = "<memory>") -> Config:
     specs = apply_policies(
         specs, document.get("policies"), document.get("policy_attachments"), source
     )
+    _refuse_scoped_guardrails(document, specs, source)
     _warn_weakening_tags(specs, source)
     try:
         settings = Settings.from_mapping(document.get(OUR_SECTION))
     except SettingsError as error:
         raise ConfigError(str(error)) from None
     return Config(guardrails=specs, settings=settings, source=source)
+
+
+# LiteLLM sections that turn guardrails on for one model or one pass-through route: the section
+# itself is not read here, so its guardrails would silently not run there.
+SCOPED_GUARDRAILS = {
+    "model_list": ("model_name", "litellm_params", "model"),
+    "pass_through_endpoints": ("path", None, "pass-through route"),
+}
+
+
+def _refuse_scoped_guardrails(
+    document: dict[str, Any], specs: tuple[GuardrailSpec, ...], source: str
+) -> None:
+    """A guardrail named by ``model_list[].litellm_params.guardrails`` or
+    ``pass_through_endpoints[].guardrails`` that is not on for every request anyway would not
+    run for that model or route: refused, naming how to get it."""
+    everywhere = {s.name for s in specs if s.default_on}
+    everywhere |= {g for g, members in groups_of(specs).items() if set(members) <= everywhere}
+    for section, (label, nested, what) in SCOPED_GUARDRAILS.items():
+        entries = document.get(section)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            holder = entry.get(nested) if nested and isinstance(entry, dict) else entry
+            if not isinstance(holder, dict) or not holder.get("guardrails"):
+                continue
+            named = holder["guardrails"]
+            names = list(named) if isinstance(named, (list, dict)) else [named]
+            missing = [str(n) for n in names if n not in everywhere]
+            if missing:
+                key = f"{section}[{index}]" + (f".{nested}" if nested else "") + ".guardrails"
+                raise ConfigError(
+                    f"{source}: {key} ({entry.get(label)!r}) turns on {', '.join(missing)} for "
+                    f"one {what}, which this service cannot tell apart: run them on the Envoy "
+                    "routes that serve it with per-route metadata x-guardrails (README: "
+                    "Selecting guardrails), or set default_on: true to run them on every request"
+                )
 
 
 def _warn_weakening_tags(specs: tuple[GuardrailSpec, ...], source: str) -> None:

@@ -565,3 +565,39 @@ def test_fail_open_on_unreachable_is_not_widened_and_says_how(
 def test_contradictory_failure_keys_are_refused(extra: str, message: str) -> None:
     with pytest.raises(ConfigError, match=_re(message)):
         parse(f"guardrails: [{{guardrail_name: g, litellm_params: {GENERIC}{extra}}}]")
+
+
+GUARD = "guardrails: [{guardrail_name: pii-mask, litellm_params: {guardrail: pii, mode: pre_call"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            "model_list: [{model_name: gpt-4, litellm_params: {model: openai/gpt-4, "
+            "guardrails: [pii-mask]}}]",
+            "model_list[0].litellm_params.guardrails ('gpt-4') turns on pii-mask for one model",
+        ),
+        (
+            "pass_through_endpoints: [{path: /v1/rerank, target: 'https://x', "
+            "guardrails: {pii-mask: {}}}]",
+            "pass_through_endpoints[0].guardrails ('/v1/rerank') turns on pii-mask for one "
+            "pass-through route",
+        ),
+    ],
+)
+def test_guardrails_turned_on_for_one_model_or_route_are_refused(
+    section: str, message: str
+) -> None:
+    """LiteLLM runs them only for that model (model-level guardrails) or pass-through route;
+    those sections are not read here, so the guardrail would silently not run."""
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(f"{GUARD}}}}}]\n{section}")
+
+
+def test_guardrails_for_one_model_that_run_everywhere_anyway_load() -> None:
+    config = parse(
+        f"{GUARD}, default_on: true}}}}]\n"
+        "model_list: [{model_name: gpt-4, litellm_params: {model: x, guardrails: [pii-mask]}}]"
+    )
+    assert by_name(config)["pii-mask"].default_on
