@@ -44,8 +44,11 @@ def _load_custom(spec: GuardrailSpec, config_dir: Path | None) -> GuardrailFacto
                 f"guardrail {spec.name!r}: {spec.guardrail!r} is a LiteLLM CustomGuardrail (it "
                 f"imports {error.name}, which this service does not run); {PORTING}"
             ) from None
+        where = f" (looked beside the config, in {config_dir})" if config_dir else ""
         raise ConfigError(
-            f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: {error}"
+            f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: "
+            f"{error}{where}; a LiteLLM CustomGuardrail is ported as README's \"Porting a "
+            'LiteLLM custom guardrail" shows'
         ) from None
     except AttributeError as error:
         raise ConfigError(

@@ -607,6 +607,10 @@ LITELLM_OTHER_SECTIONS = (
     "prompts",
     "agents",
     "pass_through_endpoints",
+    "finetune_settings",
+    "files_settings",
+    "assistant_settings",
+    "callback_settings",
 )
 SECTIONS = ("guardrails", OUR_SECTION, "litellm_settings", "policies", "policy_attachments")
 

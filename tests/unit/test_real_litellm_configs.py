@@ -263,6 +263,18 @@ EXPECTED: dict[str, Loads | Refused] = {
     "llm_guard_callback.yaml": Loads(
         (line("llmguard_moderations", "llm_guard (service), " + NAMED, DURING),)
     ),
+    # -- LiteLLM's own test and example configs ------------------------------------------------
+    "litellm_otel_test_config.yaml": Refused(
+        "guardrail 'aporia-pre-guard': litellm_params.guardrail 'aporia' is a LiteLLM "
+        "integration this service does not run"
+    ),
+    # The class's module is not there; the error says where it looked and how to port one.
+    "litellm_otel_test_config_custom.yaml": Refused(
+        "cannot load custom guardrail 'custom_guardrail.myCustomGuardrail': No module named "
+        "'custom_guardrail' (looked beside the config, in"
+    ),
+    # No guardrails; finetune_settings / files_settings are LiteLLM's (main warned they were not).
+    "litellm_oai_misc_config.yaml": Loads(()),
     # -- policies -------------------------------------------------------------------------------
     "policies_quickstart.yaml": Loads(
         (
