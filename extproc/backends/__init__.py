@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from extproc.backends.base import Action, Finding, Guardrail
+from extproc.config.litellm_integrations import not_run_here
 from extproc.config.loader import ConfigError, GuardrailSpec
 
 GuardrailFactory = Callable[[GuardrailSpec], Guardrail]
@@ -43,8 +44,11 @@ def _load_custom(spec: GuardrailSpec, config_dir: Path | None) -> GuardrailFacto
                 f"guardrail {spec.name!r}: {spec.guardrail!r} is a LiteLLM CustomGuardrail (it "
                 f"imports {error.name}, which this service does not run); {PORTING}"
             ) from None
+        where = f" (looked beside the config, in {config_dir})" if config_dir else ""
         raise ConfigError(
-            f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: {error}"
+            f"guardrail {spec.name!r}: cannot load custom guardrail {spec.guardrail!r}: "
+            f"{error}{where}; a LiteLLM CustomGuardrail is ported as README's \"Porting a "
+            'LiteLLM custom guardrail" shows'
         ) from None
     except AttributeError as error:
         raise ConfigError(
@@ -79,6 +83,11 @@ def build(spec: GuardrailSpec, config_dir: Path | None = None) -> Guardrail:
     if "." in spec.guardrail:
         return _load_custom(spec, config_dir)(spec)
     known = ", ".join(sorted(REGISTRY))
+    elsewhere = not_run_here(spec.guardrail)
+    if elsewhere:
+        raise ConfigError(
+            f"guardrail {spec.name!r}: litellm_params.guardrail {elsewhere} ({known})"
+        )
     raise ConfigError(
         f"guardrail {spec.name!r}: unknown litellm_params.guardrail {spec.guardrail!r} "
         f"(known: {known})"

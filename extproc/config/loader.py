@@ -58,6 +58,16 @@ CALLBACK_BACKENDS = {
     "presidio": LegacyCallback("presidio", ("pre_call",), ("PRESIDIO_ANALYZER_API_BASE",)),
     "lakera_prompt_injection": LegacyCallback("lakera_v2", ("during_call",), ("LAKERA_API_KEY",)),
 }
+# The param that stands in for each callback's environment variable (from callback_args, or
+# azure_content_safety_params).
+CALLBACK_ENV_PARAMS = {
+    "LLM_GUARD_API_BASE": "api_base",
+    "OPENAI_API_KEY": "api_key",
+    "AZURE_CONTENT_SAFETY_ENDPOINT": "api_base",
+    "AZURE_CONTENT_SAFETY_KEY": "api_key",
+    "PRESIDIO_ANALYZER_API_BASE": "presidio_analyzer_api_base",
+    "LAKERA_API_KEY": "api_key",
+}
 # LiteLLM's legacy Azure callback blocked at severity 4 unless ``thresholds`` said otherwise.
 LEGACY_AZURE_THRESHOLD = 4
 # Logging/observability callbacks are someone else's business; guardrail callbacks that are
@@ -118,6 +128,24 @@ def _resolve_env(value: Any, where: str) -> Any:
     return value
 
 
+# LiteLLM's modes for traffic this service never sees: a guardrail in one of them would load and
+# never run, so each is refused with what to use instead.
+_NOT_MCP = (
+    "checks MCP tool calls, which do not pass through this service (it sees LLM API requests "
+    "and answers): use pre_call / post_call to check the tool calls and results inside chat "
+    "traffic, and guard the MCP server itself elsewhere"
+)
+LITELLM_UNSEEN_MODES = {
+    "pre_mcp_call": _NOT_MCP,
+    "during_mcp_call": _NOT_MCP,
+    "post_mcp_call": _NOT_MCP,
+    "realtime_input_transcription": (
+        "checks LiteLLM's realtime (websocket) transcriptions, which this service does not "
+        "see: use pre_call / post_call for HTTP traffic"
+    ),
+}
+
+
 def _modes(raw: Any, where: str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not items:
@@ -128,6 +156,8 @@ def _modes(raw: Any, where: str) -> tuple[str, ...]:
     modes = []
     for item in items:
         mode = str(item).lower()
+        if mode in LITELLM_UNSEEN_MODES:
+            raise ConfigError(f"{where}: mode {item!r} {LITELLM_UNSEEN_MODES[mode]}")
         if mode not in MODES:
             raise ConfigError(
                 f"{where}: unknown mode {item!r} (expected one of {', '.join(MODES)})"
@@ -148,6 +178,40 @@ MODE_CHANGING_KEYS = {
 }
 # Keys of one ``guardrails:`` entry (``guardrail_info`` is LiteLLM's free-form description).
 ENTRY_KEYS = ("guardrail_name", "litellm_params", "guardrail_info", "guardrail_id")
+
+
+def _failure_policy(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """LiteLLM's per-integration failure keys as our ``on_error``: ``fail_on_error`` (model_armor,
+    generic_guardrail_api, crowdstrike_aidr; any failure) maps exactly; ``unreachable_fallback``
+    (only an unreachable service) maps when it fails closed, and ``fail_open`` is not widened to
+    every failure: the guardrail keeps failing closed and a WARNING says how to open it."""
+    if "fail_on_error" not in params and "unreachable_fallback" not in params:
+        return params
+    params = dict(params)
+    wanted: list[tuple[str, str]] = []
+    if "fail_on_error" in params:
+        failing = flag(params, "fail_on_error", True, where)
+        wanted.append(("fail_on_error", "block" if failing else "allow"))
+        del params["fail_on_error"]
+    if "unreachable_fallback" in params:
+        fallback = params.pop("unreachable_fallback")
+        if fallback == "fail_closed":
+            wanted.append(("unreachable_fallback", "block"))
+        elif fallback == "fail_open":
+            log.warning(
+                "%s.unreachable_fallback: fail_open is not applied: here a guardrail that fails "
+                "(unreachable, timed out, or an error answer) blocks the request; set "
+                "on_error: allow to let requests through whenever it fails",
+                where,
+            )
+        else:
+            raise ConfigError(f"{where}.unreachable_fallback must be fail_closed or fail_open")
+    given = params.get("on_error")
+    for key, on_error in wanted:
+        if given is not None and given != on_error:
+            raise ConfigError(f"{where}: {key} and on_error {given!r} disagree; keep one")
+        params["on_error"] = given = on_error
+    return params
 
 
 def _expanded(
@@ -194,6 +258,7 @@ def _guardrail(entry: Any, index: int) -> list[GuardrailSpec]:
         raise ConfigError(f"{where}: litellm_params.default_on must be true or false")
     for key in ENGINE_FLAGS:  # a string "false" must not act as true: refused, not guessed
         flag(params, key, False, f"{where}: litellm_params")
+    params = _failure_policy(params, f"{where}: litellm_params")
     info = entry.get("guardrail_info")
     if info is not None and not isinstance(info, dict):
         raise ConfigError(f"{where}: guardrail_info must be a mapping")
@@ -253,24 +318,85 @@ def _callback_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
 
 
 def _callback_spec(
-    callback: Any, settings: dict[str, Any], source: str, where: str
+    callback: Any,
+    settings: dict[str, Any],
+    source: str,
+    where: str,
+    arguments: Mapping[str, Any] | None = None,
 ) -> GuardrailSpec | None:
     """The default_on guardrail a legacy guardrail callback stands for (named after it), or
     None for a callback that is not a guardrail (logging, observability)."""
     if callback in CALLBACK_GUARDRAILS:
         params: dict[str, Any] = {"guardrail": callback, "mode": "pre_call"}
         extra = settings.get("prompt_injection_params")
-        if callback == "detect_prompt_injection" and isinstance(extra, dict):
-            params["prompt_injection_params"] = extra
+        if callback == "detect_prompt_injection" and extra is not None:
+            params["prompt_injection_params"] = _prompt_injection_params(extra, source)
         return GuardrailSpec(callback, callback, ("pre_call",), True, params)
     if callback in CALLBACK_BACKENDS:
-        return _backend_callback(callback, settings, source)
+        return _backend_callback(callback, settings, source, arguments or {})
     if callback in GUARDRAIL_CALLBACKS_ELSEWHERE:
         raise ConfigError(
             f"{where}: {callback!r} is not run as a callback here; configure it as an entry "
             "under guardrails:"
         )
     return None
+
+
+# LiteLLM's ``prompt_injection_params`` (LiteLLMPromptInjectionParams): which checks the legacy
+# detect_prompt_injection callback runs. Ours runs its own model in place of the heuristics and
+# similarity checks; it makes no LLM call (llm_api_check), and LiteLLM never implemented
+# vector_db_check.
+PROMPT_INJECTION_KEYS = (
+    "heuristics_check",
+    "similarity_check",
+    "vector_db_check",
+    "llm_api_check",
+    "llm_api_name",
+    "llm_api_system_prompt",
+    "llm_api_fail_call_string",
+    "reject_as_response",
+)
+LLM_API_KEYS = ("llm_api_name", "llm_api_system_prompt", "llm_api_fail_call_string")
+
+
+def _prompt_injection_params(raw: Any, source: str) -> dict[str, Any]:
+    """Check ``litellm_settings.prompt_injection_params``: a check that would not run here is
+    refused (the LLM check), the ones our model stands in for are named in a WARNING."""
+    where = f"{source}: litellm_settings.prompt_injection_params"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping (heuristics_check, llm_api_check, ...)")
+    refuse_unknown_keys(raw, PROMPT_INJECTION_KEYS, where)
+    for key in PROMPT_INJECTION_KEYS:
+        if key not in LLM_API_KEYS:
+            flag(raw, key, False, where)
+    if raw.get("llm_api_check"):
+        raise ConfigError(
+            f"{where}.llm_api_check: no LLM is asked to judge prompts here. Set it to false to "
+            "rely on the built-in prompt-injection model, or add a guardrails: entry for a "
+            "prompt-injection service (lakera_v2, azure/prompt_shield) or for your own LLM "
+            "judge behind generic_guardrail_api"
+        )
+    stood_in = [k for k in ("heuristics_check", "similarity_check") if k in raw]
+    unused = [k for k in LLM_API_KEYS if k in raw]
+    if raw.get("vector_db_check"):
+        unused.append("vector_db_check (LiteLLM never implemented it either)")
+    section = "litellm_settings.prompt_injection_params"
+    if stood_in:
+        log.warning(
+            "config %s: %s: the built-in prompt-injection model runs in place of %s (true "
+            "or false)",
+            source,
+            section,
+            ", ".join(stood_in),
+        )
+    if unused:
+        log.warning(
+            "config %s: %s: %s not used: no LLM or vector-DB check runs (llm_api_check is off)",
+            source,
+            section,
+            ", ".join(unused),
+        )
+    return raw
 
 
 def _legacy_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
@@ -285,6 +411,12 @@ def _legacy_guardrails(settings: Any, source: str) -> list[GuardrailSpec]:
         raise ConfigError(f"{where} must be a list of {{name: {{callbacks: [...]}}}}")
     specs = []
     for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and {"guardrail_name", "litellm_params"} & set(entry):
+            raise ConfigError(
+                f"{where}[{index}] is a guardrails: entry (guardrail_name, litellm_params): "
+                "move it to the top-level guardrails: section (this list takes the older "
+                "{name: {callbacks: [...]}} form; LiteLLM fails to load it here too)"
+            )
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ConfigError(f"{where}[{index}]: expected one {{name: {{callbacks: [...]}}}}")
         [(name, options)] = entry.items()
@@ -320,13 +452,13 @@ def _legacy_entry(
         )
     specs = []
     for callback in callbacks:
-        spec = _callback_spec(callback, settings, source, f"{where}: callbacks")
+        own = _callback_args(callback, arguments.get(callback) or {}, where)
+        spec = _callback_spec(callback, settings, source, f"{where}: callbacks", own)
         if spec is None:
             raise ConfigError(
                 f"{where}: callback {callback!r} is not a guardrail this service runs (known: "
                 f"{', '.join((*CALLBACK_GUARDRAILS, *CALLBACK_BACKENDS))})"
             )
-        own = _callback_args(callback, arguments.get(callback) or {}, where)
         params = {**spec.params, **own}
         modes = spec.modes
         if "moderation_check" in own:  # Lakera's: pre_call, or beside the call
@@ -390,12 +522,15 @@ def _callback_args(callback: str, raw: Any, where: str) -> dict[str, Any]:
     return _resolve_env(raw, here)
 
 
-def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> GuardrailSpec:
+def _backend_callback(
+    callback: str, settings: dict[str, Any], source: str, arguments: Mapping[str, Any]
+) -> GuardrailSpec:
     """A legacy callback as a default_on guardrail named after it, with the options LiteLLM read
     for it from ``litellm_settings``; a missing environment variable is named at startup."""
     legacy = CALLBACK_BACKENDS[callback]
     where = f"{source}: litellm_settings.callbacks: {callback!r}"
-    params: dict[str, Any] = {"guardrail": legacy.backend, "mode": list(legacy.modes)}
+    modes = legacy.modes
+    params: dict[str, Any] = {"guardrail": legacy.backend, "mode": list(modes)}
     default_on = True
     if callback == "azure_content_safety":
         params.update(_azure_callback_params(settings.get("azure_content_safety_params"), source))
@@ -403,13 +538,17 @@ def _backend_callback(callback: str, settings: dict[str, Any], source: str) -> G
         for key in ("output_parse_pii", "presidio_ad_hoc_recognizers"):
             if settings.get(key) is not None:
                 params[key] = settings[key]
+        # LiteLLM's presidio_logging_only: mask only what goes to logging callbacks.
+        if flag(settings, "presidio_logging_only", False, f"{source}: litellm_settings"):
+            params["mode"] = ["logging_only"]
+            modes = ("logging_only",)
     elif callback == "llmguard_moderations":
         default_on = _llm_guard_mode(settings.get("llm_guard_mode", "all"), source)
-    given = {"AZURE_CONTENT_SAFETY_ENDPOINT": "api_base", "AZURE_CONTENT_SAFETY_KEY": "api_key"}
+    given = {**params, **arguments}  # the entry's callback_args may give what the variable would
     for name in legacy.env:
-        if not os.environ.get(name) and given.get(name) not in params:
+        if not os.environ.get(name) and CALLBACK_ENV_PARAMS[name] not in given:
             raise ConfigError(f"{where} needs environment variable {name}, which is not set")
-    return GuardrailSpec(callback, legacy.backend, legacy.modes, default_on, params)
+    return GuardrailSpec(callback, legacy.backend, modes, default_on, params)
 
 
 def _azure_callback_params(raw: Any, source: str) -> dict[str, Any]:
@@ -468,6 +607,10 @@ LITELLM_OTHER_SECTIONS = (
     "prompts",
     "agents",
     "pass_through_endpoints",
+    "finetune_settings",
+    "files_settings",
+    "assistant_settings",
+    "callback_settings",
 )
 SECTIONS = ("guardrails", OUR_SECTION, "litellm_settings", "policies", "policy_attachments")
 
@@ -516,12 +659,50 @@ def parse_config(document: Any, source: str = "<memory>") -> Config:
     specs = apply_policies(
         specs, document.get("policies"), document.get("policy_attachments"), source
     )
+    _refuse_scoped_guardrails(document, specs, source)
     _warn_weakening_tags(specs, source)
     try:
         settings = Settings.from_mapping(document.get(OUR_SECTION))
     except SettingsError as error:
         raise ConfigError(str(error)) from None
     return Config(guardrails=specs, settings=settings, source=source)
+
+
+# LiteLLM sections that turn guardrails on for one model or one pass-through route: the section
+# itself is not read here, so its guardrails would silently not run there.
+SCOPED_GUARDRAILS = {
+    "model_list": ("model_name", "litellm_params", "model"),
+    "pass_through_endpoints": ("path", None, "pass-through route"),
+}
+
+
+def _refuse_scoped_guardrails(
+    document: dict[str, Any], specs: tuple[GuardrailSpec, ...], source: str
+) -> None:
+    """A guardrail named by ``model_list[].litellm_params.guardrails`` or
+    ``pass_through_endpoints[].guardrails`` that is not on for every request anyway would not
+    run for that model or route: refused, naming how to get it."""
+    everywhere = {s.name for s in specs if s.default_on}
+    everywhere |= {g for g, members in groups_of(specs).items() if set(members) <= everywhere}
+    for section, (label, nested, what) in SCOPED_GUARDRAILS.items():
+        entries = document.get(section)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            holder = entry.get(nested) if nested and isinstance(entry, dict) else entry
+            if not isinstance(holder, dict) or not holder.get("guardrails"):
+                continue
+            named = holder["guardrails"]
+            names = list(named) if isinstance(named, (list, dict)) else [named]
+            missing = [str(n) for n in names if n not in everywhere]
+            if missing:
+                key = f"{section}[{index}]" + (f".{nested}" if nested else "") + ".guardrails"
+                raise ConfigError(
+                    f"{source}: {key} ({entry.get(label)!r}) turns on {', '.join(missing)} for "
+                    f"one {what}, which this service cannot tell apart: run them on the Envoy "
+                    "routes that serve it with per-route metadata x-guardrails (README: "
+                    "Selecting guardrails), or set default_on: true to run them on every request"
+                )
 
 
 def _warn_weakening_tags(specs: tuple[GuardrailSpec, ...], source: str) -> None:

@@ -48,6 +48,20 @@ UNSUPPORTED_SCOPES = {
     "models": "model names",
     "tags": "request tags",
 }
+# LiteLLM policy keys that change when or whether a policy's guardrails run: refused with the
+# way to get the effect here (loaded without them, the policy would do something else).
+UNSUPPORTED_POLICY_KEYS = {
+    "condition": (
+        "a policy here applies to every model. To guard some models only, run the guardrails "
+        "on the Envoy routes that serve them with per-route metadata x-guardrails (README: "
+        "Selecting guardrails), or remove the condition to guard every model"
+    ),
+    "pipeline": (
+        "guardrails here do not escalate from one to the next (on_fail / on_pass): each "
+        "guardrail of a policy runs and any block blocks the request. Remove pipeline to get "
+        "that (stricter: what a later step would have let through is blocked)"
+    ),
+}
 HOW_INSTEAD = (
     "attach it with scope: '*', or run its guardrails on some routes only with Envoy's "
     "per-route metadata x-guardrails (README: Selecting guardrails)"
@@ -99,6 +113,9 @@ def _policies(raw: Any, guardrails: Sequence[str], source: str) -> dict[str, Map
         here = f"{where}.{name}"
         if not isinstance(policy, dict):
             raise ConfigError(f"{here} must be a mapping with guardrails")
+        for key, why in UNSUPPORTED_POLICY_KEYS.items():
+            if key in policy:
+                raise ConfigError(f"{here}.{key} is not supported: {why}")
         refuse_unknown_keys(policy, POLICY_KEYS, here)
         changes = policy.get("guardrails") or {}
         if not isinstance(changes, dict):

@@ -50,6 +50,14 @@ guardrails:
       mode: pre_call
       presidio_analyzer_api_base: {base}
       output_parse_pii: true
+# LiteLLM's older form: the presidio callback with litellm_settings.presidio_logging_only
+# (findings go to the log, the request is not changed); its analyzer from callback_args.
+litellm_settings:
+  presidio_logging_only: true
+  guardrails:
+    - presidio-log:
+        callbacks: [presidio]
+        callback_args: {presidio: {presidio_analyzer_api_base: "{base}"}}
 """
 
 
@@ -180,3 +188,15 @@ def test_streamed_answer_is_analysed_window_by_window(
     output_calls = [c for c in calls if "word399" in c.body["text"] or "word0 " in c.body["text"]]
     assert 4 <= len(output_calls) <= 20, len(output_calls)  # ~6,000 chars / 512-char stride
     assert max(len(c.body["text"]) for c in output_calls) < 1200  # windows, not the whole text
+
+
+def test_litellm_presidio_logging_only_logs_and_changes_nothing(
+    client: httpx.Client, presidio_stack: Stack
+) -> None:
+    text = unique(f"mail {EMAIL} please")
+    response = ask(client, presidio_stack, text, "presidio-log")
+    assert response.status_code == 200
+    assert upstream_text(client, presidio_stack) == text
+    log = presidio_stack.log_path("extproc").read_text()
+    assert "presidio-log (logging_only) found EMAIL_ADDRESS" in log
+    assert EMAIL not in log

@@ -439,3 +439,165 @@ def test_content_filter_categories_we_do_not_ship_name_the_closest_setting(
     """)
     with pytest.raises(ConfigError, match=_re(fix)):
         Engine(config)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("{llm_api_check: true, llm_api_name: m}", "llm_api_check: no LLM is asked to judge"),
+        (
+            "{heuristic_check: true}",
+            "unknown key 'heuristic_check' (did you mean 'heuristics_check'?)",
+        ),
+        ("{heuristics_check: 'yes'}", "heuristics_check must be true or false"),
+        ("[heuristics_check]", "prompt_injection_params must be a mapping"),
+    ],
+)
+def test_prompt_injection_params_that_would_not_run_are_refused(params: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(
+            "litellm_settings: {callbacks: [detect_prompt_injection], "
+            f"prompt_injection_params: {params}}}"
+        )
+
+
+def test_unused_llm_check_settings_are_a_warning_naming_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        parse("""
+            litellm_settings:
+              callbacks: [detect_prompt_injection]
+              prompt_injection_params:
+                {llm_api_check: false, llm_api_name: judge, reject_as_response: true}
+        """)
+    assert "WARNING" in caplog.text and "llm_api_name not used" in caplog.text
+
+
+def test_presidio_logging_only_setting_makes_the_callback_logging_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRESIDIO_ANALYZER_API_BASE", "http://127.0.0.1:5002")
+    config = parse("litellm_settings: {callbacks: [presidio], presidio_logging_only: true}")
+    assert by_name(config)["presidio"].modes == ("logging_only",)
+
+
+@pytest.mark.parametrize("integration", ["aporia", "pangea", "guardrails_ai", "model_armor"])
+def test_a_litellm_integration_not_run_here_names_how_to_keep_the_check(integration: str) -> None:
+    from extproc.policy.engine import Engine
+
+    config = parse(f"""
+        guardrails:
+          - guardrail_name: g
+            litellm_params: {{guardrail: {integration}, mode: pre_call}}
+    """)
+    with pytest.raises(ConfigError, match="behind guardrail: generic_guardrail_api"):
+        Engine(config)
+
+
+def test_callback_args_may_give_what_the_environment_variable_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LiteLLM passed callback_args to the callback's constructor, so a key or service given
+    there needs no environment variable (before: refused asking for LAKERA_API_KEY)."""
+    for name in ("LAKERA_API_KEY", "PRESIDIO_ANALYZER_API_BASE", "LLM_GUARD_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LAKERA_KEY", "lakera-key")
+    config = parse("""
+        litellm_settings:
+          guardrails:
+            - checks:
+                callbacks: [presidio, lakera_prompt_injection, llmguard_moderations]
+                callback_args:
+                  presidio: {presidio_analyzer_api_base: "http://127.0.0.1:5002"}
+                  lakera_prompt_injection: {api_key: os.environ/LAKERA_KEY}
+                  llmguard_moderations: {api_base: "http://127.0.0.1:8192"}
+    """)
+    specs = by_name(config)
+    assert specs["checks-lakera_prompt_injection"].params["api_key"] == "lakera-key"
+    assert specs["checks-presidio"].params["presidio_analyzer_api_base"].endswith(":5002")
+    with pytest.raises(ConfigError, match="needs environment variable LAKERA_API_KEY"):
+        parse("litellm_settings: {guardrails: [{c: {callbacks: [lakera_prompt_injection]}}]}")
+
+
+GENERIC = "{guardrail: generic_guardrail_api, mode: pre_call, api_base: 'https://g.example', "
+
+
+@pytest.mark.parametrize(
+    ("extra", "on_error"),
+    [
+        ("fail_on_error: false}", "allow"),
+        ("fail_on_error: true}", "block"),
+        ("unreachable_fallback: fail_closed}", "block"),
+        ("unreachable_fallback: fail_closed, on_error: block}", "block"),
+    ],
+)
+def test_litellm_failure_keys_become_on_error(extra: str, on_error: str) -> None:
+    from extproc.policy.engine import Engine
+
+    config = parse(f"guardrails: [{{guardrail_name: g, litellm_params: {GENERIC}{extra}}}]")
+    assert Engine(config).on_error["g"] == on_error
+
+
+def test_fail_open_on_unreachable_is_not_widened_and_says_how(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from extproc.policy.engine import Engine
+
+    with caplog.at_level(logging.WARNING):
+        config = parse(
+            "guardrails: [{guardrail_name: g, litellm_params: "
+            f"{GENERIC}unreachable_fallback: fail_open}}}}]"
+        )
+    assert Engine(config).on_error["g"] == "block"
+    assert "unreachable_fallback: fail_open is not applied" in caplog.text
+    assert "set on_error: allow" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("fail_on_error: true, on_error: allow}", "fail_on_error and on_error 'allow' disagree"),
+        ("unreachable_fallback: maybe}", "unreachable_fallback must be fail_closed or fail_open"),
+        ("fail_on_error: 'no'}", "fail_on_error must be true or false"),
+    ],
+)
+def test_contradictory_failure_keys_are_refused(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(f"guardrails: [{{guardrail_name: g, litellm_params: {GENERIC}{extra}}}]")
+
+
+GUARD = "guardrails: [{guardrail_name: pii-mask, litellm_params: {guardrail: pii, mode: pre_call"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            "model_list: [{model_name: gpt-4, litellm_params: {model: openai/gpt-4, "
+            "guardrails: [pii-mask]}}]",
+            "model_list[0].litellm_params.guardrails ('gpt-4') turns on pii-mask for one model",
+        ),
+        (
+            "pass_through_endpoints: [{path: /v1/rerank, target: 'https://x', "
+            "guardrails: {pii-mask: {}}}]",
+            "pass_through_endpoints[0].guardrails ('/v1/rerank') turns on pii-mask for one "
+            "pass-through route",
+        ),
+    ],
+)
+def test_guardrails_turned_on_for_one_model_or_route_are_refused(
+    section: str, message: str
+) -> None:
+    """LiteLLM runs them only for that model (model-level guardrails) or pass-through route;
+    those sections are not read here, so the guardrail would silently not run."""
+    with pytest.raises(ConfigError, match=_re(message)):
+        parse(f"{GUARD}}}}}]\n{section}")
+
+
+def test_guardrails_for_one_model_that_run_everywhere_anyway_load() -> None:
+    config = parse(
+        f"{GUARD}, default_on: true}}}}]\n"
+        "model_list: [{model_name: gpt-4, litellm_params: {model: x, guardrails: [pii-mask]}}]"
+    )
+    assert by_name(config)["pii-mask"].default_on
