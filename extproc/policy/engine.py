@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from extproc.backends import Guardrail, build
-from extproc.backends.base import INPUT, Action, Finding, ScanContext
 from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanPool
 from extproc.config import Config, ConfigError, GuardrailSpec
 from extproc.config.errors import did_you_mean
@@ -35,13 +34,7 @@ from extproc.formats.document import DocumentError, inspected_slots, parse_docum
 from extproc.formats.query import Query, QueryError
 from extproc.observability import COUNTERS
 from extproc.policy import restore, streamed
-from extproc.policy.decision import (
-    Block,
-    Mask,
-    Placeholders,
-    check_placeholder,
-    decide,
-)
+from extproc.policy.decision import Placeholders, check_placeholder, decide
 from extproc.policy.errors import error_body
 from extproc.policy.restore import PlaceholderRestore, check_restorable, restores
 from extproc.policy.selection import (
@@ -72,6 +65,7 @@ from extproc.protocol.exchange import (
 from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard, StreamTooLarge
 from extproc.streaming.sse import SseEventTooLarge
+from extproc.vocabulary import INPUT, Action, Block, Finding, Mask, ScanContext
 
 log = logging.getLogger(__name__)
 

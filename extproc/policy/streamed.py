@@ -7,11 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from extproc.backends.base import Finding, Guardrail, ScanContext, StreamCheck
-from extproc.policy.decision import Decision, Placeholders, decide
+from extproc.backends.base import Guardrail
+from extproc.policy.decision import Placeholders, decide
 from extproc.streaming.events import StreamFormat
 from extproc.streaming.guard import StreamGuard
 from extproc.streaming.holdback import HoldFrom, earliest_hold
+from extproc.vocabulary import Decision, Finding, ScanContext, StreamCheck
 
 if TYPE_CHECKING:
     from extproc.policy.engine import Engine

@@ -33,24 +33,24 @@ from typing import Any
 from extproc.formats._replies import dumps
 from extproc.formats.base import MAX_JSON_DEPTH, TextSlot
 from extproc.streaming.sse import SseEvent, encode_event
+from extproc.vocabulary import (
+    CODE,
+    GENERIC,
+    LOGPROBS,
+    PADDING,
+    REASONING,
+    REFUSAL,
+    SHELL_COMMAND,
+    SHELL_OUTPUT,
+    TEXT,
+    THINKING,
+    TOOL_ARGUMENTS,
+    TOOL_INPUT,
+    TRANSCRIPT,
+    Channel,
+)
 
-Channel = tuple[str | int, ...]
 Path = tuple[str | int, ...]
-
-# The channel's first element says what kind of text it carries.
-TEXT = "text"
-REFUSAL = "refusal"
-TOOL_ARGUMENTS = "tool_arguments"  # JSON text, arriving in arbitrary fragments
-TOOL_INPUT = "tool_input"  # Responses custom tool input: free text
-REASONING = "reasoning"  # reasoning text shown to the client
-THINKING = "thinking"  # Anthropic's signed thinking (see anthropic_slots)
-TRANSCRIPT = "transcript"  # the text of an audio answer
-CODE = "code"  # code a hosted tool runs (code interpreter)
-SHELL_COMMAND = "shell_command"  # a hosted shell tool's command
-SHELL_OUTPUT = "shell_output"  # its stdout / stderr
-LOGPROBS = "logprobs"  # the sampled tokens of logprobs: the same text again, token by token
-PADDING = "padding"  # OpenAI's random ``obfuscation`` padding (judged as a channel: cheaper)
-GENERIC = "generic"  # a string no adapter knows, keyed by its JSON path
 
 _ROLE = "assistant"
 # Last keys of strings under a delta that name things rather than extend a text: judged on their

@@ -37,9 +37,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from extproc.backends.base import Finding, StreamCheck
-from extproc.policy.decision import Block, Mask, decide
-from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat, event_json
+from extproc.policy.decision import decide
+from extproc.streaming.events import DeltaSlot, KeySlot, StreamFormat, event_json
 from extproc.streaming.holdback import (
     DeltaQueue,
     HoldBack,
@@ -50,6 +49,7 @@ from extproc.streaming.holdback import (
     assign,
 )
 from extproc.streaming.sse import SseEvent, SseParser
+from extproc.vocabulary import Block, Channel, Finding, Mask, StreamCheck
 
 # The finding type of a block decided by a service's own stream check.
 STREAM_POLICY = "STREAM_POLICY"

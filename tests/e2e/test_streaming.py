@@ -20,7 +20,8 @@ from extproc.config import GuardrailSpec
 from extproc.policy.decision import decide
 from extproc.stack.processes import Stack
 from extproc.streaming import SseParser, delta_slots, encode_event
-from extproc.streaming.events import CODE, GENERIC, THINKING, stream_format
+from extproc.streaming.events import stream_format
+from extproc.vocabulary import CODE, GENERIC, THINKING
 from tests.conftest import chat_body, ext_proc_stats, module_stack, post, upstream_last
 
 EMAIL = "jane.doe@example.com"

@@ -287,7 +287,7 @@ def test_keys_are_masked_in_place_keeping_member_order() -> None:
     slots = inspected_slots([], [document])
     texts = [slot.text for slot in slots]
     assert f"mail {EMAIL}" in texts
-    from extproc.backends.base import Action, Finding
+    from extproc.vocabulary import Action, Finding
 
     index = texts.index(f"mail {EMAIL}")
     finding = Finding(index, 5, 5 + len(EMAIL), "EMAIL", Action.MASK)

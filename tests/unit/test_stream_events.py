@@ -19,14 +19,8 @@ from extproc.streaming import (
     reencode_json,
     stream_format,
 )
-from extproc.streaming.events import (
-    GENERIC,
-    GENERIC_STREAM,
-    REASONING,
-    TEXT,
-    THINKING,
-    TOOL_ARGUMENTS,
-)
+from extproc.streaming.events import GENERIC_STREAM
+from extproc.vocabulary import GENERIC, REASONING, TEXT, THINKING, TOOL_ARGUMENTS
 
 MESSAGE = "Mail jane@example.com — merci, Zoë ✓"
 ADAPTERS = [openai_chat, openai_completions, openai_responses, anthropic_messages]
