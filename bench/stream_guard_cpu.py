@@ -29,7 +29,7 @@ import time
 
 from extproc.backends import build
 from extproc.config import GuardrailSpec
-from extproc.streaming.events import stream_format
+from extproc.formats import stream_format
 from extproc.streaming.guard import StreamGuard
 from extproc.streaming.holdback import earliest_hold
 

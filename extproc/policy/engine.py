@@ -28,10 +28,12 @@ from extproc.config.errors import did_you_mean
 from extproc.config.params import ReadParams
 from extproc.config.policies import groups_of
 from extproc.config.settings import check_on_error
-from extproc.formats import format_for_path, generic
-from extproc.formats.base import JoinedSlot, MaskError, RequestFormat, TextSlot
+from extproc.formats import generic, route_for_path
+from extproc.formats.api import RequestFormat
+from extproc.formats.base import JoinedSlot, MaskError, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
+from extproc.formats.sse import SSE, Framing, SseEventTooLarge
 from extproc.observability import COUNTERS
 from extproc.policy import restore, streamed
 from extproc.policy.decision import Placeholders, check_placeholder, decide
@@ -62,9 +64,7 @@ from extproc.protocol.exchange import (
     StreamChunk,
     media_type,
 )
-from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard, StreamTooLarge
-from extproc.streaming.sse import SseEventTooLarge
 from extproc.vocabulary import INPUT, Action, Block, Finding, Mask, ScanContext
 
 log = logging.getLogger(__name__)
@@ -79,25 +79,6 @@ Found = list[tuple[str, Finding]]
 
 def _bad_request(message: str, details: str) -> Reject:
     return Reject(400, error_body(message), details=details)
-
-
-_SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
-
-
-def _looks_like_sse(body: bytes) -> bool:
-    """A body framed as server-sent events, whatever its content-type said."""
-    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:6]
-    return head.startswith(_SSE_STARTS)
-
-
-def _framing(start: bytes | bytearray, end: bool) -> str | None:
-    """``sse`` or ``whole`` from an answer's first bytes; None: too few to tell yet."""
-    head = bytes(start[:64]).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if _looks_like_sse(head):
-        return "sse"
-    if end or len(head) >= 6 or (head and not any(s.startswith(head) for s in _SSE_STARTS)):
-        return "whole"
-    return None
 
 
 def _dump(document: object) -> bytes:
@@ -467,6 +448,7 @@ class GuardedExchange:
         "during",
         "engine",
         "framed",
+        "framing",
         "head",
         "headers_held",
         "output",
@@ -482,7 +464,8 @@ class GuardedExchange:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.head: RequestHead | None = None
-        self.adapter: RequestFormat | None = None
+        self.adapter: RequestFormat | None = None  # the API module of the path (None: unknown)
+        self.framing: Framing = SSE  # how a streamed answer of the path is framed
         self.request: dict[str, Any] | None = None  # the parsed request body, once judged
         self.selected: list[str] = []  # selected by route (gRPC metadata) or header
         self.tags: RequestTags | None = None  # only when some guardrail has tag-based modes
@@ -606,7 +589,10 @@ class GuardedExchange:
             message = f"Request body is larger than the {limit}-byte inspection limit."
             return Reject(413, error_body(message, code="413"), details="request_body_too_large")
         path = self.head.path if self.head else ""
-        adapter = self.adapter = format_for_path(path)
+        route = route_for_path(path)
+        adapter = self.adapter = route.api if route is not None else None
+        if route is not None:
+            self.framing = route.framing
         try:
             document = parse_document(body)
         except DocumentError as error:
@@ -805,15 +791,17 @@ class GuardedExchange:
     def _stream_guard(self) -> StreamGuard:
         """The guard of a streamed answer in this request's API (the generic stream format for
         an API with no adapter of its own)."""
-        stream = stream_format(self.adapter.name if self.adapter else None)
+        stream = (self.adapter or generic).stream
         context = replace(self._context([], "output", "post_call"), streaming=True)
         guard, self.stream_checks = streamed.stream_guard(
             self.engine,
             stream,
+            self.framing,
             self.output_guardrails,
             context,
             self._placeholders(),
             hold_start=self.headers_held,
+            limit=self.engine.settings.max_request_body_bytes,
         )
         return guard
 
@@ -846,7 +834,7 @@ class GuardedExchange:
         return ReplaceBody(_dump(box[0])) if isinstance(verdict, ReplaceBody) else verdict
 
     async def _judge_unparsed_response(self, body: bytes) -> BodyVerdict:
-        if _looks_like_sse(body):
+        if self.framing.sniff(body, True):
             fed = await self._stream_guard().feed(body, True)
             if fed.blocked is not None:
                 return self._blocked(fed.blocked, "Response")
@@ -888,11 +876,11 @@ class GuardedExchange:
         try:
             if isinstance(output, bytearray) and not self.framed:
                 output += chunk
-                framing = _framing(output, end_of_stream)
-                if framing is None:
+                framed = self.framing.sniff(output, end_of_stream)
+                if framed is None:
                     return StreamChunk()  # too few bytes to tell yet: hold
                 self.framed = True
-                if framing == "sse":
+                if framed:
                     guard = self.output = self._stream_guard()
                     return await self._guard_chunk(guard, bytes(output), end_of_stream)
                 chunk = b""  # already gathered

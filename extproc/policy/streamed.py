@@ -3,21 +3,27 @@ the hold-back window, which see each channel whole, and which judge the stream t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from extproc.backends.base import Guardrail
+from extproc.formats.events import StreamFormat
+from extproc.formats.sse import Framing
 from extproc.policy.decision import Placeholders, decide
-from extproc.streaming.events import StreamFormat
 from extproc.streaming.guard import StreamGuard
 from extproc.streaming.holdback import HoldFrom, earliest_hold
 from extproc.vocabulary import Decision, Finding, ScanContext, StreamCheck
 
-if TYPE_CHECKING:
-    from extproc.policy.engine import Engine
 
-log = logging.getLogger(__name__)
+class Judges(Protocol):
+    """What a stream guard needs of the engine: findings, and each guardrail's ``on_error``.
+    (Narrow on purpose: this module does not import the engine, which imports it.)"""
+
+    async def findings(
+        self, guardrails: Sequence[Guardrail], texts: Sequence[str], context: ScanContext
+    ) -> list[tuple[str, Finding]]: ...
+
+    def failure_policy(self, guardrail: Guardrail) -> Callable[[Exception], None]: ...
 
 
 class FailSafeCheck:
@@ -52,15 +58,18 @@ class FailSafeCheck:
 
 
 def stream_guard(
-    engine: Engine,
+    engine: Judges,
     stream: StreamFormat,
+    framing: Framing,
     guardrails: Sequence[Guardrail],
     context: ScanContext,
     placeholders: Placeholders | None,
     hold_start: bool,
+    limit: int,
 ) -> tuple[StreamGuard, list[FailSafeCheck]]:
     """The guard of one streamed answer, and the stream-check sessions it uses (the caller
-    closes them when the exchange ends)."""
+    closes them when the exchange ends). ``limit``: the most characters held back (and the
+    window of guardrails that judge each channel whole)."""
     checks: list[FailSafeCheck] = []
     scanned: list[Guardrail] = []
     for guardrail in guardrails:
@@ -69,7 +78,6 @@ def stream_guard(
             scanned.append(guardrail)
         else:
             checks.append(FailSafeCheck(guardrail.name, check, engine.failure_policy(guardrail)))
-    limit = engine.settings.max_request_body_bytes
     hold: HoldFrom | None = None
     if not scanned:
         window, stride = 0, 1
@@ -104,5 +112,6 @@ def stream_guard(
         checks=[(check.name, check) for check in checks],
         scan_many=scan_many,
         hold=hold,
+        framing=framing,
     )
     return guard, checks

@@ -37,8 +37,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from extproc.formats.events import DeltaSlot, KeySlot, StreamFormat, event_json
+from extproc.formats.sse import SSE, Framing, SseEvent
 from extproc.policy.decision import decide
-from extproc.streaming.events import DeltaSlot, KeySlot, StreamFormat, event_json
 from extproc.streaming.holdback import (
     DeltaQueue,
     HoldBack,
@@ -48,7 +49,6 @@ from extproc.streaming.holdback import (
     Scanner,
     assign,
 )
-from extproc.streaming.sse import SseEvent, SseParser
 from extproc.vocabulary import Block, Channel, Finding, Mask, StreamCheck
 
 # The finding type of a block decided by a service's own stream check.
@@ -145,6 +145,7 @@ class StreamGuard:
         checks: Sequence[tuple[str, StreamCheck]] = (),
         scan_many: ManyScanner | None = None,
         hold: HoldFrom | None = None,
+        framing: Framing = SSE,
     ) -> None:
         """``hold_start``: send nothing until the first text is released (a block before it
         can then still be a clean 4xx, if the caller holds the response headers too).
@@ -152,7 +153,8 @@ class StreamGuard:
         delta is passed to them, in order, before it can be released. ``scan_many``: ``scan``
         of several texts in one call (else ``scan`` is called for each). ``hold``: where each
         channel may release up to (``HoldBack``); without it, the last ``window`` characters
-        are held."""
+        are held. ``framing``: how the answer's bytes are cut into events (the API's, from
+        the registry in ``extproc.formats``)."""
         self.stream = stream
         self._scan = scan
         self._scan_many = scan_many
@@ -161,7 +163,7 @@ class StreamGuard:
         self._judge = judge
         self._stride = stride
         self._max_held = max_held_chars
-        self._parser = SseParser(max_event_bytes)
+        self._parser = framing.parser(max_event_bytes)
         self._channels: dict[Channel, _Channel] = {}
         self._items: list[_Item] = []
         self._out: list[bytes] = []

@@ -50,8 +50,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from extproc.backends.base import Guardrail
+from extproc.formats.events import DeltaSlot
 from extproc.policy.decision import decide
-from extproc.streaming.events import DeltaSlot
 from extproc.vocabulary import Action, Block, Decision, Finding, Mask
 
 Judge = Callable[[Sequence[str], Sequence[tuple[str, Finding]]], Decision]

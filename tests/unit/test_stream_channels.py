@@ -17,10 +17,10 @@ import pytest
 
 from extproc.backends import build
 from extproc.config import GuardrailSpec
+from extproc.formats import stream_format
+from extproc.formats.sse import SseEvent, SseParser, encode_event
 from extproc.policy.decision import decide
 from extproc.stack import fake_llm
-from extproc.streaming import SseEvent, SseParser, encode_event
-from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard
 from extproc.vocabulary import (
     CODE,
