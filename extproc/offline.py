@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 from extproc.backends import Guardrail
 from extproc.config import ConfigError
+from extproc.exchange.engine import Engine
 from extproc.policy.decision import Placeholders, decide
-from extproc.policy.engine import Engine, as_logs
+from extproc.policy.modes import as_logs
 from extproc.vocabulary import Action, Block, Mask
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from extproc.config import ConfigError, parse_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 from extproc.vocabulary import ScanContext
 from tests.fakes.fake_lakera import FakeLakera
 

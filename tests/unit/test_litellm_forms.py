@@ -225,7 +225,7 @@ def test_content_filter_during_call_also_checks_the_answer_as_in_litellm() -> No
 
 
 def test_a_list_of_backends_is_one_guardrail_each_selected_by_the_entry_name() -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = parse("""
         guardrails:
@@ -297,7 +297,7 @@ def test_a_litellm_custom_guardrail_is_refused_with_how_to_port_it(
 ) -> None:
     from dataclasses import replace
 
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     (tmp_path / "mine.py").write_text(source)
     config = parse(
@@ -311,7 +311,7 @@ def test_a_litellm_custom_guardrail_is_refused_with_how_to_port_it(
 
 
 def engine_of(text: str):  # type: ignore[no-untyped-def]
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     return Engine(parse(text))
 
@@ -429,7 +429,7 @@ def test_hide_secrets_redacts_any_value_given_to_a_credential_name(
 def test_content_filter_categories_we_do_not_ship_name_the_closest_setting(
     category: str, fix: str
 ) -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = parse(f"""
         guardrails:

@@ -15,6 +15,7 @@ import yaml
 
 from extproc.backends import build
 from extproc.config import parse_config
+from extproc.exchange.engine import Engine, write_masks
 from extproc.formats import format_for_path, normalize_path
 from extproc.formats.base import JoinedSlot, TextSlot
 from extproc.formats.document import (
@@ -27,7 +28,6 @@ from extproc.formats.document import (
 from extproc.formats.query import Query
 from extproc.observability import COUNTERS
 from extproc.policy.decision import decide
-from extproc.policy.engine import Engine, write_masks
 from extproc.protocol.exchange import Phases, Reject, ReplaceBody, RequestHead
 
 KEY = "AKIAQWERTYUIOPASDFGH"  # the AWS access-key format: AKIA + 16 of [A-Z2-7]

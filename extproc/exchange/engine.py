@@ -17,17 +17,16 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Literal
 
-from extproc.backends import Guardrail, build
+from extproc.backends import Guardrail
 from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanPool
-from extproc.config import Config, ConfigError, GuardrailSpec
-from extproc.config.errors import did_you_mean
-from extproc.config.params import ReadParams
+from extproc.config import Config
 from extproc.config.policies import groups_of
 from extproc.config.settings import check_on_error
+from extproc.exchange import streamed
+from extproc.exchange.building import build_all
 from extproc.formats import generic, route_for_path
 from extproc.formats.api import RequestFormat
 from extproc.formats.base import JoinedSlot, MaskError, TextSlot
@@ -35,9 +34,10 @@ from extproc.formats.document import DocumentError, inspected_slots, parse_docum
 from extproc.formats.query import Query, QueryError
 from extproc.formats.sse import SSE, Framing, SseEventTooLarge
 from extproc.observability import COUNTERS
-from extproc.policy import restore, streamed
+from extproc.policy import restore
 from extproc.policy.decision import Placeholders, check_placeholder, decide
 from extproc.policy.errors import error_body
+from extproc.policy.modes import MASKS, Found, ModePlan, as_logs
 from extproc.policy.restore import PlaceholderRestore, check_restorable, restores
 from extproc.policy.selection import (
     SELECTION_HEADER,
@@ -65,7 +65,7 @@ from extproc.protocol.exchange import (
     media_type,
 )
 from extproc.streaming.guard import StreamGuard, StreamTooLarge
-from extproc.vocabulary import INPUT, Action, Block, Finding, Mask, ScanContext
+from extproc.vocabulary import INPUT, Action, Block, Mask, ScanContext
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ _ERROR_BODY_ARGUMENTS = frozenset({"message", "error_type", "code", "param"})
 RESPONSE_MODES = frozenset({"during_call", "post_call"})
 # gRPC initial metadata a route sets (grpc_initial_metadata) to override extproc.uninspectable.
 UNINSPECTABLE_METADATA = "x-guardrails-uninspectable"
-Found = list[tuple[str, Finding]]
 
 
 def _bad_request(message: str, details: str) -> Reject:
@@ -88,53 +87,13 @@ def _dump(document: object) -> bytes:
         return json.dumps(document, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class ModePlan:
-    """The guardrails of one request, by the phase they run in."""
-
-    pre_call: tuple[Guardrail, ...] = ()
-    during_call: tuple[Guardrail, ...] = ()
-    post_call: tuple[Guardrail, ...] = ()
-    logging_only: tuple[Guardrail, ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        guardrails: Sequence[Guardrail],
-        modes_of: Callable[[Guardrail], Sequence[str]] | None = None,
-    ) -> ModePlan:
-        """By each guardrail's modes (``modes_of``: this request's, for tag-based modes)."""
-        modes = {g.name: (modes_of(g) if modes_of else g.spec.untagged_modes) for g in guardrails}
-
-        def having(mode: str) -> tuple[Guardrail, ...]:
-            return tuple(g for g in guardrails if mode in modes[g.name])
-
-        return cls(
-            having("pre_call"), having("during_call"), having("post_call"), having("logging_only")
-        )
-
-    @property
-    def on_request(self) -> bool:
-        return bool(self.pre_call or self.during_call or self.logging_only)
-
-    @property
-    def logged_names(self) -> frozenset[str]:
-        return frozenset(g.name for g in self.logging_only)
-
-    @property
-    def log_scan(self) -> tuple[Guardrail, ...]:
-        """logging_only guardrails that pre_call does not already scan: each text is scanned
-        once per guardrail, whatever its list of modes."""
-        return tuple(g for g in self.logging_only if g not in self.pre_call)
-
-
 class Engine:
     """Built once per config; hands out one :class:`GuardedExchange` per HTTP request."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = config.settings
-        guardrails = _build_all(config.guardrails, config.directory)
+        guardrails = build_all(config.guardrails, config.directory)
         self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
         self.groups = groups_of(config.guardrails)  # naming a group selects its members
         self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
@@ -335,71 +294,6 @@ class Engine:
             raise FailedClosed(guardrail.name) from error
 
 
-# litellm_params the loader and the engine read themselves (besides what each backend reads).
-ENGINE_KEYS = (
-    "guardrail",
-    "mode",
-    "default_on",
-    "on_error",
-    "placeholder",
-    "disable_exception_on_block",
-    "output_parse_pii",
-)
-# LiteLLM keys we accept and deliberately ignore, and why (said in the warning).
-IGNORED_LITELLM_KEYS = {
-    "presidio_anonymizer_api_base": "masks are made from the analyzer's spans, no anonymizer call",
-    "detect_secrets_config": "the secrets detector has its own rules, not detect-secrets plugins",
-    "guardrail_info": "descriptive only",
-}
-
-
-def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[Guardrail]:
-    """``build`` each spec, then report every litellm_params key its backend never read: a
-    near miss of a key the engine reads (``defualt_on``) is an error (the guardrail would
-    silently not do what it says); any other a WARNING naming it (LiteLLM options we do not
-    have). A group (``guardrail: [a, b]``) shares its params: a key one member reads is fine.
-    Custom guardrails may read their params later, so only built-in backends are checked."""
-    guardrails: list[Guardrail] = []
-    unread: dict[str, list[set[str]]] = {}  # entry (group or name) -> unread keys per member
-    read: dict[str, set[str]] = {}
-    for spec in specs:
-        if "." in spec.guardrail:  # module.ClassName: a custom guardrail
-            guardrails.append(build(spec, directory))
-            continue
-        params = ReadParams(spec.params)
-        guardrails.append(build(replace(spec, params=params), directory))
-        _refuse_unread_callback_args(spec, params)
-        entry = spec.group or spec.name
-        unread.setdefault(entry, []).append({k for k in params.unread if k not in ENGINE_KEYS})
-        read.setdefault(entry, set()).update(params.read)
-    by_entry = {spec.group or spec.name: spec for spec in specs}
-    for entry, members in unread.items():
-        spec = by_entry[entry]
-        where = f"guardrail {entry!r}: litellm_params"
-        for key in sorted(set.intersection(*members)):
-            close = did_you_mean(key, ENGINE_KEYS)
-            if close:
-                raise ConfigError(f"{where}.{key} is not a key{close}")
-            why = IGNORED_LITELLM_KEYS.get(key) or "it has no effect here"
-            hint = did_you_mean(key, sorted(read[entry]))
-            backend = "any of its backends" if spec.group else spec.guardrail
-            log.warning("%s.%s is not read by %s%s: %s", where, key, backend, hint, why)
-    return guardrails
-
-
-def _refuse_unread_callback_args(spec: GuardrailSpec, params: ReadParams) -> None:
-    """A legacy entry's ``callback_args`` key its backend never read cannot be honoured: LiteLLM
-    passed it to the callback, so dropping it with a warning would load a config that does less
-    than it says."""
-    for key in sorted(spec.callback_keys & set(params.unread) - set(ENGINE_KEYS)):
-        hint = did_you_mean(key, sorted(k for k in params.read if k not in ENGINE_KEYS))
-        raise ConfigError(
-            f"guardrail {spec.name!r}: callback_args.{spec.callback}.{key} is not an option "
-            f"of {spec.guardrail}{hint}; it cannot be honoured here (the guardrail's options: "
-            "README, Guardrail services)"
-        )
-
-
 class FailedClosed(ReportedError):
     """A guardrail failed and its ``on_error`` is block (logged and counted in ``_failed``)."""
 
@@ -413,15 +307,6 @@ def log_findings(findings: Found, names: frozenset[str]) -> None:
     for name, finding in findings:
         if name in names:
             log.info("guardrail %s (logging_only) found %s", name, finding.subtype or finding.type)
-
-
-def as_logs(findings: Found, actions: frozenset[Action] = frozenset(Action)) -> Found:
-    """Findings whose action is in ``actions`` turned into logs: during_call cannot change a
-    request that has already gone, and a logging_only guardrail changes nothing."""
-    return [(g, replace(f, action=Action.LOG) if f.action in actions else f) for g, f in findings]
-
-
-MASKS = frozenset({Action.MASK})
 
 
 def count_masks(findings: Found) -> None:
