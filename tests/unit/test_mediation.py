@@ -15,7 +15,8 @@ import yaml
 
 from extproc.backends import build
 from extproc.config import parse_config
-from extproc.exchange.engine import Engine, write_masks
+from extproc.exchange.engine import Engine
+from extproc.exchange.handler import write_masks
 from extproc.formats import format_for_path, normalize_path
 from extproc.formats.base import JoinedSlot, TextSlot
 from extproc.formats.document import (
