@@ -116,7 +116,9 @@ class StreamFormat:
     error_event: Callable[..., bytes]
     terminator: bytes | None  # sent after the last event when the stream ends normally
     is_final: Callable[[Any, str | None], bool]  # the API sends nothing of substance after it
-    numbered: bool = False  # events carry a sequence_number (an error event must take the next)
+    # The field numbering this API's events (None: not numbered); an error event must take the
+    # next number, passed to ``error_event`` under this name.
+    number_key: str | None = None
     delta_channel: DeltaChannel = _no_delta_channel
     delta_roots: frozenset[str] | None = frozenset()  # top-level keys delta_channel looks under
     ended: Ended = _nothing_ended
@@ -124,6 +126,14 @@ class StreamFormat:
     # any other top-level key is text of a shape we do not know, so it is put on a generic
     # channel keyed by its path (split over events, it is still one text). None: not checked.
     known_roots: frozenset[str] | None = None
+
+    def number_of(self, document: Any) -> int | None:
+        """The event's number, in a stream whose events are numbered (else None)."""
+        key = self.number_key
+        if key is None or type(document) is not dict:
+            return None
+        number = document.get(key)
+        return number if isinstance(number, int) and not isinstance(number, bool) else None
 
     def delta_slots(self, event: SseEvent) -> tuple[Any, list[DeltaSlot]]:
         """(parsed JSON, its channel slots); (None, []) for non-JSON data, [DONE] or no data."""

@@ -413,7 +413,7 @@ stream = StreamFormat(
     error_event,
     None,
     is_final,
-    numbered=True,
+    number_key="sequence_number",
     delta_channel=delta_channel,
     delta_roots=frozenset({"delta"}),
     ended=ended,

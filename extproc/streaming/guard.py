@@ -26,7 +26,7 @@ Every byte that reaches the client was judged, or is left out:
   and event lines without findings therefore still passes byte-identical.
 
 A channel is finished (its held tail judged and released) as soon as the API says it is done
-(chat ``finish_reason``, Anthropic ``content_block_stop``, a Responses ``*.done``), or at the end
+(``StreamFormat.ended``: a choice's finish reason, a content block's stop...), or at the end
 of the stream. A block stops everything: the caller turns it into a clean 4xx when no byte has
 gone out yet, else into the API's own error event (``StreamFormat.error_event``).
 """
@@ -174,8 +174,8 @@ class StreamGuard:
         self._checks = tuple(checks)
         self._checks_finished = False
         self.sent_any = False
-        # The sequence_number of the last event sent (APIs that number events), for error_event.
-        self.last_sequence_number = -1
+        # The number of the last event sent (APIs that number events), for error_event.
+        self.last_number = -1
 
     async def feed(self, chunk: bytes, end_of_stream: bool = False) -> Fed:
         """Parse ``chunk``; the bytes that may go to the client now (and a block, if any)."""
@@ -200,8 +200,9 @@ class StreamGuard:
     def error_event(self, message: str, *args: Any, **fields: Any) -> bytes:
         """The API's error event for ending this stream now (numbered after the last event
         sent, for APIs whose events are numbered)."""
-        if self.stream.numbered:
-            fields["sequence_number"] = self.last_sequence_number + 1
+        key = self.stream.number_key
+        if key is not None:
+            fields[key] = self.last_number + 1
         return self.stream.error_event(message, *args, **fields)
 
     # -- events ------------------------------------------------------------------------------
@@ -385,12 +386,13 @@ class StreamGuard:
                 self._hold_start = False  # the first text is out: the answer has begun
         if self._hold_start:
             return
+        numbered = self.stream.number_key is not None
         for item in self._items[:ready]:
             self._out.append(item.encode())
-            document = item.document
-            number = document.get("sequence_number") if isinstance(document, dict) else None
-            if isinstance(number, int) and not isinstance(number, bool):
-                self.last_sequence_number = number
+            if numbered:
+                number = self.stream.number_of(item.document)
+                if number is not None:
+                    self.last_number = number
         del self._items[:ready]
 
     # -- channels ----------------------------------------------------------------------------
