@@ -24,12 +24,8 @@ from extproc.policy import restore
 from extproc.policy.decision import check_placeholder
 from extproc.policy.modes import Found, ModePlan
 from extproc.policy.restore import check_restorable, restores
-from extproc.policy.selection import (
-    RequestTags,
-)
-from extproc.protocol.exchange import (
-    ReportedError,
-)
+from extproc.policy.selection import RequestTags
+from extproc.protocol.exchange import ReportedError
 from extproc.vocabulary import INPUT, ScanContext
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,10 @@ Request text: ``system`` (a string or text blocks, role ``system``) and each mes
 string or blocks: ``text``, ``tool_use`` ``input`` (a JSON object: every string value inside),
 ``tool_result`` ``content`` (a string or blocks, role ``tool``) and plain-text ``document``
 sources. ``thinking`` blocks are signed by the provider, so they are never read or rewritten.
+
+Stream events: ``content_block_start`` / ``_delta`` / ``_stop`` per block index, ending with
+``message_stop``; a mid-stream block is ``event: error``. Streamed thinking is judged (see
+``event_slots`` for why a mask there is still a mask).
 """
 
 from __future__ import annotations
@@ -22,22 +26,9 @@ from extproc.formats.base import (
     add_text_content,
     role_of,
 )
-from extproc.formats.events import (
-    NAME_KEYS,
-    DeltaSlot,
-    Path,
-    StreamFormat,
-    add_delta,
-    as_int,
-)
+from extproc.formats.events import NAME_KEYS, DeltaSlot, Path, StreamFormat, add_delta, as_int
 from extproc.formats.sse import encode_event
-from extproc.vocabulary import (
-    GENERIC,
-    TEXT,
-    THINKING,
-    TOOL_ARGUMENTS,
-    Channel,
-)
+from extproc.vocabulary import GENERIC, TEXT, THINKING, TOOL_ARGUMENTS, Channel
 
 name = "anthropic_messages"
 

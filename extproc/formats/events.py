@@ -31,10 +31,7 @@ from typing import Any
 from extproc.formats._replies import dumps
 from extproc.formats.base import MAX_JSON_DEPTH, TextSlot
 from extproc.formats.sse import SseEvent
-from extproc.vocabulary import (
-    GENERIC,
-    Channel,
-)
+from extproc.vocabulary import GENERIC, Channel
 
 Path = tuple[str | int, ...]
 

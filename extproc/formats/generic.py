@@ -1,4 +1,8 @@
-"""Any other JSON body: every string value (not keys) is inspected. Slow but never blind."""
+"""Any other API: every string value of a JSON body (not keys) is inspected. Slow, never blind.
+
+Its stream: every string of every event is on a channel keyed by its JSON path, so text split
+across events is judged whole; a mid-stream block is ``data: {"error": {...}}``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,9 @@ from typing import Any
 
 from extproc.formats._replies import dumps
 from extproc.formats.base import TextSlot, add_json_strings
-from extproc.formats.events import (
-    DeltaSlot,
-    Path,
-    StreamFormat,
-    error_fields,
-)
+from extproc.formats.events import DeltaSlot, Path, StreamFormat, error_fields
 from extproc.formats.sse import encode_event
-from extproc.vocabulary import (
-    GENERIC,
-    Channel,
-)
+from extproc.vocabulary import GENERIC, Channel
 
 name = "generic_json"
 

@@ -3,6 +3,10 @@
 Request text: every message's ``content`` (a string or text parts, any role including ``tool``),
 assistant ``tool_calls[].function.arguments`` and the legacy ``function_call.arguments``.
 Arguments are JSON strings and are inspected as one text, as LiteLLM does.
+
+Stream events (``chat.completion.chunk``): each choice's ``delta`` (content, refusal, reasoning,
+audio transcript, tool-call arguments), logprobs tokens and the ``obfuscation`` padding, up to
+``data: [DONE]``; a mid-stream block is ``data: {"error": {...}}``, the object OpenAI's SDKs raise.
 """
 
 from __future__ import annotations

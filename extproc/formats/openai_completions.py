@@ -2,34 +2,20 @@
 
 ``prompt`` may be a string, a list of strings, or token arrays; tokens are not text we can read
 and are skipped. Both prompt and suffix are user input, so their role is ``user``.
+
+Stream events: each choice's ``text`` and logprobs tokens, up to ``data: [DONE]``; errors and
+the end of a choice as in chat completions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from extproc.formats._replies import (
-    json_reply,
-    model_of,
-    now,
-    random_id,
-    sse_reply,
-    wants_stream,
-)
+from extproc.formats._replies import json_reply, model_of, now, random_id, sse_reply, wants_stream
 from extproc.formats.base import TextSlot, add_string, add_string_or_strings
-from extproc.formats.events import (
-    ASSISTANT,
-    DeltaSlot,
-    StreamFormat,
-    add_delta,
-    as_int,
-    dict_items,
-)
+from extproc.formats.events import ASSISTANT, DeltaSlot, StreamFormat, add_delta, as_int, dict_items
 from extproc.formats.openai_chat import DONE, KNOWN_ROOTS, choices_ended, error_event, is_final
-from extproc.vocabulary import (
-    LOGPROBS,
-    TEXT,
-)
+from extproc.vocabulary import LOGPROBS, TEXT
 
 name = "openai_completions"
 

@@ -4,6 +4,10 @@ Request text: ``instructions`` (role ``instructions``) and ``input``, a string (
 a list of items: messages (content string or input_text/output_text/refusal parts), function and
 custom tool calls (``arguments`` / ``input``, role ``assistant``), their outputs (``output``, a
 string or parts, role ``tool``) and reasoning summaries. Item references carry no text.
+
+Stream events: typed events numbered by ``sequence_number``; ``*.delta`` events extend a text,
+``*.done`` events and whole responses repeat it (snapshots, written with the masked text); a
+mid-stream block is ``event: error`` with the next sequence number.
 """
 
 from __future__ import annotations
@@ -22,13 +26,7 @@ from extproc.formats._replies import (
     wants_stream,
 )
 from extproc.formats.api import RequestOnlyFormat
-from extproc.formats.base import (
-    TextSlot,
-    add_string,
-    add_text_content,
-    add_text_parts,
-    role_of,
-)
+from extproc.formats.base import TextSlot, add_string, add_text_content, add_text_parts, role_of
 from extproc.formats.events import (
     DeltaSlot,
     Path,
