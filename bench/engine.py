@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import SCENARIOS
 
 from extproc.config import load_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 from extproc.protocol.exchange import RequestHead
 
 HEAD = RequestHead(

@@ -30,11 +30,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extproc.backends.base import ScanContext
 from extproc.config import parse_config
-from extproc.policy import streamed
-from extproc.policy.engine import Engine
-from extproc.streaming.events import stream_format
+from extproc.exchange import streamed
+from extproc.exchange.engine import Engine
+from extproc.formats import stream_format
+from extproc.formats.sse import SSE
+from extproc.vocabulary import ScanContext
 
 CONFIG = """
 guardrails:
@@ -97,7 +98,14 @@ async def run(text: str, delta: int, workers: bool) -> tuple[float, int, float, 
     try:
         context = ScanContext(direction="output", mode="post_call", streaming=True)
         guard, _ = streamed.stream_guard(
-            built, stream_format("openai_chat"), list(built.by_name.values()), context, None, False
+            built,
+            stream_format("openai_chat"),
+            SSE,
+            list(built.by_name.values()),
+            context,
+            None,
+            hold_start=False,
+            limit=built.settings.max_request_body_bytes,
         )
         longest, at, blocked = 0.0, 0, False
         cpu, wall = time.process_time(), time.perf_counter()

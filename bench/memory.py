@@ -46,7 +46,7 @@ import grpc
 
 from bench.latency import SCENARIOS
 from extproc.config import load_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 from extproc.protocol.pb import ProcessingRequest, ProcessingResponse, core, ext, ext_grpc
 from extproc.protocol.session import Session
 

@@ -29,7 +29,7 @@ import time
 
 from extproc.backends import build
 from extproc.config import GuardrailSpec
-from extproc.streaming.events import stream_format
+from extproc.formats import openai_chat
 from extproc.streaming.guard import StreamGuard
 from extproc.streaming.holdback import earliest_hold
 
@@ -101,7 +101,7 @@ def measure(  # type: ignore[no-untyped-def]
     stream = chunks(events, obfuscation, random.Random(1))
 
     async def one() -> float:
-        guard = StreamGuard(stream_format("openai_chat"), scan, window, stride=stride, hold=hold)
+        guard = StreamGuard(openai_chat.stream, scan, window, stride=stride, hold=hold)
         start = time.process_time()
         for position, chunk in enumerate(stream):
             await guard.feed(chunk, position == len(stream) - 1)

@@ -16,13 +16,13 @@ from extproc.config.settings import check_host_port
 
 if TYPE_CHECKING:
     from extproc.config.loader import GuardrailSpec
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
 log = logging.getLogger("extproc")
 
 
 def _engine(config_path: str | None):  # -> Engine, imported lazily to keep --help fast
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = load_config(config_path)
     return config, Engine(config)
@@ -46,7 +46,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.schema:
         import json
 
-        from extproc.config.schema import config_schema
+        from extproc.schema import config_schema
 
         print(json.dumps(config_schema(), indent=2))
         return 0

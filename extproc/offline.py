@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from extproc.backends import Guardrail
-from extproc.backends.base import Action
 from extproc.config import ConfigError
-from extproc.policy.decision import Block, Mask, Placeholders, decide
-from extproc.policy.engine import Engine, as_logs
+from extproc.exchange.engine import Engine
+from extproc.policy.decision import Placeholders, decide
+from extproc.policy.modes import as_logs
+from extproc.vocabulary import Action, Block, Mask
 
 
 def select(engine: Engine, names: Sequence[str]) -> tuple[Guardrail, ...]:

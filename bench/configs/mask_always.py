@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
+from extproc.vocabulary import Action, Finding
 
 
 class MaskAlways(Guardrail):

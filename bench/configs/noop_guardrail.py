@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from extproc.backends.base import Finding, Guardrail
+from extproc.backends.base import Guardrail
+from extproc.vocabulary import Finding
 
 
 class NoopGuardrail(Guardrail):

@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config.litellm_integrations import not_run_here
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.vocabulary import Action, Finding
 
 GuardrailFactory = Callable[[GuardrailSpec], Guardrail]
 REGISTRY: dict[str, GuardrailFactory] = {}

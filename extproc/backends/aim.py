@@ -38,12 +38,20 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext, StreamCheck
 from extproc.backends.remote import BackendError, RemoteGuardrail, shared_tls_context
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.observability import COUNTERS
-from extproc.streaming.events import REASONING, REFUSAL, TOOL_ARGUMENTS, TOOL_INPUT
 from extproc.text.redaction import common_ends
+from extproc.vocabulary import (
+    REASONING,
+    REFUSAL,
+    TOOL_ARGUMENTS,
+    TOOL_INPUT,
+    Action,
+    Finding,
+    ScanContext,
+    StreamCheck,
+)
 
 log = logging.getLogger(__name__)
 # The websocket library logs handshake headers (the key) at DEBUG: never let it, whatever the

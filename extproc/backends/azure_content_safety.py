@@ -24,10 +24,10 @@ from typing import Any
 from urllib.parse import quote
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail, gather_limited
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag
+from extproc.vocabulary import Action, Finding, ScanContext
 
 DEFAULT_API_VERSION = "2024-09-01"
 MAX_TEXT_CHARS = 10_000

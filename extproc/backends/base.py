@@ -2,78 +2,14 @@
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from collections.abc import Sequence
+from typing import ClassVar
 
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.vocabulary import INPUT, Action, Finding, ScanContext, StreamCheck
 
-
-class Action(enum.Enum):
-    BLOCK = "block"
-    MASK = "mask"
-    LOG = "log"
-
-    @classmethod
-    def parse(cls, value: object, where: str) -> Action:
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            choices = ", ".join(a.value for a in cls)
-            raise ConfigError(f"{where}: action must be one of {choices}, got {value!r}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """Something a guardrail found in ``texts[index][start:end]`` (character offsets)."""
-
-    index: int
-    start: int
-    end: int
-    type: str  # stable upper-case entity name: EMAIL, PHONE, CREDIT_CARD, SECRET, ...
-    action: Action
-    subtype: str | None = None  # e.g. AWS_ACCESS_KEY for a SECRET
-    label: str | None = None  # the backend's own mask text (e.g. "[EMAIL_REDACTED]"), if any
-    # A block's message from the service (Aim's detection_message), else the guardrail's own.
-    message: str | None = None
-    # Extra fields for the block's error body (``provider_specific_fields``), e.g. the vendor's
-    # verdict as LiteLLM returns it. Never the client's content, never a key.
-    details: Any = field(default=None, hash=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class ScanContext:
-    """What a backend may need besides the texts. Local detectors ignore it; remote ones send
-    roles, the direction and the caller's identity headers the way their API expects."""
-
-    direction: Literal["input", "output"] = "input"
-    mode: str = "pre_call"  # the mode this scan serves: pre_call, during_call, post_call, ...
-    roles: Sequence[str | None] = ()  # one per text (None: unknown), e.g. "user", "assistant"
-    headers: Mapping[str, str] = field(default_factory=dict)  # the client's request headers
-    # For output scans: the request's texts and roles, for APIs that judge an answer in context.
-    request_texts: Sequence[str] = ()
-    request_roles: Sequence[str | None] = ()
-    streaming: bool = False  # a hold-back window of a streamed answer, not a whole text
-
-
-INPUT = ScanContext()
-
-
-class StreamCheck(Protocol):
-    """A service's own judgement of one streamed answer, delta by delta (Aim's websocket).
-
-    The stream guard calls ``check`` with each delta before the delta can be released, in
-    stream order, and ``finish`` at the end; a returned message blocks the answer there (the
-    client gets the API's error event, or a 400 if nothing went out yet). Raising is a failure
-    of the guardrail (its ``on_error`` applies). ``close`` is called once when the exchange
-    ends, however it ends, and must not block (schedule the socket's close)."""
-
-    async def check(self, channel: tuple[object, ...], text: str) -> str | None: ...
-
-    async def finish(self) -> str | None: ...
-
-    def close(self) -> None: ...
+# Re-exported: custom guardrails written against this module keep working.
+__all__ = ["INPUT", "Action", "Finding", "Guardrail", "ScanContext", "StreamCheck"]
 
 
 class Guardrail:

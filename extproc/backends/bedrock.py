@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import (
     RETRY_STATUSES,
     BackendError,
@@ -44,6 +43,7 @@ from extproc.backends.remote import (
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import derived, flag, whole_number
+from extproc.vocabulary import Action, Finding, ScanContext
 
 log = logging.getLogger(__name__)
 

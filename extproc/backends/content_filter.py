@@ -19,12 +19,13 @@ import re2
 import yaml
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize, shared_normalization
 from extproc.text.offsets import byte_spans_to_chars, utf8
 from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import UNANCHORED, raw_match
+from extproc.vocabulary import Action, Finding
 
 DEFAULT_PATTERN_FORMAT = "[{pattern_name}_REDACTED]"
 DEFAULT_KEYWORD_TAG = "[KEYWORD_REDACTED]"

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag
+from extproc.vocabulary import Action, Finding, ScanContext
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail, gather_limited
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag
 from extproc.text.redaction import common_ends
+from extproc.vocabulary import Action, Finding, ScanContext
 
 BLOCK_MESSAGE = "Violated content safety policy"  # LiteLLM's llmguard_moderations wording
 MAX_PARALLEL_CALLS = 8

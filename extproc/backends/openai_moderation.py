@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.vocabulary import Action, Finding, ScanContext
 
 BLOCK_MESSAGE = "Violated OpenAI moderation policy"  # LiteLLM's wording
 DEFAULT_MODEL = "omni-moderation-latest"

@@ -21,13 +21,14 @@ from typing import Any, ClassVar
 
 import re2
 
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match, raw_set_match
+from extproc.vocabulary import Action, Finding
 
 
 def _options(latin1: bool, longest: bool) -> re2.Options:

@@ -14,9 +14,9 @@ from typing import Any
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Action
 from extproc.backends.patterns import Entity, PatternGuardrail
 from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match
+from extproc.vocabulary import Action
 
 # Presidio's entity names (``pii_entities_config``) -> ours.
 PRESIDIO_NAMES = {

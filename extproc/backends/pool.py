@@ -22,8 +22,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from extproc.backends.base import Finding
 from extproc.config.loader import GuardrailSpec
+from extproc.vocabulary import Finding
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import derived, flag
+from extproc.vocabulary import Action, Finding, ScanContext
 
 NUMBERED_PLACEHOLDER = "<{type}_{n}>"
 ANALYZER_ENV = "PRESIDIO_ANALYZER_API_BASE"

@@ -37,11 +37,12 @@ from typing import Any
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.re2_raw import UNANCHORED, raw_match
+from extproc.vocabulary import Action, Finding
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 FINDING_TYPE = "PROMPT_INJECTION"

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from extproc.backends.base import INPUT, Finding, Guardrail, ScanContext
+from extproc.backends.base import Guardrail
 from extproc.backends.circuit import CircuitBreaker
 from extproc.backends.verdict_cache import (
     CLEAN,
@@ -45,6 +45,7 @@ from extproc.backends.verdict_cache import (
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag, seconds, whole_number
 from extproc.observability import COUNTERS
+from extproc.vocabulary import INPUT, Finding, ScanContext
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
@@ -44,6 +44,7 @@ from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars, utf8
 from extproc.text.prefixes import TailHold, normalized_hold
 from extproc.text.re2_raw import ANCHOR_START, UNANCHORED, raw_match, raw_set_match
+from extproc.vocabulary import Action, Finding
 
 GENERIC = "GENERIC_SECRET"
 KUBERNETES = "KUBERNETES_SECRET"

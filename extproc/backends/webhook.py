@@ -31,10 +31,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.redaction import common_ends
+from extproc.vocabulary import Action, Finding, ScanContext
 
 WEBHOOK_TYPE = "WEBHOOK"
 GENERIC_PATH = "/beta/litellm_basic_guardrail_api"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
+from extproc.vocabulary import ConfigError
 
-class ConfigError(ValueError):
-    """A config problem: the message names the guardrail (or section) and the key."""
+__all__ = ["ConfigError", "did_you_mean", "refuse_unknown_keys"]
 
 
 def did_you_mean(key: str, known: Sequence[str]) -> str:

@@ -4,15 +4,21 @@ Request text: ``system`` (a string or text blocks, role ``system``) and each mes
 string or blocks: ``text``, ``tool_use`` ``input`` (a JSON object: every string value inside),
 ``tool_result`` ``content`` (a string or blocks, role ``tool``) and plain-text ``document``
 sources. ``thinking`` blocks are signed by the provider, so they are never read or rewritten.
+
+Stream events: ``content_block_start`` / ``_delta`` / ``_stop`` per block index, ending with
+``message_stop``; a mid-stream block is ``event: error``. Streamed thinking is judged (see
+``event_slots`` for why a mask there is still a mask).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from extproc.formats._replies import json_reply, model_of, random_id, sse_reply, wants_stream
+from extproc.formats import generic
+from extproc.formats._replies import dumps, json_reply, model_of, random_id, sse_reply, wants_stream
+from extproc.formats.api import RequestOnlyFormat
 from extproc.formats.base import (
-    RequestOnlyFormat,
     TextSlot,
     add_joined,
     add_json_strings,
@@ -20,6 +26,9 @@ from extproc.formats.base import (
     add_text_content,
     role_of,
 )
+from extproc.formats.events import NAME_KEYS, DeltaSlot, Path, StreamFormat, add_delta, as_int
+from extproc.formats.sse import encode_event
+from extproc.vocabulary import GENERIC, TEXT, THINKING, TOOL_ARGUMENTS, Channel
 
 name = "anthropic_messages"
 
@@ -119,5 +128,111 @@ def _stream(reply: dict[str, Any], message: str) -> tuple[str, bytes]:
     return sse_reply((event["type"], event) for event in events)
 
 
+# -- stream events ---------------------------------------------------------------------------
+
+
+def event_slots(document: Any, event_name: str | None = None) -> list[DeltaSlot]:
+    """``content_block_delta`` text, ``input_json`` and ``thinking`` deltas keyed by the block
+    ``index``; a ``content_block_start`` that already carries text or thinking starts the same
+    channel.
+
+    Thinking is judged, and a mask there is written like any other, although the block is
+    signed: the client reads that text, so it is judged like the rest of the answer. The masked
+    block no longer matches its ``signature``, so a client that sends it back (tool-use loops
+    must) gets a 400 from Anthropic on its next turn: a loud failure, never a leak. Turning such
+    a mask into a block instead would end every answer whose reasoning merely mentions, say,
+    the user's e-mail address, while most clients never send thinking back.
+
+    ``citations_delta`` carries one whole citation per event (``cited_text`` quotes a document
+    the caller sent, never split across events): its strings are judged loose, each whole;
+    accumulating separate quotes into one text would let one quote's end change the match at
+    the next one's start. ``signature_delta`` and any delta kind added later are generic
+    channels of their block."""
+    slots: list[DeltaSlot] = []
+    if not isinstance(document, dict):
+        return slots
+    kind = document.get("type")
+    index = as_int(document.get("index"), 0)
+    if kind == "content_block_delta":
+        delta = document.get("delta")
+        if isinstance(delta, dict):
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                add_delta(slots, delta, "text", (TEXT, index))
+            elif delta_type == "input_json_delta":
+                add_delta(slots, delta, "partial_json", (TOOL_ARGUMENTS, index))
+            elif delta_type == "thinking_delta":
+                add_delta(slots, delta, "thinking", (THINKING, index))
+    elif kind == "content_block_start":
+        block = document.get("content_block")
+        if isinstance(block, dict):
+            block_type = block.get("type")
+            if block_type == "text":
+                add_delta(slots, block, "text", (TEXT, index))
+            elif block_type == "thinking":
+                add_delta(slots, block, "thinking", (THINKING, index))
+    return slots
+
+
+def delta_channel(document: Any, event_name: str | None, path: Path) -> Channel | None:
+    """Any other string under an event's ``delta`` (a new delta kind of a content block, or of
+    an event kind added later) extends a text of its block (index -1: none); names (its
+    ``type``, ids), the whole citations of ``citations_delta`` and ``message_delta`` (stop
+    reason, stop sequence) are judged loose."""
+    if path[0] != "delta" or path[-1] in NAME_KEYS or not isinstance(document, dict):
+        return None
+    kind = document.get("type")
+    if kind == "message_delta":  # the message's stop reason and usage, not a text
+        return None
+    delta = document.get("delta")
+    delta_type = delta.get("type") if isinstance(delta, dict) else None
+    if delta_type == "citations_delta":
+        return None
+    return (GENERIC, as_int(document.get("index"), -1), str(kind), str(delta_type), *path)
+
+
+def ended(document: Any, channels: Collection[Channel]) -> list[Channel]:
+    """``content_block_stop`` ends every channel of its block."""
+    if not channels or not isinstance(document, dict):
+        return []
+    if document.get("type") != "content_block_stop":
+        return []
+    index = as_int(document.get("index"), 0)
+    return [key for key in channels if len(key) > 1 and key[1] == index]
+
+
+def error_event(
+    message: str,
+    error_type: str = "invalid_request_error",
+    code: str | None = "400",
+    param: str | None = None,
+    **provider_specific: Any,
+) -> bytes:
+    """``event: error`` + ``{"type": "error", "error": {"type", "message"}}``: Anthropic's SDKs
+    raise it as an API error. Anthropic's error object has no code or param."""
+    del code, param
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if provider_specific:
+        error["provider_specific_fields"] = provider_specific
+    return encode_event(dumps({"type": "error", "error": error}), event="error")
+
+
+def is_final(document: Any, event_name: str | None) -> bool:
+    return isinstance(document, dict) and document.get("type") == "message_stop"
+
+
+stream = StreamFormat(
+    name,
+    event_slots,
+    error_event,
+    None,
+    is_final,
+    delta_channel=delta_channel,
+    delta_roots=frozenset({"delta"}),
+    ended=ended,
+    known_roots=frozenset({"type", "index", "delta", "content_block", "message", "usage", "error"}),
+)
+
 # ``/v1/messages/count_tokens``: same request, but the answer is a count, not a message.
-count_tokens = RequestOnlyFormat("anthropic_count_tokens", request_texts)
+# Its streamed answer, if any, is read as generic text.
+count_tokens = RequestOnlyFormat("anthropic_count_tokens", request_texts, generic.stream)

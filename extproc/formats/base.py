@@ -1,10 +1,10 @@
-"""Where text lives in a JSON body, as writable slots, and the adapter contract."""
+"""Where text lives in a JSON body, as writable slots, and helpers to find them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 # How deep a free-form JSON value (a tool_use ``input``) may nest before we refuse to read it.
 # The engine turns ValueError into a 400, which beats silently skipping text we could not reach.
@@ -95,48 +95,6 @@ class JoinedSlot(TextSlot):
                 part.write(masked)
             start = end
         self.text = "".join(part.text for part in self.parts)
-
-
-class RequestFormat(Protocol):
-    """One API schema: where text lives in requests and responses, and a stand-in answer."""
-
-    name: str
-
-    def request_texts(self, document: dict[str, Any]) -> list[TextSlot]:
-        """Every place in the request body that a guardrail must see."""
-        ...
-
-    def response_texts(self, document: dict[str, Any]) -> list[TextSlot]:
-        """Every place in a non-streamed response body that a post-call guardrail must see."""
-        ...
-
-    def synthetic_reply(
-        self, message: str, request: dict[str, Any], model_fallback: str = "guardrail"
-    ) -> tuple[str, bytes] | None:
-        """(content type, body) of a successful-looking answer whose text is ``message``.
-
-        None when the API has no text answer to fake (embeddings); the caller sends an error.
-        """
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class RequestOnlyFormat:
-    """A request shape without a text answer (token counting): read it, never fake a reply."""
-
-    name: str
-    read_request: Callable[[dict[str, Any]], list[TextSlot]]
-
-    def request_texts(self, document: dict[str, Any]) -> list[TextSlot]:
-        return self.read_request(document)
-
-    def response_texts(self, document: dict[str, Any]) -> list[TextSlot]:
-        return []
-
-    def synthetic_reply(
-        self, message: str, request: dict[str, Any], model_fallback: str = "guardrail"
-    ) -> tuple[str, bytes] | None:
-        return None
 
 
 def role_of(item: dict[str, Any], default: str | None = None) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from extproc.formats import generic
 from extproc.formats.base import TextSlot, add_string_or_strings
 
 name = "embeddings"
@@ -27,3 +28,7 @@ def synthetic_reply(
 ) -> None:
     """Not applicable: a made-up vector would silently poison an index; the caller errors."""
     return None
+
+
+# An embeddings answer never streams; if one did, it would be read as generic text.
+stream = generic.stream

@@ -1,1 +1,1 @@
-"""Policy: which guardrails apply, and how their findings become block / mask / log."""
+"""Pure decisions, no I/O: which guardrails run when, and how findings become block / mask / log."""

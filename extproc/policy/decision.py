@@ -5,36 +5,37 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from extproc.backends.base import Action, Finding
-from extproc.config.loader import ConfigError
+from extproc.vocabulary import (
+    ALLOW,
+    Action,
+    Allow,
+    Block,
+    ConfigError,
+    Decision,
+    Finding,
+    Mask,
+    Span,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    guardrail: str
-    types: tuple[str, ...]
-    message: str | None = None  # the service's own wording, when it gave one
-    details: Any = None  # extra error-body fields from the service (provider_specific_fields)
-
-
-Span = tuple[int, int, str]  # (start, end, replacement) in the original text's characters
-
-
-@dataclass(frozen=True, slots=True)
-class Mask:
-    texts: dict[int, str]  # text index -> masked text
-    spans: dict[int, list[Span]] = field(default_factory=dict, compare=False)  # what was replaced
-
-
-@dataclass(frozen=True, slots=True)
-class Allow:
-    pass
-
-
-Decision = Block | Mask | Allow
-ALLOW = Allow()
+# Re-exported: the decision types are part of what this module answers with.
+__all__ = [
+    "ALLOW",
+    "DEFAULT_PLACEHOLDER",
+    "Allow",
+    "Block",
+    "Decision",
+    "Labeler",
+    "Mask",
+    "Placeholders",
+    "Span",
+    "apply_spans",
+    "check_placeholder",
+    "decide",
+    "mask_spans",
+    "mask_text",
+    "type_label",
+]
 
 
 DEFAULT_PLACEHOLDER = "[{type}]"

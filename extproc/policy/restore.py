@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 
 import re2
 
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag
 from extproc.text.prefixes import TailHold, char_offset
+from extproc.vocabulary import Action, Finding
 
 OPTION = "output_parse_pii"
 DEFAULT_FORMAT = "<{type}_{n}>"

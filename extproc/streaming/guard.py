@@ -26,7 +26,7 @@ Every byte that reaches the client was judged, or is left out:
   and event lines without findings therefore still passes byte-identical.
 
 A channel is finished (its held tail judged and released) as soon as the API says it is done
-(chat ``finish_reason``, Anthropic ``content_block_stop``, a Responses ``*.done``), or at the end
+(``StreamFormat.ended``: a choice's finish reason, a content block's stop...), or at the end
 of the stream. A block stops everything: the caller turns it into a clean 4xx when no byte has
 gone out yet, else into the API's own error event (``StreamFormat.error_event``).
 """
@@ -37,9 +37,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from extproc.backends.base import Finding, StreamCheck
-from extproc.policy.decision import Block, Mask, decide
-from extproc.streaming.events import Channel, DeltaSlot, KeySlot, StreamFormat, event_json
+from extproc.formats.events import DeltaSlot, KeySlot, StreamFormat, event_json
+from extproc.formats.sse import SSE, Framing, SseEvent
+from extproc.policy.decision import decide
 from extproc.streaming.holdback import (
     DeltaQueue,
     HoldBack,
@@ -49,7 +49,7 @@ from extproc.streaming.holdback import (
     Scanner,
     assign,
 )
-from extproc.streaming.sse import SseEvent, SseParser
+from extproc.vocabulary import Block, Channel, Finding, Mask, StreamCheck
 
 # The finding type of a block decided by a service's own stream check.
 STREAM_POLICY = "STREAM_POLICY"
@@ -145,6 +145,7 @@ class StreamGuard:
         checks: Sequence[tuple[str, StreamCheck]] = (),
         scan_many: ManyScanner | None = None,
         hold: HoldFrom | None = None,
+        framing: Framing = SSE,
     ) -> None:
         """``hold_start``: send nothing until the first text is released (a block before it
         can then still be a clean 4xx, if the caller holds the response headers too).
@@ -152,7 +153,8 @@ class StreamGuard:
         delta is passed to them, in order, before it can be released. ``scan_many``: ``scan``
         of several texts in one call (else ``scan`` is called for each). ``hold``: where each
         channel may release up to (``HoldBack``); without it, the last ``window`` characters
-        are held."""
+        are held. ``framing``: how the answer's bytes are cut into events (the API's, from
+        the registry in ``extproc.formats``)."""
         self.stream = stream
         self._scan = scan
         self._scan_many = scan_many
@@ -161,7 +163,7 @@ class StreamGuard:
         self._judge = judge
         self._stride = stride
         self._max_held = max_held_chars
-        self._parser = SseParser(max_event_bytes)
+        self._parser = framing.parser(max_event_bytes)
         self._channels: dict[Channel, _Channel] = {}
         self._items: list[_Item] = []
         self._out: list[bytes] = []
@@ -172,8 +174,8 @@ class StreamGuard:
         self._checks = tuple(checks)
         self._checks_finished = False
         self.sent_any = False
-        # The sequence_number of the last event sent (APIs that number events), for error_event.
-        self.last_sequence_number = -1
+        # The number of the last event sent (APIs that number events), for error_event.
+        self.last_number = -1
 
     async def feed(self, chunk: bytes, end_of_stream: bool = False) -> Fed:
         """Parse ``chunk``; the bytes that may go to the client now (and a block, if any)."""
@@ -198,8 +200,9 @@ class StreamGuard:
     def error_event(self, message: str, *args: Any, **fields: Any) -> bytes:
         """The API's error event for ending this stream now (numbered after the last event
         sent, for APIs whose events are numbered)."""
-        if self.stream.numbered:
-            fields["sequence_number"] = self.last_sequence_number + 1
+        key = self.stream.number_key
+        if key is not None:
+            fields[key] = self.last_number + 1
         return self.stream.error_event(message, *args, **fields)
 
     # -- events ------------------------------------------------------------------------------
@@ -383,12 +386,13 @@ class StreamGuard:
                 self._hold_start = False  # the first text is out: the answer has begun
         if self._hold_start:
             return
+        numbered = self.stream.number_key is not None
         for item in self._items[:ready]:
             self._out.append(item.encode())
-            document = item.document
-            number = document.get("sequence_number") if isinstance(document, dict) else None
-            if isinstance(number, int) and not isinstance(number, bool):
-                self.last_sequence_number = number
+            if numbered:
+                number = self.stream.number_of(item.document)
+                if number is not None:
+                    self.last_number = number
         del self._items[:ready]
 
     # -- channels ----------------------------------------------------------------------------

@@ -49,9 +49,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from extproc.backends.base import Action, Finding, Guardrail
-from extproc.policy.decision import Block, Decision, Mask, decide
-from extproc.streaming.events import DeltaSlot
+from extproc.backends.base import Guardrail
+from extproc.formats.events import DeltaSlot
+from extproc.policy.decision import decide
+from extproc.vocabulary import Action, Block, Decision, Finding, Mask
 
 Judge = Callable[[Sequence[str], Sequence[tuple[str, Finding]]], Decision]
 # Findings of the guardrails on one text, paired with their names (the engine's, with on_error).

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from extproc.formats import delta_slots
+from extproc.formats.sse import SseEvent, SseParser
 from extproc.stack.processes import Stack
-from extproc.streaming import SseParser, delta_slots
-from extproc.streaming.sse import SseEvent
 from tests.conftest import chat_body, module_stack, post, upstream_last
 from tests.fakes.backend_testing import ask, assert_failed_closed, assert_not_in_logs, module_fake
 from tests.fakes.fake_aim import STREAM_BLOCK_MESSAGE, FakeAim

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from extproc.formats.sse import SseParser
 from extproc.stack.processes import Stack
-from extproc.streaming import SseParser
 from tests.conftest import chat_body, module_stack, post
 from tests.fakes import fake_azure, fake_llm_guard, fake_openai_moderation
 from tests.fakes.backend_testing import (

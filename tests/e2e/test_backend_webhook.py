@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from extproc.formats.sse import SseParser
 from extproc.stack.processes import Stack
-from extproc.streaming import SseParser
 from tests.conftest import chat_body, module_stack, post, upstream_last
 from tests.fakes.backend_testing import ask, assert_failed_closed, assert_not_in_logs, unique
 from tests.fakes.fake_webhook import fake_guardrail_service, webhook_answer

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import yaml
 
+from extproc.formats.sse import SseParser
 from extproc.stack.envoy_config import TEMPLATE, named
 from extproc.stack.processes import Stack
-from extproc.streaming import SseParser
 from tests.conftest import chat_body, module_stack, post
 
 CONFIG = """

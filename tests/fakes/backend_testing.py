@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Finding, Guardrail, ScanContext
+from extproc.backends.base import Guardrail
 from extproc.config.loader import GuardrailSpec
 from extproc.stack.processes import Stack
+from extproc.vocabulary import Finding, ScanContext
 from tests.conftest import chat_body, post, upstream_last
 from tests.fakes.http_fake import FakeService
 

@@ -8,7 +8,8 @@ import os
 import time
 from collections.abc import Sequence
 
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
+from extproc.vocabulary import Action, Finding
 
 
 class RaisingGuardrail(Guardrail):

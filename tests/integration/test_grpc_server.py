@@ -12,7 +12,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Config, Settings, load_config, parse_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 from extproc.protocol.exchange import BodyAccess, Phases, Reject, RequestHead, StreamChunk
 from extproc.protocol.pb import SERVICE_NAME, ProcessingRequest, ext, ext_grpc
 from extproc.server import ExtProcServer

@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from extproc.config import parse_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 from extproc.protocol.pb import ProcessingMode, ProcessingRequest, ProcessingResponse, core, ext
 from extproc.protocol.session import ProtocolAbort, Session
 from extproc.stack import fake_llm

@@ -20,7 +20,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from extproc.streaming import SseEventTooLarge, SseParser
+from extproc.formats.sse import SseEventTooLarge, SseParser
 from extproc.streaming.guard import StreamTooLarge
 from tests.property.budget import cases
 from tests.property.test_fuzz_session import standalone

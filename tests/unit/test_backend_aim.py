@@ -13,10 +13,10 @@ import pytest
 
 from extproc.backends import build
 from extproc.backends.aim import apply, spans_from_entities, spans_from_redaction
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.policy.decision import mask_text
+from extproc.vocabulary import Action, Finding, ScanContext
 from tests.fakes.fake_aim import FakeAim
 from tests.fakes.http_fake import Reply
 

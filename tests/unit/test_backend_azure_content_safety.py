@@ -12,9 +12,10 @@ from extproc.backends.azure_content_safety import (
     AzureTextModerationGuardrail,
     chunks,
 )
-from extproc.backends.base import Action, Finding, Guardrail, ScanContext
+from extproc.backends.base import Guardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError
+from extproc.vocabulary import Action, Finding, ScanContext
 from tests.fakes import fake_azure
 from tests.fakes.backend_testing import inspect as inspect_as_engine
 from tests.fakes.backend_testing import module_fake, remote_guardrail, reset

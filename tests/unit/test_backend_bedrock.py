@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.bedrock import BedrockGuardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.observability import COUNTERS
+from extproc.vocabulary import Action, Finding, ScanContext
 from tests.fakes.fake_bedrock import FakeBedrock, FakePolicy
 
 SECRET = "dummy-secret-Zq9vX2"

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.lakera import LakeraGuardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.policy.decision import Mask, decide
+from extproc.policy.decision import decide
+from extproc.vocabulary import Action, Finding, Mask, ScanContext
 from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.fake_lakera import FakeLakera
 from tests.fakes.http_fake import Reply

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.llm_guard import LLMGuardGuardrail, redaction_spans
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError
-from extproc.policy.decision import Mask, decide, mask_text
+from extproc.policy.decision import decide, mask_text
+from extproc.vocabulary import Action, Finding, Mask, ScanContext
 from tests.fakes import fake_llm_guard
 from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.http_fake import FakeService, Reply

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from extproc.backends.base import Action
 from extproc.backends.openai_moderation import OpenAIModerationGuardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError
+from extproc.vocabulary import Action
 from tests.fakes import fake_openai_moderation
 from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.http_fake import FakeService, Reply

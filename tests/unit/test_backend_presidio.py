@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action
 from extproc.backends.presidio import PresidioGuardrail
 from extproc.backends.remote import BackendError
 from extproc.config.loader import ConfigError, GuardrailSpec
-from extproc.policy.decision import Block, Mask, Placeholders, decide
+from extproc.policy.decision import Placeholders, decide
+from extproc.vocabulary import Action, Block, Mask
 from tests.fakes.backend_testing import inspect, module_fake, remote_guardrail, reset
 from tests.fakes.fake_presidio import FakePresidio
 from tests.fakes.http_fake import Reply
@@ -268,7 +268,7 @@ def test_allow_listed_phrases_are_not_masked(fake: FakePresidio) -> None:
 
 
 def test_system_and_developer_messages_can_be_skipped(fake: FakePresidio) -> None:
-    from extproc.backends.base import ScanContext
+    from extproc.vocabulary import ScanContext
 
     guardrail = presidio(fake, presidio_skip_system_developer_message=True)
     texts = [f"system {EMAIL}", f"dev {EMAIL}", f"user {EMAIL}"]

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding, Guardrail, ScanContext
+from extproc.backends.base import Guardrail
 from extproc.backends.remote import BackendError
 from extproc.backends.webhook import replacement_masks
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.policy.decision import mask_text
+from extproc.vocabulary import Action, Finding, ScanContext
 from tests.fakes.fake_webhook import GENERIC_PATH, WEBHOOK_PATH, fake_guardrail_service
 from tests.fakes.http_fake import FakeService, Reply
 

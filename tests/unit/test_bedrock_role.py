@@ -19,11 +19,11 @@ from urllib.parse import parse_qsl
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import ScanContext
 from extproc.backends.bedrock import SESSION_POLICY, BedrockGuardrail
 from extproc.backends.remote import BackendError
 from extproc.cli import main
 from extproc.config.loader import ConfigError, GuardrailSpec
+from extproc.vocabulary import ScanContext
 from tests.fakes.fake_bedrock import FakeBedrock, FakePolicy
 from tests.fakes.fake_sts import FakeSTS
 

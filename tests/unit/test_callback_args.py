@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from extproc.backends.base import ScanContext
 from extproc.config import ConfigError, parse_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
+from extproc.vocabulary import ScanContext
 from tests.fakes.fake_lakera import FakeLakera
 
 LAKERA_KEY = "callback-args-lakera-key"

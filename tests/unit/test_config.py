@@ -12,7 +12,7 @@ import yaml
 
 from extproc.backends import REGISTRY, Guardrail
 from extproc.config import ConfigError, load_config, parse_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 
 
 def parse(text: str):

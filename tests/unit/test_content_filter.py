@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action
 from extproc.config import ConfigError, GuardrailSpec
+from extproc.vocabulary import Action
 
 KEY = "AKIA" + "IOSFODNN7EXAMPLE"
 

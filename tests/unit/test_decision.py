@@ -1,5 +1,5 @@
-from extproc.backends.base import Action, Finding
-from extproc.policy.decision import Allow, Block, Mask, decide, mask_text
+from extproc.policy.decision import decide, mask_text
+from extproc.vocabulary import Action, Allow, Block, Finding, Mask
 
 
 def f(start: int, end: int, kind: str = "EMAIL", action: Action = Action.MASK, index: int = 0):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from extproc.config import ConfigError, parse_config
-from extproc.policy.engine import Engine, FailedClosed
+from extproc.exchange.engine import Engine, FailedClosed
 from extproc.protocol.exchange import BodyAccess, Reject, ReplaceBody, RequestHead, ResponseHead
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"

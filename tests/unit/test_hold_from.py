@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config import GuardrailSpec
+from extproc.vocabulary import Finding
 
 SEED = 20261203
 

@@ -14,11 +14,14 @@ import pytest
 import re2
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Guardrail
 from extproc.config import GuardrailSpec
-from extproc.policy.decision import Block, Placeholders, decide
-from extproc.streaming import DeltaSlot, SseParser, delta_slots, encode_event, reencode_json
+from extproc.formats import delta_slots
+from extproc.formats.events import DeltaSlot, reencode_json
+from extproc.formats.sse import SseParser, encode_event
+from extproc.policy.decision import Placeholders, decide
 from extproc.streaming.holdback import DeltaQueue, HoldBack, Release, _safe_cut
+from extproc.vocabulary import Action, Block, Finding
 
 SEED = 20240607
 SECRET = re2.compile(r"secret-\d{4}")

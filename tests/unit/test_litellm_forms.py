@@ -225,7 +225,7 @@ def test_content_filter_during_call_also_checks_the_answer_as_in_litellm() -> No
 
 
 def test_a_list_of_backends_is_one_guardrail_each_selected_by_the_entry_name() -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = parse("""
         guardrails:
@@ -297,7 +297,7 @@ def test_a_litellm_custom_guardrail_is_refused_with_how_to_port_it(
 ) -> None:
     from dataclasses import replace
 
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     (tmp_path / "mine.py").write_text(source)
     config = parse(
@@ -311,7 +311,7 @@ def test_a_litellm_custom_guardrail_is_refused_with_how_to_port_it(
 
 
 def engine_of(text: str):  # type: ignore[no-untyped-def]
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     return Engine(parse(text))
 
@@ -429,7 +429,7 @@ def test_hide_secrets_redacts_any_value_given_to_a_credential_name(
 def test_content_filter_categories_we_do_not_ship_name_the_closest_setting(
     category: str, fix: str
 ) -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = parse(f"""
         guardrails:
@@ -484,7 +484,7 @@ def test_presidio_logging_only_setting_makes_the_callback_logging_only(
 
 @pytest.mark.parametrize("integration", ["aporia", "pangea", "guardrails_ai", "model_armor"])
 def test_a_litellm_integration_not_run_here_names_how_to_keep_the_check(integration: str) -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = parse(f"""
         guardrails:
@@ -533,7 +533,7 @@ GENERIC = "{guardrail: generic_guardrail_api, mode: pre_call, api_base: 'https:/
     ],
 )
 def test_litellm_failure_keys_become_on_error(extra: str, on_error: str) -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     config = parse(f"guardrails: [{{guardrail_name: g, litellm_params: {GENERIC}{extra}}}]")
     assert Engine(config).on_error["g"] == on_error
@@ -542,7 +542,7 @@ def test_litellm_failure_keys_become_on_error(extra: str, on_error: str) -> None
 def test_fail_open_on_unreachable_is_not_widened_and_says_how(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from extproc.policy.engine import Engine
+    from extproc.exchange.engine import Engine
 
     with caplog.at_level(logging.WARNING):
         config = parse(

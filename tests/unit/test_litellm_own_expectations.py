@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from extproc.config import parse_config
+from extproc.exchange.engine import Engine
 from extproc.offline import check_text, select
-from extproc.policy.engine import Engine
 
 HIDE_SECRETS = """
 guardrails:

@@ -15,6 +15,8 @@ import yaml
 
 from extproc.backends import build
 from extproc.config import parse_config
+from extproc.exchange.engine import Engine
+from extproc.exchange.handler import write_masks
 from extproc.formats import format_for_path, normalize_path
 from extproc.formats.base import JoinedSlot, TextSlot
 from extproc.formats.document import (
@@ -27,7 +29,6 @@ from extproc.formats.document import (
 from extproc.formats.query import Query
 from extproc.observability import COUNTERS
 from extproc.policy.decision import decide
-from extproc.policy.engine import Engine, write_masks
 from extproc.protocol.exchange import Phases, Reject, ReplaceBody, RequestHead
 
 KEY = "AKIAQWERTYUIOPASDFGH"  # the AWS access-key format: AKIA + 16 of [A-Z2-7]
@@ -287,7 +288,7 @@ def test_keys_are_masked_in_place_keeping_member_order() -> None:
     slots = inspected_slots([], [document])
     texts = [slot.text for slot in slots]
     assert f"mail {EMAIL}" in texts
-    from extproc.backends.base import Action, Finding
+    from extproc.vocabulary import Action, Finding
 
     index = texts.index(f"mail {EMAIL}")
     finding = Finding(index, 5, 5 + len(EMAIL), "EMAIL", Action.MASK)

@@ -21,7 +21,7 @@ import yaml
 
 import extproc
 from extproc.config import parse_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 from extproc.protocol.pb import ProcessingRequest
 from extproc.protocol.session import Session
 from extproc.stack.fake_llm import chat

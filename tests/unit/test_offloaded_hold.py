@@ -19,12 +19,13 @@ from pathlib import Path
 
 import yaml
 
-from extproc.backends.base import ScanContext
 from extproc.backends.pool import OFFLOAD_CHARS
 from extproc.config import parse_config
-from extproc.policy import streamed
-from extproc.policy.engine import Engine
-from extproc.streaming.events import stream_format
+from extproc.exchange import streamed
+from extproc.exchange.engine import Engine
+from extproc.formats import stream_format
+from extproc.formats.sse import SSE
+from extproc.vocabulary import ScanContext
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 B64 = string.ascii_letters + string.digits + "+/"
@@ -97,10 +98,12 @@ async def stream(built: Engine, deltas: list[str], offload: bool) -> list[tuple[
         guard, _ = streamed.stream_guard(
             built,
             stream_format("openai_chat"),
+            SSE,
             list(built.by_name.values()),
             context,
             None,
             hold_start=False,
+            limit=built.settings.max_request_body_bytes,
         )
         fed = []
         for delta in deltas:

@@ -10,10 +10,10 @@ import pytest
 import re2
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding
 from extproc.backends.patterns import PatternGuardrail
 from extproc.backends.pii import _groups, card_valid, iban_valid, ssn_valid
 from extproc.config import ConfigError, GuardrailSpec
+from extproc.vocabulary import Action, Finding
 
 
 def guardrail(**params: object) -> PatternGuardrail:

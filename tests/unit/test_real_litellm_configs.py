@@ -26,7 +26,7 @@ import pytest
 
 from extproc.cli import describe
 from extproc.config import ConfigError, load_config
-from extproc.policy.engine import Engine
+from extproc.exchange.engine import Engine
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "litellm_configs"
 # What the pages say to export beside the config.

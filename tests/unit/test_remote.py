@@ -9,11 +9,11 @@ from typing import ClassVar
 
 import pytest
 
-from extproc.backends.base import Action, Finding, ScanContext
 from extproc.backends.circuit import State
 from extproc.backends.remote import BackendError, RemoteGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.observability import COUNTERS, Counters, render_prometheus
+from extproc.vocabulary import Action, Finding, ScanContext
 
 
 class Recorder(RemoteGuardrail):

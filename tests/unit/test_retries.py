@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from extproc.backends.base import ScanContext
 from extproc.backends.remote import (
     BackendError,
     RemoteGuardrail,
@@ -21,6 +20,7 @@ from extproc.backends.remote import (
 )
 from extproc.config.loader import ConfigError
 from extproc.observability import COUNTERS
+from extproc.vocabulary import ScanContext
 from tests.fakes.backend_testing import module_fake, remote_guardrail, reset
 from tests.fakes.fake_webhook import WEBHOOK_PATH, fake_guardrail_service
 from tests.fakes.http_fake import FakeService

@@ -17,7 +17,7 @@ import yaml
 
 from extproc.backends import REGISTRY
 from extproc.cli import main
-from extproc.config.schema import PROBES, backend_keys, config_schema
+from extproc.schema import PROBES, backend_keys, config_schema
 from tests.unit.test_tag_modes import TAGGED
 
 ROOT = Path(__file__).resolve().parents[2]

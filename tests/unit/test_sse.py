@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from extproc.streaming.sse import SseEvent, SseEventTooLarge, SseParser, encode_event
+from extproc.formats.sse import SseEvent, SseEventTooLarge, SseParser, encode_event
 
 
 def parse_all(stream: bytes, chunks: list[int] | None = None, **kwargs: int) -> list[SseEvent]:

@@ -17,10 +17,12 @@ import pytest
 
 from extproc.backends import build
 from extproc.config import GuardrailSpec
+from extproc.formats import stream_format
+from extproc.formats.sse import SseEvent, SseParser, encode_event
 from extproc.policy.decision import decide
 from extproc.stack import fake_llm
-from extproc.streaming import SseEvent, SseParser, encode_event
-from extproc.streaming.events import (
+from extproc.streaming.guard import StreamGuard
+from extproc.vocabulary import (
     CODE,
     GENERIC,
     LOGPROBS,
@@ -31,10 +33,8 @@ from extproc.streaming.events import (
     TOOL_ARGUMENTS,
     TRANSCRIPT,
     Channel,
-    stream_format,
 )
-from extproc.streaming.events import TEXT as TEXT_CHANNEL
-from extproc.streaming.guard import StreamGuard
+from extproc.vocabulary import TEXT as TEXT_CHANNEL
 from tests.unit.test_stream_guard import run
 
 SEED = 977

@@ -8,25 +8,18 @@ from typing import Any
 
 import pytest
 
-from extproc.formats import anthropic_messages, openai_chat, openai_completions, openai_responses
-from extproc.streaming import (
-    STREAM_FORMATS,
-    DeltaSlot,
-    SseEvent,
-    SseParser,
+from extproc.formats import (
+    anthropic_messages,
     delta_slots,
-    encode_event,
-    reencode_json,
+    generic,
+    openai_chat,
+    openai_completions,
+    openai_responses,
     stream_format,
 )
-from extproc.streaming.events import (
-    GENERIC,
-    GENERIC_STREAM,
-    REASONING,
-    TEXT,
-    THINKING,
-    TOOL_ARGUMENTS,
-)
+from extproc.formats.events import DeltaSlot, reencode_json
+from extproc.formats.sse import SseEvent, SseParser, encode_event
+from extproc.vocabulary import GENERIC, REASONING, TEXT, THINKING, TOOL_ARGUMENTS
 
 MESSAGE = "Mail jane@example.com — merci, Zoë ✓"
 ADAPTERS = [openai_chat, openai_completions, openai_responses, anthropic_messages]
@@ -236,7 +229,7 @@ def test_non_json_gives_no_slots_and_an_unknown_format_is_generic() -> None:
     assert delta_slots("openai_chat", keep_alive) == (None, [])
     (event,) = sse({"choices": [{"delta": {"content": "x"}}]})
     for name in ("embeddings", None, "gemini"):
-        assert stream_format(name) is GENERIC_STREAM
+        assert stream_format(name) is generic.stream
         document, slots = delta_slots(name, event)
         assert document == {"choices": [{"delta": {"content": "x"}}]}
         assert [(s.text, s.channel) for s in slots] == [
@@ -260,7 +253,7 @@ def test_openai_error_event_is_a_data_only_error_object() -> None:
 
 
 def test_anthropic_error_event_is_a_named_error_event() -> None:
-    (event,) = parse(STREAM_FORMATS["anthropic_messages"].error_event("nope"))
+    (event,) = parse(anthropic_messages.stream.error_event("nope"))
     assert event.event == "error"
     assert json.loads(event.data) == {
         "type": "error",
@@ -269,7 +262,7 @@ def test_anthropic_error_event_is_a_named_error_event() -> None:
 
 
 def test_responses_error_event_carries_the_next_sequence_number() -> None:
-    raw = STREAM_FORMATS["openai_responses"].error_event("nope", sequence_number=12)
+    raw = openai_responses.stream.error_event("nope", sequence_number=12)
     (event,) = parse(raw)
     assert event.event == "error"
     assert json.loads(event.data) == {
@@ -279,7 +272,7 @@ def test_responses_error_event_carries_the_next_sequence_number() -> None:
         "param": None,
         "sequence_number": 12,
     }
-    raw = STREAM_FORMATS["openai_responses"].error_event("nope", guardrail_name="g", verdict=1)
+    raw = openai_responses.stream.error_event("nope", guardrail_name="g", verdict=1)
     (event,) = parse(raw)
     fields = json.loads(event.data)["provider_specific_fields"]
     assert fields == {"guardrail_name": "g", "verdict": 1}  # as a JSON block's error body

@@ -10,13 +10,13 @@ import random
 import pytest
 
 from extproc.backends import build
-from extproc.backends.base import Action, Finding
 from extproc.config import GuardrailSpec
+from extproc.formats import delta_slots, stream_format
+from extproc.formats.sse import SseParser
 from extproc.policy.decision import decide
 from extproc.stack import fake_llm
-from extproc.streaming import SseParser, delta_slots
-from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard, StreamTooLarge
+from extproc.vocabulary import Action, Finding
 
 SEED = 4242
 EMAIL = "jane.doe@example.com"

@@ -49,7 +49,7 @@ async def _stream(hold: HoldBack, text: str, size: int) -> list[tuple[int, str]]
 
 
 def _hold(guardrail: OpenAIModerationGuardrail) -> HoldBack:
-    """As the engine builds it for a guardrail that judges windows (policy/streamed.py)."""
+    """As the engine builds it for a guardrail that judges windows (exchange/streamed.py)."""
     return HoldBack([guardrail], stride=guardrail.stream_stride)
 
 

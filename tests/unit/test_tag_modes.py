@@ -15,7 +15,7 @@ import yaml
 from extproc.cli import describe
 from extproc.config import ConfigError, parse_config
 from extproc.config.tag_modes import weaker
-from extproc.policy.engine import Engine, GuardedExchange
+from extproc.exchange.engine import Engine, GuardedExchange
 from extproc.protocol.exchange import CONTINUE, Phases, Reject, ReplaceBody, RequestHead
 
 TAGGED = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from extproc.backends.base import Action, Finding
 from extproc.backends.verdict_cache import CLEAN, VerdictCache, verdict_key
+from extproc.vocabulary import Action, Finding
 
 
 class Clock:

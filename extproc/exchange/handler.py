@@ -1,4 +1,4 @@
-"""The guardrail engine: config -> guardrails; per request, an ExchangeHandler that applies them.
+"""One HTTP request's exchange: the ExchangeHandler that runs the guardrails by phase.
 
 This is where the protocol layer (bytes, phases) meets formats (where text lives), backends
 (findings) and decisions (block / mask / allow). Modes map onto ext_proc phases:
@@ -13,37 +13,27 @@ This is where the protocol layer (bytes, phases) meets formats (where text lives
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
-from extproc.backends import Guardrail, build
-from extproc.backends.base import INPUT, Action, Finding, ScanContext
-from extproc.backends.pool import OFFLOAD_CHARS, ScanBudgetExceeded, ScanFailed, ScanPool
-from extproc.config import Config, ConfigError, GuardrailSpec
-from extproc.config.errors import did_you_mean
-from extproc.config.params import ReadParams
-from extproc.config.policies import groups_of
-from extproc.config.settings import check_on_error
-from extproc.formats import format_for_path, generic
-from extproc.formats.base import JoinedSlot, MaskError, RequestFormat, TextSlot
+from extproc.backends import Guardrail
+from extproc.backends.pool import ScanBudgetExceeded
+from extproc.exchange import streamed
+from extproc.exchange.guardrails import GuardrailSet
+from extproc.formats import generic, route_for_path
+from extproc.formats.api import RequestFormat
+from extproc.formats.base import JoinedSlot, MaskError, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
+from extproc.formats.sse import SSE, Framing, SseEventTooLarge
 from extproc.observability import COUNTERS
-from extproc.policy import restore, streamed
-from extproc.policy.decision import (
-    Block,
-    Mask,
-    Placeholders,
-    check_placeholder,
-    decide,
-)
+from extproc.policy.decision import Placeholders, decide
 from extproc.policy.errors import error_body
-from extproc.policy.restore import PlaceholderRestore, check_restorable, restores
+from extproc.policy.modes import MASKS, Found, as_logs
+from extproc.policy.restore import PlaceholderRestore
 from extproc.policy.selection import (
     SELECTION_HEADER,
     TAGS_HEADER,
@@ -69,41 +59,19 @@ from extproc.protocol.exchange import (
     StreamChunk,
     media_type,
 )
-from extproc.streaming.events import stream_format
 from extproc.streaming.guard import StreamGuard, StreamTooLarge
-from extproc.streaming.sse import SseEventTooLarge
+from extproc.vocabulary import Action, Block, Mask, ScanContext
 
 log = logging.getLogger(__name__)
 
 NO_PHASES = Phases()
 _ERROR_BODY_ARGUMENTS = frozenset({"message", "error_type", "code", "param"})
-RESPONSE_MODES = frozenset({"during_call", "post_call"})
 # gRPC initial metadata a route sets (grpc_initial_metadata) to override extproc.uninspectable.
 UNINSPECTABLE_METADATA = "x-guardrails-uninspectable"
-Found = list[tuple[str, Finding]]
 
 
 def _bad_request(message: str, details: str) -> Reject:
     return Reject(400, error_body(message), details=details)
-
-
-_SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
-
-
-def _looks_like_sse(body: bytes) -> bool:
-    """A body framed as server-sent events, whatever its content-type said."""
-    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:6]
-    return head.startswith(_SSE_STARTS)
-
-
-def _framing(start: bytes | bytearray, end: bool) -> str | None:
-    """``sse`` or ``whole`` from an answer's first bytes; None: too few to tell yet."""
-    head = bytes(start[:64]).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if _looks_like_sse(head):
-        return "sse"
-    if end or len(head) >= 6 or (head and not any(s.startswith(head) for s in _SSE_STARTS)):
-        return "whole"
-    return None
 
 
 def _dump(document: object) -> bytes:
@@ -113,363 +81,11 @@ def _dump(document: object) -> bytes:
         return json.dumps(document, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class ModePlan:
-    """The guardrails of one request, by the phase they run in."""
-
-    pre_call: tuple[Guardrail, ...] = ()
-    during_call: tuple[Guardrail, ...] = ()
-    post_call: tuple[Guardrail, ...] = ()
-    logging_only: tuple[Guardrail, ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        guardrails: Sequence[Guardrail],
-        modes_of: Callable[[Guardrail], Sequence[str]] | None = None,
-    ) -> ModePlan:
-        """By each guardrail's modes (``modes_of``: this request's, for tag-based modes)."""
-        modes = {g.name: (modes_of(g) if modes_of else g.spec.untagged_modes) for g in guardrails}
-
-        def having(mode: str) -> tuple[Guardrail, ...]:
-            return tuple(g for g in guardrails if mode in modes[g.name])
-
-        return cls(
-            having("pre_call"), having("during_call"), having("post_call"), having("logging_only")
-        )
-
-    @property
-    def on_request(self) -> bool:
-        return bool(self.pre_call or self.during_call or self.logging_only)
-
-    @property
-    def logged_names(self) -> frozenset[str]:
-        return frozenset(g.name for g in self.logging_only)
-
-    @property
-    def log_scan(self) -> tuple[Guardrail, ...]:
-        """logging_only guardrails that pre_call does not already scan: each text is scanned
-        once per guardrail, whatever its list of modes."""
-        return tuple(g for g in self.logging_only if g not in self.pre_call)
-
-
-class Engine:
-    """Built once per config; hands out one :class:`GuardedExchange` per HTTP request."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.settings = config.settings
-        guardrails = _build_all(config.guardrails, config.directory)
-        self.by_name: dict[str, Guardrail] = {g.name: g for g in guardrails}
-        self.groups = groups_of(config.guardrails)  # naming a group selects its members
-        self.default_on: tuple[Guardrail, ...] = tuple(g for g in guardrails if g.spec.default_on)
-        self.default_plan = ModePlan.of(self.default_on)
-        self.tagged = any(g.spec.tag_modes is not None for g in guardrails)
-        self.on_error = {
-            g.name: check_on_error(
-                g.spec.params.get("on_error", config.settings.on_error),
-                f"guardrail {g.name!r}: litellm_params.on_error",
-            )
-            for g in guardrails
-        }
-        self.restoring = frozenset(g.name for g in guardrails if restores(g.spec))
-        self.placeholders = {
-            g.name: self._placeholder_format(g) for g in guardrails if self._numbered(g)
-        }
-        # Armed by start() (the server): an engine used in process (tests, `extproc check`)
-        # scans inline and never spawns processes.
-        self.pool: ScanPool | None = None
-        # Whether a request *may* need its response: asked for in reply to the request headers,
-        # before the body (which may select more guardrails) has arrived.
-        self.response_possible = bool(self.restoring) or any(
-            RESPONSE_MODES & set(g.spec.modes) for g in guardrails
-        )
-
-    def _numbered(self, guardrail: Guardrail) -> bool:
-        return bool(
-            "placeholder" in guardrail.spec.params
-            or guardrail.default_placeholder
-            or guardrail.name in self.restoring
-        )
-
-    def _placeholder_format(self, guardrail: Guardrail) -> str:
-        where = f"guardrail {guardrail.name!r}: litellm_params.placeholder"
-        default = guardrail.default_placeholder
-        if guardrail.name in self.restoring:
-            default = restore.DEFAULT_FORMAT
-        template = check_placeholder(guardrail.spec.params.get("placeholder", default), where)
-        if guardrail.name in self.restoring:
-            check_restorable(template, where)
-        return template
-
-    def __call__(self) -> GuardedExchange:
-        return GuardedExchange(self)
-
-    def guardrail_list(self) -> dict[str, Any]:
-        """The loaded guardrails as LiteLLM's ``GET /guardrails/list`` shows them: name,
-        backend, modes, default_on, group, guardrail_info; never a key or another param."""
-        listed = []
-        for guardrail in self.by_name.values():
-            spec = guardrail.spec
-            mode: Any = list(spec.modes)
-            if spec.tag_modes is not None:  # LiteLLM's own shape of a tag-based mode
-                mode = {"tags": {t: list(m) for t, m in spec.tag_modes.tags.items()}}
-                if spec.tag_modes.default:
-                    mode["default"] = list(spec.tag_modes.default)
-            params: dict[str, Any] = {
-                "guardrail": spec.guardrail,
-                "mode": mode,
-                "default_on": spec.default_on,
-            }
-            entry: dict[str, Any] = {"guardrail_name": spec.name, "litellm_params": params}
-            if spec.group is not None:
-                entry["group"] = spec.group
-            if spec.info is not None:
-                entry["guardrail_info"] = dict(spec.info)
-            listed.append(entry)
-        return {"guardrails": listed}
-
-    def unknown_name(self, names: Sequence[str]) -> str | None:
-        """A message naming the first of ``names`` that is not configured, else None. The
-        configured names are not listed: error bodies never describe the configuration."""
-        for name in names:
-            if name not in self.by_name and name not in self.groups:
-                return f"Unknown guardrail: {snippet(name)}."
-        return None
-
-    def active(self, requested: Sequence[str]) -> tuple[Guardrail, ...]:
-        """default_on guardrails plus the requested ones, in config order."""
-        if not requested:
-            return self.default_on
-        wanted = set(requested)
-        for name in requested:
-            wanted.update(self.groups.get(name, ()))
-        return tuple(g for g in self.by_name.values() if g.spec.default_on or g.name in wanted)
-
-    def members(self, names: Sequence[str]) -> frozenset[str]:
-        """``names`` with each group replaced by its members."""
-        return frozenset(m for name in names for m in self.groups.get(name, (name,)))
-
-    def plan(self, requested: Sequence[str], tags: RequestTags | None = None) -> ModePlan:
-        """The phases of this request's guardrails; with tags, each tagged guardrail in the
-        mode its tags choose (a default_on or route-selected one is "forced": a client's tags
-        cannot weaken it)."""
-        if tags is None or not self.tagged:
-            return ModePlan.of(self.active(requested)) if requested else self.default_plan
-
-        def modes_of(guardrail: Guardrail) -> Sequence[str]:
-            spec = guardrail.spec
-            if spec.tag_modes is None:
-                return spec.modes
-            forced = spec.default_on or guardrail.name in tags.route_selected
-            return spec.tag_modes.modes_for(tags.route, tags.client, forced)
-
-        return ModePlan.of(self.active(requested), modes_of)
-
-    async def findings(
-        self, guardrails: Sequence[Guardrail], texts: Sequence[str], context: ScanContext = INPUT
-    ) -> Found:
-        """Findings of ``guardrails`` on ``texts``, each paired with its guardrail's name.
-
-        Local detectors run inline (a task each would cost more than their scan); remote
-        backends run concurrently, so a phase waits for the slowest, not for their sum."""
-        found: Found = []
-        if not texts:
-            return found
-        remote: list[Guardrail] = []
-        if self.pool is not None and sum(map(len, texts)) >= OFFLOAD_CHARS:
-            found, guardrails = await self._offloaded(guardrails, texts)
-        for guardrail in guardrails:
-            if guardrail.remote:
-                remote.append(guardrail)
-                continue
-            try:
-                found += [(guardrail.name, f) for f in await guardrail.inspect(texts, context)]
-            except Exception as error:
-                self._failed(guardrail, error)
-        if remote:
-            results = await asyncio.gather(
-                *(g.inspect(texts, context) for g in remote), return_exceptions=True
-            )
-            for guardrail, result in zip(remote, results, strict=True):
-                if isinstance(result, BaseException):
-                    if not isinstance(result, Exception):
-                        raise result  # cancellation and the like are not a backend's failure
-                    self._failed(guardrail, result)
-                else:
-                    found += [(guardrail.name, f) for f in result]
-        return found
-
-    def hold_from(
-        self, guardrails: Sequence[Guardrail], text: str, start: int
-    ) -> int | Awaitable[int]:
-        """Where a streamed channel stops releasing: the smallest ``Guardrail.hold_from``. A
-        long held run (a finding still open) is searched whole, tens of ms per MiB, so from
-        ``OFFLOAD_CHARS`` held it is searched in a scan worker (the answer is then awaitable)."""
-        if self.pool is None or len(text) - start < OFFLOAD_CHARS:
-            return min((g.hold_from(text, start) for g in guardrails), default=len(text))
-        return self._offloaded_hold(guardrails, text, start)
-
-    async def _offloaded_hold(self, guardrails: Sequence[Guardrail], text: str, start: int) -> int:
-        assert self.pool is not None
-        pure = [g for g in guardrails if g.pure and g.name in self.by_name]
-        limit = min(
-            (g.hold_from(text, start) for g in guardrails if g not in pure), default=len(text)
-        )
-        if not pure:
-            return limit
-        try:
-            return min(limit, await self.pool.hold([g.name for g in pure], text, start))
-        except ScanFailed:  # no worker: the same answer inline (slow, but never a wrong release)
-            return min(limit, *(g.hold_from(text, start) for g in pure))
-
-    async def _offloaded(
-        self, guardrails: Sequence[Guardrail], texts: Sequence[str]
-    ) -> tuple[Found, list[Guardrail]]:
-        """Findings of the pure detectors among ``guardrails`` from a scan worker (large texts
-        must not hold the event loop), and the guardrails left to run here."""
-        assert self.pool is not None
-        pure = [g for g in guardrails if g.pure and g.name in self.by_name]
-        rest = [g for g in guardrails if g not in pure]
-        if not pure:
-            return [], rest
-        try:
-            return await self.pool.findings([g.name for g in pure], texts), rest
-        except ScanBudgetExceeded:
-            raise
-        except Exception as error:  # a worker failed: each guardrail's on_error decides
-            for guardrail in pure:
-                self._failed(guardrail, error)
-            return [], rest
-
-    async def start(self) -> None:
-        """Serving: large scans go to worker processes from now on (started on the first
-        one; ``ScanPool.start`` would start them now)."""
-        settings = self.config.settings
-        pure = [g.spec for g in self.by_name.values() if g.pure]
-        if pure and settings.scan_workers and self.pool is None:
-            directory = self.config.directory
-            self.pool = ScanPool(pure, directory, settings.scan_workers, settings.max_scan_seconds)
-
-    def stop(self) -> None:
-        pool, self.pool = self.pool, None
-        if pool is not None:
-            pool.stop()
-
-    def failure_policy(self, guardrail: Guardrail) -> Callable[[Exception], None]:
-        """``on_error`` as a callable: logs and counts the failure, then returns (allowed) or
-        raises :class:`FailedClosed` (blocked; already reported, so never logged again)."""
-        return functools.partial(self._failed, guardrail)
-
-    def _failed(self, guardrail: Guardrail, error: Exception) -> None:
-        """A guardrail raised: re-raise (-> block) unless its on_error is ``allow``. Either way
-        one warning and one count (failed_closed / failed_open), so an allow because a backend
-        failed never looks like a clean pass."""
-        from extproc.backends.remote import BackendError  # failure path only: no import cost
-
-        fail_open = self.on_error[guardrail.name] != "block"
-        COUNTERS.inc(guardrail.name, "failed_open" if fail_open else "failed_closed")
-        # The class, plus a BackendError's own text (never a key or content, by its contract);
-        # other exceptions' messages may quote the content.
-        why = f"{type(error).__name__}: {error}" if isinstance(error, BackendError) else None
-        log.warning(
-            "guardrail %s failed (%s); request %s because on_error is %r",
-            guardrail.name,
-            why or type(error).__name__,
-            "allowed" if fail_open else "blocked",
-            self.on_error[guardrail.name],
-        )
-        if not fail_open:
-            raise FailedClosed(guardrail.name) from error
-
-
-# litellm_params the loader and the engine read themselves (besides what each backend reads).
-ENGINE_KEYS = (
-    "guardrail",
-    "mode",
-    "default_on",
-    "on_error",
-    "placeholder",
-    "disable_exception_on_block",
-    "output_parse_pii",
-)
-# LiteLLM keys we accept and deliberately ignore, and why (said in the warning).
-IGNORED_LITELLM_KEYS = {
-    "presidio_anonymizer_api_base": "masks are made from the analyzer's spans, no anonymizer call",
-    "detect_secrets_config": "the secrets detector has its own rules, not detect-secrets plugins",
-    "guardrail_info": "descriptive only",
-}
-
-
-def _build_all(specs: Sequence[GuardrailSpec], directory: Path | None) -> list[Guardrail]:
-    """``build`` each spec, then report every litellm_params key its backend never read: a
-    near miss of a key the engine reads (``defualt_on``) is an error (the guardrail would
-    silently not do what it says); any other a WARNING naming it (LiteLLM options we do not
-    have). A group (``guardrail: [a, b]``) shares its params: a key one member reads is fine.
-    Custom guardrails may read their params later, so only built-in backends are checked."""
-    guardrails: list[Guardrail] = []
-    unread: dict[str, list[set[str]]] = {}  # entry (group or name) -> unread keys per member
-    read: dict[str, set[str]] = {}
-    for spec in specs:
-        if "." in spec.guardrail:  # module.ClassName: a custom guardrail
-            guardrails.append(build(spec, directory))
-            continue
-        params = ReadParams(spec.params)
-        guardrails.append(build(replace(spec, params=params), directory))
-        _refuse_unread_callback_args(spec, params)
-        entry = spec.group or spec.name
-        unread.setdefault(entry, []).append({k for k in params.unread if k not in ENGINE_KEYS})
-        read.setdefault(entry, set()).update(params.read)
-    by_entry = {spec.group or spec.name: spec for spec in specs}
-    for entry, members in unread.items():
-        spec = by_entry[entry]
-        where = f"guardrail {entry!r}: litellm_params"
-        for key in sorted(set.intersection(*members)):
-            close = did_you_mean(key, ENGINE_KEYS)
-            if close:
-                raise ConfigError(f"{where}.{key} is not a key{close}")
-            why = IGNORED_LITELLM_KEYS.get(key) or "it has no effect here"
-            hint = did_you_mean(key, sorted(read[entry]))
-            backend = "any of its backends" if spec.group else spec.guardrail
-            log.warning("%s.%s is not read by %s%s: %s", where, key, backend, hint, why)
-    return guardrails
-
-
-def _refuse_unread_callback_args(spec: GuardrailSpec, params: ReadParams) -> None:
-    """A legacy entry's ``callback_args`` key its backend never read cannot be honoured: LiteLLM
-    passed it to the callback, so dropping it with a warning would load a config that does less
-    than it says."""
-    for key in sorted(spec.callback_keys & set(params.unread) - set(ENGINE_KEYS)):
-        hint = did_you_mean(key, sorted(k for k in params.read if k not in ENGINE_KEYS))
-        raise ConfigError(
-            f"guardrail {spec.name!r}: callback_args.{spec.callback}.{key} is not an option "
-            f"of {spec.guardrail}{hint}; it cannot be honoured here (the guardrail's options: "
-            "README, Guardrail services)"
-        )
-
-
-class FailedClosed(ReportedError):
-    """A guardrail failed and its ``on_error`` is block (logged and counted in ``_failed``)."""
-
-    def __init__(self, guardrail: str) -> None:
-        super().__init__(f"guardrail {guardrail} failed closed")
-        self.guardrail = guardrail
-
-
 def log_findings(findings: Found, names: frozenset[str]) -> None:
     """logging_only: record what the guardrails ``names`` found (types only, never content)."""
     for name, finding in findings:
         if name in names:
             log.info("guardrail %s (logging_only) found %s", name, finding.subtype or finding.type)
-
-
-def as_logs(findings: Found, actions: frozenset[Action] = frozenset(Action)) -> Found:
-    """Findings whose action is in ``actions`` turned into logs: during_call cannot change a
-    request that has already gone, and a logging_only guardrail changes nothing."""
-    return [(g, replace(f, action=Action.LOG) if f.action in actions else f) for g, f in findings]
-
-
-MASKS = frozenset({Action.MASK})
 
 
 def count_masks(findings: Found) -> None:
@@ -496,6 +112,7 @@ class GuardedExchange:
         "during",
         "engine",
         "framed",
+        "framing",
         "head",
         "headers_held",
         "output",
@@ -508,10 +125,11 @@ class GuardedExchange:
         "tags",
     )
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: GuardrailSet) -> None:
         self.engine = engine
         self.head: RequestHead | None = None
-        self.adapter: RequestFormat | None = None
+        self.adapter: RequestFormat | None = None  # the API module of the path (None: unknown)
+        self.framing: Framing = SSE  # how a streamed answer of the path is framed
         self.request: dict[str, Any] | None = None  # the parsed request body, once judged
         self.selected: list[str] = []  # selected by route (gRPC metadata) or header
         self.tags: RequestTags | None = None  # only when some guardrail has tag-based modes
@@ -635,7 +253,10 @@ class GuardedExchange:
             message = f"Request body is larger than the {limit}-byte inspection limit."
             return Reject(413, error_body(message, code="413"), details="request_body_too_large")
         path = self.head.path if self.head else ""
-        adapter = self.adapter = format_for_path(path)
+        route = route_for_path(path)
+        adapter = self.adapter = route.api if route is not None else None
+        if route is not None:
+            self.framing = route.framing
         try:
             document = parse_document(body)
         except DocumentError as error:
@@ -834,15 +455,17 @@ class GuardedExchange:
     def _stream_guard(self) -> StreamGuard:
         """The guard of a streamed answer in this request's API (the generic stream format for
         an API with no adapter of its own)."""
-        stream = stream_format(self.adapter.name if self.adapter else None)
+        stream = (self.adapter or generic).stream
         context = replace(self._context([], "output", "post_call"), streaming=True)
         guard, self.stream_checks = streamed.stream_guard(
             self.engine,
             stream,
+            self.framing,
             self.output_guardrails,
             context,
             self._placeholders(),
             hold_start=self.headers_held,
+            limit=self.engine.settings.max_request_body_bytes,
         )
         return guard
 
@@ -875,7 +498,7 @@ class GuardedExchange:
         return ReplaceBody(_dump(box[0])) if isinstance(verdict, ReplaceBody) else verdict
 
     async def _judge_unparsed_response(self, body: bytes) -> BodyVerdict:
-        if _looks_like_sse(body):
+        if self.framing.sniff(body, True):
             fed = await self._stream_guard().feed(body, True)
             if fed.blocked is not None:
                 return self._blocked(fed.blocked, "Response")
@@ -917,11 +540,11 @@ class GuardedExchange:
         try:
             if isinstance(output, bytearray) and not self.framed:
                 output += chunk
-                framing = _framing(output, end_of_stream)
-                if framing is None:
+                framed = self.framing.sniff(output, end_of_stream)
+                if framed is None:
                     return StreamChunk()  # too few bytes to tell yet: hold
                 self.framed = True
-                if framing == "sse":
+                if framed:
                     guard = self.output = self._stream_guard()
                     return await self._guard_chunk(guard, bytes(output), end_of_stream)
                 chunk = b""  # already gathered

@@ -25,6 +25,7 @@ from extproc.config import loader, policies
 from extproc.config.params import ReadParams
 from extproc.config.settings import ON_ERROR_CHOICES, UNINSPECTABLE_CHOICES, Settings
 from extproc.config.tag_modes import MODE_KEYS
+from extproc.exchange.building import IGNORED_LITELLM_KEYS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _PROBE_URL = "http://127.0.0.1:9"  # never called: building a backend makes no request
@@ -138,7 +139,6 @@ def _quiet() -> Iterator[None]:
 def _guardrail_params(backends: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """litellm_params: the engine's keys for all, each backend's own by ``guardrail``; a list
     of backends takes any of theirs; a custom ``module.ClassName`` reads what it likes."""
-    from extproc.policy.engine import IGNORED_LITELLM_KEYS
 
     def allowed(keys: Sequence[str]) -> dict[str, Any]:
         properties: dict[str, Any] = {"guardrail": {}, **ENGINE_PARAMS}

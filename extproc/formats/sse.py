@@ -13,6 +13,7 @@ are split on bytes and only complete field values are decoded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # 1 MiB: far above any real LLM delta, bounds our memory
@@ -292,3 +293,36 @@ def _with_raw(event: SseEvent, raw: bytes) -> SseEvent:
         complete=event.complete,
         ignored=event.ignored,
     )
+
+
+_SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
+
+
+def looks_like_sse(body: bytes) -> bool:
+    """A body framed as server-sent events, whatever its content-type said."""
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:6]
+    return head.startswith(_SSE_STARTS)
+
+
+def sse_from_start(start: bytes | bytearray, end: bool) -> bool | None:
+    """Whether an answer whose first bytes are ``start`` is SSE; None: too few to tell yet."""
+    head = bytes(start[:64]).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if looks_like_sse(head):
+        return True
+    if end or len(head) >= 6 or (head and not any(s.startswith(head) for s in _SSE_STARTS)):
+        return False
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How a streamed answer's bytes are cut into events: the incremental parser (chunks in,
+    whole events out), and how to tell from an answer's first bytes that it is framed so
+    (whatever its content-type said). The registry (``extproc.formats``) names one per path."""
+
+    name: str
+    parser: Callable[[int], SseParser]  # the parser, given the largest event it may hold
+    sniff: Callable[[bytes | bytearray, bool], bool | None]  # (first bytes, ended) -> framed?
+
+
+SSE = Framing("sse", SseParser, sse_from_start)

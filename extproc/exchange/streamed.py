@@ -4,20 +4,31 @@ the hold-back window, which see each channel whole, and which judge the stream t
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from extproc.backends.base import Finding, Guardrail, ScanContext, StreamCheck
-from extproc.policy.decision import Decision, Placeholders, decide
-from extproc.streaming.events import StreamFormat
+from extproc.backends.base import Guardrail
+from extproc.formats.events import StreamFormat
+from extproc.formats.sse import Framing
+from extproc.policy.decision import Placeholders, decide
 from extproc.streaming.guard import StreamGuard
 from extproc.streaming.holdback import HoldFrom
+from extproc.vocabulary import Decision, Finding, ScanContext, StreamCheck
 
-if TYPE_CHECKING:
-    from extproc.policy.engine import Engine
 
-log = logging.getLogger(__name__)
+class Judges(Protocol):
+    """What a stream guard needs of the engine: findings, and each guardrail's ``on_error``.
+    (Narrow on purpose: this module does not import the engine, which imports it.)"""
+
+    async def findings(
+        self, guardrails: Sequence[Guardrail], texts: Sequence[str], context: ScanContext
+    ) -> list[tuple[str, Finding]]: ...
+
+    def failure_policy(self, guardrail: Guardrail) -> Callable[[Exception], None]: ...
+
+    def hold_from(
+        self, guardrails: Sequence[Guardrail], text: str, start: int
+    ) -> int | Awaitable[int]: ...
 
 
 class FailSafeCheck:
@@ -52,15 +63,18 @@ class FailSafeCheck:
 
 
 def stream_guard(
-    engine: Engine,
+    engine: Judges,
     stream: StreamFormat,
+    framing: Framing,
     guardrails: Sequence[Guardrail],
     context: ScanContext,
     placeholders: Placeholders | None,
     hold_start: bool,
+    limit: int,
 ) -> tuple[StreamGuard, list[FailSafeCheck]]:
     """The guard of one streamed answer, and the stream-check sessions it uses (the caller
-    closes them when the exchange ends)."""
+    closes them when the exchange ends). ``limit``: the most characters held back (and the
+    window of guardrails that judge each channel whole)."""
     checks: list[FailSafeCheck] = []
     scanned: list[Guardrail] = []
     for guardrail in guardrails:
@@ -69,7 +83,6 @@ def stream_guard(
             scanned.append(guardrail)
         else:
             checks.append(FailSafeCheck(guardrail.name, check, engine.failure_policy(guardrail)))
-    limit = engine.settings.max_request_body_bytes
     hold: HoldFrom | None = None
     if not scanned:
         window, stride = 0, 1
@@ -78,7 +91,7 @@ def stream_guard(
         # where, ``Guardrail.hold_from``); ``window`` is then the look-behind context.
         window = max(g.max_match_chars for g in scanned)
         stride = max(g.stream_stride for g in scanned)
-        # (a long held run is searched in a scan worker: ``Engine.hold_from``)
+        # (a long held run is searched in a scan worker: ``GuardrailSet.hold_from``)
         hold = functools.partial(engine.hold_from, tuple(scanned))
     else:
         # Backends that cannot judge a window (verdicts about whole texts) see each channel
@@ -105,5 +118,6 @@ def stream_guard(
         checks=[(check.name, check) for check in checks],
         scan_many=scan_many,
         hold=hold,
+        framing=framing,
     )
     return guard, checks
