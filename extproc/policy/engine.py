@@ -80,7 +80,6 @@ _ERROR_BODY_ARGUMENTS = frozenset({"message", "error_type", "code", "param"})
 RESPONSE_MODES = frozenset({"during_call", "post_call"})
 # gRPC initial metadata a route sets (grpc_initial_metadata) to override extproc.uninspectable.
 UNINSPECTABLE_METADATA = "x-guardrails-uninspectable"
-ANSWERS_METADATA = "x-guardrails-answers"
 Found = list[tuple[str, Finding]]
 
 
@@ -494,7 +493,6 @@ class GuardedExchange:
 
     __slots__ = (
         "adapter",
-        "answers_buffered",
         "during",
         "engine",
         "framed",
@@ -521,7 +519,6 @@ class GuardedExchange:
         self.placeholders: Placeholders | None = None
         self.during: asyncio.Task[Found] | None = None
         self.headers_held = False  # the response headers wait for our first streamed bytes
-        self.answers_buffered = False
         # A streamed answer being judged: its stream guard (SSE) or the JSON gathered so far.
         self.output: StreamGuard | bytearray | None = None
         self.framed = False  # a streamed answer's framing (SSE or whole) is decided
@@ -567,17 +564,10 @@ class GuardedExchange:
         # block before the first byte is still a clean 4xx (the mode must be chosen here: a
         # later mode_override travels in the very reply that would have to be held).
         self.headers_held = bool(self.plan.post_call) or self._may_restore()
-        if self.headers_held and head.metadata.get(ANSWERS_METADATA) == "buffered":
-            self.headers_held, self.answers_buffered = False, True
-        answers = BodyAccess.NONE
-        if self.headers_held:
-            answers = BodyAccess.STREAMED
-        elif self.answers_buffered:
-            answers = BodyAccess.BUFFERED
         return Phases(
             request_body=head.has_body,
             response_headers=response,
-            response_body=answers,
+            response_body=BodyAccess.STREAMED if self.headers_held else BodyAccess.NONE,
             remove_headers=removals,
             set_headers=path_rewrite,
         )
@@ -836,8 +826,6 @@ class GuardedExchange:
         if self.headers_held:
             self.output = bytearray()  # framing decided on the first bytes (on_response_chunk)
             return BodyAccess.STREAMED
-        if self.answers_buffered:
-            return BodyAccess.BUFFERED
         if media_type(head.headers) == "text/event-stream":
             self.output = self._stream_guard()
             return BodyAccess.STREAMED
