@@ -44,6 +44,11 @@ cancels over two rounds and the baseline and extproc runs of a round are always 
   warmup included), and the engine's share (extproc server minus baseline server);
 - the counters' totals, spurious_msgs_received among them.
 
+``--route-metadata KEY=VALUE`` adds Envoy's per-route ``grpc_initial_metadata`` (a route setting
+such as ``x-guardrails-uninspectable: allow``) to ``llm_ingress`` only: with ``--baseline-config``
+set to the same config, the baseline listener keeps the file's routes, so "engine" is what the
+route setting changes, alternated within one run.
+
 The default run takes about 45 seconds; the baseline example above about two and a half minutes.
 bench/configs/mask-always.yaml rewrites every request without detecting anything: as
 ``--config`` against noop.yaml it shows what the masking path alone costs.
@@ -555,7 +560,7 @@ def _direct_upstream(port: int) -> dict[str, Any]:
 def _add_route_metadata(listener: dict[str, Any], metadata: dict[str, str]) -> None:
     """gRPC initial metadata for the processor on every route of ``listener`` (Envoy's
     ``grpc_initial_metadata``, as a deployment sets per-route settings such as
-    ``x-guardrails-answers: buffered``)."""
+    ``x-guardrails-uninspectable: allow`` or ``x-guardrails: <names>``)."""
     entries = [{"key": key, "value": value} for key, value in metadata.items()]
     for host in _hcm(listener)["route_config"]["virtual_hosts"]:
         for route in host.get("routes", []):
@@ -893,8 +898,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="gRPC initial metadata on the extproc listener's routes only (repeatable), e.g. "
-        "x-guardrails-answers=buffered; with --baseline-config set to the same config, the "
-        "engine column is what that route setting changes",
+        "x-guardrails=mask-pii; with --baseline-config set to the same config, the engine "
+        "column is what that route setting changes",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
