@@ -44,6 +44,11 @@ cancels over two rounds and the baseline and extproc runs of a round are always 
   warmup included), and the engine's share (extproc server minus baseline server);
 - the counters' totals, spurious_msgs_received among them.
 
+``--route-metadata KEY=VALUE`` adds Envoy's per-route ``grpc_initial_metadata`` (a route setting
+such as ``x-guardrails-uninspectable: allow``) to ``llm_ingress`` only: with ``--baseline-config``
+set to the same config, the baseline listener keeps the file's routes, so "engine" is what the
+route setting changes, alternated within one run.
+
 The default run takes about 45 seconds; the baseline example above about two and a half minutes.
 bench/configs/mask-always.yaml rewrites every request without detecting anything: as
 ``--config`` against noop.yaml it shows what the masking path alone costs.
@@ -194,10 +199,16 @@ def _python_client_main(spec: dict[str, Any]) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).lower()
         status = int(head[9:12])
         start = head.find(b"\r\ncontent-length:")
-        if start < 0:
-            raise ValueError("response without content-length")
-        start += 17
-        await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+        if start >= 0:
+            start += 17
+            await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+        elif b"\r\ntransfer-encoding: chunked" in head:
+            # An answer the processor read (post_call) goes out chunked: its length may change.
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await reader.readexactly(size + 2)
+            await reader.readuntil(b"\r\n")  # no trailers: the empty line after the last chunk
+        else:
+            raise ValueError("response without content-length or chunked framing")
         if b"\r\nconnection: close" in head:
             writer.close()
             connections[slot] = None
@@ -435,6 +446,9 @@ def make_client(choice: str, workdir: Path, timeout: float) -> Client:
 # Envoy's stat_prefix of each listener the benchmark sends requests to.
 STAT_PREFIXES = {"bare": "bare", "baseline": "baseline", "extproc": "ingress"}
 BASELINE_CLUSTER = "extproc_baseline"
+EXT_PROC_PER_ROUTE_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"
+)
 
 
 def _socket(port: int) -> dict[str, Any]:
@@ -543,12 +557,33 @@ def _direct_upstream(port: int) -> dict[str, Any]:
     }
 
 
+def _add_route_metadata(listener: dict[str, Any], metadata: dict[str, str]) -> None:
+    """gRPC initial metadata for the processor on every route of ``listener`` (Envoy's
+    ``grpc_initial_metadata``, as a deployment sets per-route settings such as
+    ``x-guardrails-uninspectable: allow`` or ``x-guardrails: <names>``)."""
+    entries = [{"key": key, "value": value} for key, value in metadata.items()]
+    for host in _hcm(listener)["route_config"]["virtual_hosts"]:
+        for route in host.get("routes", []):
+            per_filter = route.setdefault("typed_per_filter_config", {})
+            per_route = per_filter.setdefault(
+                EXT_PROC_FILTER, {"@type": EXT_PROC_PER_ROUTE_TYPE, "overrides": {}}
+            )
+            per_route.setdefault("overrides", {}).setdefault("grpc_initial_metadata", []).extend(
+                entries
+            )
+
+
 def envoy_config(
-    options: Any, bare_port: int, direct_port: int, baseline: tuple[int, str] | None = None
+    options: Any,
+    bare_port: int,
+    direct_port: int,
+    baseline: tuple[int, str] | None = None,
+    route_metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """envoy/envoy.yaml as rendered for ``options``, plus the ``bare`` and ``direct_upstream``
     listeners, with the ``llm`` cluster on ``direct_upstream``; with ``baseline`` (its port and
-    extproc address), also the ``baseline`` listener and its cluster."""
+    extproc address), also the ``baseline`` listener and its cluster; ``route_metadata`` goes to
+    the routes of ``llm_ingress`` only (the baseline keeps the file's routes)."""
     from extproc.stack.envoy_config import named, render
 
     config = render(options)
@@ -556,6 +591,8 @@ def envoy_config(
     _add_bare(resources["listeners"], bare_port)
     if baseline is not None:
         _add_baseline(resources, *baseline)
+    if route_metadata:
+        _add_route_metadata(named(resources["listeners"], "llm_ingress"), route_metadata)
     resources["listeners"].append(_direct_upstream(direct_port))
 
     llm = named(resources["clusters"], "llm")
@@ -855,6 +892,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="another checkout whose extproc package the baseline server runs (with "
         "--baseline-config, e.g. the same config: old code vs this code, in one run)",
     )
+    parser.add_argument(
+        "--route-metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gRPC initial metadata on the extproc listener's routes only (repeatable), e.g. "
+        "x-guardrails=mask-pii; with --baseline-config set to the same config, the engine "
+        "column is what that route setting changes",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
@@ -866,6 +912,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--requests and --rounds must be positive, --warmup non-negative")
     if not args.concurrency or min(args.concurrency) < 1 or max(args.concurrency) > args.requests:
         parser.error("--concurrency values must be between 1 and --requests")
+    try:
+        args.route_metadata = dict(item.split("=", 1) for item in args.route_metadata)
+    except ValueError:
+        parser.error("--route-metadata takes KEY=VALUE")
     for option in ("config", "baseline_config"):
         path = getattr(args, option)
         if path and not Path(path).is_file():
@@ -932,7 +982,7 @@ def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> B
     stack.start_extproc()
     options = EnvoyOptions(stack.port, stack.admin_port, stack.extproc_address, stack.upstream)
     extra = (baseline_port, baseline.extproc_address) if baseline else None
-    start_envoy(stack, envoy_config(options, bare_port, direct_port, extra))
+    start_envoy(stack, envoy_config(options, bare_port, direct_port, extra, args.route_metadata))
     stack.wait_ready(30)
     if baseline:
         wait_extproc(baseline, 30)
@@ -950,6 +1000,8 @@ def print_setup(args: argparse.Namespace, bench: Bench, client: Client) -> None:
         f"--concurrency 1; {os.cpu_count()} CPUs"
     )
     print(f"extproc: {args.config or 'bundled config'}; listeners: {', '.join(bench.listeners)}")
+    if args.route_metadata:
+        print(f"extproc listener's route metadata: {args.route_metadata}")
     if args.baseline_config:
         print(f"baseline: {args.baseline_config}")
     print(
