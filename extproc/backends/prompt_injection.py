@@ -56,8 +56,12 @@ UNTRIGGERED_TERM_CAP = 0.0  # most (logit) that terms may add to a text without 
 CODE_CONTEXT = "code_context"  # the pattern whose presence switches off code_sensitive ones
 DOCUMENT_CONTEXT = "email_header"  # the pattern that marks a text as a retrieved document
 DOCUMENT_REQUEST = "document_request"  # counts only inside a document (see InjectionModel)
-PERSONA_WITH_HARM = "persona_with_harm"  # a persona set up; counts only with HARMFUL_ASK
+PERSONA_WITH_HARM = "persona_with_harm"  # a persona set up; needs_harm: only with HARMFUL_ASK
 HARMFUL_ASK = "harmful_ask"
+# Patterns that learn no weight: they only switch others on (harm for the needs_harm ones) or off
+# (code for the code_sensitive ones). A harmful topic alone is not an injection: the XSTest- and
+# WildGuard-style benign prompts are full of "kill", "weapon" and "drugs".
+CONTEXT_ONLY = frozenset({CODE_CONTEXT, HARMFUL_ASK})
 _SET_MAX_MEM = 256 << 20  # RE2::Set fails (returns nothing) if its DFA runs out of memory
 
 
@@ -69,6 +73,13 @@ class Pattern:
     regex: str  # RE2 syntax, applied to the lower-cased text
     kind: str = ""  # INSTRUCTION_OVERRIDE | JAILBREAK | PROMPT_EXTRACTION | "" (no opinion)
     code_sensitive: bool = False  # symbol-soup evidence: meaningless when the text is code
+    # may this pattern let word terms raise the score? Framing words ("story", "imagine"), topic
+    # words and layout are everyday in creative and technical requests: whatever their weight,
+    # they are context, not a sign of an attack, so they never open the gate for topic words.
+    trigger: bool = True
+    # counts only when the text also has a harmful ask: fiction, stakes and personas are how
+    # persuasive role-play wraps a harmful request, and everyday creative writing without one
+    needs_harm: bool = False
 
 
 _IGNORE = (
@@ -88,6 +99,92 @@ _SHOW = (
     r"|recite|list|disclose|expose|return|echo|paste|copy|translate|summari[sz]e|encode)"
 )
 _HIDDEN = r"(?:system|initial|original|hidden|secret|internal|above|previous|prior|first|pre-?prompt|starting)"  # noqa: E501 (one alternation per line reads best)
+
+_ML_SPAN = r"[^\n.!?\x{3002}\x{ff01}\x{ff1f}]"  # within one sentence (also CJK full stops)
+# Multilingual lexicons (lower-cased; see the ml_* patterns). Written from each language's
+# ordinary words for these acts, not from any dataset.
+_ML_IGNORE = (
+    r"忽略|忽视|无视|無視|不要理会|不要理會|忘记|忘記|忘掉|忘れ|無視して|무시|잊어|잊고"
+    r"|игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай внимания"
+    r"|अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|भूल जाएं|उपेक्षा"
+    r"|تجاهل|تجاهلي|انس|انسَ|لا تلتزم|نظرانداز|نظر انداز|بھول جاؤ|بھول جائیں"
+    r"|উপেক্ষা|ভুলে যাও|ভুলে যান|অগ্রাহ্য"
+    r"|\bignor[ae]\b|\bignore[zs]?\b|\bignorar\b|\bignoriere\b|\bignorieren\b|\bolvida\b|\bolvide\b"
+    r"|\boublie[zs]?\b|\besque[çc]a\b|\bdesconsidere\b|\bdimentica\b|\bvergiss\b"
+    r"|\babaikan\b|\blupakan\b|\bunut\b|\byok say\b|\bg[öo]rmezden gel\pL*"
+    r"|\bb[ỏo] qua\b|\bqu[êe]n\b"
+    r"|\bnon considerare\b"
+)
+_ML_ORDERS = (
+    r"指令|指示|说明|規則|规则|提示词|提示詞|命令|設定|设定|지시|지침|명령|규칙|プロンプト|ルール"
+    r"|инструкци|указани|правила|директив"
+    r"|निर्देश|नियम|आदेश|تعليمات|التعليمات|الأوامر|أوامر|القواعد|ہدایات|ہدایت|قوانین|احکامات"
+    r"|নির্দেশ|নিয়ম|আদেশ"
+    r"|instru[çc][õo]es|instrucciones|instructions|istruzioni|anweisungen|regeln|reglas|regras"
+    r"|r[èe]gles|regole|consignes|instruksi|perintah|aturan|talimat\pL*|kurallar\pL*"
+    r"|h[ưu][ớo]ng d[ẫa]n|quy t[ắa]c|ch[ỉi] d[ẫa]n"
+)
+_ML_SYSTEM_PROMPT = (
+    r"系统提示|系統提示|系统指令|系統指令|系统设定|隐藏指令|システムプロンプト|システム指示"
+    r"|初期プロンプト|시스템 프롬프트|시스템 지시|시스템 메시지"
+    r"|системн\pL* (?:промпт|подсказк\pL*|инструкци\pL*|сообщени\pL*)|скрыт\pL* инструкци"
+    r"|सिस्टम प्रॉम्प्ट|सिस्टम प्रोम्प्ट|सिस्टम निर्देश|छिपे (?:हुए )?निर्देश"
+    r"|موجه النظام|تعليمات النظام|رسالة النظام|سسٹم پرامپٹ|سسٹم ہدایات|سسٹم پرومپٹ"
+    r"|সিস্টেম প্রম্পট|সিস্টেম নির্দেশ"
+    r"|\bprompt (?:do|de) sistema\b|\bprompt del sistema\b|\bprompt di sistema\b"
+    r"|\b(?:invite|prompt|consignes?) (?:du )?syst[èe]me\b|\bsystem-?prompt\b|\bsystemanweisung"
+    r"|\bprompt sistem\b|\bsistem (?:istem\pL*|talimat\pL*|komut\pL*)"
+    r"|\bl[ờo]i nh[ắa]c h[ệe] th[ốo]ng\b|\bh[ướu][ớo]ng d[ẫa]n h[ệe] th[ốo]ng\b"
+    r"|\binstrucciones del sistema\b|\binstru[çc][õo]es do sistema\b|\bistruzioni di sistema\b"
+)
+_ML_SHOW = (
+    r"显示|顯示|告诉我|告訴我|输出|輸出|打印|重复|重複|泄露|透露|展示|教えて|見せて|表示して|出力"
+    r"|繰り返|알려|보여|출력|반복|공개"
+    r"|покажи|выведи|повтори|раскрой|скажи|напиши"
+    r"|दिखाओ|दिखाएं|बताओ|बताएं|दोहराओ|प्रकट"
+    r"|أظهر|اعرض|اكشف|أخبرني|كرر|اطبع|دکھاؤ|دکھائیں|بتاؤ|بتائیں|دہراؤ"
+    r"|দেখাও|দেখান|বলো|বলুন|পুনরাবৃত্তি"
+    r"|\bmostra\b|\bmuestra\b|\bmu[ée]strame\b|\brevela\b|\brepite\b|\brepete?\b|\bimprime\b"
+    r"|\bmontre[zs]?\b|\baffiche[zs]?\b|\br[ée]v[èe]le[zs]?\b|\br[ée]p[èe]te[zs]?\b"
+    r"|\bzeig\pL*|\bgib\b|\bwiederhole\pL*|\btunjukkan\b|\btampilkan\b|\bulangi\pL*"
+    r"|\bg[öo]ster\b|\btekrarla\b|\bhi[ểe]n th[ịi]\b|\bcho t[ôo]i xem\b|\bl[ặa]p l[ạa]i\b"
+    r"|\bripeti\b|\bdimmi\b"
+)
+_ML_PROMPT = (
+    r"提示词|提示詞|指令|プロンプト|指示|프롬프트|지시"
+    r"|промпт|инструкци|प्रॉम्प्ट|प्रोम्प्ट|निर्देश|الموجه|التعليمات|تعليماتك|پرامپٹ|ہدایات"
+    r"|প্রম্পট|নির্দেশ"
+    r"|\bprompt\b|\binstru[çc][õo]es\b|\binstrucciones\b|\bistruzioni\b|\banweisungen\b"
+    r"|\binstruksi\b|\btalimat\pL*|\bh[ưu][ớo]ng d[ẫa]n\b|\bconsignes\b"
+)
+_ML_NO_LIMITS = (
+    r"没有任何限制|没有限制|不受任何限制|不受限制|无限制|無限制|沒有限制|不受約束|没有道德"
+    r"|制限なし|制限のない|制限を受けない|制限がない|検閲なし|제한 없|제한이 없|검열 없"
+    r"|без (?:каких-либо )?(?:ограничений|цензуры|фильтров|правил)"
+    r"|बिना किसी (?:प्रतिबंध|सीमा|रोक)|बिना (?:प्रतिबंध|सेंसर)|कोई (?:प्रतिबंध|सीमा) नहीं"
+    r"|بدون (?:أي )?(?:قيود|رقابة|حدود)|دون (?:أي )?قيود"
+    r"|بغیر (?:کسی )?(?:پابندی|حد)|کوئی پابندی نہیں"
+    r"|কোনো (?:বিধিনিষেধ|সীমাবদ্ধতা)|বিধিনিষেধ ছাড়া|সীমাবদ্ধতা ছাড়া"
+    r"|\bsem (?:restri[çc][õo]es|limites|filtros?|censura)\b|\bsin (?:restricciones|l[íi]mites"
+    r"|filtros?|censura)\b|\bsans (?:restrictions?|limites?|filtres?|censure)\b"
+    r"|\bohne (?:einschr[äa]nkungen|filter|zensur|grenzen)\b|\btanpa (?:batasan|filter|sensor)\b"
+    r"|\bk[\x{131}i]s[\x{131}i]tlama(?:s[\x{131}i]z| olmadan)"
+    r"|\bs[\x{131}i]n[\x{131}i]rs[\x{131}i]z\b"
+    r"|\bsans[üu]rs[üu]z\b"
+    r"|\bkh[ôo]ng (?:c[óo] )?(?:gi[ớo]i h[ạa]n|h[ạa]n ch[ếe]|ki[ểe]m duy[ệe]t)\b"
+    r"|\bsenza (?:restrizioni|limiti|filtri|censura)\b"
+)
+_ML_MODE = (
+    r"开发者模式|開發者模式|開発者モード|개발자 모드|режим разработчика|डेवलपर मोड|وضع المطور"
+    r"|ڈویلپر موڈ|ডেভেলপার মোড|\bmodo (?:de )?(?:desenvolvedor|desarrollador|sviluppatore)\b"
+    r"|\bmodalit[àa] sviluppatore\b|\bmode (?:d[ée]veloppeur|pengembang)\b|\bentwicklermodus\b"
+    r"|\bgeli[şs]tirici modu\b|\bch[ếe] đ[ộo] nh[àa] ph[áa]t tri[ểe]n\b"
+    r"|从现在开始你是|從現在開始你是|今から(?:あなたは|君は)|지금부터 (?:너는|당신은)"
+    r"|с этого момента ты|अब से तुम|من الآن فصاعدا أنت|اب سے تم|এখন থেকে তুমি"  # noqa: RUF001
+    r"|\ba partir de (?:ahora|agora) (?:eres|você é|tu és)\b|\bd[ée]sormais,? tu es\b"
+    r"|\bmulai sekarang kamu\b|\bbundan sonra sen\b|\bt[ừu] b[âa]y gi[ờo] b[ạa]n l[àa]\b"
+    r"|\bda ora in poi sei\b"
+)
 
 # A whole line that reads as a request to an assistant (what a user types into a chat box).
 _REQUEST_LINE = (
@@ -257,7 +354,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|instructions|conversation|user input|data)\b",
         "INSTRUCTION_OVERRIDE",
     ),
-    Pattern("separator_line", r"(?:^|\n)\s*(?:#{3,}|-{3,}|={3,}|\*{3,}|_{3,})"),
+    Pattern("separator_line", r"(?:^|\n)\s*(?:#{3,}|-{3,}|={3,}|\*{3,}|_{3,})", trigger=False),
     Pattern(
         "addressed_to_ai",
         r"\b(?:ai|assistant|chatbot|model|llm|gpt|chatgpt|language model|bot)\s*[,:]\s*"
@@ -330,6 +427,8 @@ PATTERNS: tuple[Pattern, ...] = (
         "simulate",
         r"\b(?:simulate|emulate|hypothetical|imagine|fictional|fiction|story|scenario|movie|novel"
         r"|screenplay|script)\b",
+        trigger=False,
+        needs_harm=True,
     ),
     Pattern(
         "two_responses",
@@ -362,13 +461,20 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|drugs?"
         r"|meth|cocaine|suicide|self-harm|kill|murder|genocide|racist|sexist|defamatory|illegal"
         r"|harass(?:ment|ing)?|phishing|fraud|counterfeit|launder|smuggl\w*|terroris\w*"
-        r"|extremis\w*)\b",
+        r"|extremis\w*|weapons?|firearms?|guns?|explosives?|overdose|stalk\w*|blackmail\w*"
+        r"|extort\w*|scam\w*|tax evasion|evade (?:taxes|the police|detection)|insider trading"
+        r"|disinformation|misinformation|propaganda|hate speech|torture|assault|keylogger"
+        r"|ddos|botnet|identity theft|without (?:getting|being) caught|untraceable|undetectable"
+        r"|lethal|methamphetamine|fentanyl|nerve agent|bioweapon|sexual|explicit|defam\w*"
+        r"|manipulat\w*|cheat(?:ing)?|crack(?:ing)? (?:a |the )?(?:password|software|wifi))\b",
+        trigger=False,
     ),
     Pattern(
         PERSONA_WITH_HARM,  # counts only next to harmful_ask: role-play as a wrapper for harm
         r"\b(?:you are|you're|imagine you are|imagine you're|pretend to be|pretend you are"
         r"|act as|the role of)\s+(?:an?|the|my)\b",
         "JAILBREAK",
+        needs_harm=True,
     ),
     # system prompt extraction
     Pattern(
@@ -454,7 +560,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|(?m)^\s*[\w.]+(?:\[[^\]\n]*\])?\s*[+\-*/]?=\s*[\w\[{(]"
         r"|(?m)^\s*```|(?:^|\s)`\w[^`\n]{0,60}`(?:\W|$)",
     ),
-    Pattern("long_base64", r"[a-z0-9+/]{60,}={0,2}"),
+    Pattern("long_base64", r"[a-z0-9+/]{60,}={0,2}", trigger=False),
     # instructions aimed at the model that reads a document (indirect injection)
     Pattern(
         "reply_directive",
@@ -476,9 +582,12 @@ PATTERNS: tuple[Pattern, ...] = (
         "encoding",
         r"\b(?:base ?(?:64|32|16|85)|rot-?13|caesar cipher|hexadecimal|morse code|leetspeak"
         r"|pig latin|backwards?|reverse (?:the )?(?:order|character))\b",
+        trigger=False,
     ),
     Pattern(
-        "email_header", r"(?:^|\|)\s*(?:subject|email_from|from|received date|content|to|cc)\s*:"
+        "email_header",
+        r"(?:^|\|)\s*(?:subject|email_from|from|received date|content|to|cc)\s*:",
+        trigger=False,
     ),
     Pattern(
         "repeat_after_me",
@@ -499,6 +608,103 @@ PATTERNS: tuple[Pattern, ...] = (
         DOCUMENT_REQUEST,  # a stand-alone chat request line; see _request_spans
         _REQUEST_LINE,
         "INSTRUCTION_OVERRIDE",
+    ),
+    # --- the issue-16 error classes, written from how these attacks are described in the
+    # literature (prompt-leak guides, GCG / PAIR papers), not from eval rows ---
+    Pattern(
+        "reformat_prompt",  # extraction by reformatting: "format your instructions as a list"
+        r"\b(?:format|reformat|convert|rewrite|re-write|put|turn|render|output|list|enumerate"
+        r"|summari[sz]e|translate|encode|paraphrase|restate|rephrase|transcribe|spell out"
+        r"|write|wrap|place|insert)\b\W+(?:\w+\W+){0,3}?(?:your|the system's|the assistant's)\s+"
+        r"(?:\w+\s+)?(?:instructions|rules|guidelines|prompt|directives|configuration|system"
+        r"|initiali[sz]ation|setup|programming|constraints|policies|context window)\b"
+        r"|\b(?:instructions|rules|guidelines|prompt|directives)\s+(?:you (?:were|have been)"
+        r" given|(?:given|provided) to you|you (?:follow|received|operate under))\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "prompt_into_format",  # "... in a code block / as json / as a poem" after the ask
+        r"\b(?:your|the)\s+(?:\w+\s+)?(?:system prompt|instructions|rules|guidelines"
+        r"|initial prompt|prompt)\b[^.\n]{0,40}\b(?:as|in|into|inside)\s+(?:a\s+|an\s+)?"
+        r"(?:bullet(?:ed)? (?:list|points)|numbered list|list|json|yaml|xml|markdown|table"
+        r"|code (?:block|fence)|txt|poem|haiku|song|acrostic|base64|hex)\b",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "claims_success",  # hijacks that only make the model claim success or a password
+        r"\b(?:access granted|access is granted|password (?:is )?(?:correct|accepted|verified)"
+        r"|correct password|authentication (?:successful|succeeded|passed)|login successful"
+        r"|you have been (?:hacked|pwned|compromised|jailbroken)|i have been (?:hacked|jailbroken)"
+        r"|(?:the )?secret (?:password|code) is)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "adversarial_suffix",  # GCG-style token soup: odd symbol pairs glued into words
+        r"(?:(?:\\[!+\-\"\\]|\]\(|\)\]|\}\{|\]\{|\}\]|\[\{|\*\*[a-z]|[a-z]\*\*[a-z]|!--|--\"|\";\)"
+        r"|\.\]|\?\]|\]\.|\.\\|\+\s*similarly|\(\s*\[|\]\s*\))[^\n]{0,50}){3}",
+        code_sensitive=True,
+    ),
+    Pattern(
+        "fiction_disclaimer",  # persuasive role-play: the harm is "only fiction" / "for research"
+        r"\b(?:for (?:purely |strictly |only )?(?:fictional|educational|research|academic"
+        r"|hypothetical|informational|training) (?:purposes|reasons|use)|purely (?:fictional"
+        r"|hypothetical)|(?:will|would) never (?:actually )?be used|won't (?:actually )?be used"
+        r"|not (?:be )?used for (?:any )?(?:real|harmful|malicious)|in (?:a|this) fictional"
+        r" (?:world|universe|setting)|no real(?:-world)? harm|hypothetically speaking)\b",
+        needs_harm=True,
+    ),
+    Pattern(
+        "pressure_stakes",  # persuasion: stakes, urgency, guilt
+        r"\b(?:(?:my|your|our) (?:job|family|life|career|children|kids|livelihood|grandmother"
+        r"|mother|father|reputation)\b[^.!?\n]{0,40}\b(?:depends?|at stake|on the line|will"
+        r" (?:die|suffer|be (?:fired|evicted|homeless|ruined)))|(?:only|last|final) chance\b"
+        r"|(?:lives|people) (?:will|could) die\b|before it'?s too late\b|you (?:must|have to)"
+        r" help me or\b)",
+        needs_harm=True,
+    ),
+    Pattern(
+        "begin_reply_with",  # PAIR's closing move: fix the first words of the answer
+        r"\b(?:begin|start|open)\s+(?:by\s+)?(?:replying|responding|saying|writing|answering)"
+        r"\s+(?:with|by)\b|\b(?:reply|respond|answer) (?:starting|beginning) with\b",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "rules_now",  # "new rules" that switch the assistant's rules off, not a game's rules
+        r"\b(?:your|the) (?:new|only) rules? (?:is|are)\b[^.\n]{0,60}\b(?:no|never|any|ignore"
+        r"|without|don't|do not)\b|\b(?:there are|you have) no (?:more )?rules\b"
+        r"|\brules? (?:no longer|don't|do not) apply\b",
+        "JAILBREAK",
+    ),
+    # --- multilingual: the ten most spoken languages (en, zh, hi, es, fr, ar, bn, pt, ru, ur) and
+    # ja, de, id, ko, tr, vi, it. Verb and noun lists per language; RE2's \b is ASCII-only, so
+    # non-Latin alternatives carry no word boundaries. Verb-final languages (ja, ko, hi, bn, ur,
+    # tr) put the verb after the noun: both orders are allowed within a short span.
+    Pattern(
+        "ml_override",  # ignore / forget + previous instructions
+        rf"(?:{_ML_IGNORE}){_ML_SPAN}{{0,40}}(?:{_ML_ORDERS})"
+        rf"|(?:{_ML_ORDERS}){_ML_SPAN}{{0,30}}(?:{_ML_IGNORE})",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "ml_system_prompt",  # the system prompt / hidden instructions named
+        rf"(?:{_ML_SYSTEM_PROMPT})",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "ml_reveal_prompt",  # reveal / show / repeat + prompt or instructions
+        rf"(?:{_ML_SHOW}){_ML_SPAN}{{0,40}}(?:{_ML_PROMPT})"
+        rf"|(?:{_ML_PROMPT}){_ML_SPAN}{{0,30}}(?:{_ML_SHOW})",
+        "PROMPT_EXTRACTION",
+    ),
+    Pattern(
+        "ml_no_limits",  # without restrictions / filters / censorship
+        rf"(?:{_ML_NO_LIMITS})",
+        "JAILBREAK",
+    ),
+    Pattern(
+        "ml_mode_switch",  # developer mode / from now on you are
+        rf"(?:{_ML_MODE})",
+        "JAILBREAK",
     ),
     Pattern(
         "output_markers",
@@ -527,13 +733,24 @@ def _ascii_word_char(char: str) -> bool:
     return char.isascii() and (char.isalnum() or char == "_")
 
 
+def trigger_indices(pattern_weights: Sequence[float]) -> frozenset[int]:
+    """Patterns that let positive term evidence count: strong enough, and allowed to."""
+    return frozenset(
+        i
+        for i, (pattern, weight) in enumerate(zip(PATTERNS, pattern_weights, strict=True))
+        if pattern.trigger and weight >= TRIGGER_WEIGHT
+    )
+
+
 def feature_fingerprint() -> str:
     """Hash of everything that defines the features; the weights file must carry the same one."""
     material = json.dumps(
         {
-            "patterns": [[p.name, p.regex, p.code_sensitive] for p in PATTERNS],
+            "patterns": [
+                [p.name, p.regex, p.code_sensitive, p.trigger, p.needs_harm] for p in PATTERNS
+            ],
             "document": [DOCUMENT_CONTEXT, DOCUMENT_REQUEST, _ABOUT_DOCUMENT],
-            "pairs": [PERSONA_WITH_HARM, HARMFUL_ASK],
+            "pairs": [PERSONA_WITH_HARM, HARMFUL_ASK, sorted(CONTEXT_ONLY)],
             "term_regex": term_regex("ab cd-é"),
             "window": [WINDOW_CHARS, WINDOW_STRIDE, MIN_TERM_NORM],
             "trigger": [TRIGGER_WEIGHT, UNTRIGGERED_TERM_CAP],
@@ -565,16 +782,14 @@ class InjectionModel:
         self.names = [p.name for p in PATTERNS] + list(terms)
         self.first_term = len(PATTERNS)
         pattern_weights_list = self.weights[: self.first_term]
-        self.triggers = frozenset(
-            i for i, weight in enumerate(pattern_weights_list) if weight >= TRIGGER_WEIGHT
-        )
+        self.triggers = trigger_indices(pattern_weights_list)
         self._set = _compile_set(regexes)
         names = [p.name for p in PATTERNS]
         self._code_context = names.index(CODE_CONTEXT) if CODE_CONTEXT in names else -1
         self._code_sensitive = frozenset(i for i, p in enumerate(PATTERNS) if p.code_sensitive)
         self._document = names.index(DOCUMENT_CONTEXT)
         self._request = names.index(DOCUMENT_REQUEST)
-        self._persona = names.index(PERSONA_WITH_HARM)
+        self._needs_harm = frozenset(i for i, p in enumerate(PATTERNS) if p.needs_harm)
         self._harmful = names.index(HARMFUL_ASK)
 
     @classmethod
@@ -613,14 +828,14 @@ class InjectionModel:
         [start, end) holds one of ``requests``, the whole text's foreign request lines.
         """
         drop_code = self._code_context in indices
-        drop_persona = self._harmful not in indices
-        request, sensitive, persona = self._request, self._code_sensitive, self._persona
+        drop_framing = self._harmful not in indices
+        request, sensitive, framing = self._request, self._code_sensitive, self._needs_harm
         kept = [
             i
             for i in indices
             if i != request
             and not (drop_code and i in sensitive)
-            and not (drop_persona and i == persona)
+            and not (drop_framing and i in framing)
         ]
         if requests:
             # requests are non-overlapping matches in order (sorted by start and by end): the
