@@ -39,7 +39,14 @@ def _options(latin1: bool, longest: bool) -> re2.Options:
     return options
 
 
-_RESCANS_PER_TEXT = 256
+# Rescans after rejected candidates may re-read at most this many times the text's bytes (plus
+# the floor, for short texts). A rejection re-reads its candidate (the search resumes one byte
+# into it), so candidates that do not overlap -- any padding of near-misses -- re-read the text
+# at most once in all and never exhaust the budget: no amount of them can hide a valid finding.
+# Only candidates stacked on each other more than this deep (each byte inside that many of them)
+# can run it out; the scan then resumes after each rejected candidate, which stays linear.
+_RESCAN_BYTES_PER_BYTE = 16
+_RESCAN_BYTES_FLOOR = 1 << 16
 
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
 # (the same or narrower), or None to reject the candidate.
@@ -349,11 +356,12 @@ class PatternGuardrail(Guardrail):
         everything = matcher.everything
         hits: list[tuple[int, int, _Compiled]] = []
         pos, size = 0, len(data)
-        # A search can cost up to the rest of the text (an unbounded pattern such as an e-mail
-        # local part stays alive through "1.1.1.1..."), so rescans after rejections are capped:
-        # a constant number of them keeps the scan linear on hostile input.
+        # A rescan re-reads the rejected candidate (the search resumes one byte into it), and a
+        # search can cost up to the rest of the text, so the bytes rescans re-read are budgeted
+        # in proportion to the text (see _RESCAN_BYTES_PER_BYTE): linear on hostile input, and
+        # enough for every rejection of candidates that do not overlap.
         rescan_rejected = self.RESCAN_REJECTED
-        rescans = _RESCANS_PER_TEXT if rescan_rejected else 0
+        budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         match, accept = everything.match, self._accept
         while pos <= size:
             found = match(data, pos)
@@ -361,11 +369,11 @@ class PatternGuardrail(Guardrail):
                 break
             start, value_start, value_end, compiled = found
             accepted = accept(compiled, data, value_start, value_end)
-            if accepted is None and rescans <= 0:
-                pos = max(value_end, start + 1)
-                continue
             if accepted is None:
-                rescans -= 1
+                budget -= value_end - start
+                if budget < 0:
+                    pos = max(value_end, start + 1)
+                    continue
                 accepted, compiled = self._retry(matcher, data, start, compiled)
             if accepted is not None:
                 hits.append((*accepted, compiled))

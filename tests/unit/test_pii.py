@@ -328,6 +328,59 @@ def test_glued_address_runs_are_no_candidates(unit: str) -> None:
     assert counts[0] == counts[1] <= 3
 
 
+@pytest.mark.parametrize(
+    "padding", ["4111 1111 1111 1112 ", "000-12-3456 ", "1.2.3.999 ", "415-555-01 ", "GB00 1234 "]
+)
+def test_no_padding_of_rejected_candidates_hides_a_later_finding(padding: str) -> None:
+    """Each rejected candidate is rescanned from inside (a phone or an address may start in it):
+    thousands of near-misses before a real address must not use that up ("+1 10.1.2.3" is a
+    rejected phone candidate with the address inside)."""
+    tail = "+1 10.1.2.3 and (415) 415-555-0100"
+    expected = [("IP_ADDRESS", "10.1.2.3"), ("PHONE", "415-555-0100")]
+    assert found(tail) == expected
+    assert found(padding * 5_000 + tail)[-2:] == expected
+
+
+def _rescan_work(pii: PatternGuardrail, text: str) -> tuple[int, int]:
+    """(searches, bytes searched up to each match's end) of one scan, main and retry searches."""
+    matcher = pii._ascii if text.isascii() else pii._utf8
+    alternations = [matcher.everything, *(matcher.others(i) for i in range(len(pii._compiled)))]
+    counts = [0, 0]
+    originals = []
+    for alternation in alternations:
+        search = alternation._search
+
+        def counting(anchor: object, data: bytes, pos: int, size: int, search=search) -> object:
+            spans = search(anchor, data, pos, size)
+            counts[0] += 1
+            counts[1] += max(0, spans[0][1] - pos)
+            return spans
+
+        originals.append((alternation, search))
+        alternation._search = counting
+    try:
+        pii.find(0, text)
+    finally:
+        for alternation, search in originals:
+            alternation._search = search
+    return counts[0], counts[1]
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["1 2 3 4 5 6 7 8 9 ", "12 34 56 78 90 ", "4111 1111 1111 1112 ", "12-34-5-", "+1 2 ", "1:2:"],
+)
+def test_rescans_of_stacked_rejected_candidates_stay_linear(unit: str) -> None:
+    """Candidates stacked on each other (one at every digit group, each spanning several) are
+    rescanned within a byte budget proportional to the text: searches and bytes searched grow
+    like the text, whatever the padding."""
+    pii = guardrail()
+    small, large = (_rescan_work(pii, unit * n) for n in (2_000, 8_000))
+    size = len(unit) * 8_000
+    assert large[0] <= 4.5 * small[0] and large[1] <= 4.5 * small[1]
+    assert large[1] <= 40 * size
+
+
 def test_one_set_call_names_the_same_entity_as_matching_each_in_turn() -> None:
     """The set that identifies a candidate's entity must agree with the one-by-one match (the
     first entity in table order that matches the span, with its context) on every candidate."""
