@@ -55,6 +55,11 @@ def _glued_before(data: bytes, start: int) -> bool:
     return before in _GLUE and data[start - 2 : start - 1].isdigit()
 
 
+# Ends exactly where ``_glued_before`` is False (past the text's first two bytes): after a byte
+# that is neither a letter, a digit nor glue, or after glue that does not follow a digit.
+_UNGLUED_AT = rb"[^0-9A-Za-z .\-:/]|[^0-9][ .\-:/]"
+
+
 def _glued_after(data: bytes, end: int) -> bool:
     after = data[end : end + 1]
     if after.isalnum():
@@ -358,6 +363,7 @@ ENTITIES = (
         r"(?:[A-Z0-9]{11,30}|(?:[ \-][A-Z0-9]{4}){2,7}(?:[ \-][A-Z0-9]{1,4})?)",
         iban_valid,
         refine=iban_span,
+        unglued=True,
     ),
     # IPv4, or IPv6 in full (8 groups) or compressed ("::"), maybe ending in IPv4; CIDR suffix.
     # Times (12:34:56) and MAC addresses have neither form, so they are not even candidates.
@@ -370,7 +376,13 @@ ENTITIES = (
         refine=ip_span,
         trailer=_NOT_GLUED_AFTER,
     ),
-    Entity("SSN", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", ssn_valid, refine=standalone),
+    Entity(
+        "SSN",
+        r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b",
+        ssn_valid,
+        refine=standalone,
+        unglued=True,
+    ),
     # Unformatted or dotted SSNs only right after "SSN" / "social security number".
     Entity(
         "SSN",
@@ -387,8 +399,9 @@ ENTITIES = (
         r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5})\b",
         card_valid,
         refine=standalone,
+        unglued=True,
     ),
-    Entity("PHONE", _PHONE, phone_valid, refine=phone_span),
+    Entity("PHONE", _PHONE, phone_valid, refine=phone_span, unglued=True),
     Entity(
         "PHONE",
         rf"\+?\(?\d[\d .\-()]{{5,20}}\d{_EXT}",
@@ -407,3 +420,5 @@ class PiiGuardrail(PatternGuardrail):
     LONGEST_MATCH = True  # "+1 415-555-0100 x12" over "+1 415-555-0100"; IBAN over a phone
     RESCAN_REJECTED = True  # "1234 5678 9012 3456 7" fails Luhn; a phone may start inside
     LOOKAHEAD = 2  # _glued_after and ip_span read two bytes past a candidate
+    GLUED = staticmethod(_glued_before)  # IBAN, SSN, card and phone candidates must not be
+    UNGLUED_AT = _UNGLUED_AT
