@@ -19,7 +19,7 @@ import re2
 import yaml
 
 from extproc.backends import register
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Action, Finding, Guardrail, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize, shared_normalization
 from extproc.text.offsets import byte_spans_to_chars, utf8
@@ -300,7 +300,7 @@ class ContentFilterGuardrail(Guardrail):
                     rule = keyword_rules.get(word) or next(iter(keyword_rules.values()))
                 first, last = span(start, end) if normalized.norm_starts else (start, end)
                 findings.append(
-                    Finding(index, first, last, rule.name, rule.action, rule.name, rule.label)
+                    new_finding(index, first, last, rule.name, rule.action, rule.name, rule.label)
                 )
         return findings
 
@@ -318,7 +318,7 @@ class ContentFilterGuardrail(Guardrail):
 
     @staticmethod
     def _finding(index: int, start: int, end: int, rule: _Rule, kind: str | None = None) -> Finding:
-        return Finding(index, start, end, kind or rule.name, rule.action, rule.name, rule.label)
+        return new_finding(index, start, end, kind or rule.name, rule.action, rule.name, rule.label)
 
 
 def _spans(regex: Any, data: bytes) -> list[tuple[int, int]]:

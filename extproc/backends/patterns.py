@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import re2
 
-from extproc.backends.base import Action, Finding, Guardrail
+from extproc.backends.base import Action, Finding, Guardrail, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
@@ -377,8 +377,8 @@ class PatternGuardrail(Guardrail):
     def _make_finding(index: int, start: int, end: int, compiled: _Compiled) -> Finding:
         entity = compiled.entity
         if entity.type:
-            return Finding(index, start, end, entity.type, compiled.action, entity.name)
-        return Finding(index, start, end, entity.name, compiled.action)
+            return new_finding(index, start, end, entity.type, compiled.action, entity.name)
+        return new_finding(index, start, end, entity.name, compiled.action)
 
     def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
         matcher = self._ascii if ascii_only else self._utf8
