@@ -237,8 +237,11 @@ def _normalize(text: str, deletions_first: bool = True) -> Normalized:
             break
         runs += 1
         if runs > _RUNS_ONE_BY_ONE or end - start > _LONG_RUN_BYTES:
-            if deletions_first and (deleted := _deletions_only(text)) is not None:
-                return Normalized(deleted, text, build=functools.partial(_normalize, text, False))
+            if deletions_first:  # the text now, its pieces when an offset is mapped back
+                classes = text.translate(_deletion_classes()).encode("ascii", "replace")
+                deleted = _deletions_only(text, classes)
+                rewritten = _bulk_text(text, classes) if deleted is None else deleted
+                return Normalized(rewritten, text, build=functools.partial(_normalize, text, False))
             builder = builder or _Builder(text)
             builder.add_rest(char)  # from the previous run's end (a stable character) on
             break
@@ -338,7 +341,12 @@ def _rewrite(cluster: str) -> str:
     if len(kept) > MAX_MARKS + 1:  # see MAX_MARKS: same result below it, linear above
         chunks = [kept[: MAX_MARKS + 1]]
         chunks += [kept[i : i + MAX_MARKS] for i in range(MAX_MARKS + 1, len(kept), MAX_MARKS)]
-        return "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
+        if "\x00" in kept:
+            return "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
+        # One NFKC call: NUL is a starter that composes with nothing, so marks are reordered
+        # and composed within each chunk alone, as chunk by chunk (thousands of calls).
+        joined = unicodedata.normalize("NFKC", "\x00".join(chunks))
+        return joined.replace("\x00", "").translate(DASHES)
     return unicodedata.normalize("NFKC", kept).translate(DASHES)
 
 
@@ -512,15 +520,19 @@ def _invisible_then_mark() -> Any:
     return raw_regex(re2.compile(b"\\x00\\x02+\\x01", options)).Match
 
 
-def cluster_spans(text: str, at_text_start: bool) -> tuple[list[int], list[int]]:
+def cluster_spans(
+    text: str, at_text_start: bool, deletion_classes: bytes | None = None
+) -> tuple[list[int], list[int]]:
     """Starts and ends of the spans of ``text`` that ``_Builder.add_run`` treats as clusters, for
     a ``text`` starting at the text's start or with a stable character: an unstable character,
     or a stable one a mark follows (perhaps behind invisible characters), or invisible characters
     starting a run, each with the marks and invisible characters after it. C-speed passes and
     one RE2 search per stable-invisible-mark sequence; no Python code runs per character."""
-    classes = bytearray(
-        text.translate(_class_table()).encode("ascii", "replace").translate(_CLASS_BYTES)
-    )
+    if deletion_classes is None:  # else the classes of _deletions_only, translated (cheaper)
+        raw = text.translate(_class_table()).encode("ascii", "replace")
+        classes = bytearray(raw.translate(_CLASS_BYTES))
+    else:
+        classes = bytearray(deletion_classes.translate(_DELETION_TO_CLASS_BYTES))
     if not classes:
         return [], []
     data = bytes(classes)
@@ -581,19 +593,37 @@ def _mark_not_on_ascii() -> Any:
     return raw_regex(re2.compile(b"(?:^|[?\\x05])[\\x01\\x02]*\\x01", options)).Match
 
 
-def _deletions_only(text: str) -> str | None:
+def _deletions_only(text: str, classes: bytes | None = None) -> str | None:
     """``text`` normalised, when every cluster that changes is an ASCII character with marks and
     invisible characters after it (it becomes the character), invisible characters alone (they
     go) or a one-for-one character with invisible ones after it (it becomes its replacement):
     then removing every mark and invisible character and replacing the one-for-one characters
     is the whole rewriting, in one translate. None for any other text (marks on other
     letters compose, ligatures expand: those need the clusters)."""
-    classes = text.translate(_deletion_classes()).encode("ascii", "replace")
+    if classes is None:
+        classes = text.translate(_deletion_classes()).encode("ascii", "replace")
     if b"\x03" in classes:
         return None
     if _mark_not_on_ascii()(UNANCHORED, classes, 0, len(classes))[0][0] >= 0:
         return None
     return text.translate(_deletions_table())
+
+
+# _deletion_classes' bytes as cluster_spans' classes: 1, 2 and 3 stay, "one-for-one" is 3 too.
+_DELETION_TO_CLASS_BYTES = bytes(c if c in (1, 2, 3) else 3 if c == 5 else 0 for c in range(256))
+
+
+def _bulk_text(text: str, deletion_classes: bytes | None = None) -> str:
+    """The text ``_Builder.add_rest(0)`` builds, without its pieces: each cluster rewritten,
+    the text between clusters copied (an unchanged cluster is copied as well)."""
+    starts, ends = cluster_spans(text, True, deletion_classes)
+    if not starts:
+        return text
+    clusters = list(map(text.__getitem__, map(slice, starts, ends)))
+    parts = [""] * (2 * len(clusters) + 1)
+    parts[0::2] = map(text.__getitem__, map(slice, [0, *ends], [*starts, len(text)]))
+    parts[1::2] = _rewrite_all(clusters)
+    return "".join(parts)
 
 
 def _rewrite_all(clusters: list[str]) -> list[str]:

@@ -354,6 +354,12 @@ def test_deletions_only_text_equals_the_cluster_rewriting_and_maps_the_same(monk
             text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
             expected = normalize_module._normalize(text, False)
             fast = normalize_module._deletions_only(text)
+            classes = text.translate(normalize_module._deletion_classes()).encode(
+                "ascii", "replace"
+            )
+            spans = normalize_module.cluster_spans
+            assert spans(text, True, classes) == spans(text, True), repr(text)
+            assert normalize_module._bulk_text(text, classes) == expected.text, repr(text)
             if fast is not None:
                 shortcut += 1
                 assert fast == expected.text, repr(text)
@@ -376,3 +382,23 @@ def test_deletions_only_text_is_rewritten_without_a_piece_per_cluster() -> None:
         expected = normalize_module._normalize(text, False)
         assert n.text == expected.text
         assert n.span(1, 3) == expected.span(1, 3) and n._pieces is not None
+
+
+def test_long_clusters_in_one_nfkc_call_equal_chunk_by_chunk() -> None:
+    """A cluster with more than MAX_MARKS marks is normalised in chunks; joined by NUL in one
+    NFKC call, the result must be the chunks normalised one by one."""
+    marks = "\u0301\u0316\u0327\u0344\u20d7\u1ab0\u0483\u0f73\u0345\u1dc0"
+    rng = random.Random(37)
+    size = normalize_module.MAX_MARKS
+    for _ in range(300):
+        base = rng.choice(["a", "\u03b1", "\u0436", "\u05d0", "\u00e9", "\ufb01", "\u1100"])
+        cluster = base + "".join(rng.choices(marks, k=rng.randint(size, 5 * size)))
+        kept = cluster
+        if base.isascii():  # marks on an ASCII base are dropped first (not \u0f73: class 0)
+            kept = base + "".join(c for c in cluster[1:] if not normalize_module._is_mark(c))
+        if len(kept) <= size + 1:
+            continue
+        chunks = [kept[: size + 1]]
+        chunks += [kept[i : i + size] for i in range(size + 1, len(kept), size)]
+        expected = "".join(unicodedata.normalize("NFKC", c) for c in chunks)
+        assert normalize_module._rewrite(cluster) == expected.translate(normalize_module.DASHES)
