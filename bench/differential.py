@@ -2,7 +2,7 @@
 as JSON lines: run it on two versions of the code and diff the outputs (0 differences is the
 proof that a speed change kept detection identical).
 
-    python bench/differential.py OUT.jsonl [--random 3000]
+    python bench/differential.py OUT.jsonl [--random 3000] [--longest 200]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ALPHABETS = (
 )
 
 
-def texts(random_count: int) -> list[str]:
+def texts(random_count: int, longest: int = 200) -> list[str]:
     found = []
     for name in ("pii.dev.jsonl", "secrets.dev.jsonl", "injection.dev.jsonl"):
         path = EVAL / name
@@ -39,7 +39,7 @@ def texts(random_count: int) -> list[str]:
     rng = random.Random(2026)
     for alphabet in ALPHABETS:
         for _ in range(random_count):
-            found.append("".join(rng.choices(alphabet, k=rng.randint(1, 200))))
+            found.append("".join(rng.choices(alphabet, k=rng.randint(1, longest))))
     return found
 
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--random", type=int, default=3000, help="random texts per alphabet")
+    parser.add_argument("--longest", type=int, default=200, help="longest random text (chars)")
     args = parser.parse_args(argv)
     sys.path[:0] = [str(HERE), str(HERE.parent)]
     from worstcase import detectors  # the code next to this file
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     built = detectors()
     with open(args.out, "w", encoding="utf-8") as out:
-        for text in texts(args.random):
+        for text in texts(args.random, args.longest):
             row = {"n": normalize(text).text}
             for name, guardrail in built.items():
                 if name == "normalize":
