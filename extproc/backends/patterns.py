@@ -27,7 +27,14 @@ from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
-from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match, raw_set_match
+from extproc.text.re2_raw import (
+    ANCHOR_BOTH,
+    ANCHOR_START,
+    UNANCHORED,
+    RawMatch,
+    raw_match,
+    raw_set_match,
+)
 
 
 def _options(latin1: bool, longest: bool) -> re2.Options:
@@ -67,10 +74,11 @@ class Entity:
     # For what ``refine`` would reject on the right anyway: such text is then no candidate at
     # all (a long run of them cost a search, a call and a rejection each).
     trailer: str | None = None
-    # ``refine`` rejects every candidate whose start the guardrail's ``GLUED`` check says is glued
-    # to what comes before it (a piece of a longer number). One check at a start then rules out
-    # all such entities at once, instead of a rejection and a retry each (no ``context``).
-    unglued: bool = False
+    # Index into the guardrail's ``GLUE``: ``refine`` rejects every candidate whose start that
+    # check says is glued to what comes before it (a piece of a longer number). One check at a
+    # start then rules out all of the group's entities at once, instead of a rejection and a
+    # retry each (entities with no ``context`` only: the match starts where the value does).
+    glue: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -159,20 +167,21 @@ class _Matcher:
         self._members = [self._member(c) for c in owner._compiled]
         self.everything = self._build(list(range(len(self._members))))
         self._others: dict[int, _Alternation | None] = {}
-        # Glued starts (see Entity.unglued): the check, a search for the next start that is not
-        # glued (its match ends there), and one for the entities a glued start does not rule
-        # out (None when there are none). All None when the guardrail has no GLUED check.
-        self.glued: Callable[[bytes, int], bool] | None = None
-        self.unglued: Callable[..., list[tuple[int, int]]] | None = None
-        self.tolerant: Callable[..., list[tuple[int, int]]] | None = None
-        if owner.GLUED is not None and owner.UNGLUED_AT is not None:
-            self.glued = owner.GLUED
-            bytewise = _options(latin1=True, longest=False)
-            self.unglued = raw_match(re2.compile(owner.UNGLUED_AT, bytewise))
-            tolerant = [m.compiled.entity for m in self._members if not m.compiled.entity.unglued]
-            if tolerant:
-                pattern = "|".join(_plain(e) for e in tolerant)
-                self.tolerant = raw_match(owner._compile(pattern, "entities", options))
+        # Per glue group (see Entity.glue) with entities: the check, a search for the next start
+        # that is not glued (its match ends there), and one for the entities of other groups,
+        # which a glued start does not rule out (None when there are none).
+        self.glue: list[tuple[Callable[[bytes, int], bool], RawMatch, RawMatch | None]] = []
+        bytewise = _options(latin1=True, longest=False)
+        for group, (check, unglued_at) in enumerate(owner.GLUE):
+            entities = [m.compiled.entity for m in self._members]
+            if not any(e.glue == group for e in entities):
+                continue
+            others = [e for e in entities if e.glue != group]
+            tolerant = None
+            if others:
+                pattern = "|".join(_plain(e) for e in others)
+                tolerant = raw_match(owner._compile(pattern, "entities", options))
+            self.glue.append((check, raw_match(re2.compile(unglued_at, bytewise)), tolerant))
 
     def others(self, position: int) -> _Alternation | None:
         if position not in self._others:
@@ -241,12 +250,11 @@ class PatternGuardrail(Guardrail):
     # How many bytes after a candidate its ``refine`` reads (``pii``: two, "12 3" is glued): a
     # candidate of a streamed answer with fewer bytes after it is not decided yet.
     LOOKAHEAD: ClassVar[int] = 0
-    # True when a candidate starting at ``pos`` of the data is glued to what is before it; the
-    # ``unglued`` entities' refine rejects those (pii: ``_glued_before``).
-    GLUED: ClassVar[Callable[[bytes, int], bool] | None] = None
-    # RE2 on bytes whose matches end exactly at the starts GLUED calls not glued, the first
+    # Glue groups (see Entity.glue): a check, True when a candidate starting at ``pos`` of the
+    # data is glued to what is before it, so that the group's entities reject it; and RE2 on
+    # bytes whose matches end exactly at the starts the check calls not glued, the first
     # alternative ending first (searched from one byte before a glued start).
-    UNGLUED_AT: ClassVar[bytes | None] = None
+    GLUE: ClassVar[tuple[tuple[Callable[[bytes, int], bool], bytes], ...]] = ()
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -392,27 +400,34 @@ class PatternGuardrail(Guardrail):
         rescan_rejected = self.RESCAN_REJECTED
         budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         search, identify, accept = everything._search, everything.identify, self._accept
-        glued, unglued, tolerant = matcher.glued, matcher.unglued, matcher.tolerant
-        # Where the next start that is not glued is, and the next match of the entities a glued
-        # start does not rule out: each found once and kept while the scan is before it.
-        next_unglued = next_tolerant = -1
+        glue = matcher.glue
+        # Per glue group: where its next start that is not glued is, and the next match of the
+        # other groups' entities; each found once and kept while the scan is before it.
+        next_unglued, next_tolerant = [-1] * len(glue), [-1] * len(glue)
         while pos <= size:
             start, end = search(UNANCHORED, data, pos, size)[0]
             if start < 0:
                 break
-            if glued is not None and glued(data, start):
-                if next_tolerant < start:
-                    found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
-                    next_tolerant = found_at if found_at >= 0 else size + 1
-                if next_tolerant != start:
-                    # Every candidate from here to the next start that is not glued (or the next
-                    # match of an entity that allows glued starts) is an unglued entity at a
-                    # glued start: each would be rejected, and its retry too. Skip them all.
-                    if next_unglued <= start:
-                        found_at = unglued(UNANCHORED, data, start - 1, size)[0][1]
-                        next_unglued = found_at if found_at >= 0 else size + 1
-                    pos = min(next_unglued, next_tolerant)
+            skip_to = -1
+            for group, (glued, unglued, tolerant) in enumerate(glue):
+                if not glued(data, start):
                     continue
+                if next_tolerant[group] < start:
+                    found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
+                    next_tolerant[group] = found_at if found_at >= 0 else size + 1
+                if next_tolerant[group] == start:
+                    continue
+                # Every candidate from here to the group's next start that is not glued (or
+                # the next match of another group's entity) is one of the group's entities at
+                # a glued start: each would be rejected, and its retry too. Skip them all.
+                if next_unglued[group] <= start:
+                    found_at = unglued(UNANCHORED, data, start - 1, size)[0][1]
+                    next_unglued[group] = found_at if found_at >= 0 else size + 1
+                skip_to = min(next_unglued[group], next_tolerant[group])
+                break
+            if skip_to >= 0:
+                pos = skip_to
+                continue
             start, value_start, value_end, compiled = identify(data, start, end)
             accepted = accept(compiled, data, value_start, value_end)
             if accepted is None:

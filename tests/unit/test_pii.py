@@ -423,12 +423,14 @@ def test_plain_ipv4_shortcut_agrees_with_ipaddress() -> None:
         assert not _plain_ipv4(candidate) or valid, candidate
 
 
-def test_unglued_search_ends_exactly_where_glued_before_is_false() -> None:
-    """The scan skips from a glued start to the next one that is not: the search for that must
-    end at every start _glued_before calls not glued, and nowhere else."""
-    from extproc.backends.pii import _UNGLUED_AT, _glued_before
+@pytest.mark.parametrize("group", [0, 1])
+def test_unglued_search_ends_exactly_where_the_glue_check_is_false(group: int) -> None:
+    """The scan skips from a glued start to the next one that is not: each glue group's search
+    for that must end at every start its check calls not glued, and nowhere else."""
+    from extproc.backends.pii import PiiGuardrail
 
-    search = re2.compile(_UNGLUED_AT, _latin1())
+    glued, unglued_at = PiiGuardrail.GLUE[group]
+    search = re2.compile(unglued_at, _latin1())
     rng = random.Random(29)
     for _ in range(2000):
         data = bytes(rng.choice(b"0123456789 .-:/ab,(+\xc3\xa9") for _ in range(rng.randint(3, 30)))
@@ -437,7 +439,7 @@ def test_unglued_search_ends_exactly_where_glued_before_is_false() -> None:
             first_end = found.end() if found else len(data) + 1
             # the first unglued start at or after ``start`` (searched from two bytes before it)
             expected = next(
-                (p for p in range(start, len(data) + 1) if not _glued_before(data, p)),
+                (p for p in range(start, len(data) + 1) if not glued(data, p)),
                 len(data) + 1,
             )
             if first_end >= start:
@@ -455,11 +457,12 @@ def test_skipping_glued_starts_finds_what_rejecting_each_candidate_finds() -> No
     retried) on text dense with digit groups, separators, addresses and context words."""
     shortcut, plain = guardrail(), guardrail()
     for matcher in (plain._ascii, plain._utf8):
-        matcher.glued = None
+        matcher.glue = []
     rng = random.Random(31)
     pieces = ["4111 1111 1111 1111", "10.1.2.3", "415-555-0100", "123-45-6789", " ", "-", ".",
               "1", "12", "000", " x ", "+1 ", "(415) ", "GB82 WEST 1234 5698 7654 32", "SSN: ",
-              "phone: ", "a@b.co", "fe80::1", "é", ":", "/"]  # fmt: skip
+              "phone: ", "a@b.co", "fe80::1", "é", ":", "/", "::", "c8db", "1.2",
+              "ab:"]  # fmt: skip
     for _ in range(3000):
         text = "".join(rng.choices(pieces, k=rng.randint(1, 12)))
         assert shortcut.find(0, text) == plain.find(0, text), text
