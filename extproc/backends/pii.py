@@ -148,13 +148,15 @@ def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     length = IBAN_LENGTHS.get(data[start : start + 2].decode("ascii", "replace"))
     if length is None or _glued_before(data, start):
         return None
-    seen = 0
-    for position in range(start, end):
-        if data[position : position + 1].isalnum():
-            seen += 1
-            if seen == length:
-                stop = position + 1
-                return (start, stop) if not data[stop : stop + 1].isalnum() else None
+    # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
+    # the IBAN ends at its country's length-th letter or digit, counted group by group.
+    seen, position = 0, start
+    for group in data[start:end].replace(b"-", b" ").split(b" "):
+        if seen + len(group) >= length:
+            stop = position + length - seen
+            return (start, stop) if not data[stop : stop + 1].isalnum() else None
+        seen += len(group)
+        position += len(group) + 1
     return None
 
 

@@ -466,3 +466,36 @@ def test_skipping_glued_starts_finds_what_rejecting_each_candidate_finds() -> No
     for _ in range(3000):
         text = "".join(rng.choices(pieces, k=rng.randint(1, 12)))
         assert shortcut.find(0, text) == plain.find(0, text), text
+
+
+def test_iban_span_counts_groups_as_the_byte_loop_did() -> None:
+    """iban_span finds the country's length-th letter or digit group by group; the reference is
+    counting them byte by byte, on candidates the IBAN pattern gives."""
+    from extproc.backends.pii import IBAN_LENGTHS, iban_span
+
+    def by_bytes(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+        length = IBAN_LENGTHS.get(data[start : start + 2].decode("ascii", "replace"))
+        if length is None:
+            return None
+        seen = 0
+        for position in range(start, end):
+            if data[position : position + 1].isalnum():
+                seen += 1
+                if seen == length:
+                    stop = position + 1
+                    return (start, stop) if not data[stop : stop + 1].isalnum() else None
+        return None
+
+    rng = random.Random(43)
+    upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    for _ in range(5000):
+        country = rng.choice(["GB", "DE", "NO", "LC", "RU", "XX"])
+        sep = rng.choice([" ", "-", ""])
+        size = rng.randint(4, 36)
+        body = "".join(rng.choices(upper, k=size))
+        if sep:
+            body = sep.join(body[i : i + 4] for i in range(0, size, 4))
+        text = f"{country}{rng.randint(10, 99)}{sep}{body}{rng.choice(['', ' ', 'A', '.'])}"
+        data = text.encode()
+        end = len(data) - (1 if data[-1:] in (b" ", b".", b"A") else 0)
+        assert iban_span(data, 0, end) == by_bytes(data, 0, end), text
