@@ -29,7 +29,7 @@ from typing import Any
 import re2
 
 from extproc.backends.secret_rules import Rule
-from extproc.text.re2_raw import ANCHOR_BOTH, raw_match
+from extproc.text.re2_raw import ANCHOR_BOTH, UNANCHORED, raw_match
 
 # Bits per character a quoted string with no known format needs (detect-secrets' base64 limit):
 # random base64 of 40+ characters scores ~5, English or code as base64 ~4.3-4.6, hex <= 4.
@@ -437,18 +437,36 @@ def jwt_header_ok(matched: str) -> bool:
         return False
 
 
+def _latin1_match(regex: Any) -> Any:
+    """``regex``'s pattern compiled for bytes (Latin-1), as a raw ``Match``: the same matches on
+    a manifest's bytes without the wrapper's per-call conversions (~several us each)."""
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    return raw_match(re2.compile(regex.pattern.encode("latin-1"), options))
+
+
+_K8S_DATA_SEARCH = _latin1_match(_K8S_DATA)
+_K8S_VALUE_SEARCH = _latin1_match(_K8S_VALUE)
+
+
 def k8s_last_value_end(document: bytes) -> int:
     """End offset of the last non-empty base64 value of a manifest's data section, or -1."""
-    text = document.decode("latin-1")  # offsets stay byte offsets; values are ASCII
-    if _K8S_DATA.search(text) is None:
+    size = len(document)
+    if _K8S_DATA_SEARCH(UNANCHORED, document, 0, size)[0][0] < 0:
         return -1
-    last = -1
-    for m in _K8S_VALUE.finditer(text):
+    last, pos = -1, 0
+    while pos <= size:  # finditer: each match, then on from its end
+        spans = _K8S_VALUE_SEARCH(UNANCHORED, document, pos, size)
+        start, end = spans[0]
+        if start < 0:
+            break
+        value_start, value_end = spans[1]  # the "v" group
         try:
-            if len(base64.b64decode(m.group("v"), validate=True)) >= 8:
-                last = m.end(1)  # the "v" group
+            if len(base64.b64decode(document[value_start:value_end], validate=True)) >= 8:
+                last = value_end
         except (binascii.Error, ValueError):
-            continue
+            pass
+        pos = end if end > start else start + 1
     return last
 
 

@@ -345,3 +345,33 @@ def test_one_call_value_checks_equal_the_word_by_word_checks() -> None:
         assert values._has_alphabet_run(value) == any(
             values._ALPHABET[i : i + 6] in folded for i in range(21)
         )
+
+
+def test_manifest_values_found_on_bytes_as_by_the_text_patterns() -> None:
+    """k8s_last_value_end on raw bytes gives what finditer of the text patterns gave."""
+    import base64
+    import binascii
+    import random
+
+    from extproc.backends import secret_values as values
+
+    def reference(document: bytes) -> int:
+        text = document.decode("latin-1")
+        if values._K8S_DATA.search(text) is None:
+            return -1
+        last = -1
+        for m in values._K8S_VALUE.finditer(text):
+            try:
+                if len(base64.b64decode(m.group("v"), validate=True)) >= 8:
+                    last = m.end(1)
+            except (binascii.Error, ValueError):
+                continue
+        return last
+
+    rng = random.Random(47)
+    lines = ["kind: Secret", "data:", "stringData:", "  a: QUJDREVGR0g=", "  b: 'c2VjcmV0IHZhbHVl'",
+             "  c: |", "    QUJDREVGR0hJSktM", "  d: short", "\tx: QUJDREVGR0g==",
+             "  é: QUJDREVGR0g=", "---", "  e: QUJDREVGR0g", ""]  # fmt: skip
+    for _ in range(3000):
+        document = "\n".join(rng.choices(lines, k=rng.randint(1, 10))).encode("utf-8")
+        assert values.k8s_last_value_end(document) == reference(document), document
