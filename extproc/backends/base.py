@@ -74,3 +74,48 @@ class Guardrail:
         then the engine judges streamed text with ``inspect`` through the hold-back window
         (or whole, when ``checks_streamed_output`` is False)."""
         return None
+
+
+_new_object = object.__new__
+_SET_FINDING_FIELDS = tuple(
+    Finding.__dict__[name].__set__
+    for name in (
+        "index",
+        "start",
+        "end",
+        "type",
+        "action",
+        "subtype",
+        "label",
+        "message",
+        "details",
+    )
+)
+
+
+def new_finding(
+    index: int,
+    start: int,
+    end: int,
+    type: str,
+    action: Action,
+    subtype: str | None = None,
+    label: str | None = None,
+) -> Finding:
+    """``Finding(index, start, end, type, action, subtype, label)``, built without the frozen
+    dataclass's ``__init__`` (an ``object.__setattr__`` call per field, ~1.2 us): the local
+    detectors make one per finding, and text dense with findings makes one every ~15 bytes."""
+    finding = _new_object(Finding)
+    s_index, s_start, s_end, s_type, s_action, s_subtype, s_label, s_message, s_details = (
+        _SET_FINDING_FIELDS
+    )
+    s_index(finding, index)
+    s_start(finding, start)
+    s_end(finding, end)
+    s_type(finding, type)
+    s_action(finding, action)
+    s_subtype(finding, subtype)
+    s_label(finding, label)
+    s_message(finding, None)
+    s_details(finding, None)
+    return finding

@@ -19,7 +19,7 @@ import re2
 import yaml
 
 from extproc.backends import register
-from extproc.backends.base import Guardrail
+from extproc.backends.base import Guardrail, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize, shared_normalization
 from extproc.text.offsets import byte_spans_to_chars, utf8
@@ -295,13 +295,19 @@ class ContentFilterGuardrail(Guardrail):
             if not ascii_only:
                 hits = byte_spans_to_chars(data, hits)
             keyword_rules, span = self._keyword_rules, normalized.span
+            mapped = not normalized.one_to_one
+            by_text: dict[str, _Rule] = {}  # a keyword's rule by its matched text (repeats)
             for start, end, rule in hits:
                 if rule is None:  # a keyword: the rule of the word it is
-                    word = seen[start:end].lower()
-                    rule = keyword_rules.get(word) or next(iter(keyword_rules.values()))
-                first, last = span(start, end) if normalized.norm_starts else (start, end)
+                    matched = seen[start:end]
+                    rule = by_text.get(matched)
+                    if rule is None:
+                        word = matched.lower()
+                        rule = keyword_rules.get(word) or next(iter(keyword_rules.values()))
+                        by_text[matched] = rule
+                first, last = span(start, end) if mapped else (start, end)
                 findings.append(
-                    Finding(index, first, last, rule.name, rule.action, rule.name, rule.label)
+                    new_finding(index, first, last, rule.name, rule.action, rule.name, rule.label)
                 )
         return findings
 
@@ -311,15 +317,18 @@ class ContentFilterGuardrail(Guardrail):
         else:
             key = ("secrets", finding.subtype or "") if finding.type == "SECRET" else None
             rules = self._by_entity.get(key or ("pii", finding.type), [])
-            value = text[finding.start : finding.end]
-            rule = next((r for r in rules if r.accepts is None or r.accepts(value)), None)
+            if rules and rules[0].accepts is None:  # the common case: no value check
+                rule = rules[0]
+            else:
+                value = text[finding.start : finding.end]
+                rule = next((r for r in rules if r.accepts is None or r.accepts(value)), None)
         if rule is None:
             return None
         return self._finding(finding.index, finding.start, finding.end, rule, finding.type)
 
     @staticmethod
     def _finding(index: int, start: int, end: int, rule: _Rule, kind: str | None = None) -> Finding:
-        return Finding(index, start, end, kind or rule.name, rule.action, rule.name, rule.label)
+        return new_finding(index, start, end, kind or rule.name, rule.action, rule.name, rule.label)
 
 
 def _spans(regex: Any, data: bytes) -> list[tuple[int, int]]:

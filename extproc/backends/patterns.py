@@ -21,13 +21,20 @@ from typing import Any, ClassVar
 
 import re2
 
-from extproc.backends.base import Guardrail
+from extproc.backends.base import Guardrail, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
-from extproc.text.re2_raw import ANCHOR_BOTH, ANCHOR_START, UNANCHORED, raw_match, raw_set_match
+from extproc.text.re2_raw import (
+    ANCHOR_BOTH,
+    ANCHOR_START,
+    UNANCHORED,
+    RawMatch,
+    raw_match,
+    raw_set_match,
+)
 from extproc.vocabulary import Action, Finding
 
 
@@ -40,7 +47,14 @@ def _options(latin1: bool, longest: bool) -> re2.Options:
     return options
 
 
-_RESCANS_PER_TEXT = 256
+# Rescans after rejected candidates may re-read at most this many times the text's bytes (plus
+# the floor, for short texts). A rejection re-reads its candidate (the search resumes one byte
+# into it), so candidates that do not overlap -- any padding of near-misses -- re-read the text
+# at most once in all and never exhaust the budget: no amount of them can hide a valid finding.
+# Only candidates stacked on each other more than this deep (each byte inside that many of them)
+# can run it out; the scan then resumes after each rejected candidate, which stays linear.
+_RESCAN_BYTES_PER_BYTE = 16
+_RESCAN_BYTES_FLOOR = 1 << 16
 
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
 # (the same or narrower), or None to reject the candidate.
@@ -61,6 +75,11 @@ class Entity:
     # For what ``refine`` would reject on the right anyway: such text is then no candidate at
     # all (a long run of them cost a search, a call and a rejection each).
     trailer: str | None = None
+    # Index into the guardrail's ``GLUE``: ``refine`` rejects every candidate whose start that
+    # check says is glued to what comes before it (a piece of a longer number). One check at a
+    # start then rules out all of the group's entities at once, instead of a rejection and a
+    # retry each (entities with no ``context`` only: the match starts where the value does).
+    glue: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -96,6 +115,11 @@ class _Alternation:
         start, end = self._search(ANCHOR_START if anchored else UNANCHORED, data, pos, size)[0]
         if start < 0:
             return None
+        return self.identify(data, start, end)
+
+    def identify(self, data: bytes, start: int, end: int) -> tuple[int, int, int, _Compiled]:
+        """(match start, value start, value end, entity) of the match ``data[start:end]``."""
+        size = len(data)
         if self._identify is not None and start > 0 and end < size:
             # The span with one character of context on each side (what \b looks at).
             low, high = start - 1, end + 1
@@ -144,6 +168,21 @@ class _Matcher:
         self._members = [self._member(c) for c in owner._compiled]
         self.everything = self._build(list(range(len(self._members))))
         self._others: dict[int, _Alternation | None] = {}
+        # Per glue group (see Entity.glue) with entities: the check, a search for the next start
+        # that is not glued (its match ends there), and one for the entities of other groups,
+        # which a glued start does not rule out (None when there are none).
+        self.glue: list[tuple[Callable[[bytes, int], bool], RawMatch, RawMatch | None]] = []
+        bytewise = _options(latin1=True, longest=False)
+        for group, (check, unglued_at) in enumerate(owner.GLUE):
+            entities = [m.compiled.entity for m in self._members]
+            if not any(e.glue == group for e in entities):
+                continue
+            others = [e for e in entities if e.glue != group]
+            tolerant = None
+            if others:
+                pattern = "|".join(_plain(e) for e in others)
+                tolerant = raw_match(owner._compile(pattern, "entities", options))
+            self.glue.append((check, raw_match(re2.compile(unglued_at, bytewise)), tolerant))
 
     def others(self, position: int) -> _Alternation | None:
         if position not in self._others:
@@ -212,6 +251,11 @@ class PatternGuardrail(Guardrail):
     # How many bytes after a candidate its ``refine`` reads (``pii``: two, "12 3" is glued): a
     # candidate of a streamed answer with fewer bytes after it is not decided yet.
     LOOKAHEAD: ClassVar[int] = 0
+    # Glue groups (see Entity.glue): a check, True when a candidate starting at ``pos`` of the
+    # data is glued to what is before it, so that the group's entities reject it; and RE2 on
+    # bytes whose matches end exactly at the starts the check calls not glued, the first
+    # alternative ending first (searched from one byte before a glued start).
+    GLUE: ClassVar[tuple[tuple[Callable[[bytes, int], bool], bytes], ...]] = ()
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -342,31 +386,56 @@ class PatternGuardrail(Guardrail):
     def _make_finding(index: int, start: int, end: int, compiled: _Compiled) -> Finding:
         entity = compiled.entity
         if entity.type:
-            return Finding(index, start, end, entity.type, compiled.action, entity.name)
-        return Finding(index, start, end, entity.name, compiled.action)
+            return new_finding(index, start, end, entity.type, compiled.action, entity.name)
+        return new_finding(index, start, end, entity.name, compiled.action)
 
     def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
         matcher = self._ascii if ascii_only else self._utf8
         everything = matcher.everything
         hits: list[tuple[int, int, _Compiled]] = []
         pos, size = 0, len(data)
-        # A search can cost up to the rest of the text (an unbounded pattern such as an e-mail
-        # local part stays alive through "1.1.1.1..."), so rescans after rejections are capped:
-        # a constant number of them keeps the scan linear on hostile input.
+        # A rescan re-reads the rejected candidate (the search resumes one byte into it), and a
+        # search can cost up to the rest of the text, so the bytes rescans re-read are budgeted
+        # in proportion to the text (see _RESCAN_BYTES_PER_BYTE): linear on hostile input, and
+        # enough for every rejection of candidates that do not overlap.
         rescan_rejected = self.RESCAN_REJECTED
-        rescans = _RESCANS_PER_TEXT if rescan_rejected else 0
-        match, accept = everything.match, self._accept
+        budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
+        search, identify, accept = everything._search, everything.identify, self._accept
+        glue = matcher.glue
+        # Per glue group: where its next start that is not glued is, and the next match of the
+        # other groups' entities; each found once and kept while the scan is before it.
+        next_unglued, next_tolerant = [-1] * len(glue), [-1] * len(glue)
         while pos <= size:
-            found = match(data, pos)
-            if found is None:
+            start, end = search(UNANCHORED, data, pos, size)[0]
+            if start < 0:
                 break
-            start, value_start, value_end, compiled = found
-            accepted = accept(compiled, data, value_start, value_end)
-            if accepted is None and rescans <= 0:
-                pos = max(value_end, start + 1)
+            skip_to = -1
+            for group, (glued, unglued, tolerant) in enumerate(glue):
+                if not glued(data, start):
+                    continue
+                if next_tolerant[group] < start:
+                    found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
+                    next_tolerant[group] = found_at if found_at >= 0 else size + 1
+                if next_tolerant[group] == start:
+                    continue
+                # Every candidate from here to the group's next start that is not glued (or
+                # the next match of another group's entity) is one of the group's entities at
+                # a glued start: each would be rejected, and its retry too. Skip them all.
+                if next_unglued[group] <= start:
+                    found_at = unglued(UNANCHORED, data, start - 1, size)[0][1]
+                    next_unglued[group] = found_at if found_at >= 0 else size + 1
+                skip_to = min(next_unglued[group], next_tolerant[group])
+                break
+            if skip_to >= 0:
+                pos = skip_to
                 continue
+            start, value_start, value_end, compiled = identify(data, start, end)
+            accepted = accept(compiled, data, value_start, value_end)
             if accepted is None:
-                rescans -= 1
+                budget -= value_end - start
+                if budget < 0:
+                    pos = max(value_end, start + 1)
+                    continue
                 accepted, compiled = self._retry(matcher, data, start, compiled)
             if accepted is not None:
                 hits.append((*accepted, compiled))

@@ -55,6 +55,11 @@ def _glued_before(data: bytes, start: int) -> bool:
     return before in _GLUE and data[start - 2 : start - 1].isdigit()
 
 
+# Ends exactly where ``_glued_before`` is False (past the text's first two bytes): after a byte
+# that is neither a letter, a digit nor glue, or after glue that does not follow a digit.
+_UNGLUED_AT = rb"[^0-9A-Za-z .\-:/]|[^0-9][ .\-:/]"
+
+
 def _glued_after(data: bytes, end: int) -> bool:
     after = data[end : end + 1]
     if after.isalnum():
@@ -143,13 +148,15 @@ def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     length = IBAN_LENGTHS.get(data[start : start + 2].decode("ascii", "replace"))
     if length is None or _glued_before(data, start):
         return None
-    seen = 0
-    for position in range(start, end):
-        if data[position : position + 1].isalnum():
-            seen += 1
-            if seen == length:
-                stop = position + 1
-                return (start, stop) if not data[stop : stop + 1].isalnum() else None
+    # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
+    # the IBAN ends at its country's length-th letter or digit, counted group by group.
+    seen, position = 0, start
+    for group in data[start:end].replace(b"-", b" ").split(b" "):
+        if seen + len(group) >= length:
+            stop = position + length - seen
+            return (start, stop) if not data[stop : stop + 1].isalnum() else None
+        seen += len(group)
+        position += len(group) + 1
     return None
 
 
@@ -164,16 +171,28 @@ def iban_valid(candidate: str) -> bool:
 # -- IP addresses ----------------------------------------------------------------------------------
 
 
+def _ip_glued_before(data: bytes, start: int) -> bool:
+    """An address candidate continuing a word, an address or a dotted number before it."""
+    before = data[start - 1 : start] if start else b""
+    return (
+        before.isalnum()
+        or before == b":"
+        or (before == b"." and data[start - 2 : start - 1].isdigit())
+    )
+
+
+# Ends exactly where ``_ip_glued_before`` is False (past the text's first two bytes).
+_IP_UNGLUED_AT = rb"[^0-9A-Za-z:.]|[^0-9]\."
+
+
 def ip_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     """Not glued to letters, digits or colons, nor part of a longer dotted sequence (1.2.3.4.5)."""
-    before = data[start - 1 : start] if start else b""
     after = data[end : end + 1]
-    if before.isalnum() or before == b":" or after.isalnum() or after == b":":
+    if _ip_glued_before(data, start) or after.isalnum() or after == b":":
         return None
-    if (after == b"." and data[end + 1 : end + 2].isdigit()) or (
-        before == b"." and data[start - 2 : start - 1].isdigit()
-    ):
+    if after == b"." and data[end + 1 : end + 2].isdigit():
         return None
+    before = data[start - 1 : start] if start else b""
     if data[start:end].split(b"/")[0] == b"::" and not _bare_unspecified_ok(before, after):
         return None
     return start, end
@@ -358,6 +377,7 @@ ENTITIES = (
         r"(?:[A-Z0-9]{11,30}|(?:[ \-][A-Z0-9]{4}){2,7}(?:[ \-][A-Z0-9]{1,4})?)",
         iban_valid,
         refine=iban_span,
+        glue=0,
     ),
     # IPv4, or IPv6 in full (8 groups) or compressed ("::"), maybe ending in IPv4; CIDR suffix.
     # Times (12:34:56) and MAC addresses have neither form, so they are not even candidates.
@@ -369,8 +389,15 @@ ENTITIES = (
         ip_valid,
         refine=ip_span,
         trailer=_NOT_GLUED_AFTER,
+        glue=1,
     ),
-    Entity("SSN", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", ssn_valid, refine=standalone),
+    Entity(
+        "SSN",
+        r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b",
+        ssn_valid,
+        refine=standalone,
+        glue=0,
+    ),
     # Unformatted or dotted SSNs only right after "SSN" / "social security number".
     Entity(
         "SSN",
@@ -387,8 +414,9 @@ ENTITIES = (
         r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5})\b",
         card_valid,
         refine=standalone,
+        glue=0,
     ),
-    Entity("PHONE", _PHONE, phone_valid, refine=phone_span),
+    Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0),
     Entity(
         "PHONE",
         rf"\+?\(?\d[\d .\-()]{{5,20}}\d{_EXT}",
@@ -407,3 +435,6 @@ class PiiGuardrail(PatternGuardrail):
     LONGEST_MATCH = True  # "+1 415-555-0100 x12" over "+1 415-555-0100"; IBAN over a phone
     RESCAN_REJECTED = True  # "1234 5678 9012 3456 7" fails Luhn; a phone may start inside
     LOOKAHEAD = 2  # _glued_after and ip_span read two bytes past a candidate
+    # IBAN, SSN, card and phone candidates must not be glued to a number or word before them;
+    # addresses not to letters, digits, colons or a dotted number.
+    GLUE = ((_glued_before, _UNGLUED_AT), (_ip_glued_before, _IP_UNGLUED_AT))

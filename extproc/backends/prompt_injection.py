@@ -37,7 +37,7 @@ from typing import Any
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Guardrail
+from extproc.backends.base import Guardrail, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize
 from extproc.text.offsets import byte_spans_to_chars
@@ -1075,7 +1075,7 @@ class PromptInjectionGuardrail(Guardrail):
         start, end = (0, len(text)) if whole else normalized.span(start, max(end, start + 1))
         if not whole:
             start, end = _snap_to_words(text, start, end)
-        return Finding(index, start, end, FINDING_TYPE, self.action, self.model.kind(indices))
+        return new_finding(index, start, end, FINDING_TYPE, self.action, self.model.kind(indices))
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
         findings = []

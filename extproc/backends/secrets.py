@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Guardrail
+from extproc.backends.base import Guardrail, new_finding
 from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
@@ -583,7 +583,7 @@ class SecretsGuardrail(Guardrail):
         return self._make(index, *normalized.span(start, end), subtype)
 
     def _make(self, index: int, start: int, end: int, subtype: str) -> Finding:
-        return Finding(index, start, end, "SECRET", self.actions[subtype], subtype)
+        return new_finding(index, start, end, "SECRET", self.actions[subtype], subtype)
 
 
 # The value judges are re-exported: they were importable from here before secret_values existed.

@@ -17,10 +17,9 @@ import functools
 import operator
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from itertools import accumulate, compress
 from typing import Any
 
@@ -92,24 +91,58 @@ def _unstable_runs() -> Any:
     return raw_regex(re2.compile(pattern, options))
 
 
-@dataclass(frozen=True, slots=True)
 class Normalized:
     """A normalised text and, when it differs from the original, the pieces mapping it back.
 
     Piece ``k`` covers ``text[norm_starts[k]:norm_starts[k+1]]`` and came from
     ``original[orig_starts[k]:orig_starts[k+1]]``; it is an identity run when ``identity[k]``.
+    Text rewritten by deletions alone (see ``_deletions_only``) gets its pieces only when an
+    offset is first mapped back: most hostile text of that kind has no finding to map.
     """
 
-    text: str
-    original: str
-    norm_starts: tuple[int, ...] = ()
-    orig_starts: tuple[int, ...] = ()
-    identity: tuple[bool, ...] = ()
+    __slots__ = ("_build", "_pieces", "original", "text")
+
+    def __init__(
+        self,
+        text: str,
+        original: str,
+        norm_starts: tuple[int, ...] = (),
+        orig_starts: tuple[int, ...] = (),
+        identity: tuple[bool, ...] = (),
+        build: Callable[[], Normalized] | None = None,
+    ) -> None:
+        self.text = text
+        self.original = original
+        self._pieces = None if build else (norm_starts, orig_starts, identity)
+        self._build = build
+
+    def _map(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...]]:
+        if self._pieces is None:
+            built = self._build()  # type: ignore[misc]
+            self._pieces = (built.norm_starts, built.orig_starts, built.identity)
+        return self._pieces
+
+    @property
+    def norm_starts(self) -> tuple[int, ...]:
+        return self._map()[0]
+
+    @property
+    def orig_starts(self) -> tuple[int, ...]:
+        return self._map()[1]
+
+    @property
+    def identity(self) -> tuple[bool, ...]:
+        return self._map()[2]
 
     @property
     def changed(self) -> bool:
         """The text differs from the original (with no pieces, offsets map one to one)."""
         return self.text is not self.original
+
+    @property
+    def one_to_one(self) -> bool:
+        """Offsets of ``text`` are offsets of the original (no pieces), without building them."""
+        return self._pieces is not None and not self._pieces[0]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Map a non-empty span of ``text`` to the smallest original span that produced it."""
@@ -187,7 +220,7 @@ def stable_length(text: str) -> int:
     return len(text) if base < 0 or text[base].isascii() else base
 
 
-def _normalize(text: str) -> Normalized:
+def _normalize(text: str, deletions_first: bool = True) -> Normalized:
     data = text.encode("utf-8", "surrogatepass")
     find = _unstable_runs().Match
     size = len(data)
@@ -204,6 +237,11 @@ def _normalize(text: str) -> Normalized:
             break
         runs += 1
         if runs > _RUNS_ONE_BY_ONE or end - start > _LONG_RUN_BYTES:
+            if deletions_first:  # the text now, its pieces when an offset is mapped back
+                classes = text.translate(_deletion_classes()).encode("ascii", "replace")
+                deleted = _deletions_only(text, classes)
+                rewritten = _bulk_text(text, classes) if deleted is None else deleted
+                return Normalized(rewritten, text, build=functools.partial(_normalize, text, False))
             builder = builder or _Builder(text)
             builder.add_rest(char)  # from the previous run's end (a stable character) on
             break
@@ -303,7 +341,12 @@ def _rewrite(cluster: str) -> str:
     if len(kept) > MAX_MARKS + 1:  # see MAX_MARKS: same result below it, linear above
         chunks = [kept[: MAX_MARKS + 1]]
         chunks += [kept[i : i + MAX_MARKS] for i in range(MAX_MARKS + 1, len(kept), MAX_MARKS)]
-        return "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
+        if "\x00" in kept:
+            return "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
+        # One NFKC call: NUL is a starter that composes with nothing, so marks are reordered
+        # and composed within each chunk alone, as chunk by chunk (thousands of calls).
+        joined = unicodedata.normalize("NFKC", "\x00".join(chunks))
+        return joined.replace("\x00", "").translate(DASHES)
     return unicodedata.normalize("NFKC", kept).translate(DASHES)
 
 
@@ -477,15 +520,19 @@ def _invisible_then_mark() -> Any:
     return raw_regex(re2.compile(b"\\x00\\x02+\\x01", options)).Match
 
 
-def cluster_spans(text: str, at_text_start: bool) -> tuple[list[int], list[int]]:
+def cluster_spans(
+    text: str, at_text_start: bool, deletion_classes: bytes | None = None
+) -> tuple[list[int], list[int]]:
     """Starts and ends of the spans of ``text`` that ``_Builder.add_run`` treats as clusters, for
     a ``text`` starting at the text's start or with a stable character: an unstable character,
     or a stable one a mark follows (perhaps behind invisible characters), or invisible characters
     starting a run, each with the marks and invisible characters after it. C-speed passes and
     one RE2 search per stable-invisible-mark sequence; no Python code runs per character."""
-    classes = bytearray(
-        text.translate(_class_table()).encode("ascii", "replace").translate(_CLASS_BYTES)
-    )
+    if deletion_classes is None:  # else the classes of _deletions_only, translated (cheaper)
+        raw = text.translate(_class_table()).encode("ascii", "replace")
+        classes = bytearray(raw.translate(_CLASS_BYTES))
+    else:
+        classes = bytearray(deletion_classes.translate(_DELETION_TO_CLASS_BYTES))
     if not classes:
         return [], []
     data = bytes(classes)
@@ -506,6 +553,77 @@ def cluster_spans(text: str, at_text_start: bool) -> tuple[list[int], list[int]]
     cuts.append(size)
     is_start = kinds.translate(_STARTS)
     return list(compress(cuts, is_start)), list(compress(cuts[1:], is_start))
+
+
+# -- deletions only: text whose rewriting is one C-speed translate ------------------------------
+
+
+@functools.cache
+def _deletion_classes() -> dict[int, str]:
+    """Per character, for ``_deletions_only``: "\x01" a mark, "\x02" an invisible character,
+    "\x03" an unstable character that is not one-for-one, "\x05" one that is, "?" (through the
+    ASCII encoding) any other non-ASCII character; ASCII characters stay themselves, except
+    those bytes and "?" (as "\x04")."""
+    table = {cp: "\x04" for cp in (1, 2, 3, 5, ord("?"))}
+    one_for_one = _one_for_one()
+    for cp, char in _class_table().items():
+        if char == _UNSTABLE:
+            table[cp] = "\x05" if chr(cp) in one_for_one else "\x03"
+        elif char != _STABLE:
+            table[cp] = char
+    return table
+
+
+@functools.cache
+def _deletions_table() -> dict[int, str | None]:
+    """Every mark and invisible character removed, every one-for-one character replaced."""
+    table: dict[int, str | None] = {ord(c): r for c, r in _one_for_one().items()}
+    for cp, char in _class_table().items():
+        if char in (_MARK, _INVISIBLE):
+            table[cp] = None
+    return table
+
+
+@functools.cache
+def _mark_not_on_ascii() -> Any:
+    """RE2 over the classes: a mark whose cluster's first character is not ASCII (or that
+    starts the text); invisible characters before a mark belong to the same cluster."""
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    return raw_regex(re2.compile(b"(?:^|[?\\x05])[\\x01\\x02]*\\x01", options)).Match
+
+
+def _deletions_only(text: str, classes: bytes | None = None) -> str | None:
+    """``text`` normalised, when every cluster that changes is an ASCII character with marks and
+    invisible characters after it (it becomes the character), invisible characters alone (they
+    go) or a one-for-one character with invisible ones after it (it becomes its replacement):
+    then removing every mark and invisible character and replacing the one-for-one characters
+    is the whole rewriting, in one translate. None for any other text (marks on other
+    letters compose, ligatures expand: those need the clusters)."""
+    if classes is None:
+        classes = text.translate(_deletion_classes()).encode("ascii", "replace")
+    if b"\x03" in classes:
+        return None
+    if _mark_not_on_ascii()(UNANCHORED, classes, 0, len(classes))[0][0] >= 0:
+        return None
+    return text.translate(_deletions_table())
+
+
+# _deletion_classes' bytes as cluster_spans' classes: 1, 2 and 3 stay, "one-for-one" is 3 too.
+_DELETION_TO_CLASS_BYTES = bytes(c if c in (1, 2, 3) else 3 if c == 5 else 0 for c in range(256))
+
+
+def _bulk_text(text: str, deletion_classes: bytes | None = None) -> str:
+    """The text ``_Builder.add_rest(0)`` builds, without its pieces: each cluster rewritten,
+    the text between clusters copied (an unchanged cluster is copied as well)."""
+    starts, ends = cluster_spans(text, True, deletion_classes)
+    if not starts:
+        return text
+    clusters = list(map(text.__getitem__, map(slice, starts, ends)))
+    parts = [""] * (2 * len(clusters) + 1)
+    parts[0::2] = map(text.__getitem__, map(slice, [0, *ends], [*starts, len(text)]))
+    parts[1::2] = _rewrite_all(clusters)
+    return "".join(parts)
 
 
 def _rewrite_all(clusters: list[str]) -> list[str]:

@@ -497,7 +497,7 @@ def normalized_hold(text: str, find: ByteHold, start: int = 0) -> int | None:
     data = normalized.text.encode("utf-8", "surrogatepass")
     ascii_only = len(data) == len(normalized.text)
     pos = 0  # a rewritten text: its offsets differ from the original's, look at all of it
-    if not normalized.norm_starts and 0 < start <= len(text):
+    if normalized.one_to_one and 0 < start <= len(text):
         pos = start if ascii_only else len(data) - len(utf8_tail(text, start))
     hold = find(data, ascii_only, pos)
     if hold is None:

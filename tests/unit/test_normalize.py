@@ -336,3 +336,69 @@ def test_many_marks_on_one_base_are_normalised_in_bounded_chunks(monkeypatch) ->
     assert max(longest) <= normalize_module.MAX_MARKS + 1
     assert normalized.text.count("\u0301") == normalized.text.count("\u0316") == 5_000
     assert normalized.text.startswith("x ж") and normalized.text.endswith(" y")
+
+
+def test_deletions_only_text_equals_the_cluster_rewriting_and_maps_the_same(monkeypatch) -> None:
+    """Text whose rewriting is deletions and one-for-one replacements is normalised by one
+    translate, its pieces built only when an offset is mapped: the text and the pieces must be
+    exactly what the cluster path gives, on text that takes the shortcut and text that does not."""
+    deletable = (
+        "ab1 -?\x05\x01\u0301\u0300\u0316\u20d7\u1ab0\u200b\u00ad\ufeff\uff11\u2013\U000e0041"
+    )
+    anything = deletable + "é東\ufb01\u0344\u1100\u1161가ж\ud800"
+    monkeypatch.setattr(normalize_module, "_RUNS_ONE_BY_ONE", 0)  # the bulk path for every text
+    rng = random.Random(23)
+    shortcut = 0
+    for alphabet in (deletable, anything):
+        for _ in range(3000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+            expected = normalize_module._normalize(text, False)
+            fast = normalize_module._deletions_only(text)
+            classes = text.translate(normalize_module._deletion_classes()).encode(
+                "ascii", "replace"
+            )
+            spans = normalize_module.cluster_spans
+            assert spans(text, True, classes) == spans(text, True), repr(text)
+            assert normalize_module._bulk_text(text, classes) == expected.text, repr(text)
+            if fast is not None:
+                shortcut += 1
+                assert fast == expected.text, repr(text)
+            n = normalize(text)
+            assert (n.text, n.norm_starts, n.orig_starts, n.identity) == (
+                expected.text,
+                expected.norm_starts,
+                expected.orig_starts,
+                expected.identity,
+            ), repr(text)
+    assert shortcut > 500
+
+
+def test_deletions_only_text_is_rewritten_without_a_piece_per_cluster() -> None:
+    """Dense marks on ASCII letters and format characters between letters: one translate, no
+    pieces until a finding is mapped back (they were ~1 us per cluster)."""
+    for text in ("a\u0301" * 50_000, "x\u200b" * 50_000, "A\u0301\u0316KIA\u200b" * 10_000):
+        n = normalize(text)
+        assert n._pieces is None and not n.one_to_one
+        expected = normalize_module._normalize(text, False)
+        assert n.text == expected.text
+        assert n.span(1, 3) == expected.span(1, 3) and n._pieces is not None
+
+
+def test_long_clusters_in_one_nfkc_call_equal_chunk_by_chunk() -> None:
+    """A cluster with more than MAX_MARKS marks is normalised in chunks; joined by NUL in one
+    NFKC call, the result must be the chunks normalised one by one."""
+    marks = "\u0301\u0316\u0327\u0344\u20d7\u1ab0\u0483\u0f73\u0345\u1dc0"
+    rng = random.Random(37)
+    size = normalize_module.MAX_MARKS
+    for _ in range(300):
+        base = rng.choice(["a", "\u03b1", "\u0436", "\u05d0", "\u00e9", "\ufb01", "\u1100"])
+        cluster = base + "".join(rng.choices(marks, k=rng.randint(size, 5 * size)))
+        kept = cluster
+        if base.isascii():  # marks on an ASCII base are dropped first (not \u0f73: class 0)
+            kept = base + "".join(c for c in cluster[1:] if not normalize_module._is_mark(c))
+        if len(kept) <= size + 1:
+            continue
+        chunks = [kept[: size + 1]]
+        chunks += [kept[i : i + size] for i in range(size + 1, len(kept), size)]
+        expected = "".join(unicodedata.normalize("NFKC", c) for c in chunks)
+        assert normalize_module._rewrite(cluster) == expected.translate(normalize_module.DASHES)

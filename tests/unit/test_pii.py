@@ -328,6 +328,59 @@ def test_glued_address_runs_are_no_candidates(unit: str) -> None:
     assert counts[0] == counts[1] <= 3
 
 
+@pytest.mark.parametrize(
+    "padding", ["4111 1111 1111 1112 ", "000-12-3456 ", "1.2.3.999 ", "415-555-01 ", "GB00 1234 "]
+)
+def test_no_padding_of_rejected_candidates_hides_a_later_finding(padding: str) -> None:
+    """Each rejected candidate is rescanned from inside (a phone or an address may start in it):
+    thousands of near-misses before a real address must not use that up ("+1 10.1.2.3" is a
+    rejected phone candidate with the address inside)."""
+    tail = "+1 10.1.2.3 and (415) 415-555-0100"
+    expected = [("IP_ADDRESS", "10.1.2.3"), ("PHONE", "415-555-0100")]
+    assert found(tail) == expected
+    assert found(padding * 5_000 + tail)[-2:] == expected
+
+
+def _rescan_work(pii: PatternGuardrail, text: str) -> tuple[int, int]:
+    """(searches, bytes searched up to each match's end) of one scan, main and retry searches."""
+    matcher = pii._ascii if text.isascii() else pii._utf8
+    alternations = [matcher.everything, *(matcher.others(i) for i in range(len(pii._compiled)))]
+    counts = [0, 0]
+    originals = []
+    for alternation in alternations:
+        search = alternation._search
+
+        def counting(anchor: object, data: bytes, pos: int, size: int, search=search) -> object:
+            spans = search(anchor, data, pos, size)
+            counts[0] += 1
+            counts[1] += max(0, spans[0][1] - pos)
+            return spans
+
+        originals.append((alternation, search))
+        alternation._search = counting
+    try:
+        pii.find(0, text)
+    finally:
+        for alternation, search in originals:
+            alternation._search = search
+    return counts[0], counts[1]
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["1 2 3 4 5 6 7 8 9 ", "12 34 56 78 90 ", "4111 1111 1111 1112 ", "12-34-5-", "+1 2 ", "1:2:"],
+)
+def test_rescans_of_stacked_rejected_candidates_stay_linear(unit: str) -> None:
+    """Candidates stacked on each other (one at every digit group, each spanning several) are
+    rescanned within a byte budget proportional to the text: searches and bytes searched grow
+    like the text, whatever the padding."""
+    pii = guardrail()
+    small, large = (_rescan_work(pii, unit * n) for n in (2_000, 8_000))
+    size = len(unit) * 8_000
+    assert large[0] <= 4.5 * small[0] and large[1] <= 4.5 * small[1]
+    assert large[1] <= 40 * size
+
+
 def test_one_set_call_names_the_same_entity_as_matching_each_in_turn() -> None:
     """The set that identifies a candidate's entity must agree with the one-by-one match (the
     first entity in table order that matches the span, with its context) on every candidate."""
@@ -368,3 +421,81 @@ def test_plain_ipv4_shortcut_agrees_with_ipaddress() -> None:
         except ValueError:
             valid = False
         assert not _plain_ipv4(candidate) or valid, candidate
+
+
+@pytest.mark.parametrize("group", [0, 1])
+def test_unglued_search_ends_exactly_where_the_glue_check_is_false(group: int) -> None:
+    """The scan skips from a glued start to the next one that is not: each glue group's search
+    for that must end at every start its check calls not glued, and nowhere else."""
+    from extproc.backends.pii import PiiGuardrail
+
+    glued, unglued_at = PiiGuardrail.GLUE[group]
+    search = re2.compile(unglued_at, _latin1())
+    rng = random.Random(29)
+    for _ in range(2000):
+        data = bytes(rng.choice(b"0123456789 .-:/ab,(+\xc3\xa9") for _ in range(rng.randint(3, 30)))
+        for start in range(2, len(data) + 1):
+            found = search.search(data, start - 2)
+            first_end = found.end() if found else len(data) + 1
+            # the first unglued start at or after ``start`` (searched from two bytes before it)
+            expected = next(
+                (p for p in range(start, len(data) + 1) if not glued(data, p)),
+                len(data) + 1,
+            )
+            if first_end >= start:
+                assert first_end == expected, (data, start)
+
+
+def _latin1() -> re2.Options:
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    return options
+
+
+def test_skipping_glued_starts_finds_what_rejecting_each_candidate_finds() -> None:
+    """The glued-start shortcut against the plain loop (each candidate identified, rejected and
+    retried) on text dense with digit groups, separators, addresses and context words."""
+    shortcut, plain = guardrail(), guardrail()
+    for matcher in (plain._ascii, plain._utf8):
+        matcher.glue = []
+    rng = random.Random(31)
+    pieces = ["4111 1111 1111 1111", "10.1.2.3", "415-555-0100", "123-45-6789", " ", "-", ".",
+              "1", "12", "000", " x ", "+1 ", "(415) ", "GB82 WEST 1234 5698 7654 32", "SSN: ",
+              "phone: ", "a@b.co", "fe80::1", "é", ":", "/", "::", "c8db", "1.2",
+              "ab:"]  # fmt: skip
+    for _ in range(3000):
+        text = "".join(rng.choices(pieces, k=rng.randint(1, 12)))
+        assert shortcut.find(0, text) == plain.find(0, text), text
+
+
+def test_iban_span_counts_groups_as_the_byte_loop_did() -> None:
+    """iban_span finds the country's length-th letter or digit group by group; the reference is
+    counting them byte by byte, on candidates the IBAN pattern gives."""
+    from extproc.backends.pii import IBAN_LENGTHS, iban_span
+
+    def by_bytes(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+        length = IBAN_LENGTHS.get(data[start : start + 2].decode("ascii", "replace"))
+        if length is None:
+            return None
+        seen = 0
+        for position in range(start, end):
+            if data[position : position + 1].isalnum():
+                seen += 1
+                if seen == length:
+                    stop = position + 1
+                    return (start, stop) if not data[stop : stop + 1].isalnum() else None
+        return None
+
+    rng = random.Random(43)
+    upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    for _ in range(5000):
+        country = rng.choice(["GB", "DE", "NO", "LC", "RU", "XX"])
+        sep = rng.choice([" ", "-", ""])
+        size = rng.randint(4, 36)
+        body = "".join(rng.choices(upper, k=size))
+        if sep:
+            body = sep.join(body[i : i + 4] for i in range(0, size, 4))
+        text = f"{country}{rng.randint(10, 99)}{sep}{body}{rng.choice(['', ' ', 'A', '.'])}"
+        data = text.encode()
+        end = len(data) - (1 if data[-1:] in (b" ", b".", b"A") else 0)
+        assert iban_span(data, 0, end) == by_bytes(data, 0, end), text

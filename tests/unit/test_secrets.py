@@ -321,3 +321,57 @@ def test_trigger_kinds_are_classified_once_per_distinct_trigger() -> None:
     data = text.encode()
     detector.scan(data, 0, len(data))
     assert calls[0] <= 3
+
+
+def test_one_call_value_checks_equal_the_word_by_word_checks() -> None:
+    """The value judges' single-call checks (literal alternations, a split for whitespace) give
+    what checking each word or character in turn gives."""
+    import random
+
+    from extproc.backends import secret_values as values
+
+    rng = random.Random(41)
+    alphabet = "abcdefghijklmnopqrstuvwxyzXYZ*#.0189_ \t\u00a0\u2003\x1c\n" + "exampletodo"
+    for _ in range(20_000):
+        value = "".join(rng.choices(alphabet, k=rng.randint(0, 24)))
+        folded = value.lower()
+        assert values._has_space(value) == any(c.isspace() for c in value), repr(value)
+        assert (values._HAS_PLACEHOLDER_WORD(folded) is not None) == any(
+            w in folded for w in values._PLACEHOLDER_WORDS
+        )
+        assert (values._HAS_TOKEN_PLACEHOLDER_WORD(folded) is not None) == any(
+            w in folded for w in values._TOKEN_PLACEHOLDER_WORDS
+        )
+        assert values._has_alphabet_run(value) == any(
+            values._ALPHABET[i : i + 6] in folded for i in range(21)
+        )
+
+
+def test_manifest_values_found_on_bytes_as_by_the_text_patterns() -> None:
+    """k8s_last_value_end on raw bytes gives what finditer of the text patterns gave."""
+    import base64
+    import binascii
+    import random
+
+    from extproc.backends import secret_values as values
+
+    def reference(document: bytes) -> int:
+        text = document.decode("latin-1")
+        if values._K8S_DATA.search(text) is None:
+            return -1
+        last = -1
+        for m in values._K8S_VALUE.finditer(text):
+            try:
+                if len(base64.b64decode(m.group("v"), validate=True)) >= 8:
+                    last = m.end(1)
+            except (binascii.Error, ValueError):
+                continue
+        return last
+
+    rng = random.Random(47)
+    lines = ["kind: Secret", "data:", "stringData:", "  a: QUJDREVGR0g=", "  b: 'c2VjcmV0IHZhbHVl'",
+             "  c: |", "    QUJDREVGR0hJSktM", "  d: short", "\tx: QUJDREVGR0g==",
+             "  é: QUJDREVGR0g=", "---", "  e: QUJDREVGR0g", ""]  # fmt: skip
+    for _ in range(3000):
+        document = "\n".join(rng.choices(lines, k=rng.randint(1, 10))).encode("utf-8")
+        assert values.k8s_last_value_end(document) == reference(document), document
