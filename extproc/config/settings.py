@@ -15,6 +15,7 @@ class SettingsError(ConfigError):
 
 ON_ERROR_CHOICES = ("block", "allow")
 UNINSPECTABLE_CHOICES = ("block", "allow")
+LOG_FORMAT_CHOICES = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class Settings:
     # max_scan_seconds, else the request fails closed (413) and the workers are restarted.
     scan_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     max_scan_seconds: float = 5.0
+    # The log's format: "text" (the default) or "json" (one object per line, with Envoy's
+    # x-request-id on a request's lines). The global --log-format flag overrides it.
+    log_format: str = "text"
 
     @property
     def forward_limit(self) -> int:
@@ -69,6 +73,11 @@ class Settings:
                 values[name] = value
             elif name == "on_error":
                 values[name] = check_on_error(value, "extproc: on_error")
+            elif name == "log_format":
+                if value not in LOG_FORMAT_CHOICES:
+                    choices = " | ".join(LOG_FORMAT_CHOICES)
+                    raise SettingsError(f"extproc: log_format must be {choices}, got {value!r}")
+                values[name] = value
             elif name == "uninspectable":
                 if value not in UNINSPECTABLE_CHOICES:
                     choices = " | ".join(UNINSPECTABLE_CHOICES)
