@@ -13,6 +13,7 @@ are held in memory and written in the chosen format then, so startup lines are J
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -125,6 +126,8 @@ def settle(log_format: str | None) -> None:
         _route_uncaught_exceptions()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
+    if _Setup.guard is not None and handler.lock is not None:
+        _Setup.guard.lock = handler.lock  # one writer at a time: lines never interleave
     root.addHandler(handler)
     _Setup.handler = handler
     buffer, _Setup.buffer = _Setup.buffer, None
@@ -181,7 +184,7 @@ class StderrGuard:
     def __init__(self, real: IO[str], reader: IO[bytes]) -> None:
         self.stream = real  # the logging handler writes JSON here directly
         self._reader = reader
-        self._lock = threading.Lock()
+        self.lock: Any = threading.Lock()  # the log handler's own, once there is one
         self._thread = threading.Thread(target=self._pump, name="stderr-json", daemon=True)
         self._thread.start()
 
@@ -195,7 +198,7 @@ class StderrGuard:
         # sys.stderr keeps writing to fd 2 (now the pipe), line-buffered so lines arrive whole.
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         guard = cls(real, os.fdopen(read_fd, "rb"))
-        _Setup.guard = guard
+        atexit.register(guard.close)  # what the pipe holds is written before the process ends
         return guard
 
     def _pump(self) -> None:
@@ -216,11 +219,11 @@ class StderrGuard:
                     "message": line,
                 }
             )
-        with self._lock, contextlib.suppress(OSError, ValueError):
+        with self.lock, contextlib.suppress(OSError, ValueError):
             self.stream.write(text + "\n")
             self.stream.flush()
 
-    def close(self) -> None:
+    def close(self) -> None:  # idempotent: shutdown() and atexit both call it
         """Write out what the pipe still holds. fd 2 then points at /dev/null, not at the real
         stderr: what the interpreter may still write while it exits is dropped, never written
         there unwrapped (our own records still go out, as JSON, through ``stream``)."""
