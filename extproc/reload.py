@@ -35,8 +35,9 @@ from extproc.protocol.exchange import Phases, Reject, RequestHead
 log = logging.getLogger(__name__)
 
 # How often the config file's identity (device, inode, mtime, size) is compared with the one
-# loaded: one stat() a second, off the request path. A change is in force within ~1 s plus the
-# load (kubelet's ConfigMap sync delay comes on top of it).
+# loaded: one stat() a second, off the request path. A change is loaded once it has stayed the
+# same for one poll, so it is in force within ~2 s plus the load (kubelet's ConfigMap sync
+# delay comes on top of it).
 POLL_SECONDS = 1.0
 # Settings the running server bound at startup: a new value takes effect only on restart.
 STARTUP_SETTINGS = (
@@ -281,6 +282,10 @@ class LiveEngine:
         """In a worker thread: the file's hash (read first: a file replaced meanwhile is
         noticed by the next poll), its config and a new engine built from it."""
         digest = config_digest(self.path)
+        if self.path is not None and _blank(self.path):
+            # A file caught mid-write (truncated, not yet filled) would load as "no
+            # guardrails": never put that in force by a reload. Restart to run with none.
+            raise ConfigError(f"{self.path} is empty; the running config stays")
         config, engine = self._build(self.path)
         return config, engine, digest
 
@@ -312,11 +317,19 @@ class LiveEngine:
         """Reload when the file's identity changes (polled: works through the symlinks of a
         ConfigMap volume, on every filesystem, without a watcher dependency)."""
         assert self.path is not None
+        settling: FileIdentity | None = None
         while True:
             await asyncio.sleep(self.poll_seconds)
             identity = file_identity(self.path)
             if identity is None or identity == self.identity:
+                settling = None
                 continue  # unreadable for now (mid-swap, or deleted): the running config stays
+            if identity != settling:
+                # Changed since the last look: an editor may still be writing it. Loaded once
+                # it stays the same for a poll (a ConfigMap swap is whole at once anyway).
+                settling = identity
+                continue
+            settling = None
             if self.stats.last_ok and config_digest(self.path) == self.current.digest:
                 self.identity = identity  # touched or rewritten with the same bytes
                 continue
@@ -354,6 +367,13 @@ class LiveEngine:
             f'guardrail_config_info{{generation="{current.number}",'
             f'hash="{_label(current.digest)}"}} 1\n'
         )
+
+
+def _blank(path: Path) -> bool:
+    try:
+        return not path.read_bytes().strip()
+    except OSError:
+        return False  # the loader reports it, naming the file
 
 
 def _build(path: Path | None) -> tuple[Config, Engine]:
