@@ -100,6 +100,9 @@ def configure(level: str, log_format: str | None) -> None:
     logging.captureWarnings(True)
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    # A fresh setup (main() called again in one process, as tests do): decided anew.
+    _Setup.format = None
+    _Setup.handler = None
     if log_format is None:
         _Setup.buffer = logging.handlers.MemoryHandler(
             capacity=100_000, flushLevel=logging.CRITICAL + 1, flushOnClose=False
@@ -151,7 +154,8 @@ def shutdown() -> None:
     """Write what is still buffered and wrapped (process exit)."""
     settle(None)
     if _Setup.handler is not None:
-        _Setup.handler.flush()
+        with contextlib.suppress(OSError, ValueError):  # a stream closed under us
+            _Setup.handler.flush()
     guard, _Setup.guard = _Setup.guard, None
     if guard is not None:
         guard.close()
