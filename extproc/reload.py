@@ -26,11 +26,11 @@ from pathlib import Path
 
 from extproc.config import ConfigError, load_config
 from extproc.config.loader import Config
-from extproc.observability import render_gauge
+from extproc.observability import audit, render_gauge
 from extproc.observability.counters import _label
 from extproc.observability.logs import bind_request_id
 from extproc.policy.engine import Engine, GuardedExchange
-from extproc.protocol.exchange import Phases, Reject, RequestHead
+from extproc.protocol.exchange import BodyVerdict, ChunkVerdict, Phases, Reject, RequestHead
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ STARTUP_SETTINGS = (
     "max_scan_seconds",
     "log_format",
 )
+# (audit_log and its key follow a reload: a new target is opened with the new config.)
 
 FileIdentity = tuple[int, int, int, int]
 
@@ -79,13 +80,21 @@ def config_digest(path: Path | None) -> str:
 class Generation:
     """One loaded config with its engine, and how many streams it is still judging."""
 
-    __slots__ = ("closing", "config", "digest", "engine", "number", "retired", "streams")
+    __slots__ = ("audit", "closing", "config", "digest", "engine", "number", "retired", "streams")
 
-    def __init__(self, number: int, config: Config, engine: Engine, digest: str) -> None:
+    def __init__(
+        self,
+        number: int,
+        config: Config,
+        engine: Engine,
+        digest: str,
+        audit_sink: audit.AuditSink | None = None,
+    ) -> None:
         self.number = number
         self.config = config
         self.engine = engine
         self.digest = digest
+        self.audit = audit_sink
         self.streams = 0
         self.retired = False  # replaced: new streams no longer start on it
         self.closing: asyncio.Task[None] | None = None
@@ -148,6 +157,32 @@ class TrackedExchange(GuardedExchange):
                 generation.release()
 
 
+class AuditedExchange(TrackedExchange):
+    """A tracked request whose guardrail decisions go to the audit log."""
+
+    __slots__ = ()
+
+    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+        generation = self.generation
+        if generation is not None and generation.audit is not None:
+            audit.AUDIT.set(audit.StreamAudit(generation.audit, head.path, self))
+        return await TrackedExchange.on_request_headers(self, head)
+
+    async def on_response_body(self, body: bytes) -> BodyVerdict:
+        _answering()
+        return await TrackedExchange.on_response_body(self, body)
+
+    async def on_response_chunk(self, chunk: bytes, end_of_stream: bool) -> ChunkVerdict:
+        _answering()
+        return await TrackedExchange.on_response_chunk(self, chunk, end_of_stream)
+
+
+def _answering() -> None:
+    current = audit.AUDIT.get()
+    if current is not None:
+        current.direction = "response"
+
+
 @dataclass
 class ReloadStats:
     """What ``/metrics`` shows about reloads."""
@@ -176,7 +211,8 @@ class LiveEngine:
         self._build = build or _build
         self.poll_seconds = poll_seconds
         self.identity = file_identity(self.path) if self.path is not None else None
-        self.current = Generation(1, config, engine, config_digest(self.path))
+        sink = _audit_sink(config)
+        self.current = Generation(1, config, engine, config_digest(self.path), sink)
         self.retired: list[Generation] = []
         self.stats = ReloadStats(last_success=time.time())
         self._pending: list[str] = []
@@ -188,6 +224,8 @@ class LiveEngine:
     def __call__(self) -> TrackedExchange:
         generation = self.current
         generation.streams += 1
+        if generation.audit is not None:
+            return AuditedExchange(generation)
         return TrackedExchange(generation)
 
     @property
@@ -243,7 +281,7 @@ class LiveEngine:
         identity = file_identity(self.path) if self.path is not None else None
         started = time.monotonic()
         try:
-            config, engine, digest = await asyncio.to_thread(self._load)
+            config, engine, digest, sink = await asyncio.to_thread(self._load)
         except Exception as error:
             self.identity = identity  # not retried until the file changes again (or SIGHUP)
             self._failed(reason, error)
@@ -257,7 +295,7 @@ class LiveEngine:
             return False
         self._warn_startup_settings(config)
         old = self.current
-        self.current = Generation(old.number + 1, config, engine, digest)
+        self.current = Generation(old.number + 1, config, engine, digest, sink)
         old.retire()
         self.retired = [
             g for g in (*self.retired, old) if g.closing is None or not g.closing.done()
@@ -278,7 +316,7 @@ class LiveEngine:
         )
         return True
 
-    def _load(self) -> tuple[Config, Engine, str]:
+    def _load(self) -> tuple[Config, Engine, str, audit.AuditSink | None]:
         """In a worker thread: the file's hash (read first: a file replaced meanwhile is
         noticed by the next poll), its config and a new engine built from it."""
         digest = config_digest(self.path)
@@ -287,7 +325,7 @@ class LiveEngine:
             # guardrails": never put that in force by a reload. Restart to run with none.
             raise ConfigError(f"{self.path} is empty; the running config stays")
         config, engine = self._build(self.path)
-        return config, engine, digest
+        return config, engine, digest, _audit_sink(config)
 
     def _failed(self, reason: str, error: Exception) -> None:
         self.stats.failures += 1
@@ -367,6 +405,17 @@ class LiveEngine:
             f'guardrail_config_info{{generation="{current.number}",'
             f'hash="{_label(current.digest)}"}} 1\n'
         )
+
+
+def _audit_sink(config: Config) -> audit.AuditSink | None:
+    """The config's audit log, opened (a file that cannot be opened is this config's error)."""
+    settings = config.settings
+    try:
+        return audit.sink_for(settings.audit_log, settings.audit_hmac_key_env)
+    except OSError as error:
+        raise ConfigError(
+            f"extproc: audit_log: cannot open {settings.audit_log}: {error.strerror}"
+        ) from None
 
 
 def _blank(path: Path) -> bool:

@@ -33,7 +33,7 @@ from extproc.formats import format_for_path, generic
 from extproc.formats.base import JoinedSlot, MaskError, RequestFormat, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
-from extproc.observability import COUNTERS
+from extproc.observability import COUNTERS, audit
 from extproc.policy import restore, streamed
 from extproc.policy.decision import (
     Block,
@@ -346,6 +346,7 @@ class Engine:
 
         fail_open = self.on_error[guardrail.name] != "block"
         COUNTERS.inc(guardrail.name, "failed_open" if fail_open else "failed_closed")
+        audit.failed(guardrail.name, fail_open)  # audit log: a no-op when off
         # The class, plus a BackendError's own text (never a key or content, by its contract);
         # other exceptions' messages may quote the content.
         why = f"{type(error).__name__}: {error}" if isinstance(error, BackendError) else None
@@ -438,6 +439,7 @@ def log_findings(findings: Found, names: frozenset[str]) -> None:
     for name, finding in findings:
         if name in names:
             log.info("guardrail %s (logging_only) found %s", name, finding.subtype or finding.type)
+    audit.logged(findings, names)  # audit log (observability/audit.py): a no-op when off
 
 
 def as_logs(findings: Found, actions: frozenset[Action] = frozenset(Action)) -> Found:
@@ -449,9 +451,10 @@ def as_logs(findings: Found, actions: frozenset[Action] = frozenset(Action)) -> 
 MASKS = frozenset({Action.MASK})
 
 
-def count_masks(findings: Found) -> None:
+def count_masks(findings: Found, texts: Sequence[str] = (), direction: str = "request") -> None:
     for name in {name for name, finding in findings if finding.action is Action.MASK}:
         COUNTERS.inc(name, "masked")
+    audit.masked(findings, texts, direction)  # audit log: texts only for the values' HMACs
 
 
 def write_masks(slots: Sequence[TextSlot], mask: Mask) -> None:
@@ -576,7 +579,7 @@ class GuardedExchange:
             return self._blocked(decision, "Request")
         if isinstance(decision, Mask):
             write_masks(slots, decision)
-            count_masks(findings)
+            count_masks(findings, texts)
             return f"{base}?{query.encode()}"
         return None
 
@@ -725,7 +728,7 @@ class GuardedExchange:
                 write_masks(slots, decision)
             except MaskError as error:
                 return _bad_request(f"Request cannot be masked: {error}.", "request_unmaskable")
-            count_masks(findings)
+            count_masks(findings, texts)
             texts = [slot.text for slot in slots]
             changed = True
         if plan.during_call and texts:
@@ -882,7 +885,7 @@ class GuardedExchange:
                 write_masks(slots, decision)
             except MaskError:
                 return self._uninspectable_response("cannot be masked in place")
-            count_masks(findings)
+            count_masks(findings, texts, "response")
             return ReplaceBody(b"")
         return CONTINUE
 
@@ -978,6 +981,7 @@ class GuardedExchange:
         kinds = ", ".join(block.types)
         COUNTERS.inc(block.guardrail, "blocked")
         log.info("guardrail %s blocked a %s%s (%s)", block.guardrail, what.lower(), when, kinds)
+        audit.blocked(block.guardrail, block.types, what)  # audit log: a no-op when off
         message = (
             block.message
             or guardrail.block_message

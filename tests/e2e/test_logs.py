@@ -1,11 +1,13 @@
-"""JSON logs through a real Envoy, at DEBUG: every line extproc writes is a JSON object, from
-startup to shutdown; a request's lines carry its Envoy ``x-request-id``; and none of the
-secrets planted in requests, answers, headers, query strings or a backend's key is in any
-line."""
+"""JSON logs and the audit log through a real Envoy, at DEBUG: every line extproc writes is a
+JSON object, from startup to shutdown; a request's lines carry its Envoy ``x-request-id``; the
+audit log has one record per decision; and none of the secrets planted in requests, answers,
+headers, query strings or a backend's key is in any log or audit line."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -33,7 +35,11 @@ WEBHOOK_KEY = "whk-logs-" + "Nebula0042abcdef"
 ANSWER_SECRET = "ghp_" + "Q8wErTy6UiOp2AsDfGh4JkLzXcVbNm135790"
 SECRETS = (AWS_KEY, EMAIL, PASSWORD, BEARER, QUERY_SECRET, WEBHOOK_KEY, ANSWER_SECRET)
 
+AUDIT_KEY = "audit-hmac-" + "key-for-tests-only"
 CONFIG = """
+extproc:
+  audit_log: {audit}
+  audit_hmac_key_env: LOGS_E2E_AUDIT_KEY
 guardrails:
   - guardrail_name: mask-pii
     litellm_params: {{guardrail: pii, mode: pre_call, default_on: true}}
@@ -71,14 +77,18 @@ def fake() -> Iterator[FakeService]:
 def logged(tmp_path_factory: pytest.TempPathFactory, fake: FakeService) -> Iterator[Path]:
     """Run a JSON, DEBUG stack, send every kind of request, stop it: its log file."""
     workdir = tmp_path_factory.mktemp("json-logs")
-    config = write_config(workdir, CONFIG.format(base=fake.base_url, dead=free_port()))
+    audit = workdir / "audit.jsonl"
+    text = CONFIG.format(base=fake.base_url, dead=free_port(), audit=audit)
+    config = write_config(workdir, text)
     os.environ["LOGS_E2E_WEBHOOK_KEY"] = WEBHOOK_KEY
+    os.environ["LOGS_E2E_AUDIT_KEY"] = AUDIT_KEY
     try:
         stack = Stack(config=config, workdir=workdir, log_format="json", log_level="DEBUG")
         with stack, httpx.Client(timeout=15, trust_env=False) as client:
             send_requests(client, stack)
     finally:
         os.environ.pop("LOGS_E2E_WEBHOOK_KEY", None)
+        os.environ.pop("LOGS_E2E_AUDIT_KEY", None)
     return stack.log_path("extproc")
 
 
@@ -89,7 +99,7 @@ def request_id(n: int) -> str:
 def send_requests(client: httpx.Client, stack: Stack) -> None:
     headers = {"authorization": f"Bearer {BEARER}"}
     cases = [
-        (chat_body(f"mail {EMAIL} my password is {PASSWORD}"), "/v1/chat/completions", 200),
+        (chat_body(f"mail {EMAIL} or {EMAIL}, password {PASSWORD}"), "/v1/chat/completions", 200),
         (chat_body(f"my key is {AWS_KEY}"), "/v1/chat/completions", 400),
         (chat_body(f"forbidden topic, {PASSWORD}"), "/v1/chat/completions", 400),
         (chat_body(f"{EMAIL} again", stream=True), "/v1/chat/completions", 200),
@@ -155,10 +165,50 @@ def test_request_lines_carry_envoy_x_request_id(logged: Path) -> None:
 def test_no_planted_secret_in_any_line_at_debug(logged: Path) -> None:
     text = logged.read_text()
     assert '"level": "DEBUG"' in text  # the most verbose level was on
+    text += (logged.parent / "audit.jsonl").read_text()
     for secret in SECRETS:
         assert secret not in text, secret
         assert secret.lower() not in text.lower(), secret
         assert json.dumps(secret)[1:-1] not in text
+
+
+def audit_records(logged: Path) -> dict[str, list[dict[str, object]]]:
+    by_id: dict[str, list[dict[str, object]]] = {}
+    for line in (logged.parent / "audit.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert set(record) >= {"time", "request_id", "path", "api", "direction", "guardrail"}
+        assert set(record) >= {"action", "entities", "latency_ms"}
+        assert isinstance(record["latency_ms"], float) and record["latency_ms"] >= 0
+        by_id.setdefault(str(record["request_id"]), []).append(record)
+    return by_id
+
+
+def test_the_audit_log_has_one_record_per_decision(logged: Path) -> None:
+    by_id = audit_records(logged)
+    first = {(r["guardrail"], r["action"]): r for r in by_id[request_id(0)]}
+    assert set(first) == {
+        ("mask-pii", "masked"),
+        ("wh", "masked"),  # the fake service masks e-mail addresses too
+        ("log-pii", "logged"),
+        ("wh-down", "failed_open"),
+    }, first
+    mask = first[("mask-pii", "masked")]
+    assert mask["path"] == "/v1/chat/completions" and mask["api"] == "openai_chat"
+    assert mask["direction"] == "request" and mask["entities"] == {"EMAIL": 2}
+    # The same value, the same keyed hash: correlatable, and never the value itself.
+    digest = hmac.new(AUDIT_KEY.encode(), EMAIL.encode(), hashlib.sha256).hexdigest()[:32]
+    assert mask["masked_value_hmacs"] == {"EMAIL": [digest, digest]}
+    assert first[("log-pii", "logged")]["entities"] == {"EMAIL": 2}
+    blocked = [r for r in by_id[request_id(1)] if r["action"] == "blocked"]
+    assert [(r["guardrail"], r["direction"], r["entities"]) for r in blocked] == [
+        ("block-secrets", "request", {"AWS_ACCESS_KEY": 1})
+    ]
+    answer = [r for r in by_id[request_id(6)] if r["action"] == "blocked"]
+    assert [(r["guardrail"], r["direction"]) for r in answer] == [("block-secrets", "response")]
+    query = by_id.get(request_id(4), [])
+    assert all(r["path"] == "/v1/chat/completions" for r in query)  # never the query string
+    assert by_id[request_id(2)][-1]["guardrail"] == "wh"  # the service's block
+    assert by_id[request_id(2)][-1]["action"] == "blocked"
 
 
 def test_config_log_format_makes_startup_lines_json_too(tmp_path: Path) -> None:
