@@ -19,16 +19,17 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from extproc.config import ConfigError, load_config
 from extproc.config.loader import Config
 from extproc.observability import audit, render_gauge
 from extproc.observability.counters import _label
-from extproc.observability.logs import bind_request_id
+from extproc.observability.logs import REQUEST_ID, safe_request_id
 from extproc.policy.engine import Engine, GuardedExchange
 from extproc.protocol.exchange import BodyVerdict, ChunkVerdict, Phases, Reject, RequestHead
 
@@ -80,7 +81,17 @@ def config_digest(path: Path | None) -> str:
 class Generation:
     """One loaded config with its engine, and how many streams it is still judging."""
 
-    __slots__ = ("audit", "closing", "config", "digest", "engine", "number", "retired", "streams")
+    __slots__ = (
+        "audit",
+        "closing",
+        "config",
+        "debug",
+        "digest",
+        "engine",
+        "number",
+        "retired",
+        "streams",
+    )
 
     def __init__(
         self,
@@ -95,6 +106,8 @@ class Generation:
         self.engine = engine
         self.digest = digest
         self.audit = audit_sink
+        # The level is set once at startup: asked here, not at every request's end.
+        self.debug = log.isEnabledFor(logging.DEBUG)
         self.streams = 0
         self.retired = False  # replaced: new streams no longer start on it
         self.closing: asyncio.Task[None] | None = None
@@ -142,9 +155,13 @@ class TrackedExchange(GuardedExchange):
         GuardedExchange.__init__(self, generation.engine)
         self.generation: Generation | None = generation
 
-    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
-        bind_request_id(head.headers)
-        return await GuardedExchange.on_request_headers(self, head)
+    # Not a coroutine itself: it binds the id in the caller's task (the stream's) and hands
+    # back the engine's coroutine, so the hot path pays no extra coroutine per request.
+    def on_request_headers(self, head: RequestHead) -> Coroutine[Any, Any, Phases | Reject]:
+        request_id = head.headers.get("x-request-id")
+        if request_id is not None:
+            REQUEST_ID.set(safe_request_id(request_id))
+        return GuardedExchange.on_request_headers(self, head)
 
     def close(self) -> None:
         try:
@@ -152,9 +169,11 @@ class TrackedExchange(GuardedExchange):
         finally:
             generation, self.generation = self.generation, None
             if generation is not None:  # once, however often close is called
-                if log.isEnabledFor(logging.DEBUG):
+                if generation.debug:
                     log.debug("request done, judged by config %d", generation.number)
-                generation.release()
+                generation.streams -= 1  # Generation.release, inlined
+                if generation.retired and not generation.streams:
+                    generation.close_soon()
 
 
 class AuditedExchange(TrackedExchange):
@@ -162,19 +181,21 @@ class AuditedExchange(TrackedExchange):
 
     __slots__ = ()
 
-    async def on_request_headers(self, head: RequestHead) -> Phases | Reject:
+    def on_request_headers(self, head: RequestHead) -> Coroutine[Any, Any, Phases | Reject]:
         generation = self.generation
         if generation is not None and generation.audit is not None:
             audit.AUDIT.set(audit.StreamAudit(generation.audit, head.path, self))
-        return await TrackedExchange.on_request_headers(self, head)
+        return TrackedExchange.on_request_headers(self, head)
 
-    async def on_response_body(self, body: bytes) -> BodyVerdict:
+    def on_response_body(self, body: bytes) -> Coroutine[Any, Any, BodyVerdict]:
         _answering()
-        return await TrackedExchange.on_response_body(self, body)
+        return TrackedExchange.on_response_body(self, body)
 
-    async def on_response_chunk(self, chunk: bytes, end_of_stream: bool) -> ChunkVerdict:
+    def on_response_chunk(
+        self, chunk: bytes, end_of_stream: bool
+    ) -> Coroutine[Any, Any, ChunkVerdict]:
         _answering()
-        return await TrackedExchange.on_response_chunk(self, chunk, end_of_stream)
+        return TrackedExchange.on_response_chunk(self, chunk, end_of_stream)
 
 
 def _answering() -> None:

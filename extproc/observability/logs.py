@@ -41,13 +41,6 @@ CONTENT_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "httpcore", "hp
 CONTENT_LOGGERS += ("websockets",)
 
 
-def bind_request_id(headers: Any) -> None:
-    """Remember this stream's ``x-request-id`` for every later log line of its task."""
-    value = headers.get("x-request-id")
-    if value is not None:
-        REQUEST_ID.set(safe_request_id(value))
-
-
 def safe_request_id(value: str) -> str:
     """The id as logged: Envoy's own ids (UUIDs) as they are; anything else (a client's
     header that is overlong or holds other characters) only by its length, never quoted."""
