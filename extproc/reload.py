@@ -142,7 +142,7 @@ class Generation:
                     guardrail.name,
                     type(error).__name__,
                 )
-        log.info("config %d (%s) closed: its last stream ended", self.number, self.digest)
+        log.info("config %d (%s) closed: no request uses it any more", self.number, self.digest)
 
 
 class TrackedExchange(GuardedExchange):
