@@ -236,6 +236,7 @@ class LiveEngine:
         self.current = Generation(1, config, engine, config_digest(self.path), sink)
         self.retired: list[Generation] = []
         self.stats = ReloadStats(last_success=time.time())
+        self.startup_settings = config.settings  # what the server bound (STARTUP_SETTINGS)
         self._pending: list[str] = []
         self._reloading: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -363,7 +364,7 @@ class LiveEngine:
         )
 
     def _warn_startup_settings(self, config: Config) -> None:
-        running = self.current.config.settings
+        running = self.startup_settings
         for name in STARTUP_SETTINGS:
             if getattr(config.settings, name) != getattr(running, name):
                 log.warning(

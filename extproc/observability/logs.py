@@ -78,6 +78,7 @@ class _Setup:
     handler: logging.Handler | None = None
     buffer: logging.handlers.MemoryHandler | None = None
     guard: StderrGuard | None = None
+    saved_level: int | None = None  # the root logger's level before configure()
 
 
 def configure(level: str, log_format: str | None) -> None:
@@ -87,15 +88,13 @@ def configure(level: str, log_format: str | None) -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r} (DEBUG, INFO, WARNING, ERROR)")
+    _undo()  # main() called again in one process (tests): our previous setup goes first
+    _Setup.saved_level = root.level
     root.setLevel(numeric)
     for name in CONTENT_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
     logging.captureWarnings(True)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    # A fresh setup (main() called again in one process, as tests do): decided anew.
-    _Setup.format = None
-    _Setup.handler = None
+    # Handlers someone else installed (pytest's capture) stay: records go to both.
     if log_format is None:
         _Setup.buffer = logging.handlers.MemoryHandler(
             capacity=100_000, flushLevel=logging.CRITICAL + 1, flushOnClose=False
@@ -144,7 +143,8 @@ def is_json() -> bool:
 
 
 def shutdown() -> None:
-    """Write what is still buffered and wrapped (process exit)."""
+    """Write what is still buffered and wrapped, then undo the setup (the process ends; or,
+    in tests, the next code in it logs as it did before main() ran)."""
     settle(None)
     if _Setup.handler is not None:
         with contextlib.suppress(OSError, ValueError):  # a stream closed under us
@@ -152,6 +152,22 @@ def shutdown() -> None:
     guard, _Setup.guard = _Setup.guard, None
     if guard is not None:
         guard.close()
+    _undo()
+
+
+def _undo() -> None:
+    """Remove what :func:`configure` added: its handler or buffer, its root level."""
+    root = logging.getLogger()
+    for handler in (_Setup.handler, _Setup.buffer):
+        if handler is not None:
+            root.removeHandler(handler)
+    if _Setup.saved_level is not None:
+        root.setLevel(_Setup.saved_level)
+        logging.captureWarnings(False)
+    _Setup.format = None
+    _Setup.handler = None
+    _Setup.buffer = None
+    _Setup.saved_level = None
 
 
 def _route_uncaught_exceptions() -> None:

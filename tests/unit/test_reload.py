@@ -5,6 +5,7 @@ the file watcher notices."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -208,3 +209,35 @@ def test_only_plain_request_ids_are_logged_as_they_are(value: str, logged: str) 
     from extproc.observability.logs import safe_request_id
 
     assert safe_request_id(value) == logged
+
+
+def test_settings_bound_at_startup_warn_on_every_reload_that_differs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(PII.format(n=1))
+    moved = "extproc: {listen_address: '127.0.0.1:6000'}\n" + PII.format(n=2)
+
+    async def scenario() -> None:
+        factory = live(path)
+        for n in (2, 3):
+            path.write_text(moved.replace("g2", f"g{n}"))
+            with caplog.at_level(logging.WARNING, logger="extproc.reload"):
+                assert await factory.reload("test")
+            warned = [r.getMessage() for r in caplog.records if "listen_address" in r.getMessage()]
+            assert len(warned) == n - 1  # config 3 still differs from what the server bound
+        await factory.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_main_leaves_logging_as_it_found_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """In one process (tests, tools calling main()), a run's handler and level are undone."""
+    from extproc.cli import main
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    default = Path(__file__).resolve().parents[2] / "extproc" / "config" / "default.yaml"
+    assert main(["--log-level", "DEBUG", "validate-config", str(default)]) == 0
+    assert (root.level, list(root.handlers)) == before
+    assert "OK (2 guardrail(s))" in capsys.readouterr().out
