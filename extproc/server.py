@@ -104,11 +104,8 @@ async def serve(
     config when the factory can (``reload_soon``: see extproc/reload.py)."""
     stop = stop or asyncio.Event()
     server = ExtProcServer(address, handler_factory, settings)
-    # An engine starts its scan workers before it reports ready (duck-typed: any factory).
-    starting = getattr(handler_factory, "start", None)
-    if starting is not None:
-        await starting()
-    await server.start()
+    # Signals are ours before the socket exists: a SIGTERM as soon as it is there (a fast
+    # rollout) drains and exits 0 instead of killing the process.
     loop = asyncio.get_running_loop()
     handled = [signal.SIGTERM, signal.SIGINT]
     for signum in handled:
@@ -117,10 +114,18 @@ async def serve(
     if reload_soon is not None:
         loop.add_signal_handler(signal.SIGHUP, reload_soon, "SIGHUP")
         handled.append(signal.SIGHUP)
+    started = False
     try:
+        # An engine starts its scan workers before it reports ready (duck-typed: any factory).
+        starting = getattr(handler_factory, "start", None)
+        if starting is not None:
+            await starting()
+        await server.start()  # a port that cannot be bound raises here: nothing to drain
+        started = True
         await stop.wait()
     finally:
-        await server.stop()
+        if started:
+            await server.stop()
         closing = getattr(handler_factory, "aclose", None)
         stopping = getattr(handler_factory, "stop", None)
         if closing is not None:
