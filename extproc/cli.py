@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -12,7 +13,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from extproc.config import ConfigError, load_config
-from extproc.config.settings import check_host_port
+from extproc.config.settings import LOG_FORMAT_CHOICES, check_host_port
+from extproc.observability import logs
 
 if TYPE_CHECKING:
     from extproc.config.loader import GuardrailSpec
@@ -25,27 +27,41 @@ def _engine(config_path: str | None):  # -> Engine, imported lazily to keep --he
     from extproc.exchange.engine import Engine
 
     config = load_config(config_path)
+    logs.settle(config.settings.log_format)  # unless --log-format decided it already
     return config, Engine(config)
 
 
+def package_version() -> str:
+    """``N.N.N`` from the installed package's metadata (the source tree's own when not
+    installed, e.g. run from a checkout with PYTHONPATH)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("guardrails-extproc")
+    except metadata.PackageNotFoundError:
+        from extproc import __version__
+
+        return __version__
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from extproc.reload import LiveEngine
     from extproc.server import serve
 
     config, engine = _engine(args.config)
     log.info("loaded %d guardrail(s) from %s", len(config.guardrails), config.source)
+    live = LiveEngine(args.config, config, engine)  # SIGHUP or a changed file reloads it
     address = args.address or config.settings.listen_address
     settings = config.settings
     if args.metrics_address is not None:
         where = "--metrics-address"
         settings = replace(settings, metrics_address=check_host_port(args.metrics_address, where))
-    asyncio.run(serve(address, engine, settings))
+    asyncio.run(serve(address, live, settings))
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.schema:
-        import json
-
         from extproc.schema import config_schema
 
         print(json.dumps(config_schema(), indent=2))
@@ -119,7 +135,15 @@ def cmd_stack(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stack = Stack(config=args.config, port=args.port, upstream=args.upstream)
+    stack = Stack(
+        config=args.config,
+        port=args.port,
+        upstream=args.upstream,
+        log_format=logs.current_format(),
+        log_level=args.log_level,
+    )
+    # SIGHUP to the stack reloads the config of its `extproc serve` (which also takes it itself).
+    signal.signal(signal.SIGHUP, lambda *_: stack.reload_extproc())
     try:
         stack.start()
         upstream = (
@@ -127,21 +151,34 @@ def cmd_stack(args: argparse.Namespace) -> int:
             if stack.fake_llm
             else stack.upstream.url
         )
-        print(f"guardrails-extproc stack: Envoy on {stack.url} -> {upstream}")
-        print(f"logs: {stack.workdir}")
-        print("try:")
-        print(f"  curl -s {stack.url}/v1/chat/completions -H 'content-type: application/json' \\")
-        print(
-            '    -d \'{"model": "fake-echo-1", "messages": [{"role": "user", '
-            '"content": "mail me at jane@example.com"}]}\''
-        )
-        print(f"ready: {stack.url}", flush=True)
+        _say(f"guardrails-extproc stack: Envoy on {stack.url} -> {upstream}")
+        _say(f"logs: {stack.workdir}")
+        _say(f"extproc serve: pid {stack.extproc_pid} (SIGHUP reloads --config)")
+        if not logs.is_json():
+            print("try:")
+            print(
+                f"  curl -s {stack.url}/v1/chat/completions -H 'content-type: application/json' \\"
+            )
+            print(
+                '    -d \'{"model": "fake-echo-1", "messages": [{"role": "user", '
+                '"content": "mail me at jane@example.com"}]}\''
+            )
+        _say(f"ready: {stack.url}")
         while not stop.wait(0.5):
             stack.check_alive()
     finally:
         stack.stop()
-        print("stopped", flush=True)
+        _say("stopped")
     return 0
+
+
+def _say(line: str) -> None:
+    """A line for the person running `extproc stack` on stdout (a JSON object in JSON mode)."""
+    if logs.is_json():
+        print(json.dumps({"level": "INFO", "logger": "extproc.stack", "message": line}))
+    else:
+        print(line)
+    sys.stdout.flush()
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +187,15 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
+    parser.add_argument("--version", action="version", version=package_version())
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMAT_CHOICES,
+        default=None,
+        help="text or json, one object per line (default: the config's extproc.log_format, "
+        "else text)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gRPC ext_proc service")
@@ -196,18 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logs.configure(args.log_level, args.log_format)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+        _report(f"config error: {error}")
         return 2
     except (OSError, RuntimeError, ValueError) as error:  # StackError, EnvoyConfigError, ports
-        print(f"error: {error}", file=sys.stderr)
+        _report(f"error: {error}")
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        logs.shutdown()
+
+
+def _report(message: str) -> None:
+    """A fatal error, as the log's format wants it (a JSON line when it is JSON)."""
+    logs.settle(None)
+    if logs.is_json():
+        log.error("%s", message)
+    else:
+        print(message, file=sys.stderr)

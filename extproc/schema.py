@@ -23,7 +23,12 @@ from typing import Any
 
 from extproc.config import loader, policies
 from extproc.config.params import ReadParams
-from extproc.config.settings import ON_ERROR_CHOICES, UNINSPECTABLE_CHOICES, Settings
+from extproc.config.settings import (
+    LOG_FORMAT_CHOICES,
+    ON_ERROR_CHOICES,
+    UNINSPECTABLE_CHOICES,
+    Settings,
+)
 from extproc.config.tag_modes import MODE_KEYS
 from extproc.exchange.building import IGNORED_LITELLM_KEYS
 
@@ -198,6 +203,7 @@ def _settings() -> dict[str, Any]:
         properties[field.name] = _typed(hints[field.name])
     properties["on_error"] = {"enum": list(ON_ERROR_CHOICES)}
     properties["uninspectable"] = {"enum": list(UNINSPECTABLE_CHOICES)}
+    properties["log_format"] = {"enum": list(LOG_FORMAT_CHOICES)}
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 

@@ -50,18 +50,21 @@ class ExtProcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = 0  # the bound TCP port once started (useful when the address asked for 0)
         self.metrics: MetricsServer | None = None
+        self._render_reloads = getattr(handler_factory, "render_metrics", None)
         if settings.metrics_address:
             listing = getattr(handler_factory, "guardrail_list", None)
             extra = {LIST_PATH: (JSON, lambda: json.dumps(listing()))} if listing else {}
             self.metrics = MetricsServer(settings.metrics_address, self.render_metrics, extra)
 
     def render_metrics(self) -> str:
-        """Everything ``GET /metrics`` shows: the guardrail counters and streams in flight."""
-        return render_prometheus() + render_gauge(
+        """Everything ``GET /metrics`` shows: the guardrail counters, streams in flight and,
+        when the factory reloads its config, the reloads."""
+        text = render_prometheus() + render_gauge(
             "guardrail_extproc_active_streams",
             "ext_proc streams (HTTP requests) in flight.",
             self.service.active_streams,
         )
+        return text + self._render_reloads() if self._render_reloads is not None else text
 
     async def start(self) -> None:
         port = self._server.add_insecure_port(self.address)
@@ -97,23 +100,37 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop``), then drain and return."""
+    """Serve until SIGTERM/SIGINT (or ``stop``), then drain and return. SIGHUP reloads the
+    config when the factory can (``reload_soon``: see extproc/reload.py)."""
     stop = stop or asyncio.Event()
     server = ExtProcServer(address, handler_factory, settings)
-    # An engine starts its scan workers before it reports ready (duck-typed: any factory).
-    starting = getattr(handler_factory, "start", None)
-    if starting is not None:
-        await starting()
-    await server.start()
+    # Signals are ours before the socket exists: a SIGTERM as soon as it is there (a fast
+    # rollout) drains and exits 0 instead of killing the process.
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    handled = [signal.SIGTERM, signal.SIGINT]
+    for signum in handled:
         loop.add_signal_handler(signum, stop.set)
+    reload_soon = getattr(handler_factory, "reload_soon", None)
+    if reload_soon is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_soon, "SIGHUP")
+        handled.append(signal.SIGHUP)
+    started = False
     try:
+        # An engine starts its scan workers before it reports ready (duck-typed: any factory).
+        starting = getattr(handler_factory, "start", None)
+        if starting is not None:
+            await starting()
+        await server.start()  # a port that cannot be bound raises here: nothing to drain
+        started = True
         await stop.wait()
     finally:
-        await server.stop()
+        if started:
+            await server.stop()
+        closing = getattr(handler_factory, "aclose", None)
         stopping = getattr(handler_factory, "stop", None)
-        if stopping is not None:
+        if closing is not None:
+            await closing()
+        elif stopping is not None:
             stopping()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in handled:
             loop.remove_signal_handler(signum)

@@ -69,6 +69,11 @@ class Guardrail:
         (tests/unit/test_hold_from.py checks each one against re-scanning continuations)."""
         return max(start, len(text) - self.max_match_chars)
 
+    async def aclose(self) -> None:
+        """Release what the guardrail holds (pooled connections, threads): its config was
+        replaced by a reload and its last request is done, or the server stops. Local
+        detectors hold nothing; a custom guardrail with clients overrides this."""
+
     def stream_check(self, context: ScanContext) -> StreamCheck | None:
         """A per-answer session judging a streamed answer itself (delta by delta), or None:
         then the engine judges streamed text with ``inspect`` through the hold-back window

@@ -503,6 +503,15 @@ class BedrockGuardrail(RemoteGuardrail):
         """Let worker threads end (tests and tools that build many guardrails)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    async def aclose(self) -> None:
+        """A replaced config's Bedrock guardrail: its threads end and boto3's connection pool
+        is closed (the executor first, so no call is still using the client)."""
+        await super().aclose()
+        self.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
 
 class _Given:
     """A botocore credential provider that hands out one credentials object (the role's)."""

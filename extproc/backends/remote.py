@@ -213,6 +213,15 @@ class RemoteGuardrail(Guardrail):
             self._clients[loop] = client
         return client
 
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client of this loop (a replaced config's, or at shutdown); a
+        later call builds a fresh one."""
+        clients, self._clients = self._clients, {}
+        loop = asyncio.get_running_loop()
+        for client_loop, client in clients.items():
+            if client_loop is loop:
+                await client.aclose()
+
     # -- what the engine calls ---------------------------------------------------------------
 
     def verdict_scope(self, context: ScanContext) -> str:

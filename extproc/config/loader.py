@@ -731,6 +731,18 @@ def _warn_weakening_tags(specs: tuple[GuardrailSpec, ...], source: str) -> None:
             )
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without PyYAML's quote of the line: a config
+    line may hold a key, and this message is logged (a reload that failed) and printed."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "syntax error"
+        if mark is not None:
+            return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+        return str(problem)
+    return type(error).__name__
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Load ``path``, or the bundled default (mask PII, block secrets) when it is None."""
     if path is None:
@@ -744,6 +756,6 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
     config = parse_config(document, source=str(path))
     return replace(config, directory=path.resolve().parent)

@@ -15,6 +15,7 @@ class SettingsError(ConfigError):
 
 ON_ERROR_CHOICES = ("block", "allow")
 UNINSPECTABLE_CHOICES = ("block", "allow")
+LOG_FORMAT_CHOICES = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,14 @@ class Settings:
     # max_scan_seconds, else the request fails closed (413) and the workers are restarted.
     scan_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     max_scan_seconds: float = 5.0
+    # The log's format: "text" (the default) or "json" (one object per line, with Envoy's
+    # x-request-id on a request's lines). The global --log-format flag overrides it.
+    log_format: str = "text"
+    # The audit log (JSON Lines, one record per guardrail decision, never content): "stdout",
+    # "stderr" or a file path; empty: off. audit_hmac_key_env names an environment variable
+    # whose value keys an HMAC of each masked value in the records (empty: no hashes).
+    audit_log: str = ""
+    audit_hmac_key_env: str = ""
 
     @property
     def forward_limit(self) -> int:
@@ -69,6 +78,15 @@ class Settings:
                 values[name] = value
             elif name == "on_error":
                 values[name] = check_on_error(value, "extproc: on_error")
+            elif name == "log_format":
+                if value not in LOG_FORMAT_CHOICES:
+                    choices = " | ".join(LOG_FORMAT_CHOICES)
+                    raise SettingsError(f"extproc: log_format must be {choices}, got {value!r}")
+                values[name] = value
+            elif name in ("audit_log", "audit_hmac_key_env"):
+                if not isinstance(value, str):
+                    raise SettingsError(f"extproc: {name} must be a string, got {value!r}")
+                values[name] = value
             elif name == "uninspectable":
                 if value not in UNINSPECTABLE_CHOICES:
                     choices = " | ".join(UNINSPECTABLE_CHOICES)
@@ -88,6 +106,13 @@ class Settings:
                     raise SettingsError(f"extproc: {name} must be a positive number, got {value!r}")
                 values[name] = kind(value)
         settings = cls(**values)
+        key_env = settings.audit_hmac_key_env
+        if key_env and not settings.audit_log:
+            raise SettingsError("extproc: audit_hmac_key_env needs audit_log")
+        if key_env and not os.environ.get(key_env):
+            raise SettingsError(
+                f"extproc: audit_hmac_key_env: environment variable {key_env} is not set"
+            )
         if settings.forward_limit < settings.max_request_body_bytes:
             raise SettingsError(
                 f"extproc: max_forwarded_body_bytes ({settings.forward_limit}) must be at least "

@@ -19,7 +19,7 @@ from extproc.config.policies import groups_of
 from extproc.config.settings import check_on_error
 from extproc.exchange.building import build_all
 from extproc.formats.document import snippet
-from extproc.observability import COUNTERS
+from extproc.observability import COUNTERS, audit
 from extproc.policy import restore
 from extproc.policy.decision import check_placeholder
 from extproc.policy.modes import Found, ModePlan
@@ -247,6 +247,7 @@ class GuardrailSet:
 
         fail_open = self.on_error[guardrail.name] != "block"
         COUNTERS.inc(guardrail.name, "failed_open" if fail_open else "failed_closed")
+        audit.failed(guardrail.name, fail_open)  # audit log: a no-op when off
         # The class, plus a BackendError's own text (never a key or content, by its contract);
         # other exceptions' messages may quote the content.
         why = f"{type(error).__name__}: {error}" if isinstance(error, BackendError) else None

@@ -29,7 +29,7 @@ from extproc.formats.base import JoinedSlot, MaskError, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
 from extproc.formats.sse import SSE, Framing, SseEventTooLarge
-from extproc.observability import COUNTERS
+from extproc.observability import COUNTERS, audit
 from extproc.policy.decision import Placeholders, decide
 from extproc.policy.errors import error_body
 from extproc.policy.modes import MASKS, Found, as_logs
@@ -86,11 +86,13 @@ def log_findings(findings: Found, names: frozenset[str]) -> None:
     for name, finding in findings:
         if name in names:
             log.info("guardrail %s (logging_only) found %s", name, finding.subtype or finding.type)
+    audit.logged(findings, names)  # audit log (observability/audit.py): a no-op when off
 
 
-def count_masks(findings: Found) -> None:
+def count_masks(findings: Found, texts: Sequence[str] = (), direction: str = "request") -> None:
     for name in {name for name, finding in findings if finding.action is Action.MASK}:
         COUNTERS.inc(name, "masked")
+    audit.masked(findings, texts, direction)  # audit log: texts only for the values' HMACs
 
 
 def write_masks(slots: Sequence[TextSlot], mask: Mask) -> None:
@@ -217,7 +219,7 @@ class GuardedExchange:
             return self._blocked(decision, "Request")
         if isinstance(decision, Mask):
             write_masks(slots, decision)
-            count_masks(findings)
+            count_masks(findings, texts)
             return f"{base}?{query.encode()}"
         return None
 
@@ -369,7 +371,7 @@ class GuardedExchange:
                 write_masks(slots, decision)
             except MaskError as error:
                 return _bad_request(f"Request cannot be masked: {error}.", "request_unmaskable")
-            count_masks(findings)
+            count_masks(findings, texts)
             texts = [slot.text for slot in slots]
             changed = True
         if plan.during_call and texts:
@@ -528,7 +530,7 @@ class GuardedExchange:
                 write_masks(slots, decision)
             except MaskError:
                 return self._uninspectable_response("cannot be masked in place")
-            count_masks(findings)
+            count_masks(findings, texts, "response")
             return ReplaceBody(b"")
         return CONTINUE
 
@@ -624,6 +626,7 @@ class GuardedExchange:
         kinds = ", ".join(block.types)
         COUNTERS.inc(block.guardrail, "blocked")
         log.info("guardrail %s blocked a %s%s (%s)", block.guardrail, what.lower(), when, kinds)
+        audit.blocked(block.guardrail, block.types, what)  # audit log: a no-op when off
         message = (
             block.message
             or guardrail.block_message

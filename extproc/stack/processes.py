@@ -54,8 +54,13 @@ class Stack:
         extproc_tcp: bool = False,
         workdir: Path | None = None,
         envoy_template: Path | None = None,
+        log_format: str | None = None,
+        log_level: str | None = None,
     ) -> None:
         self.config = Path(config) if config else None
+        # Passed on to `extproc serve` (None: its defaults, the config's log_format).
+        self.log_format = log_format
+        self.log_level = log_level
         self.envoy_template = envoy_template  # a variant of envoy/envoy.yaml (tests, examples)
         self.port = port or free_port()
         self.admin_port = free_port()
@@ -89,10 +94,25 @@ class Stack:
             )
 
     def start_extproc(self) -> None:
-        argv = [sys.executable, "-m", "extproc", "serve", "--address", self.extproc_address]
+        argv = [sys.executable, "-m", "extproc"]
+        if self.log_format:
+            argv += ["--log-format", self.log_format]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
+        argv += ["serve", "--address", self.extproc_address]
         if self.config:
             argv += ["--config", str(self.config)]
         self._spawn("extproc", argv)
+
+    @property
+    def extproc_pid(self) -> int:
+        return self.processes["extproc"].pid
+
+    def reload_extproc(self) -> None:
+        """SIGHUP to `extproc serve`: it reloads its --config file (same process)."""
+        process = self.processes.get("extproc")
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGHUP)
 
     def start(self, timeout: float = 30.0) -> Stack:
         try:

@@ -337,3 +337,17 @@ def test_engine_boolean_keys_refuse_anything_but_true_or_false(key: str, value: 
     params = {"guardrail": "pii", "mode": "pre_call", key: value}
     with pytest.raises(ConfigError, match=f"litellm_params.{key} must be true or false"):
         parse_config({"guardrails": [{"guardrail_name": "g", "litellm_params": params}]})
+
+
+def test_log_format_and_audit_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse("extproc: {log_format: json}").settings.log_format == "json"
+    with pytest.raises(ConfigError, match=r"log_format must be text \| json"):
+        parse("extproc: {log_format: xml}")
+    monkeypatch.delenv("AUDIT_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="audit_hmac_key_env needs audit_log"):
+        parse("extproc: {audit_hmac_key_env: AUDIT_TEST_KEY}")
+    with pytest.raises(ConfigError, match="variable AUDIT_TEST_KEY is not set"):
+        parse("extproc: {audit_log: stdout, audit_hmac_key_env: AUDIT_TEST_KEY}")
+    monkeypatch.setenv("AUDIT_TEST_KEY", "k")
+    settings = parse("extproc: {audit_log: stdout, audit_hmac_key_env: AUDIT_TEST_KEY}").settings
+    assert (settings.audit_log, settings.audit_hmac_key_env) == ("stdout", "AUDIT_TEST_KEY")
