@@ -21,16 +21,7 @@ from extproc.formats.sse import SseParser
 from extproc.stack.envoy_config import TEMPLATE, named
 from extproc.stack.processes import Stack
 from tests.conftest import chat_body, module_stack, post
-
-CONFIG = """
-guardrails:
-  - guardrail_name: answer-pii
-    litellm_params: {guardrail: pii, mode: post_call, default_on: true}
-  - guardrail_name: answer-secrets
-    litellm_params: {guardrail: secrets, mode: post_call, default_on: true, action: block}
-"""
-EMAIL = "jane.doe@example.com"
-KEY = "AKIA" + "IOSFODNN7EXAMPLE"
+from tests.e2e.test_streaming import CONFIG, EMAIL, KEY  # the same guardrails and values
 
 
 def trailers_template(directory: Path) -> Path:
