@@ -597,7 +597,7 @@ class GuardedExchange:
 
     def _uninspectable_response(self, why: str = "is not JSON") -> Reject:
         log.warning("post_call: upstream response %s; not forwarded", why)
-        body = error_body(
+        body = self._error_body(
             "The upstream response could not be inspected by a post_call guardrail.",
             "guardrail_error",
             code="502",
@@ -614,8 +614,13 @@ class GuardedExchange:
             if reply is not None:
                 content_type, body = reply
                 return Reject(200, body, content_type, details="blocked_by_guardrail")
-        body = error_body(message, guardrail_name=block.guardrail, **extra)
+        body = self._error_body(message, guardrail_name=block.guardrail, **extra)
         return Reject(400, body, details="blocked_by_guardrail")
+
+    def _error_body(self, message: str, *args: Any, **fields: Any) -> bytes:
+        """An error in the API's own shape when its module has one (``error_body``: Gemini,
+        Bedrock), else OpenAI's (what LiteLLM's users' clients parse)."""
+        return getattr(self.adapter, "error_body", error_body)(message, *args, **fields)
 
     def _note_block(self, block: Block, what: str, when: str = "") -> tuple[str, dict[str, Any]]:
         """Log and count a block; its message and extra error fields (the service's details,

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from extproc.formats import (
     anthropic_messages,
     embeddings,
+    gemini,
     generic,
     openai_chat,
     openai_completions,
@@ -47,6 +48,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/responses", openai_responses),
     Route("/messages/count_tokens", anthropic_messages.count_tokens),
     Route("/messages", anthropic_messages),
+    Route(":generatecontent", gemini),
+    Route(":streamgeneratecontent", gemini.streamed),
+    Route(":counttokens", gemini.count_tokens),
 )
 
 # OpenAI Assistants' /threads/{id}/messages also ends in /messages but is not Anthropic's shape;
@@ -114,6 +118,7 @@ __all__ = [
     "delta_slots",
     "embeddings",
     "format_for_path",
+    "gemini",
     "generic",
     "normalize_path",
     "openai_chat",

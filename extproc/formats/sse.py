@@ -67,13 +67,17 @@ class SseEvent:
         """This block with only the fields a client reads: ``event``, ``id``, a valid
         ``retry``, ``data`` (each given anew). A block left with none of them becomes a bare
         ``:`` line (a keep-alive without text). A tail the stream ended without its blank line
-        stays without it, so it is still not dispatched."""
+        stays without it, so it is still not dispatched. A block that ended in CRLF is written
+        with CRLF (Google's streams), any other with LF: no field value holds a line end."""
         fields = _fields(event, id, self.retry)
         if data is not None:
             fields.extend(f"data: {line}\n" for line in _lines(data))
+        crlf = self.raw.endswith(b"\r\n")
         if not fields:
-            return b":\n\n" if self.complete else b""
-        return "".join(fields).encode() + (b"\n" if self.complete else b"")
+            block = b":\n\n" if self.complete else b""
+        else:
+            block = "".join(fields).encode() + (b"\n" if self.complete else b"")
+        return block.replace(b"\n", b"\r\n") if crlf else block
 
 
 def encode_event(
