@@ -28,7 +28,7 @@ from extproc.formats.api import RequestFormat
 from extproc.formats.base import JoinedSlot, MaskError, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
-from extproc.formats.sse import SSE, Framing, SseEventTooLarge
+from extproc.formats.sse import SSE, Framing, FramingError
 from extproc.observability import COUNTERS
 from extproc.policy.decision import Placeholders, decide
 from extproc.policy.errors import error_body
@@ -585,7 +585,7 @@ class GuardedExchange:
         else the API's error event; never a cut connection, never the unjudged rest."""
         output = self.output
         if not isinstance(output, StreamGuard) or (self.headers_held and not output.sent_any):
-            if isinstance(error, StreamTooLarge | SseEventTooLarge):
+            if isinstance(error, StreamTooLarge | FramingError):
                 return self._uninspectable_response("is too large to inspect")
             return self.on_internal_error(error)
         if not isinstance(error, ReportedError):

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from extproc.formats import (
     anthropic_messages,
+    bedrock_converse,
     embeddings,
     gemini,
     generic,
@@ -24,6 +25,7 @@ from extproc.formats import (
 from extproc.formats.api import RequestFormat
 from extproc.formats.base import TextSlot
 from extproc.formats.events import DeltaSlot, StreamFormat
+from extproc.formats.eventstream import EVENTSTREAM
 from extproc.formats.sse import SSE, Framing, SseEvent
 
 
@@ -51,6 +53,8 @@ ROUTES: tuple[Route, ...] = (
     Route(":generatecontent", gemini),
     Route(":streamgeneratecontent", gemini.streamed),
     Route(":counttokens", gemini.count_tokens),
+    Route("/converse", bedrock_converse),
+    Route("/converse-stream", bedrock_converse.streamed, EVENTSTREAM),
 )
 
 # OpenAI Assistants' /threads/{id}/messages also ends in /messages but is not Anthropic's shape;
@@ -115,6 +119,7 @@ __all__ = [
     "Route",
     "TextSlot",
     "anthropic_messages",
+    "bedrock_converse",
     "delta_slots",
     "embeddings",
     "format_for_path",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # 1 MiB: far above any real LLM delta, bounds our memory
 
@@ -24,7 +25,12 @@ _LF = 10  # ord("\n")
 _DONE = "[DONE]"
 
 
-class SseEventTooLarge(ValueError):
+class FramingError(ValueError):
+    """A streamed answer's bytes cannot be cut into events of its framing (too large, a broken
+    binary frame): what cannot be read is not forwarded."""
+
+
+class SseEventTooLarge(FramingError):
     """An event (or a line without an end) outgrew the parser's limit."""
 
 
@@ -318,6 +324,15 @@ def sse_from_start(start: bytes | bytearray, end: bool) -> bool | None:
     return None
 
 
+class EventParser(Protocol):
+    """Chunks in, whole events out (``SseParser``, or a binary framing's parser whose events
+    subclass ``SseEvent``: ``data`` the payload's text, ``rebuild`` re-encoding the frame)."""
+
+    def feed(self, chunk: bytes) -> list[SseEvent]: ...
+
+    def flush(self) -> list[SseEvent]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Framing:
     """How a streamed answer's bytes are cut into events: the incremental parser (chunks in,
@@ -325,7 +340,7 @@ class Framing:
     (whatever its content-type said). The registry (``extproc.formats``) names one per path."""
 
     name: str
-    parser: Callable[[int], SseParser]  # the parser, given the largest event it may hold
+    parser: Callable[[int], EventParser]  # the parser, given the largest event it may hold
     sniff: Callable[[bytes | bytearray, bool], bool | None]  # (first bytes, ended) -> framed?
 
 
