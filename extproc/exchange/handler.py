@@ -28,7 +28,7 @@ from extproc.formats.api import RequestFormat
 from extproc.formats.base import JoinedSlot, MaskError, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
-from extproc.formats.sse import SSE, Framing, FramingError
+from extproc.formats.sse import SSE, Framing, FramingError, SseEventTooLarge
 from extproc.observability import COUNTERS
 from extproc.policy.decision import Placeholders, decide
 from extproc.policy.errors import error_body
@@ -585,8 +585,10 @@ class GuardedExchange:
         else the API's error event; never a cut connection, never the unjudged rest."""
         output = self.output
         if not isinstance(output, StreamGuard) or (self.headers_held and not output.sent_any):
-            if isinstance(error, StreamTooLarge | FramingError):
+            if isinstance(error, StreamTooLarge | SseEventTooLarge):
                 return self._uninspectable_response("is too large to inspect")
+            if isinstance(error, FramingError):  # e.g. a binary frame failing its CRC
+                return self._uninspectable_response("is not framed as its API streams")
             return self.on_internal_error(error)
         if not isinstance(error, ReportedError):
             log.error("guardrail check of a streamed response failed (%s)", type(error).__name__)

@@ -11,10 +11,12 @@ import struct
 import zlib
 
 import pytest
+import yaml
 from botocore.eventstream import EventStreamBuffer
 
 from extproc.backends import build
-from extproc.config import GuardrailSpec
+from extproc.config import GuardrailSpec, parse_config
+from extproc.exchange.engine import Engine
 from extproc.formats import bedrock_converse, route_for_path
 from extproc.formats.eventstream import (
     EVENTSTREAM,
@@ -24,6 +26,7 @@ from extproc.formats.eventstream import (
     eventstream_from_start,
 )
 from extproc.policy.decision import decide
+from extproc.protocol.exchange import Reject, RequestHead, ResponseHead, StreamChunk
 from extproc.streaming.guard import StreamGuard
 from extproc.vocabulary import TEXT, TOOL_ARGUMENTS
 
@@ -264,3 +267,52 @@ def test_streamed_synthetic_reply_is_frames() -> None:
         "messageStop",
         "metadata",
     ]
+
+
+# -- through the exchange (no Envoy: the order of chunks is ours to fix) -------------------------
+
+POST_CALL = {
+    "guardrails": [
+        {
+            "guardrail_name": "answer-pii",
+            "litellm_params": {"guardrail": "pii", "mode": "post_call", "default_on": True},
+        }
+    ]
+}
+
+
+def exchange_streaming() -> object:
+    exchange = Engine(parse_config(yaml.safe_load(json.dumps(POST_CALL))))()
+    head = RequestHead("POST", "/model/anthropic.claude-v2%3A1/converse-stream", {}, True)
+    asyncio.run(exchange.on_request_headers(head))
+    asyncio.run(exchange.on_request_body(b'{"messages": []}'))
+    eventstream = {"content-type": "application/vnd.amazon.eventstream"}
+    asyncio.run(exchange.on_response_headers(ResponseHead(200, eventstream, True)))
+    return exchange
+
+
+def test_a_frame_broken_mid_stream_ends_in_an_internal_error_frame() -> None:
+    """Text already went out: the broken frame and all after it become one exception frame
+    (``internalServerException``, which botocore raises); the unread rest never goes out."""
+    exchange = exchange_streaming()
+    good = stream_of(LONG * 2)
+    first = asyncio.run(exchange.on_response_chunk(good, False))  # type: ignore[attr-defined]
+    assert isinstance(first, StreamChunk) and first.body and not first.end
+    broken = bytearray(stream_of("after the break " * 5))
+    broken[40] ^= 1
+    last = asyncio.run(exchange.on_response_chunk(bytes(broken), True))  # type: ignore[attr-defined]
+    assert isinstance(last, StreamChunk) and last.end
+    headers, payload = botocore_read(first.body + last.body)[-1]
+    assert headers[":message-type"] == "exception"
+    assert headers[":exception-type"] == "internalServerException"
+    assert "not forwarded" in json.loads(payload)["message"]
+    assert b"after the break" not in last.body
+
+
+def test_a_frame_broken_before_any_text_is_a_502() -> None:
+    exchange = exchange_streaming()
+    broken = bytearray(stream_of("nothing to see here"))
+    broken[40] ^= 1
+    verdict = asyncio.run(exchange.on_response_chunk(bytes(broken), True))  # type: ignore[attr-defined]
+    assert isinstance(verdict, Reject) and verdict.status == 502
+    assert json.loads(verdict.body)["__type"] == "InternalServerException"
