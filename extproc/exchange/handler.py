@@ -28,7 +28,7 @@ from extproc.formats.api import RequestFormat
 from extproc.formats.base import JoinedSlot, MaskError, TextSlot
 from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
 from extproc.formats.query import Query, QueryError
-from extproc.formats.sse import SSE, Framing, SseEventTooLarge
+from extproc.formats.sse import SSE, Framing, FramingError, SseEventTooLarge
 from extproc.observability import COUNTERS, audit
 from extproc.policy.decision import Placeholders, decide
 from extproc.policy.errors import error_body
@@ -589,6 +589,8 @@ class GuardedExchange:
         if not isinstance(output, StreamGuard) or (self.headers_held and not output.sent_any):
             if isinstance(error, StreamTooLarge | SseEventTooLarge):
                 return self._uninspectable_response("is too large to inspect")
+            if isinstance(error, FramingError):  # e.g. a binary frame failing its CRC
+                return self._uninspectable_response("is not framed as its API streams")
             return self.on_internal_error(error)
         if not isinstance(error, ReportedError):
             log.error("guardrail check of a streamed response failed (%s)", type(error).__name__)
@@ -599,7 +601,7 @@ class GuardedExchange:
 
     def _uninspectable_response(self, why: str = "is not JSON") -> Reject:
         log.warning("post_call: upstream response %s; not forwarded", why)
-        body = error_body(
+        body = self._error_body(
             "The upstream response could not be inspected by a post_call guardrail.",
             "guardrail_error",
             code="502",
@@ -616,8 +618,13 @@ class GuardedExchange:
             if reply is not None:
                 content_type, body = reply
                 return Reject(200, body, content_type, details="blocked_by_guardrail")
-        body = error_body(message, guardrail_name=block.guardrail, **extra)
+        body = self._error_body(message, guardrail_name=block.guardrail, **extra)
         return Reject(400, body, details="blocked_by_guardrail")
+
+    def _error_body(self, message: str, *args: Any, **fields: Any) -> bytes:
+        """An error in the API's own shape when its module has one (``error_body``: Gemini,
+        Bedrock), else OpenAI's (what LiteLLM's users' clients parse)."""
+        return getattr(self.adapter, "error_body", error_body)(message, *args, **fields)
 
     def _note_block(self, block: Block, what: str, when: str = "") -> tuple[str, dict[str, Any]]:
         """Log and count a block; its message and extra error fields (the service's details,

@@ -14,7 +14,9 @@ from urllib.parse import unquote
 
 from extproc.formats import (
     anthropic_messages,
+    bedrock_converse,
     embeddings,
+    gemini,
     generic,
     openai_chat,
     openai_completions,
@@ -23,6 +25,7 @@ from extproc.formats import (
 from extproc.formats.api import RequestFormat
 from extproc.formats.base import TextSlot
 from extproc.formats.events import DeltaSlot, StreamFormat
+from extproc.formats.eventstream import EVENTSTREAM
 from extproc.formats.sse import SSE, Framing, SseEvent
 
 
@@ -47,6 +50,11 @@ ROUTES: tuple[Route, ...] = (
     Route("/responses", openai_responses),
     Route("/messages/count_tokens", anthropic_messages.count_tokens),
     Route("/messages", anthropic_messages),
+    Route(":generatecontent", gemini),
+    Route(":streamgeneratecontent", gemini.streamed),
+    Route(":counttokens", gemini.count_tokens),
+    Route("/converse", bedrock_converse),
+    Route("/converse-stream", bedrock_converse.streamed, EVENTSTREAM),
 )
 
 # OpenAI Assistants' /threads/{id}/messages also ends in /messages but is not Anthropic's shape;
@@ -111,9 +119,11 @@ __all__ = [
     "Route",
     "TextSlot",
     "anthropic_messages",
+    "bedrock_converse",
     "delta_slots",
     "embeddings",
     "format_for_path",
+    "gemini",
     "generic",
     "normalize_path",
     "openai_chat",

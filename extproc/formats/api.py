@@ -12,7 +12,11 @@ from extproc.formats.events import StreamFormat
 
 class RequestFormat(Protocol):
     """One API: where text lives in its requests, answers and stream events, and a stand-in
-    answer. Each module of this package that an entry of the registry names is one."""
+    answer. Each module of this package that an entry of the registry names is one.
+
+    Optional: ``error_body(message, error_type, code, param, **fields) -> bytes``, the body of
+    a non-200 reply (a block before the answer) in the API's own error shape, for APIs whose
+    clients do not parse OpenAI's (Gemini, Bedrock); without it, OpenAI's shape is used."""
 
     name: str
     stream: StreamFormat  # its stream events, their error event and terminator

@@ -17,8 +17,8 @@ unknown ``delta.type`` of an Anthropic ``content_block_delta``, an unknown key i
 ``choices[].delta``, an unknown Responses ``*.delta`` event) gets a generic channel keyed by its
 JSON path, so text split across events is still judged whole. Every other string, and every
 dict key, is ``loose``: the caller judges it on its own, per event. ``formats.generic.stream``
-is the stream of an API without a module (e.g. Gemini's ``streamGenerateContent?alt=sse``):
-every string is on a channel keyed by its path.
+is the stream of an API without a module (say, a vendor's own SSE endpoint): every string is
+on a channel keyed by its path.
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ def event_slots(document: Any, event_name: str | None = None) -> list[DeltaSlot]
 
 def delta_channel(document: Any, event_name: str | None, path: Path) -> Channel:
     """Every string is a channel keyed by the event name and its JSON path (list positions
-    included): Gemini's ``candidates[0].content.parts[0].text`` grows across events like a
-    delta, so a finding split between events is seen whole."""
+    included): a Gemini-like ``candidates[0].content.parts[0].text`` grows across events like
+    a delta, so a finding split between events is seen whole."""
     return (GENERIC, event_name or "", *path)
 
 

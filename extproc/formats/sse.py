@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # 1 MiB: far above any real LLM delta, bounds our memory
 
@@ -24,7 +25,12 @@ _LF = 10  # ord("\n")
 _DONE = "[DONE]"
 
 
-class SseEventTooLarge(ValueError):
+class FramingError(ValueError):
+    """A streamed answer's bytes cannot be cut into events of its framing (too large, a broken
+    binary frame): what cannot be read is not forwarded."""
+
+
+class SseEventTooLarge(FramingError):
     """An event (or a line without an end) outgrew the parser's limit."""
 
 
@@ -67,13 +73,17 @@ class SseEvent:
         """This block with only the fields a client reads: ``event``, ``id``, a valid
         ``retry``, ``data`` (each given anew). A block left with none of them becomes a bare
         ``:`` line (a keep-alive without text). A tail the stream ended without its blank line
-        stays without it, so it is still not dispatched."""
+        stays without it, so it is still not dispatched. A block that ended in CRLF is written
+        with CRLF (Google's streams), any other with LF: no field value holds a line end."""
         fields = _fields(event, id, self.retry)
         if data is not None:
             fields.extend(f"data: {line}\n" for line in _lines(data))
+        crlf = self.raw.endswith(b"\r\n")
         if not fields:
-            return b":\n\n" if self.complete else b""
-        return "".join(fields).encode() + (b"\n" if self.complete else b"")
+            block = b":\n\n" if self.complete else b""
+        else:
+            block = "".join(fields).encode() + (b"\n" if self.complete else b"")
+        return block.replace(b"\n", b"\r\n") if crlf else block
 
 
 def encode_event(
@@ -314,6 +324,15 @@ def sse_from_start(start: bytes | bytearray, end: bool) -> bool | None:
     return None
 
 
+class EventParser(Protocol):
+    """Chunks in, whole events out (``SseParser``, or a binary framing's parser whose events
+    subclass ``SseEvent``: ``data`` the payload's text, ``rebuild`` re-encoding the frame)."""
+
+    def feed(self, chunk: bytes) -> list[SseEvent]: ...
+
+    def flush(self) -> list[SseEvent]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Framing:
     """How a streamed answer's bytes are cut into events: the incremental parser (chunks in,
@@ -321,7 +340,7 @@ class Framing:
     (whatever its content-type said). The registry (``extproc.formats``) names one per path."""
 
     name: str
-    parser: Callable[[int], SseParser]  # the parser, given the largest event it may hold
+    parser: Callable[[int], EventParser]  # the parser, given the largest event it may hold
     sniff: Callable[[bytes | bytearray, bool], bool | None]  # (first bytes, ended) -> framed?
 
 

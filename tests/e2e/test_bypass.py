@@ -249,7 +249,7 @@ def test_planted_values_never_come_back_in_any_answer(
         script = {"status": status, "content_type": content_type}
         script["body_b64"] = base64.b64encode(body).decode()
         path = "/v1/chat/completions"
-        if framing == "sse-gemini":  # an API with no adapter: the generic stream format
+        if framing == "sse-gemini":  # Gemini's own stream, on its path (CRLF line ends)
             path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
         response = client.post(
             f"{guarded.url}{path}",

@@ -228,7 +228,7 @@ def test_non_json_gives_no_slots_and_an_unknown_format_is_generic() -> None:
     assert delta_slots("openai_chat", done) == (None, [])
     assert delta_slots("openai_chat", keep_alive) == (None, [])
     (event,) = sse({"choices": [{"delta": {"content": "x"}}]})
-    for name in ("embeddings", None, "gemini"):
+    for name in ("embeddings", None, "cohere_chat"):
         assert stream_format(name) is generic.stream
         document, slots = delta_slots(name, event)
         assert document == {"choices": [{"delta": {"content": "x"}}]}
