@@ -114,6 +114,59 @@ def card_valid(candidate: str) -> bool:
     return luhn_valid(digits)
 
 
+# The layouts printed on cards (ISO/IEC 7812 numbers of 12-19 digits): unformatted, 4-4-4-4
+# (and 4-4-4-4-3 for 19 digits), 4-6-4 / 4-6-5 (American Express, Diners), spaces or dashes.
+_CARD = (
+    r"\d{12,19}"
+    r"|\d{4}(?: \d{4}){2} \d{1,4}(?: \d{3})?|\d{4}(?:-\d{4}){2}-\d{1,4}(?:-\d{3})?"
+    r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5}"
+)
+_MAX_CARDS_IN_A_ROW = 4
+
+
+def _card_pieces(data: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+    """Card numbers separated only by spaces or tabs, one per card: each a printed layout
+    passing ``card_valid`` (a split found by trying each run of up to five groups)."""
+    tokens: list[tuple[int, int]] = []
+    position = start
+    for word in data[start:end].replace(b"\t", b" ").split(b" "):
+        if word:
+            tokens.append((position, position + len(word)))
+        position += len(word) + 1
+    # reach[i]: tokens[:i] split into cards; last[i]: where the last of them starts.
+    reach, last = [True] + [False] * len(tokens), [0] * (len(tokens) + 1)
+    for first in range(len(tokens)):
+        if not reach[first]:
+            continue
+        for stop in range(first + 1, min(len(tokens), first + 5) + 1):
+            low, high = tokens[first][0], tokens[stop - 1][1]
+            piece = data[low:high]
+            if b"\t" in piece or b"  " in piece or reach[stop]:
+                continue
+            text = piece.decode("ascii", "replace")
+            if _ONE_CARD.whole(text) and card_valid(text):
+                reach[stop], last[stop] = True, first
+    if not reach[-1]:
+        return None
+    pieces, stop = [], len(tokens)
+    while stop:
+        first = last[stop]
+        pieces.append((tokens[first][0], tokens[stop - 1][1]))
+        stop = first
+    return pieces[::-1]
+
+
+def card_run_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """A standalone run of card numbers, each one valid."""
+    if standalone(data, start, end) is None or _card_pieces(data, start, end) is None:
+        return None
+    return start, end
+
+
+def card_run_split(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    return _card_pieces(data, start, end) or [(start, end)]
+
+
 # -- US social security numbers --------------------------------------------------------------------
 
 
@@ -269,6 +322,7 @@ _YEAR_RANGE = _Shape(r"(?:1[89]|20)\d\d[ .\-/](?:1[89]|20)\d\d")
 _DOTTED_THOUSANDS = _Shape(r"\d{1,3}(?:\.\d{3})+")
 _DOTTED_QUAD = _Shape(r"\d{1,3}(?:\.\d{1,3}){3}")
 _SSN_SHAPE = _Shape(r"\d{3}-\d{2}-\d{4}")
+_ONE_CARD = _Shape(f"(?:{_CARD})")
 _CN_MOBILE = _Shape(r"1[3-9]\d{9}")
 # North American numbering: optional 1, area code, exchange, line.
 _NANP = _Shape(r"(?:1[ .\-])?(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}")
@@ -407,14 +461,15 @@ ENTITIES = (
         refine=standalone,
     ),
     # 12-19 digits, unformatted or in the groupings printed on cards; checked with Luhn.
+    Entity("CREDIT_CARD", rf"\b(?:{_CARD})\b", card_valid, refine=standalone, glue=0),
+    # Several card numbers separated only by spaces or tabs ("cards: 4539... 5425..."): each
+    # alone is glued to the next digits, so the run is one candidate, reported card by card.
     Entity(
         "CREDIT_CARD",
-        r"\b(?:\d{12,19}"
-        r"|\d{4}(?: \d{4}){2} \d{1,4}(?: \d{3})?|\d{4}(?:-\d{4}){2}-\d{1,4}(?:-\d{3})?"
-        r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5})\b",
-        card_valid,
-        refine=standalone,
+        rf"\b(?:{_CARD})(?:[ \t]+(?:{_CARD})){{1,{_MAX_CARDS_IN_A_ROW - 1}}}\b",
+        refine=card_run_span,
         glue=0,
+        split=card_run_split,
     ),
     Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0),
     Entity(

@@ -1,0 +1,79 @@
+"""The PII error classes of issue 16, each written from the public format it follows.
+
+Every number here is made up for the test (card numbers get their Luhn digit computed), none
+is taken from a dataset or another tool's test vectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from extproc.backends import build
+from extproc.backends.patterns import PatternGuardrail
+from extproc.config import GuardrailSpec
+
+
+def guardrail() -> PatternGuardrail:
+    spec = GuardrailSpec("pii-test", "pii", ("pre_call",), True, {"guardrail": "pii"})
+    pii = build(spec)
+    assert isinstance(pii, PatternGuardrail)
+    return pii
+
+
+PII = guardrail()
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(f.type, text[f.start : f.end]) for f in asyncio.run(PII.scan([text]))]
+
+
+def with_luhn(body: str) -> str:
+    """``body`` (digits) followed by its ISO/IEC 7812 Luhn check digit."""
+    total = 0
+    for position, char in enumerate(reversed(body)):
+        digit = int(char)
+        if position % 2 == 0:  # doubled: these become the odd positions once the check is added
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return body + str(-total % 10)
+
+
+VISA = with_luhn("471802963155072")  # 16 digits, issuer 4
+MASTERCARD = with_luhn("523791004816352")
+AMEX = with_luhn("37416025938100")  # 15 digits, printed 4-6-5
+
+
+def grouped(number: str, sizes: tuple[int, ...], separator: str = " ") -> str:
+    parts, position = [], 0
+    for size in sizes:
+        parts.append(number[position : position + size])
+        position += size
+    return separator.join(parts)
+
+
+# -- cards side by side --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cards",
+    [
+        (VISA, MASTERCARD),
+        (grouped(VISA, (4, 4, 4, 4)), grouped(MASTERCARD, (4, 4, 4, 4))),
+        (grouped(VISA, (4, 4, 4, 4), "-"), grouped(AMEX, (4, 6, 5))),
+        (VISA, grouped(AMEX, (4, 6, 5)), MASTERCARD),
+    ],
+)
+def test_card_numbers_separated_only_by_spaces_are_each_found(cards: tuple[str, ...]) -> None:
+    for separator in (" ", "  ", "\t", " \t "):
+        text = f"cards on file: {separator.join(cards)} thanks"
+        assert found(text) == [("CREDIT_CARD", card) for card in cards]
+
+
+def test_a_run_with_one_invalid_number_is_no_card_run() -> None:
+    broken = MASTERCARD[:-1] + str((int(MASTERCARD[-1]) + 1) % 10)  # Luhn fails
+    assert found(f"cards {VISA} {broken} ok") == []
+    # ... and a card glued to other digits stays a piece of a longer number.
+    assert found(f"ref {VISA} 12345 ok") == []
+
