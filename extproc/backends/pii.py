@@ -321,7 +321,7 @@ _DATE = _Shape(
 _YEAR_RANGE = _Shape(r"(?:1[89]|20)\d\d[ .\-/](?:1[89]|20)\d\d")
 _DOTTED_THOUSANDS = _Shape(r"\d{1,3}(?:\.\d{3})+")
 _DOTTED_QUAD = _Shape(r"\d{1,3}(?:\.\d{1,3}){3}")
-_SSN_SHAPE = _Shape(r"\d{3}-\d{2}-\d{4}")
+_SSN_SHAPE = _Shape(r"\d{3}-\d{2}-\d{4}|\d{3}\.\d{2}\.\d{4}")
 _ONE_CARD = _Shape(f"(?:{_CARD})")
 _CN_MOBILE = _Shape(r"1[3-9]\d{9}")
 # North American numbering: optional 1, area code, exchange, line.
@@ -406,7 +406,11 @@ _PHONE_CONTEXT = (
     r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|desk|whatsapp|call me at|reach me at|"
     r"text me at)\b)[^0-9A-Za-z\n(+]{0,5}\n?"
 )
-_SSN_CONTEXT = r"(?i:\b(?:ssn|ss#|social[ \-]security(?:[ \-](?:number|no\.?|#))?)[^0-9\n]{0,20})"
+# "SSN", "social security number" and the abbreviations the SSA's own forms use.
+_SSN_CONTEXT = (
+    r"(?i:\b(?:ssns?|ss#|ss no\.?|soc\.? ?sec\.?(?: ?(?:no\.?|#|number))?"
+    r"|social[ \-]security(?:[ \-](?:account[ \-])?(?:number|no\.?|#|card))?)[^0-9\n]{0,20})"
+)
 _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 # What ``ip_span`` accepts after an address: the end, or neither a letter, digit or colon nor a
 # dot before a digit. "1::1::1::..." and "1.1.1.1.1..." are then no candidates at all.
@@ -447,7 +451,7 @@ ENTITIES = (
     ),
     Entity(
         "SSN",
-        r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b",
+        r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|\b\d{3}\.\d{2}\.\d{4}\b",
         ssn_valid,
         refine=standalone,
         glue=0,

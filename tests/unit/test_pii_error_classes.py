@@ -77,3 +77,38 @@ def test_a_run_with_one_invalid_number_is_no_card_run() -> None:
     # ... and a card glued to other digits stays a piece of a longer number.
     assert found(f"ref {VISA} 12345 ok") == []
 
+
+# -- SSNs with dots --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ssn", ["321.54.9876", "123.45.6789", "772.01.0001"])
+def test_dotted_ssns_with_a_valid_structure_are_found_without_a_keyword(ssn: str) -> None:
+    assert found(f"on file: {ssn}, thanks") == [("SSN", ssn)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "on file: 000.54.9876",  # area 000 is never assigned
+        "on file: 666.54.9876",  # nor 666
+        "on file: 912.54.9876",  # nor 9xx (ITINs and unassigned)
+        "on file: 321.00.9876",  # group 00
+        "on file: 321.54.0000",  # serial 0000
+        "version 321.54.9876.2",  # a piece of a longer dotted number
+    ],
+)
+def test_dotted_nine_digit_numbers_breaking_the_ssa_rules_are_nothing(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "ssn"),
+    [
+        ("SS no. 321549876", "321549876"),
+        ("soc sec 321 54 9876", "321 54 9876"),
+        ("social security account number: 321549876", "321549876"),
+    ],
+)
+def test_ssn_abbreviations_open_the_unformatted_form(text: str, ssn: str) -> None:
+    assert found(text) == [("SSN", ssn)]
+
