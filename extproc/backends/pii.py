@@ -342,6 +342,8 @@ def phone_valid(candidate: str) -> bool:
     """Digit counts per form (ITU E.164: at most 15 digits); dates, years and IPs are not phones."""
     main = _EXTENSION.cut(candidate)
     digits = _digit_count(main) - main.count("(0)")
+    if main.startswith("+91"):  # India: a 10-digit national number (TRAI numbering plan)
+        return digits == 12
     if main.startswith("+"):
         return 8 <= digits <= 15
     if main.isdigit():  # unformatted: a trunk-0 national number, or a Chinese-style mobile
@@ -385,6 +387,9 @@ _PHONE = (
     "(?:"
     # International: +CC and groups, an optional "(0)" trunk: +44 (20) 7123 4567, +46 (0)157 548 89.
     r"\B\+\d{1,14}(?:[ .\-]?\(0\)[ .\-]?\d{1,8})?(?:[ .\-]\(?\d{1,8}\)?|\(\d{1,8}\)){0,6}"
+    # India (TRAI National Numbering Plan): +91 and a 10-digit mobile number starting 6-9,
+    # written in one piece after the country code: +91 9876543210, +91-9876543210.
+    r"|\B\+91[ .\-]?[6-9]\d{9}"
     # Area code in parentheses: (415) 555-0132, (99) 645-791.
     rf"|\B\(\d{{1,5}}\) ?\d{{2,8}}{_G}{{0,5}}"
     # A 0 or 1 trunk / country prefix first: 0 (532) 1234567, 0 532 123 45 67, 1-903-140-4508.
@@ -402,9 +407,13 @@ _PHONE = (
     r"|\b\d{7,15}"
     f"){_EXT}"
 )
+# The word naming the number, then what people write between it and the number: "number" or
+# "no." and "is" / "at" ("my phone number is 2345 6789"). Short local numbers (7-8 digits, no
+# area code) are only taken here, so the words are what makes them a phone number.
 _PHONE_CONTEXT = (
-    r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|desk|whatsapp|call me at|reach me at|"
-    r"text me at)\b)[^0-9A-Za-z\n(+]{0,5}\n?"
+    r"(?i:\b(?:(?:phone|tel|telephone|mobile|cell|cellphone|fax|desk|whatsapp|landline|contact)"
+    r"(?:\.?[ \-]?(?:number|num|no|nr)\b\.?|#)?(?:[ \t]+(?:is|at))?"
+    r"|call me at|reach me at|text me at|call me on|my number is)\b)[^0-9A-Za-z\n(+]{0,5}\n?"
 )
 # "SSN", "social security number" and the abbreviations the SSA's own forms use.
 _SSN_CONTEXT = (

@@ -112,3 +112,43 @@ def test_dotted_nine_digit_numbers_breaking_the_ssa_rules_are_nothing(text: str)
 def test_ssn_abbreviations_open_the_unformatted_form(text: str, ssn: str) -> None:
     assert found(text) == [("SSN", ssn)]
 
+
+# -- short local phone numbers and India -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("phone number: 555-0132", "555-0132"),
+        ("my phone number is 2345 6789", "2345 6789"),
+        ("Tel. no. 234 5678", "234 5678"),
+        ("mobile # 8765 4321", "8765 4321"),
+        ("landline 2345678", "2345678"),
+        ("my number is 765-4321", "765-4321"),
+    ],
+)
+def test_seven_and_eight_digit_local_numbers_after_a_phone_word(text: str, phone: str) -> None:
+    assert found(text) == [("PHONE", phone)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 2345 6789 shipped",  # no phone word: an order number
+        "the phone is 12 years old and 2345678 units sold",  # the word does not name the number
+        "phone: 12345",  # too short for any numbering plan
+    ],
+)
+def test_short_numbers_without_a_phone_word_are_not_phones(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize("phone", ["+91 9876543210", "+91-9876543210", "+91 98765 43210"])
+def test_indian_mobiles_after_plus_91(phone: str) -> None:
+    assert found(f"WhatsApp me on {phone} today") == [("PHONE", phone)]
+
+
+@pytest.mark.parametrize("text", ["+91 5876543210 x", "+91 98765432101 x"])
+def test_plus_91_needs_a_ten_digit_number_starting_6_to_9(text: str) -> None:
+    assert found(text) == []
+
