@@ -428,6 +428,8 @@ _NOT_GLUED_AFTER = r"$|[^0-9A-Za-z:.]|\.(?:$|[^0-9])"
 # "JD0146...", part numbers) are not candidates.
 _IBAN_COUNTRY = "(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")"
 _H = "[0-9A-Fa-f]{1,4}"
+# RFC 4007 section 11: a zone index after "%" (an interface name or number): fe80::1%eth0.
+_ZONE = "%[0-9A-Za-z_.\\-]{1,16}"
 
 ENTITIES = (
     # Unicode letters are allowed on both sides (RFC 6531 addresses such as josé@example.com).
@@ -452,7 +454,8 @@ ENTITIES = (
         "IP_ADDRESS",
         rf"\b{_IPV4}(?:/\d{{1,2}})?\b"
         rf"|(?:(?:{_H}:){{7}}{_H}|(?:(?:{_H}:){{1,7}}|:):(?:{_H}(?::{_H}){{0,7}})?"
-        rf"|(?:{_H}:){{6}}{_IPV4}|(?:(?:{_H}:){{1,5}}|:):(?:{_H}:){{0,5}}{_IPV4})(?:/\d{{1,3}})?",
+        rf"|(?:{_H}:){{6}}{_IPV4}|(?:(?:{_H}:){{1,5}}|:):(?:{_H}:){{0,5}}{_IPV4})"
+        rf"(?:/\d{{1,3}}|{_ZONE})?",
         ip_valid,
         refine=ip_span,
         trailer=_NOT_GLUED_AFTER,

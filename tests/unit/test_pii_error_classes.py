@@ -152,3 +152,26 @@ def test_indian_mobiles_after_plus_91(phone: str) -> None:
 def test_plus_91_needs_a_ten_digit_number_starting_6_to_9(text: str) -> None:
     assert found(text) == []
 
+
+# -- IPv6 text forms ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:192.0.2.33",  # RFC 4291 2.5.5.2 IPv4-mapped
+        "0:0:0:0:0:ffff:192.0.2.33",
+        "fe80::1%eth0",  # RFC 4007 section 11 zone index
+        "fe80::a1b2:3c4d%12",
+        "2001:db8::",  # compression at the end
+        "::1",  # and at the start
+        "2001:db8::/32",
+    ],
+)
+def test_ipv6_edge_forms(address: str) -> None:
+    assert found(f"route via {address} now") == [("IP_ADDRESS", address)]
+
+
+def test_a_zone_index_on_an_ipv4_address_is_not_part_of_it() -> None:
+    assert found("host 192.0.2.7%eth0") == [("IP_ADDRESS", "192.0.2.7")]
+
