@@ -198,7 +198,7 @@ IBAN_LENGTHS = {
 
 def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     """Cut the candidate to its country's IBAN length (the pattern may run into the next word)."""
-    length = IBAN_LENGTHS.get(data[start : start + 2].decode("ascii", "replace"))
+    length = IBAN_LENGTHS.get(data[start : start + 2].upper().decode("ascii", "replace"))
     if length is None or _glued_before(data, start):
         return None
     # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
@@ -213,8 +213,19 @@ def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     return None
 
 
+def _consistent_case(candidate: str) -> bool:
+    """Letters all upper case (ISO 13616's form), all lower case (typed), or lower case after a
+    capital first letter (a sentence's start): one way of writing it, not random case."""
+    rest = candidate[1:]
+    return candidate.isupper() or candidate.islower() or not any(c.isupper() for c in rest)
+
+
 def iban_valid(candidate: str) -> bool:
-    compact = "".join(c for c in candidate if c.isalnum())
+    if not _consistent_case(candidate):
+        return False
+    # ISO 13616 prints IBANs in upper case; people also write them in lower or mixed case,
+    # which the check digits do not depend on (letters count as 10-35 in either case).
+    compact = "".join(c for c in candidate if c.isalnum()).upper()
     if len(compact) != IBAN_LENGTHS.get(compact[:2]):
         return False
     rearranged = compact[4:] + compact[:4]
@@ -442,8 +453,8 @@ ENTITIES = (
     # Country code, check digits, then 11-30 letters/digits, compact or in groups of four.
     Entity(
         "IBAN",
-        rf"\b{_IBAN_COUNTRY}\d{{2}}"
-        r"(?:[A-Z0-9]{11,30}|(?:[ \-][A-Z0-9]{4}){2,7}(?:[ \-][A-Z0-9]{1,4})?)",
+        rf"\b(?i:{_IBAN_COUNTRY})\d{{2}}"
+        r"(?:[A-Za-z0-9]{11,30}|(?:[ \-][A-Za-z0-9]{4}){2,7}(?:[ \-][A-Za-z0-9]{1,4})?)",
         iban_valid,
         refine=iban_span,
         glue=0,

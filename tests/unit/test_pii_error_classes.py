@@ -175,3 +175,39 @@ def test_ipv6_edge_forms(address: str) -> None:
 def test_a_zone_index_on_an_ipv4_address_is_not_part_of_it() -> None:
     assert found("host 192.0.2.7%eth0") == [("IP_ADDRESS", "192.0.2.7")]
 
+
+# -- IBANs in lower case ---------------------------------------------------------------------------
+
+
+def iban(country: str, bban: str) -> str:
+    """An IBAN with its ISO 7064 mod-97-10 check digits computed."""
+    digits = "".join(str(int(c, 36)) for c in bban + country + "00")
+    return f"{country}{98 - int(digits) % 97:02d}{bban}"
+
+
+GERMAN = iban("DE", "500105170648489890")  # 22 characters
+BRITISH = iban("GB", "LOYD30963312345678")  # bank code letters
+
+
+def in_fours(value: str) -> str:
+    return " ".join(value[i : i + 4] for i in range(0, len(value), 4))
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        GERMAN.lower(),
+        in_fours(GERMAN).lower(),
+        in_fours(BRITISH).lower(),
+        in_fours(BRITISH).capitalize(),
+        in_fours(BRITISH),
+    ],
+)
+def test_ibans_in_lower_case_keep_the_mod_97_check(written: str) -> None:
+    assert found(f"pay to {written} please") == [("IBAN", written)]
+    wrong = written[:-1] + ("1" if written[-1] != "1" else "2")  # the check fails
+    assert found(f"pay to {wrong} please") == []
+
+
+def test_an_iban_in_random_case_is_not_one() -> None:
+    assert found(f"pay to {in_fours(BRITISH).swapcase().capitalize().swapcase()} please") == []
