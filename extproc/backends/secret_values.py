@@ -189,6 +189,17 @@ _SUFFIX_DENY = frozenset(
         "ref",
         "reference",
         "arn",
+        # A hash of a secret (or of content) is not the secret: password_hash, token_sha256.
+        "hash",
+        "hashed",
+        "digest",
+        "checksum",
+        "fingerprint",
+        "sha",
+        "sha1",
+        "sha256",
+        "sha512",
+        "md5",
     ]
 )
 _NAME_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "API", "PASS")
@@ -224,6 +235,8 @@ _PLACEHOLDER_WORDS = ("xxx", "***", "###", "...", "example", "placeholder", "you
 _PLACEHOLDER_WORDS += ("change_me", "dummy", "fake", "sample", "redacted", "insert", "replace")
 _PLACEHOLDER_WORDS += ("here", "todo")
 _TOKEN_PLACEHOLDER_WORDS = ("xxxx", "****", "####", "your", "here", "placeholder")
+# Vendors' documentation keys say so in the key itself (AWS's ...7EXAMPLE access key ids).
+_TOKEN_PLACEHOLDER_WORDS += ("example", "sample", "dummy")
 
 
 def _any_of(words: tuple[str, ...]) -> Any:
@@ -249,6 +262,19 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _HAS_ALPHABET_RUN = re.compile(
     "|".join(_ALPHABET[i : i + 6] for i in range(len(_ALPHABET) - 5))
 ).search
+# RFC 9562 UUIDs of the time-based versions (1, 6, 7) with the RFC variant are a timestamp plus
+# a node id or counter: identifiers, never key material (random version-4 UUIDs are used as API
+# keys by several vendors, so those stay candidates). Hex of a digest's length next to a digest
+# word is a hash.
+_TIME_UUID = re2.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[167][0-9A-Fa-f]{3}-[89ABab][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}"
+)
+_HEX_ANY_CASE = re2.compile(r"[0-9A-Fa-f]+")
+_DIGEST_HEX_LENGTHS = frozenset([32, 40, 56, 64, 96, 128])  # MD5, SHA-1, SHA-2 family
+_DIGEST_WORDS = re.compile(
+    rb"sha-?(?:1|224|256|384|512)\b|\bmd5|hash|digest|checksum|\bcommit|\betag|fingerprint"
+    rb"|integrity|\bgit\b"
+)
 # ASCII names split without the re2 module's wrapper (which costs ~10 us a call, per candidate).
 _NOT_ALNUM_TO_SPACE = bytes(
     c if chr(c).isascii() and chr(c).isalnum() else 0x20 for c in range(128)
@@ -484,7 +510,18 @@ def generic_value_ok(candidate: Candidate, entropy_threshold: float) -> bool:
         return False
     if not candidate.quoted and (_full(_CODE_REFERENCE, value) or _full(_WORDY, value)):
         return False
+    if _full(_TIME_UUID, value):
+        return False
     return shannon_entropy(value) >= entropy_threshold
+
+
+def digest_near(data: bytes, line_start: int, value: str) -> bool:
+    """A value of hex digits of a digest's length (MD5, SHA-1, SHA-2) on a line that names a
+    digest (``sha256``, ``checksum``, ``commit``, ``etag``): a hash, not a credential."""
+    if len(value) not in _DIGEST_HEX_LENGTHS or not _full(_HEX_ANY_CASE, value):
+        return False
+    line = data[line_start:].split(b"\n", 1)[0].lower()
+    return _DIGEST_WORDS.search(line) is not None
 
 
 # Literals that are no value at all, whatever the key's name.
@@ -511,6 +548,7 @@ __all__ = [
     "Candidate",
     "assigned_value_ok",
     "credential_strength",
+    "digest_near",
     "generic_value_ok",
     "jwt_header_ok",
     "k8s_last_value_end",

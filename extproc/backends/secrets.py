@@ -29,6 +29,7 @@ from extproc.backends.secret_values import (
     Candidate,
     assigned_value_ok,
     credential_strength,
+    digest_near,
     generic_value_ok,
     jwt_header_ok,
     k8s_last_value_end,
@@ -429,9 +430,21 @@ class _Detector:
         if self.any_assigned_value and candidate.form != "compare":
             if not assigned_value_ok(candidate):
                 return []
-        elif not generic_value_ok(candidate, self.entropy_threshold):
+        elif not self._credential_value(state, candidate, name_start):
             return []
         return [(candidate.value_start, candidate.value_end, GENERIC)]
+
+    def _credential_value(self, state: _Scan, candidate: Candidate, name_start: int) -> bool:
+        """The value judges, and no hex digest on a line that names one (``sha256 = ...``)."""
+        if not generic_value_ok(candidate, self.entropy_threshold):
+            return False
+        return not digest_near(state.data, self._line_start(state, name_start), candidate.value)
+
+    @staticmethod
+    def _line_start(state: _Scan, pos: int) -> int:
+        """Where the line holding ``pos`` starts (at most ``_MAX_NAME`` bytes back)."""
+        floor = max(state.lo, pos - _MAX_NAME)
+        return state.data.rfind(b"\n", floor, pos) + 1 or floor
 
     def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> Candidate | None:
         data = state.data
