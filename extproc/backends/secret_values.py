@@ -496,9 +496,131 @@ def k8s_last_value_end(document: bytes) -> int:
     return last
 
 
-def generic_value_ok(candidate: Candidate, entropy_threshold: float) -> bool:
-    """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``)."""
+# Services whose keys are often pasted beside the service's name without a vendor prefix in
+# the key itself ("stripe key: ...", "Mailgun API key is ..."): the vendors of RULES and other
+# widely used APIs. With one of these (or a kind of key: "api", "secret") right before it, a
+# bare "key" names a credential.
+_SERVICES = frozenset(
+    [
+        "stripe",
+        "openai",
+        "anthropic",
+        "github",
+        "gitlab",
+        "bitbucket",
+        "slack",
+        "twilio",
+        "sendgrid",
+        "mailgun",
+        "mailchimp",
+        "mandrill",
+        "postmark",
+        "aws",
+        "amazon",
+        "azure",
+        "gcp",
+        "google",
+        "firebase",
+        "heroku",
+        "datadog",
+        "newrelic",
+        "sentry",
+        "pagerduty",
+        "algolia",
+        "shopify",
+        "paypal",
+        "braintree",
+        "square",
+        "plaid",
+        "razorpay",
+        "adyen",
+        "klarna",
+        "mapbox",
+        "cloudflare",
+        "digitalocean",
+        "linode",
+        "vercel",
+        "netlify",
+        "supabase",
+        "pinecone",
+        "cohere",
+        "mistral",
+        "groq",
+        "huggingface",
+        "replicate",
+        "perplexity",
+        "okta",
+        "auth0",
+        "twitter",
+        "discord",
+        "telegram",
+        "dropbox",
+        "notion",
+        "airtable",
+        "linear",
+        "jira",
+        "atlassian",
+        "confluence",
+        "circleci",
+        "travis",
+        "jenkins",
+        "docker",
+        "npm",
+        "pypi",
+        "nuget",
+        "segment",
+        "mixpanel",
+        "amplitude",
+        "intercom",
+        "zendesk",
+        "hubspot",
+        "salesforce",
+        "contentful",
+        "elastic",
+        "algolia",
+        "openweather",
+        "weatherapi",
+        "spotify",
+        "twitch",
+        "youtube",
+        "facebook",
+        "instagram",
+        "linkedin",
+        "zoom",
+        "nexmo",
+        "vonage",
+        "messagebird",
+        "plivo",
+        "sinch",
+        "coinbase",
+        "binance",
+        "alpaca",
+        "polygon",
+        "finnhub",
+    ]
+)
+_KEY_KINDS = frozenset(["api", "secret", "private", "access", "auth", "license", "signing"])
+_PROSE_WORDS = re.compile(rb"[a-z0-9]+")
+
+
+def service_named(before: bytes) -> bool:
+    """The last words before a bare ``key`` name a service or a kind of key (at most two
+    other words between them: "Stripe live secret key")."""
+    words = _PROSE_WORDS.findall(before.rsplit(b"\n", 1)[-1].lower())[-3:]
+    if not words:
+        return False
+    names = [w.decode() for w in words]
+    return names[-1] in _KEY_KINDS or any(w in _SERVICES for w in names)
+
+
+def generic_value_ok(
+    candidate: Candidate, entropy_threshold: float, service_named: bool = False
+) -> bool:
+    """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``);
+    ``service_named``: the words before a bare ``key`` say whose key it is."""
     strength = credential_strength(candidate.identifier)
+    if strength is None and service_named and _name_segments(candidate.identifier) == ["key"]:
+        strength = "weak"
     value = candidate.value
     if strength is None or looks_like_placeholder(value):
         return False
@@ -554,6 +676,7 @@ __all__ = [
     "k8s_last_value_end",
     "looks_like_placeholder",
     "public_context",
+    "service_named",
     "shannon_entropy",
     "token_body_ok",
     "unquote",

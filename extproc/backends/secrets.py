@@ -35,6 +35,7 @@ from extproc.backends.secret_values import (
     k8s_last_value_end,
     looks_like_placeholder,
     public_context,
+    service_named,
     shannon_entropy,
     token_body_ok,
     unquote,
@@ -70,6 +71,8 @@ _GENERIC_FORMS = (
     ("cli", rf"-{{1,2}}(?P<id>{_IDENT})[ \t]+(?P<val>[^\s\"'`,;=:-]{_UNQUOTED})"),
     ("assign", rf"(?P<id>{_IDENT}){_OPERATOR}(?P<val>{_VALUE})"),
     ("call", rf"""(?P<id>{_IDENT})["'`]?(?:[ \t]*\(|[ \t]+)[ \t]*@?(?P<val>{_QUOTED})"""),
+    # Prose: "the Mailgun API key is 7fQ2...", "my password was ...".
+    ("said", rf"(?P<id>{_IDENT})[ \t]+(?:is|was)(?:[ \t]*:)?[ \t]+(?P<val>{_QUOTED}|{_UNQUOTED})"),
     (
         # The compared value has no whitespace: a secret literal, not a quoted sentence (an
         # open quote in prose would otherwise hold a streamed answer until the next quote).
@@ -435,10 +438,14 @@ class _Detector:
         return [(candidate.value_start, candidate.value_end, GENERIC)]
 
     def _credential_value(self, state: _Scan, candidate: Candidate, name_start: int) -> bool:
-        """The value judges, and no hex digest on a line that names one (``sha256 = ...``)."""
-        if not generic_value_ok(candidate, self.entropy_threshold):
+        """The value judges, and no hex digest on a line that names one (``sha256 = ...``).
+        A bare ``key`` is a credential's name when the words before it name a service or
+        the kind of key (``stripe key: ...``, ``API key is ...``)."""
+        line_start = self._line_start(state, name_start)
+        named = service_named(state.data[max(line_start, name_start - 64) : name_start])
+        if not generic_value_ok(candidate, self.entropy_threshold, named):
             return False
-        return not digest_near(state.data, self._line_start(state, name_start), candidate.value)
+        return not digest_near(state.data, line_start, candidate.value)
 
     @staticmethod
     def _line_start(state: _Scan, pos: int) -> int:

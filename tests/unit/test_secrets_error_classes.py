@@ -67,3 +67,36 @@ def test_near_miss_negatives_are_not_secrets(text: str) -> None:
 )
 def test_hex_keys_and_random_uuids_under_key_names_stay_secrets(text: str, value: str) -> None:
     assert scan(text) == [("GENERIC_SECRET", value)]
+
+
+# -- an opaque key beside the name of its service -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"my stripe key: {OPAQUE}",
+        f"sendgrid key = '{OPAQUE}'",
+        f"Stripe live secret key: {OPAQUE}",
+        f"the Mailgun API key is {OPAQUE}",
+        f"API key: {OPAQUE}",
+        f"the token is {OPAQUE}",
+    ],
+)
+def test_an_opaque_key_named_by_its_service_in_prose_is_a_secret(text: str) -> None:
+    assert scan(text) == [("GENERIC_SECRET", OPAQUE)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"key: {OPAQUE}",  # a bare key: a map's key, a lookup key, ...
+        "the primary key is user_id_and_timestamp",
+        "the stripe key is in the vault",  # no value, words
+        "the openai key: see the dashboard page",
+        "the key is important",
+        f"the sort key is {OPAQUE}",  # not a service, not a kind of credential
+    ],
+)
+def test_a_bare_key_without_a_service_or_credential_value_is_nothing(text: str) -> None:
+    assert scan(text) == []
