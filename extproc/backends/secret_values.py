@@ -432,9 +432,11 @@ class Candidate:
     quoted: bool
     value_start: int  # byte offsets of the unquoted value in the scanned data
     value_end: int
+    scheme: str = ""  # the HTTP authentication scheme before the value ("Bearer"), if any
 
 
-_SCHEMES = (b"Bearer ", b"Basic ", b"Token ", b"Bot ", b"Digest ")
+# HTTP authentication schemes (RFC 9110 s.11.1: names are case-insensitive) and common others.
+_SCHEMES = (b"bearer", b"basic", b"token", b"bot", b"digest")
 
 
 def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
@@ -444,13 +446,32 @@ def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
         if end - start >= 2 and data[end - 1 : end] == data[start : start + 1]:
             end -= 1
         start += 1
-    for scheme in _SCHEMES:
-        if data.startswith(scheme, start, end):
-            start += len(scheme)
-            while start < end and data[start] in (0x20, 0x09):
-                start += 1
-            break
+    scheme = auth_scheme(data, start, end)
+    if scheme:
+        start += len(scheme)
+        while start < end and data[start] in (0x20, 0x09):
+            start += 1
     return quoted, start, end
+
+
+def auth_scheme(data: bytes, start: int, end: int) -> str:
+    """The authentication scheme word opening ``data[start:end]`` ("Bearer ..."), or ""."""
+    head = data[start : min(end, start + 7)].lower()
+    for scheme in _SCHEMES:
+        after = data[start + len(scheme) : start + len(scheme) + 1]
+        if head.startswith(scheme) and after in (b" ", b"\t") and start + len(scheme) < end:
+            return data[start : start + len(scheme)].decode("ascii")
+    return ""
+
+
+def _basic_credentials(value: str) -> bool:
+    """RFC 7617: Basic credentials are base64 of ``user-id:password`` with a password."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    _user, colon, password = decoded.partition(":")
+    return bool(colon and password) and not looks_like_placeholder(password)
 
 
 def jwt_header_ok(matched: str) -> bool:
@@ -622,6 +643,8 @@ def generic_value_ok(
     if strength is None and service_named and _name_segments(candidate.identifier) == ["key"]:
         strength = "weak"
     value = candidate.value
+    if strength is not None and candidate.scheme:
+        return _scheme_credentials(candidate.scheme.lower(), value)
     if strength is None or looks_like_placeholder(value):
         return False
     if strength == "strong" and candidate.quoted and candidate.form == "assign":
@@ -635,6 +658,17 @@ def generic_value_ok(
     if _full(_TIME_UUID, value):
         return False
     return shannon_entropy(value) >= entropy_threshold
+
+
+def _scheme_credentials(scheme: str, value: str) -> bool:
+    """A value after an authentication scheme in a credential-named header or field
+    (``Authorization: Bearer ...``) is a credential by what the header is for (RFC 9110 s.11.4):
+    Basic when it decodes to user:password, the others when not a placeholder or a reference."""
+    if looks_like_placeholder(value) or _has_space(value):
+        return False
+    if scheme == "basic":
+        return _basic_credentials(value)
+    return len(value) >= 8 and not _full(_CODE_REFERENCE, value)
 
 
 def digest_near(data: bytes, line_start: int, value: str) -> bool:
@@ -669,6 +703,7 @@ __all__ = [
     "HIGH_ENTROPY_BITS",
     "Candidate",
     "assigned_value_ok",
+    "auth_scheme",
     "credential_strength",
     "digest_near",
     "generic_value_ok",

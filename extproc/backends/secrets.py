@@ -28,6 +28,7 @@ from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
     assigned_value_ok,
+    auth_scheme,
     credential_strength,
     digest_near,
     generic_value_ok,
@@ -62,7 +63,7 @@ _QUOTED = r"""(?:"[^"\n]{6,}"|'[^'\n]{6,}'|`[^`\n]{6,}`)"""
 _UNQUOTED = r"""[^\s"'`,;=:]{6,}={0,2}"""
 _VALUE = (
     r"""(?:"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
-    rf"""|(?:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_UNQUOTED})"""
+    rf"""|(?i:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_UNQUOTED})"""
 )
 # The shapes of a keyword assignment, with the groups used to take a candidate apart. They are
 # also (groups removed) the prefilter's keyword trigger: unbounded classes, no counters, so the
@@ -465,10 +466,16 @@ class _Detector:
                 id_start = name_start
             if id_end - id_start > _MAX_NAME:
                 return None
-            quoted, value_start, value_end = unquote(data, *spans[val_group])
+            raw_start, raw_end = spans[val_group]
+            quoted, value_start, value_end = unquote(data, raw_start, raw_end)
             identifier = data[id_start:id_end].decode("utf-8", "replace")
             value = data[value_start:value_end].decode("utf-8", "replace")
-            return Candidate(form, identifier, value, quoted, value_start, value_end)
+            scheme = (
+                auth_scheme(data, raw_start + quoted, value_start)
+                if value_start > raw_start + quoted
+                else ""
+            )
+            return Candidate(form, identifier, value, quoted, value_start, value_end, scheme)
         return None
 
     @staticmethod

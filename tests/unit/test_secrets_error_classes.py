@@ -100,3 +100,61 @@ def test_an_opaque_key_named_by_its_service_in_prose_is_a_secret(text: str) -> N
 )
 def test_a_bare_key_without_a_service_or_credential_value_is_nothing(text: str) -> None:
     assert scan(text) == []
+
+
+# -- credentials on curl command lines -------------------------------------------------------------
+
+PASSWORD = "Tr0ub4dor3x"
+
+
+@pytest.mark.parametrize(
+    ("text", "subtype", "value"),
+    [
+        (f"curl -u alice:{PASSWORD} https://api.invalid/v1", "CURL_CREDENTIALS", PASSWORD),
+        (f"curl -ualice:{PASSWORD} https://api.invalid/v1", "CURL_CREDENTIALS", PASSWORD),
+        (f"curl --user=alice:{PASSWORD} https://api.invalid", "CURL_CREDENTIALS", PASSWORD),
+        (f"curl -U proxy:{PASSWORD} https://api.invalid", "CURL_CREDENTIALS", PASSWORD),
+        (f"curl --proxy-user proxy:{PASSWORD} https://x.invalid", "CURL_CREDENTIALS", PASSWORD),
+        (f"curl --oauth2-bearer {OPAQUE} https://api.invalid", "CURL_CREDENTIALS", OPAQUE),
+        (f"curl -H 'Authorization: Bearer {OPAQUE}' https://api.invalid", "GENERIC_SECRET", OPAQUE),
+        # Scheme names are case-insensitive (RFC 9110 s.11.1); a bearer token may be short.
+        (
+            "curl -H 'authorization: bearer q8Zt3LmW9x' https://x.invalid",
+            "GENERIC_SECRET",
+            "q8Zt3LmW9x",
+        ),
+        (
+            "curl -H 'Authorization: token q8Zt3LmW9xKp' https://x.invalid",
+            "GENERIC_SECRET",
+            "q8Zt3LmW9xKp",
+        ),
+        # Basic credentials are base64 of user:password (RFC 7617), here "a:bcdef".
+        (
+            'curl -H "Authorization: Basic YTpiY2RlZg==" https://x.invalid',
+            "GENERIC_SECRET",
+            "YTpiY2RlZg==",
+        ),
+        (
+            f'curl -X POST https://x.invalid \\\n  -H "Authorization: Bearer {OPAQUE}" \\\n -d x',
+            "GENERIC_SECRET",
+            OPAQUE,
+        ),
+    ],
+)
+def test_curl_credentials(text: str, subtype: str, value: str) -> None:
+    assert scan(text) == [(subtype, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'curl -H "Authorization: Bearer $TOKEN" https://x.invalid',  # a shell variable
+        'curl -H "Authorization: Bearer ${API_KEY}" https://x.invalid',
+        'curl -H "Authorization: Bearer <token>" https://x.invalid',
+        "curl -u admin:$PASSWORD https://x.invalid",
+        'curl -H "Authorization: Basic YWJjZGVmZ2g=" https://x.invalid',  # "abcdefgh": no user:pass
+        "the bearer token is great",
+    ],
+)
+def test_curl_references_and_non_credentials(text: str) -> None:
+    assert scan(text) == []
