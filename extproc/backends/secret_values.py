@@ -474,6 +474,25 @@ def _basic_credentials(value: str) -> bool:
     return bool(colon and password) and not looks_like_placeholder(password)
 
 
+# The next pair of a query string, form body or pipe-separated log line (RFC 3986 / WHATWG
+# application/x-www-form-urlencoded: a literal "&" in a value is written %26).
+_NEXT_PAIR = re.compile(rb"[&|][A-Za-z_][A-Za-z0-9_.\[\]-]*=")
+_CLOSERS = {ord(")"): ord("("), ord("]"): ord("["), ord("}"): ord("{")}
+
+
+def unquoted_value_end(data: bytes, start: int, end: int) -> int:
+    """Where an unquoted value really ends: before the next ``&name=`` pair of a query string
+    or log line, and before closing brackets it did not open (``(password=...)``)."""
+    pair = _NEXT_PAIR.search(data, start, end)
+    if pair is not None:
+        end = pair.start()
+    while end > start and data[end - 1] in _CLOSERS:
+        if data.count(_CLOSERS[data[end - 1]], start, end) >= data.count(data[end - 1], start, end):
+            break
+        end -= 1
+    return end
+
+
 def jwt_header_ok(matched: str) -> bool:
     """A JWT's first segment must decode to a JSON object (``eyJ`` alone is just ``{"``)."""
     header = matched.split(".", 1)[0].rstrip("=")
@@ -715,4 +734,5 @@ __all__ = [
     "shannon_entropy",
     "token_body_ok",
     "unquote",
+    "unquoted_value_end",
 ]

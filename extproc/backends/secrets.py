@@ -40,6 +40,7 @@ from extproc.backends.secret_values import (
     shannon_entropy,
     token_body_ok,
     unquote,
+    unquoted_value_end,
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
@@ -54,7 +55,8 @@ KUBERNETES = "KUBERNETES_SECRET"
 DEFAULT_ENTROPY_THRESHOLD = 3.0
 _KEYWORD = r"(?i:pass|pw|secret|token|key|auth|credential|creds)"
 _IDENT = rf"{_KEYWORD}[A-Za-z0-9_.-]*"
-_OPERATOR = r"""(?:\[[0-9]*\])?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
+# A backslash may escape the quotes: JSON logged inside a string ({\"password\":\"...\"}).
+_OPERATOR = r"""(?:\[[0-9]*\])?\\?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
 # Values shorter than 6 characters are never kept (see ``secret_values.generic_value_ok``), so
 # they are not even candidates: ``key: x`` in prose or repeated short assignments cost no
 # Python work.
@@ -62,7 +64,7 @@ _QUOTED = r"""(?:"[^"\n]{6,}"|'[^'\n]{6,}'|`[^`\n]{6,}`)"""
 # Unquoted values end at any operator character ('=' only as base64 padding).
 _UNQUOTED = r"""[^\s"'`,;=:]{6,}={0,2}"""
 _VALUE = (
-    r"""(?:"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
+    r"""(?:\\"[^"\\\n]{6,}(?:\\")?|"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
     rf"""|(?i:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_UNQUOTED})"""
 )
 # The shapes of a keyword assignment, with the groups used to take a candidate apart. They are
@@ -467,7 +469,13 @@ class _Detector:
             if id_end - id_start > _MAX_NAME:
                 return None
             raw_start, raw_end = spans[val_group]
+            escaped = data.startswith(b'\\"', raw_start, raw_end)  # JSON in a string: \"...\"
+            raw_start += escaped
             quoted, value_start, value_end = unquote(data, raw_start, raw_end)
+            if escaped and data.endswith(b"\\", value_start, value_end):
+                value_end -= 1
+            if not quoted:
+                value_end = unquoted_value_end(data, value_start, value_end)
             identifier = data[id_start:id_end].decode("utf-8", "replace")
             value = data[value_start:value_end].decode("utf-8", "replace")
             scheme = (

@@ -158,3 +158,40 @@ def test_curl_credentials(text: str, subtype: str, value: str) -> None:
 )
 def test_curl_references_and_non_credentials(text: str) -> None:
     assert scan(text) == []
+
+
+# -- key=value pairs in log lines ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (f"2026-01-05T10:00:00Z INFO login user=alice password={PASSWORD} ok=1", PASSWORD),
+        (f"level=debug msg=auth access_token={OPAQUE} status=200", OPAQUE),
+        # A query string or form body: "&" starts the next pair (a literal one would be %26).
+        (f"GET /oauth/token?client_secret={OPAQUE}&grant_type=client_credentials", OPAQUE),
+        (f"POST body: username=bob&password={PASSWORD}&remember=1", PASSWORD),
+        (f"level=info token={OPAQUE}|user=bob", OPAQUE),  # pipe-separated fields
+        (f"INFO (password={PASSWORD})", PASSWORD),  # a bracket the value did not open
+        # JSON logged inside a string, its quotes escaped.
+        (
+            f'msg="request" body="{{\\"password\\":\\"{PASSWORD}\\",\\"user\\":\\"bob\\"}}"',
+            PASSWORD,
+        ),
+        (f"DEBUG params={{'api_key': '{OPAQUE}', 'id': 3}}", OPAQUE),
+    ],
+)
+def test_credential_pairs_in_log_lines(text: str, value: str) -> None:
+    assert scan(text) == [("GENERIC_SECRET", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "INFO login user=alice password=******** ok=1",  # already masked
+        "level=info token_count=1234567890123456 user=bob",  # metadata about tokens
+        "GET /search?key=sort_by_date&page=2",  # a bare key: a query parameter
+    ],
+)
+def test_log_pairs_that_are_not_credentials(text: str) -> None:
+    assert scan(text) == []
