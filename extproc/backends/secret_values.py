@@ -493,6 +493,17 @@ def unquoted_value_end(data: bytes, start: int, end: int) -> int:
     return end
 
 
+# POSIX shell parameter expansion with a default (``${DB_PASSWORD:-literal}``), which CI/CD
+# configs and compose files use: the reference is a template, its default a literal value.
+_SHELL_DEFAULT = re.compile(rb"\$\{[A-Za-z_][A-Za-z0-9_]*:?[-=]([^{}$\s]+)\}")
+
+
+def shell_default(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """The default's span when ``data[start:end]`` is ``${NAME:-default}``, else the span."""
+    match = _SHELL_DEFAULT.fullmatch(data, start, end)
+    return match.span(1) if match else (start, end)
+
+
 def jwt_header_ok(matched: str) -> bool:
     """A JWT's first segment must decode to a JSON object (``eyJ`` alone is just ``{"``)."""
     header = matched.split(".", 1)[0].rstrip("=")
@@ -732,6 +743,7 @@ __all__ = [
     "public_context",
     "service_named",
     "shannon_entropy",
+    "shell_default",
     "token_body_ok",
     "unquote",
     "unquoted_value_end",

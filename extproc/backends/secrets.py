@@ -38,6 +38,7 @@ from extproc.backends.secret_values import (
     public_context,
     service_named,
     shannon_entropy,
+    shell_default,
     token_body_ok,
     unquote,
     unquoted_value_end,
@@ -63,9 +64,11 @@ _OPERATOR = r"""(?:\[[0-9]*\])?\\?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
 _QUOTED = r"""(?:"[^"\n]{6,}"|'[^'\n]{6,}'|`[^`\n]{6,}`)"""
 # Unquoted values end at any operator character ('=' only as base64 padding).
 _UNQUOTED = r"""[^\s"'`,;=:]{6,}={0,2}"""
+# ``${NAME:-default}``: a template whose default is a literal (see ``shell_default``).
+_SHELL_DEFAULT = r"\$\{[A-Za-z_][A-Za-z0-9_]*:?[-=][^{}$\s]{6,}\}"
 _VALUE = (
     r"""(?:\\"[^"\\\n]{6,}(?:\\")?|"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
-    rf"""|(?i:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_UNQUOTED})"""
+    rf"""|(?i:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_SHELL_DEFAULT}|{_UNQUOTED})"""
 )
 # The shapes of a keyword assignment, with the groups used to take a candidate apart. They are
 # also (groups removed) the prefilter's keyword trigger: unbounded classes, no counters, so the
@@ -476,6 +479,7 @@ class _Detector:
                 value_end -= 1
             if not quoted:
                 value_end = unquoted_value_end(data, value_start, value_end)
+            value_start, value_end = shell_default(data, value_start, value_end)
             identifier = data[id_start:id_end].decode("utf-8", "replace")
             value = data[value_start:value_end].decode("utf-8", "replace")
             scheme = (

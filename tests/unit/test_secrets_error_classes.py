@@ -195,3 +195,54 @@ def test_credential_pairs_in_log_lines(text: str, value: str) -> None:
 )
 def test_log_pairs_that_are_not_credentials(text: str) -> None:
     assert scan(text) == []
+
+
+# -- CI/CD configs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        # GitHub Actions: literal values in env: are secrets, ${{ ... }} expressions references.
+        (
+            "jobs:\n  deploy:\n    env:\n"
+            f"      DEPLOY_TOKEN: {OPAQUE}\n"
+            f'      DB_PASSWORD: "{PASSWORD}"\n'
+            "      API_KEY: ${{ secrets.API_KEY }}\n"
+            "      GH_TOKEN: ${{ github.token }}\n",
+            [OPAQUE, PASSWORD],
+        ),
+        (
+            "      - uses: docker/login-action@v3\n        with:\n"
+            f"          username: bot\n          password: {PASSWORD}\n",
+            [PASSWORD],
+        ),
+        # GitLab CI variables, compose environment lists.
+        (f'variables:\n  CI_DEPLOY_PASSWORD: "{PASSWORD}"\n', [PASSWORD]),
+        (f"    environment:\n      - DATABASE_PASSWORD={PASSWORD}\n", [PASSWORD]),
+        # A shell default is a literal: ${NAME:-default} (POSIX parameter expansion).
+        (f"    password: ${{DB_PASSWORD:-{PASSWORD}}}\n", [PASSWORD]),
+        (f"      - POSTGRES_PASSWORD=${{POSTGRES_PASSWORD-{PASSWORD}}}\n", [PASSWORD]),
+    ],
+)
+def test_literal_values_in_ci_configs_are_secrets(text: str, values: list[str]) -> None:
+    assert scan(text) == [("GENERIC_SECRET", value) for value in values]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "    password: ${{ secrets.DOCKERHUB_TOKEN }}",  # GitHub Actions expressions
+        "          NODE_AUTH_TOKEN: '${{ secrets.NPM_TOKEN }}'",
+        '      - run: echo "${{ secrets.NPM_TOKEN }}" > .npmrc',
+        "    env:\n      STRIPE_API_KEY: ${{ vars.STRIPE_KEY }}",
+        "    password: $(DB_PASSWORD)",  # Azure Pipelines macro
+        '    password: "{{ vault_db_password }}"',  # Jinja / Ansible
+        "    password: '#{DbPassword}'",  # Octopus variable
+        "    password: ${DB_PASSWORD}",  # a shell variable without a default
+        "    password: ${DB_PASSWORD:-changeme}",  # a placeholder default
+        "      - API_TOKEN=$API_TOKEN",
+    ],
+)
+def test_ci_templates_are_references(text: str) -> None:
+    assert scan(text) == []
