@@ -235,8 +235,9 @@ _PLACEHOLDER_WORDS = ("xxx", "***", "###", "...", "example", "placeholder", "you
 _PLACEHOLDER_WORDS += ("change_me", "dummy", "fake", "sample", "redacted", "insert", "replace")
 _PLACEHOLDER_WORDS += ("here", "todo")
 _TOKEN_PLACEHOLDER_WORDS = ("xxxx", "****", "####", "your", "here", "placeholder")
-# Vendors' documentation keys say so in the key itself (AWS's ...7EXAMPLE access key ids).
-_TOKEN_PLACEHOLDER_WORDS += ("example", "sample", "dummy")
+# Dummy keys that say so in the key itself. Not "example": AWS's documented example access key
+# id (AKIA...EXAMPLE) is what LiteLLM's hide_secrets and its users expect to be caught.
+_TOKEN_PLACEHOLDER_WORDS += ("sample", "dummy")
 
 
 def _any_of(words: tuple[str, ...]) -> Any:

@@ -39,8 +39,8 @@ def scan(text: str) -> list[tuple[str, str]]:
         # Time-based UUIDs (RFC 9562 versions 1, 6, 7): a timestamp and a node id.
         "_authToken=1d3a6f2c-8b41-11ee-b962-0242ac120002",
         'api_key = "018c2b5e-7a3d-7f10-9c4e-3b2a1d0e9f87"',
-        # Documentation keys that say so.
-        "aws_access_key_id = AKIAQ4ZT7BXWEXAMPLE2",
+        # Dummy keys that say so.
+        "aws_access_key_id = AKIAQ4ZT7BXWDUMMY2Q",
         'api_key: "<your-key>"',
         "API_KEY=xxxxxxxxxxxxxxxxxxxx",
         'stripe_key = "sk_live_SAMPLEq8Zt3LmW9xKp2VbN"',
