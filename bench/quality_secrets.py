@@ -50,7 +50,7 @@ PROVENANCE = (
     ),
     (
         "near-miss negatives",
-        "RFC 9562 time-based UUIDs; MD5/SHA-1/SHA-2 digest lengths; vendors' documentation keys",
+        "RFC 9562 time-based UUIDs; MD5/SHA-1/SHA-2 digest lengths; sample/dummy keys",
     ),
     ("HIGH_ENTROPY_STRING", "no vendor: Shannon-entropy threshold over base64/hex runs"),
 )
