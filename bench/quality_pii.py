@@ -35,11 +35,11 @@ UNDER_TEST_TYPES = {
 # vectors, neither of which the rules were written from.
 PROVENANCE = {
     "EMAIL": "RFC 5322 addr-spec (dot-atom local part), RFC 1035 host names",
-    "PHONE": "ITU-T E.164 (country codes, <= 15 digits) and national numbering-plan layouts",
-    "CREDIT_CARD": "ISO/IEC 7812 issuer prefixes and lengths, Luhn check digit",
+    "PHONE": "ITU-T E.164 (<= 15 digits), national numbering-plan layouts, TRAI (+91 mobiles)",
+    "CREDIT_CARD": "ISO/IEC 7812 issuer prefixes, lengths and printed layouts, Luhn check digit",
     "SSN": "US SSA number structure (area 001-899 but 666, group 01-99, serial 0001-9999)",
-    "IBAN": "ISO 13616 (SWIFT IBAN registry country lengths, ISO 7064 mod-97-10 check)",
-    "IP_ADDRESS": "RFC 791 dotted quad; RFC 4291 / RFC 5952 IPv6 text forms",
+    "IBAN": "ISO 13616 (SWIFT registry lengths, ISO 7064 mod-97-10; any consistent case)",
+    "IP_ADDRESS": "RFC 791 dotted quad; RFC 4291 / RFC 5952 IPv6 text forms, RFC 4007 zones",
 }
 
 

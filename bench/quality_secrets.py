@@ -39,8 +39,19 @@ PROVENANCE = (
     ),
     ("PRIVATE_KEY", "RFC 7468 PEM armour labels; OpenSSH PROTOCOL.key"),
     ("JWT", "RFC 7519 / RFC 7515 compact serialisation (base64url header.payload.signature)"),
-    ("URL_CREDENTIALS, CURL_CREDENTIALS", "RFC 3986 userinfo; curl's -u / -H options (man curl)"),
-    ("keyword assignments (password = ...)", "no vendor: generic key=value / YAML / JSON syntax"),
+    (
+        "URL_CREDENTIALS, CURL_CREDENTIALS",
+        "RFC 3986 userinfo; curl's -u/-U/--user/--proxy-user/--oauth2-bearer options (man curl)",
+    ),
+    (
+        "keyword assignments (password = ...)",
+        "no vendor: generic key=value / YAML / JSON / logfmt syntax; RFC 9110 s.11 auth schemes,"
+        " RFC 7617 Basic; RFC 3986 / form-urlencoded pairs; POSIX ${VAR:-default}",
+    ),
+    (
+        "near-miss negatives",
+        "RFC 9562 time-based UUIDs; MD5/SHA-1/SHA-2 digest lengths; sample/dummy keys",
+    ),
     ("HIGH_ENTROPY_STRING", "no vendor: Shannon-entropy threshold over base64/hex runs"),
 )
 

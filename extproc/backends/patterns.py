@@ -80,6 +80,9 @@ class Entity:
     # start then rules out all of the group's entities at once, instead of a rejection and a
     # retry each (entities with no ``context`` only: the match starts where the value does).
     glue: int | None = None
+    # Splits an accepted span into the findings it stands for (several card numbers separated
+    # only by spaces are one candidate, each of them a finding); None: the span is one finding.
+    split: Callable[[bytes, int, int], list[tuple[int, int]]] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -438,7 +441,11 @@ class PatternGuardrail(Guardrail):
                     continue
                 accepted, compiled = self._retry(matcher, data, start, compiled)
             if accepted is not None:
-                hits.append((*accepted, compiled))
+                split = compiled.entity.split
+                if split is None:
+                    hits.append((*accepted, compiled))
+                else:
+                    hits.extend((s, e, compiled) for s, e in split(data, *accepted))
                 # Without rescans a match consumes its text even when refine narrowed it.
                 resume = accepted[1] if rescan_rejected else value_end
                 pos = max(resume, start + 1)

@@ -114,6 +114,59 @@ def card_valid(candidate: str) -> bool:
     return luhn_valid(digits)
 
 
+# The layouts printed on cards (ISO/IEC 7812 numbers of 12-19 digits): unformatted, 4-4-4-4
+# (and 4-4-4-4-3 for 19 digits), 4-6-4 / 4-6-5 (American Express, Diners), spaces or dashes.
+_CARD = (
+    r"\d{12,19}"
+    r"|\d{4}(?: \d{4}){2} \d{1,4}(?: \d{3})?|\d{4}(?:-\d{4}){2}-\d{1,4}(?:-\d{3})?"
+    r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5}"
+)
+_MAX_CARDS_IN_A_ROW = 4
+
+
+def _card_pieces(data: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+    """Card numbers separated only by spaces or tabs, one per card: each a printed layout
+    passing ``card_valid`` (a split found by trying each run of up to five groups)."""
+    tokens: list[tuple[int, int]] = []
+    position = start
+    for word in data[start:end].replace(b"\t", b" ").split(b" "):
+        if word:
+            tokens.append((position, position + len(word)))
+        position += len(word) + 1
+    # reach[i]: tokens[:i] split into cards; last[i]: where the last of them starts.
+    reach, last = [True] + [False] * len(tokens), [0] * (len(tokens) + 1)
+    for first in range(len(tokens)):
+        if not reach[first]:
+            continue
+        for stop in range(first + 1, min(len(tokens), first + 5) + 1):
+            low, high = tokens[first][0], tokens[stop - 1][1]
+            piece = data[low:high]
+            if b"\t" in piece or b"  " in piece or reach[stop]:
+                continue
+            text = piece.decode("ascii", "replace")
+            if _ONE_CARD.whole(text) and card_valid(text):
+                reach[stop], last[stop] = True, first
+    if not reach[-1]:
+        return None
+    pieces, stop = [], len(tokens)
+    while stop:
+        first = last[stop]
+        pieces.append((tokens[first][0], tokens[stop - 1][1]))
+        stop = first
+    return pieces[::-1]
+
+
+def card_run_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """A standalone run of card numbers, each one valid."""
+    if standalone(data, start, end) is None or _card_pieces(data, start, end) is None:
+        return None
+    return start, end
+
+
+def card_run_split(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    return _card_pieces(data, start, end) or [(start, end)]
+
+
 # -- US social security numbers --------------------------------------------------------------------
 
 
@@ -145,7 +198,7 @@ IBAN_LENGTHS = {
 
 def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     """Cut the candidate to its country's IBAN length (the pattern may run into the next word)."""
-    length = IBAN_LENGTHS.get(data[start : start + 2].decode("ascii", "replace"))
+    length = IBAN_LENGTHS.get(data[start : start + 2].upper().decode("ascii", "replace"))
     if length is None or _glued_before(data, start):
         return None
     # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
@@ -160,8 +213,19 @@ def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     return None
 
 
+def _consistent_case(candidate: str) -> bool:
+    """Letters all upper case (ISO 13616's form), all lower case (typed), or lower case after a
+    capital first letter (a sentence's start): one way of writing it, not random case."""
+    rest = candidate[1:]
+    return candidate.isupper() or candidate.islower() or not any(c.isupper() for c in rest)
+
+
 def iban_valid(candidate: str) -> bool:
-    compact = "".join(c for c in candidate if c.isalnum())
+    if not _consistent_case(candidate):
+        return False
+    # ISO 13616 prints IBANs in upper case; people also write them in lower or mixed case,
+    # which the check digits do not depend on (letters count as 10-35 in either case).
+    compact = "".join(c for c in candidate if c.isalnum()).upper()
     if len(compact) != IBAN_LENGTHS.get(compact[:2]):
         return False
     rearranged = compact[4:] + compact[:4]
@@ -268,7 +332,8 @@ _DATE = _Shape(
 _YEAR_RANGE = _Shape(r"(?:1[89]|20)\d\d[ .\-/](?:1[89]|20)\d\d")
 _DOTTED_THOUSANDS = _Shape(r"\d{1,3}(?:\.\d{3})+")
 _DOTTED_QUAD = _Shape(r"\d{1,3}(?:\.\d{1,3}){3}")
-_SSN_SHAPE = _Shape(r"\d{3}-\d{2}-\d{4}")
+_SSN_SHAPE = _Shape(r"\d{3}-\d{2}-\d{4}|\d{3}\.\d{2}\.\d{4}")
+_ONE_CARD = _Shape(f"(?:{_CARD})")
 _CN_MOBILE = _Shape(r"1[3-9]\d{9}")
 # North American numbering: optional 1, area code, exchange, line.
 _NANP = _Shape(r"(?:1[ .\-])?(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}")
@@ -288,6 +353,8 @@ def phone_valid(candidate: str) -> bool:
     """Digit counts per form (ITU E.164: at most 15 digits); dates, years and IPs are not phones."""
     main = _EXTENSION.cut(candidate)
     digits = _digit_count(main) - main.count("(0)")
+    if main.startswith("+91"):  # India: a 10-digit national number (TRAI numbering plan)
+        return digits == 12
     if main.startswith("+"):
         return 8 <= digits <= 15
     if main.isdigit():  # unformatted: a trunk-0 national number, or a Chinese-style mobile
@@ -331,6 +398,9 @@ _PHONE = (
     "(?:"
     # International: +CC and groups, an optional "(0)" trunk: +44 (20) 7123 4567, +46 (0)157 548 89.
     r"\B\+\d{1,14}(?:[ .\-]?\(0\)[ .\-]?\d{1,8})?(?:[ .\-]\(?\d{1,8}\)?|\(\d{1,8}\)){0,6}"
+    # India (TRAI National Numbering Plan): +91 and a 10-digit mobile number starting 6-9,
+    # written in one piece after the country code: +91 9876543210, +91-9876543210.
+    r"|\B\+91[ .\-]?[6-9]\d{9}"
     # Area code in parentheses: (415) 555-0132, (99) 645-791.
     rf"|\B\(\d{{1,5}}\) ?\d{{2,8}}{_G}{{0,5}}"
     # A 0 or 1 trunk / country prefix first: 0 (532) 1234567, 0 532 123 45 67, 1-903-140-4508.
@@ -348,11 +418,19 @@ _PHONE = (
     r"|\b\d{7,15}"
     f"){_EXT}"
 )
+# The word naming the number, then what people write between it and the number: "number" or
+# "no." and "is" / "at" ("my phone number is 2345 6789"). Short local numbers (7-8 digits, no
+# area code) are only taken here, so the words are what makes them a phone number.
 _PHONE_CONTEXT = (
-    r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|desk|whatsapp|call me at|reach me at|"
-    r"text me at)\b)[^0-9A-Za-z\n(+]{0,5}\n?"
+    r"(?i:\b(?:(?:phone|tel|telephone|mobile|cell|cellphone|fax|desk|whatsapp|landline|contact)"
+    r"(?:\.?[ \-]?(?:number|num|no|nr)\b\.?|#)?(?:[ \t]+(?:is|at))?"
+    r"|call me at|reach me at|text me at|call me on|my number is)\b)[^0-9A-Za-z\n(+]{0,5}\n?"
 )
-_SSN_CONTEXT = r"(?i:\b(?:ssn|ss#|social[ \-]security(?:[ \-](?:number|no\.?|#))?)[^0-9\n]{0,20})"
+# "SSN", "social security number" and the abbreviations the SSA's own forms use.
+_SSN_CONTEXT = (
+    r"(?i:\b(?:ssns?|ss#|ss no\.?|soc\.? ?sec\.?(?: ?(?:no\.?|#|number))?"
+    r"|social[ \-]security(?:[ \-](?:account[ \-])?(?:number|no\.?|#|card))?)[^0-9\n]{0,20})"
+)
 _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 # What ``ip_span`` accepts after an address: the end, or neither a letter, digit or colon nor a
 # dot before a digit. "1::1::1::..." and "1.1.1.1.1..." are then no candidates at all.
@@ -361,6 +439,8 @@ _NOT_GLUED_AFTER = r"$|[^0-9A-Za-z:.]|\.(?:$|[^0-9])"
 # "JD0146...", part numbers) are not candidates.
 _IBAN_COUNTRY = "(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")"
 _H = "[0-9A-Fa-f]{1,4}"
+# RFC 4007 section 11: a zone index after "%" (an interface name or number): fe80::1%eth0.
+_ZONE = "%[0-9A-Za-z_.\\-]{1,16}"
 
 ENTITIES = (
     # Unicode letters are allowed on both sides (RFC 6531 addresses such as josé@example.com).
@@ -373,8 +453,8 @@ ENTITIES = (
     # Country code, check digits, then 11-30 letters/digits, compact or in groups of four.
     Entity(
         "IBAN",
-        rf"\b{_IBAN_COUNTRY}\d{{2}}"
-        r"(?:[A-Z0-9]{11,30}|(?:[ \-][A-Z0-9]{4}){2,7}(?:[ \-][A-Z0-9]{1,4})?)",
+        rf"\b(?i:{_IBAN_COUNTRY})\d{{2}}"
+        r"(?:[A-Za-z0-9]{11,30}|(?:[ \-][A-Za-z0-9]{4}){2,7}(?:[ \-][A-Za-z0-9]{1,4})?)",
         iban_valid,
         refine=iban_span,
         glue=0,
@@ -385,7 +465,8 @@ ENTITIES = (
         "IP_ADDRESS",
         rf"\b{_IPV4}(?:/\d{{1,2}})?\b"
         rf"|(?:(?:{_H}:){{7}}{_H}|(?:(?:{_H}:){{1,7}}|:):(?:{_H}(?::{_H}){{0,7}})?"
-        rf"|(?:{_H}:){{6}}{_IPV4}|(?:(?:{_H}:){{1,5}}|:):(?:{_H}:){{0,5}}{_IPV4})(?:/\d{{1,3}})?",
+        rf"|(?:{_H}:){{6}}{_IPV4}|(?:(?:{_H}:){{1,5}}|:):(?:{_H}:){{0,5}}{_IPV4})"
+        rf"(?:/\d{{1,3}}|{_ZONE})?",
         ip_valid,
         refine=ip_span,
         trailer=_NOT_GLUED_AFTER,
@@ -393,7 +474,7 @@ ENTITIES = (
     ),
     Entity(
         "SSN",
-        r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b",
+        r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|\b\d{3}\.\d{2}\.\d{4}\b",
         ssn_valid,
         refine=standalone,
         glue=0,
@@ -407,14 +488,15 @@ ENTITIES = (
         refine=standalone,
     ),
     # 12-19 digits, unformatted or in the groupings printed on cards; checked with Luhn.
+    Entity("CREDIT_CARD", rf"\b(?:{_CARD})\b", card_valid, refine=standalone, glue=0),
+    # Several card numbers separated only by spaces or tabs ("cards: 4539... 5425..."): each
+    # alone is glued to the next digits, so the run is one candidate, reported card by card.
     Entity(
         "CREDIT_CARD",
-        r"\b(?:\d{12,19}"
-        r"|\d{4}(?: \d{4}){2} \d{1,4}(?: \d{3})?|\d{4}(?:-\d{4}){2}-\d{1,4}(?:-\d{3})?"
-        r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5})\b",
-        card_valid,
-        refine=standalone,
+        rf"\b(?:{_CARD})(?:[ \t]+(?:{_CARD})){{1,{_MAX_CARDS_IN_A_ROW - 1}}}\b",
+        refine=card_run_span,
         glue=0,
+        split=card_run_split,
     ),
     Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0),
     Entity(

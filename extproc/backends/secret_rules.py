@@ -197,8 +197,13 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "CURL_CREDENTIALS",
         (
-            r"\bcurl(?:[ \t](?:[^\n\\]|\\.|\\\n){0,300}?)?[ \t](?:-u|--user)[ \t=]+[\"']?"
+            # man curl: -u/--user and -U/--proxy-user <user:password> (the short options also
+            # with the value attached: -ualice:...), --oauth2-bearer <token>.
+            r"\bcurl(?:[ \t](?:[^\n\\]|\\.|\\\n){0,300}?)?[ \t]"
+            r"(?:-[uU][ \t=]*|--(?:proxy-)?user[ \t=]+)[\"']?"
             r"[^\s:\"'$]{1,64}:[\"']?(?P<v>(?P<b>[^\s\"']{1,128}))",
+            r"\bcurl(?:[ \t](?:[^\n\\]|\\.|\\\n){0,300}?)?[ \t]--oauth2-bearer[ \t=]+[\"']?"
+            r"(?P<v>(?P<b>[^\s\"']{8,512}))",
         ),
         (r"\bcurl[ \t]",),
         check="password",

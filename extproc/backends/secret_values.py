@@ -189,6 +189,17 @@ _SUFFIX_DENY = frozenset(
         "ref",
         "reference",
         "arn",
+        # A hash of a secret (or of content) is not the secret: password_hash, token_sha256.
+        "hash",
+        "hashed",
+        "digest",
+        "checksum",
+        "fingerprint",
+        "sha",
+        "sha1",
+        "sha256",
+        "sha512",
+        "md5",
     ]
 )
 _NAME_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "API", "PASS")
@@ -224,6 +235,9 @@ _PLACEHOLDER_WORDS = ("xxx", "***", "###", "...", "example", "placeholder", "you
 _PLACEHOLDER_WORDS += ("change_me", "dummy", "fake", "sample", "redacted", "insert", "replace")
 _PLACEHOLDER_WORDS += ("here", "todo")
 _TOKEN_PLACEHOLDER_WORDS = ("xxxx", "****", "####", "your", "here", "placeholder")
+# Dummy keys that say so in the key itself. Not "example": AWS's documented example access key
+# id (AKIA...EXAMPLE) is what LiteLLM's hide_secrets and its users expect to be caught.
+_TOKEN_PLACEHOLDER_WORDS += ("sample", "dummy")
 
 
 def _any_of(words: tuple[str, ...]) -> Any:
@@ -249,6 +263,19 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _HAS_ALPHABET_RUN = re.compile(
     "|".join(_ALPHABET[i : i + 6] for i in range(len(_ALPHABET) - 5))
 ).search
+# RFC 9562 UUIDs of the time-based versions (1, 6, 7) with the RFC variant are a timestamp plus
+# a node id or counter: identifiers, never key material (random version-4 UUIDs are used as API
+# keys by several vendors, so those stay candidates). Hex of a digest's length next to a digest
+# word is a hash.
+_TIME_UUID = re2.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[167][0-9A-Fa-f]{3}-[89ABab][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}"
+)
+_HEX_ANY_CASE = re2.compile(r"[0-9A-Fa-f]+")
+_DIGEST_HEX_LENGTHS = frozenset([32, 40, 56, 64, 96, 128])  # MD5, SHA-1, SHA-2 family
+_DIGEST_WORDS = re.compile(
+    rb"sha-?(?:1|224|256|384|512)\b|\bmd5|hash|digest|checksum|\bcommit|\betag|fingerprint"
+    rb"|integrity|\bgit\b"
+)
 # ASCII names split without the re2 module's wrapper (which costs ~10 us a call, per candidate).
 _NOT_ALNUM_TO_SPACE = bytes(
     c if chr(c).isascii() and chr(c).isalnum() else 0x20 for c in range(128)
@@ -406,9 +433,11 @@ class Candidate:
     quoted: bool
     value_start: int  # byte offsets of the unquoted value in the scanned data
     value_end: int
+    scheme: str = ""  # the HTTP authentication scheme before the value ("Bearer"), if any
 
 
-_SCHEMES = (b"Bearer ", b"Basic ", b"Token ", b"Bot ", b"Digest ")
+# HTTP authentication schemes (RFC 9110 s.11.1: names are case-insensitive) and common others.
+_SCHEMES = (b"bearer", b"basic", b"token", b"bot", b"digest")
 
 
 def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
@@ -418,13 +447,62 @@ def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
         if end - start >= 2 and data[end - 1 : end] == data[start : start + 1]:
             end -= 1
         start += 1
-    for scheme in _SCHEMES:
-        if data.startswith(scheme, start, end):
-            start += len(scheme)
-            while start < end and data[start] in (0x20, 0x09):
-                start += 1
-            break
+    scheme = auth_scheme(data, start, end)
+    if scheme:
+        start += len(scheme)
+        while start < end and data[start] in (0x20, 0x09):
+            start += 1
     return quoted, start, end
+
+
+def auth_scheme(data: bytes, start: int, end: int) -> str:
+    """The authentication scheme word opening ``data[start:end]`` ("Bearer ..."), or ""."""
+    head = data[start : min(end, start + 7)].lower()
+    for scheme in _SCHEMES:
+        after = data[start + len(scheme) : start + len(scheme) + 1]
+        if head.startswith(scheme) and after in (b" ", b"\t") and start + len(scheme) < end:
+            return data[start : start + len(scheme)].decode("ascii")
+    return ""
+
+
+def _basic_credentials(value: str) -> bool:
+    """RFC 7617: Basic credentials are base64 of ``user-id:password`` with a password."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    _user, colon, password = decoded.partition(":")
+    return bool(colon and password) and not looks_like_placeholder(password)
+
+
+# The next pair of a query string, form body or pipe-separated log line (RFC 3986 / WHATWG
+# application/x-www-form-urlencoded: a literal "&" in a value is written %26).
+_NEXT_PAIR = re.compile(rb"[&|][A-Za-z_][A-Za-z0-9_.\[\]-]*=")
+_CLOSERS = {ord(")"): ord("("), ord("]"): ord("["), ord("}"): ord("{")}
+
+
+def unquoted_value_end(data: bytes, start: int, end: int) -> int:
+    """Where an unquoted value really ends: before the next ``&name=`` pair of a query string
+    or log line, and before closing brackets it did not open (``(password=...)``)."""
+    pair = _NEXT_PAIR.search(data, start, end)
+    if pair is not None:
+        end = pair.start()
+    while end > start and data[end - 1] in _CLOSERS:
+        if data.count(_CLOSERS[data[end - 1]], start, end) >= data.count(data[end - 1], start, end):
+            break
+        end -= 1
+    return end
+
+
+# POSIX shell parameter expansion with a default (``${DB_PASSWORD:-literal}``), which CI/CD
+# configs and compose files use: the reference is a template, its default a literal value.
+_SHELL_DEFAULT = re.compile(rb"\$\{[A-Za-z_][A-Za-z0-9_]*:?[-=]([^{}$\s]+)\}")
+
+
+def shell_default(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """The default's span when ``data[start:end]`` is ``${NAME:-default}``, else the span."""
+    match = _SHELL_DEFAULT.fullmatch(data, start, end)
+    return match.span(1) if match else (start, end)
 
 
 def jwt_header_ok(matched: str) -> bool:
@@ -470,10 +548,134 @@ def k8s_last_value_end(document: bytes) -> int:
     return last
 
 
-def generic_value_ok(candidate: Candidate, entropy_threshold: float) -> bool:
-    """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``)."""
+# Services whose keys are often pasted beside the service's name without a vendor prefix in
+# the key itself ("stripe key: ...", "Mailgun API key is ..."): the vendors of RULES and other
+# widely used APIs. With one of these (or a kind of key: "api", "secret") right before it, a
+# bare "key" names a credential.
+_SERVICES = frozenset(
+    [
+        "stripe",
+        "openai",
+        "anthropic",
+        "github",
+        "gitlab",
+        "bitbucket",
+        "slack",
+        "twilio",
+        "sendgrid",
+        "mailgun",
+        "mailchimp",
+        "mandrill",
+        "postmark",
+        "aws",
+        "amazon",
+        "azure",
+        "gcp",
+        "google",
+        "firebase",
+        "heroku",
+        "datadog",
+        "newrelic",
+        "sentry",
+        "pagerduty",
+        "algolia",
+        "shopify",
+        "paypal",
+        "braintree",
+        "square",
+        "plaid",
+        "razorpay",
+        "adyen",
+        "klarna",
+        "mapbox",
+        "cloudflare",
+        "digitalocean",
+        "linode",
+        "vercel",
+        "netlify",
+        "supabase",
+        "pinecone",
+        "cohere",
+        "mistral",
+        "groq",
+        "huggingface",
+        "replicate",
+        "perplexity",
+        "okta",
+        "auth0",
+        "twitter",
+        "discord",
+        "telegram",
+        "dropbox",
+        "notion",
+        "airtable",
+        "linear",
+        "jira",
+        "atlassian",
+        "confluence",
+        "circleci",
+        "travis",
+        "jenkins",
+        "docker",
+        "npm",
+        "pypi",
+        "nuget",
+        "segment",
+        "mixpanel",
+        "amplitude",
+        "intercom",
+        "zendesk",
+        "hubspot",
+        "salesforce",
+        "contentful",
+        "elastic",
+        "algolia",
+        "openweather",
+        "weatherapi",
+        "spotify",
+        "twitch",
+        "youtube",
+        "facebook",
+        "instagram",
+        "linkedin",
+        "zoom",
+        "nexmo",
+        "vonage",
+        "messagebird",
+        "plivo",
+        "sinch",
+        "coinbase",
+        "binance",
+        "alpaca",
+        "polygon",
+        "finnhub",
+    ]
+)
+_KEY_KINDS = frozenset(["api", "secret", "private", "access", "auth", "license", "signing"])
+_PROSE_WORDS = re.compile(rb"[a-z0-9]+")
+
+
+def service_named(before: bytes) -> bool:
+    """The last words before a bare ``key`` name a service or a kind of key (at most two
+    other words between them: "Stripe live secret key")."""
+    words = _PROSE_WORDS.findall(before.rsplit(b"\n", 1)[-1].lower())[-3:]
+    if not words:
+        return False
+    names = [w.decode() for w in words]
+    return names[-1] in _KEY_KINDS or any(w in _SERVICES for w in names)
+
+
+def generic_value_ok(
+    candidate: Candidate, entropy_threshold: float, service_named: bool = False
+) -> bool:
+    """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``);
+    ``service_named``: the words before a bare ``key`` say whose key it is."""
     strength = credential_strength(candidate.identifier)
+    if strength is None and service_named and _name_segments(candidate.identifier) == ["key"]:
+        strength = "weak"
     value = candidate.value
+    if strength is not None and candidate.scheme:
+        return _scheme_credentials(candidate.scheme.lower(), value)
     if strength is None or looks_like_placeholder(value):
         return False
     if strength == "strong" and candidate.quoted and candidate.form == "assign":
@@ -484,7 +686,29 @@ def generic_value_ok(candidate: Candidate, entropy_threshold: float) -> bool:
         return False
     if not candidate.quoted and (_full(_CODE_REFERENCE, value) or _full(_WORDY, value)):
         return False
+    if _full(_TIME_UUID, value):
+        return False
     return shannon_entropy(value) >= entropy_threshold
+
+
+def _scheme_credentials(scheme: str, value: str) -> bool:
+    """A value after an authentication scheme in a credential-named header or field
+    (``Authorization: Bearer ...``) is a credential by what the header is for (RFC 9110 s.11.4):
+    Basic when it decodes to user:password, the others when not a placeholder or a reference."""
+    if looks_like_placeholder(value) or _has_space(value):
+        return False
+    if scheme == "basic":
+        return _basic_credentials(value)
+    return len(value) >= 8 and not _full(_CODE_REFERENCE, value)
+
+
+def digest_near(data: bytes, line_start: int, value: str) -> bool:
+    """A value of hex digits of a digest's length (MD5, SHA-1, SHA-2) on a line that names a
+    digest (``sha256``, ``checksum``, ``commit``, ``etag``): a hash, not a credential."""
+    if len(value) not in _DIGEST_HEX_LENGTHS or not _full(_HEX_ANY_CASE, value):
+        return False
+    line = data[line_start:].split(b"\n", 1)[0].lower()
+    return _DIGEST_WORDS.search(line) is not None
 
 
 # Literals that are no value at all, whatever the key's name.
@@ -510,13 +734,18 @@ __all__ = [
     "HIGH_ENTROPY_BITS",
     "Candidate",
     "assigned_value_ok",
+    "auth_scheme",
     "credential_strength",
+    "digest_near",
     "generic_value_ok",
     "jwt_header_ok",
     "k8s_last_value_end",
     "looks_like_placeholder",
     "public_context",
+    "service_named",
     "shannon_entropy",
+    "shell_default",
     "token_body_ok",
     "unquote",
+    "unquoted_value_end",
 ]

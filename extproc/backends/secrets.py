@@ -28,15 +28,20 @@ from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
     assigned_value_ok,
+    auth_scheme,
     credential_strength,
+    digest_near,
     generic_value_ok,
     jwt_header_ok,
     k8s_last_value_end,
     looks_like_placeholder,
     public_context,
+    service_named,
     shannon_entropy,
+    shell_default,
     token_body_ok,
     unquote,
+    unquoted_value_end,
 )
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
@@ -51,16 +56,19 @@ KUBERNETES = "KUBERNETES_SECRET"
 DEFAULT_ENTROPY_THRESHOLD = 3.0
 _KEYWORD = r"(?i:pass|pw|secret|token|key|auth|credential|creds)"
 _IDENT = rf"{_KEYWORD}[A-Za-z0-9_.-]*"
-_OPERATOR = r"""(?:\[[0-9]*\])?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
+# A backslash may escape the quotes: JSON logged inside a string ({\"password\":\"...\"}).
+_OPERATOR = r"""(?:\[[0-9]*\])?\\?["'`]?[ \t]*(?:[:?!=]{0,3}=>?|:)[ \t]*@?"""
 # Values shorter than 6 characters are never kept (see ``secret_values.generic_value_ok``), so
 # they are not even candidates: ``key: x`` in prose or repeated short assignments cost no
 # Python work.
 _QUOTED = r"""(?:"[^"\n]{6,}"|'[^'\n]{6,}'|`[^`\n]{6,}`)"""
 # Unquoted values end at any operator character ('=' only as base64 padding).
 _UNQUOTED = r"""[^\s"'`,;=:]{6,}={0,2}"""
+# ``${NAME:-default}``: a template whose default is a literal (see ``shell_default``).
+_SHELL_DEFAULT = r"\$\{[A-Za-z_][A-Za-z0-9_]*:?[-=][^{}$\s]{6,}\}"
 _VALUE = (
-    r"""(?:"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
-    rf"""|(?:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_UNQUOTED})"""
+    r"""(?:\\"[^"\\\n]{6,}(?:\\")?|"[^"\n]{6,}"?|'[^'\n]{6,}'?|`[^`\n]{6,}`?"""
+    rf"""|(?i:Bearer|Basic|Token|Bot|Digest)[ \t]+{_UNQUOTED}|{_SHELL_DEFAULT}|{_UNQUOTED})"""
 )
 # The shapes of a keyword assignment, with the groups used to take a candidate apart. They are
 # also (groups removed) the prefilter's keyword trigger: unbounded classes, no counters, so the
@@ -69,6 +77,8 @@ _GENERIC_FORMS = (
     ("cli", rf"-{{1,2}}(?P<id>{_IDENT})[ \t]+(?P<val>[^\s\"'`,;=:-]{_UNQUOTED})"),
     ("assign", rf"(?P<id>{_IDENT}){_OPERATOR}(?P<val>{_VALUE})"),
     ("call", rf"""(?P<id>{_IDENT})["'`]?(?:[ \t]*\(|[ \t]+)[ \t]*@?(?P<val>{_QUOTED})"""),
+    # Prose: "the Mailgun API key is 7fQ2...", "my password was ...".
+    ("said", rf"(?P<id>{_IDENT})[ \t]+(?:is|was)(?:[ \t]*:)?[ \t]+(?P<val>{_QUOTED}|{_UNQUOTED})"),
     (
         # The compared value has no whitespace: a secret literal, not a quoted sentence (an
         # open quote in prose would otherwise hold a streamed answer until the next quote).
@@ -429,9 +439,25 @@ class _Detector:
         if self.any_assigned_value and candidate.form != "compare":
             if not assigned_value_ok(candidate):
                 return []
-        elif not generic_value_ok(candidate, self.entropy_threshold):
+        elif not self._credential_value(state, candidate, name_start):
             return []
         return [(candidate.value_start, candidate.value_end, GENERIC)]
+
+    def _credential_value(self, state: _Scan, candidate: Candidate, name_start: int) -> bool:
+        """The value judges, and no hex digest on a line that names one (``sha256 = ...``).
+        A bare ``key`` is a credential's name when the words before it name a service or
+        the kind of key (``stripe key: ...``, ``API key is ...``)."""
+        line_start = self._line_start(state, name_start)
+        named = service_named(state.data[max(line_start, name_start - 64) : name_start])
+        if not generic_value_ok(candidate, self.entropy_threshold, named):
+            return False
+        return not digest_near(state.data, line_start, candidate.value)
+
+    @staticmethod
+    def _line_start(state: _Scan, pos: int) -> int:
+        """Where the line holding ``pos`` starts (at most ``_MAX_NAME`` bytes back)."""
+        floor = max(state.lo, pos - _MAX_NAME)
+        return state.data.rfind(b"\n", floor, pos) + 1 or floor
 
     def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> Candidate | None:
         data = state.data
@@ -445,10 +471,23 @@ class _Detector:
                 id_start = name_start
             if id_end - id_start > _MAX_NAME:
                 return None
-            quoted, value_start, value_end = unquote(data, *spans[val_group])
+            raw_start, raw_end = spans[val_group]
+            escaped = data.startswith(b'\\"', raw_start, raw_end)  # JSON in a string: \"...\"
+            raw_start += escaped
+            quoted, value_start, value_end = unquote(data, raw_start, raw_end)
+            if escaped and data.endswith(b"\\", value_start, value_end):
+                value_end -= 1
+            if not quoted:
+                value_end = unquoted_value_end(data, value_start, value_end)
+            value_start, value_end = shell_default(data, value_start, value_end)
             identifier = data[id_start:id_end].decode("utf-8", "replace")
             value = data[value_start:value_end].decode("utf-8", "replace")
-            return Candidate(form, identifier, value, quoted, value_start, value_end)
+            scheme = (
+                auth_scheme(data, raw_start + quoted, value_start)
+                if value_start > raw_start + quoted
+                else ""
+            )
+            return Candidate(form, identifier, value, quoted, value_start, value_end, scheme)
         return None
 
     @staticmethod
