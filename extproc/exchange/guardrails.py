@@ -28,7 +28,7 @@ from extproc.policy.modes import Found, ModePlan
 from extproc.policy.restore import check_restorable, restores
 from extproc.policy.selection import RequestTags
 from extproc.protocol.exchange import ReportedError
-from extproc.vocabulary import INPUT, ScanContext
+from extproc.vocabulary import INPUT, Finding, ScanContext
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class GuardrailSet:
 
     async def _timed_inspect(
         self, guardrail: Guardrail, texts: Sequence[str], context: ScanContext
-    ) -> list[Any]:
+    ) -> list[Finding]:
         started = time.perf_counter()
         try:
             return await guardrail.inspect(texts, context)

@@ -264,3 +264,20 @@ def test_promtool_accepts_the_process_exposition() -> None:
     bad = "# HELP x_ms A latency.\n# TYPE x_ms gauge\nx_ms 1\n"
     rejected = check_metrics(bad)
     assert rejected.returncode == 3 and "abbreviated units" in rejected.stdout + rejected.stderr
+
+
+def test_a_streamed_holdback_observes_its_releases() -> None:
+    """Wired into HoldBack: text released through the window adds to the delay histogram."""
+    from extproc.streaming.holdback import HoldBack
+
+    count = "guardrail_stream_holdback_delay_seconds_count "
+    before = sample(render(), count)
+
+    async def stream() -> str:
+        holdback = HoldBack((), window=4, stride=1)
+        released = [(await holdback.push(piece)).text for piece in ("abcdef", "ghij", "kl")]
+        released.append((await holdback.finish()).text)
+        return "".join(released)
+
+    assert asyncio.run(stream()) == "abcdefghijkl"
+    assert sample(render(), count) > before
