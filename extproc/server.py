@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Gauge
 
 from extproc.config.settings import Settings
-from extproc.observability.metrics import REGISTRY, render
+from extproc.observability.metrics import REGISTRY, count_outcomes, render
 from extproc.observability.metrics_http import JSON, MetricsServer
 from extproc.protocol.exchange import HandlerFactory
 from extproc.protocol.pb import SERVICE_NAME, ext_grpc
@@ -45,6 +45,7 @@ class ExtProcServer:
         self.address = address
         self.settings = settings
         self.service = ExternalProcessorService(handler_factory)
+        self.service.on_closed = count_outcomes  # guardrail_extproc_requests_total
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(options=grpc_options(settings))
         ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)

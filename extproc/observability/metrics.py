@@ -174,6 +174,22 @@ def count_request(api: str, direction: str, outcome: str) -> None:
         REQUESTS.counts[key] = 1
 
 
+def count_outcomes(session: object) -> None:
+    """Count a closed ext_proc session's directions (``Session.request_outcome`` and
+    ``response_outcome``; the API from its handler's adapter). Duck-typed: protocol/ sits in
+    this layer, so neither imports the other; the server wires the two together."""
+    request = getattr(session, "request_outcome", None)
+    response = getattr(session, "response_outcome", None)
+    if request is None and response is None:
+        return
+    adapter = getattr(getattr(session, "handler", None), "adapter", None)
+    api = getattr(adapter, "name", None) or "other"
+    if request is not None:
+        count_request(api, "request", request)
+    if response is not None:
+        count_request(api, "response", response)
+
+
 def check_timer(guardrail: str, backend: str) -> CheckTimer:
     """The latency timer of one guardrail (bound at engine build)."""
     return CHECK_SECONDS.timer(guardrail, backend)

@@ -13,7 +13,6 @@ import enum
 import logging
 from collections.abc import Mapping
 
-from extproc.observability.metrics import count_request
 from extproc.protocol import replies
 from extproc.protocol.exchange import (
     BodyAccess,
@@ -111,19 +110,13 @@ class Session:
         self.response_headers_asked = False
         self.response_headers_seen = False
         self.response_body_unread = False
-        # What happened to each direction (guardrail_extproc_requests_total), counted at close.
+        # What happened to each direction: read when the stream closes (the server counts it
+        # in guardrail_extproc_requests_total through ExternalProcessorService.on_closed).
         self.request_outcome: str | None = None
         self.response_outcome: str | None = None
 
     def close(self) -> None:
         self.handler.close()
-        if self.request_outcome is not None or self.response_outcome is not None:
-            adapter = getattr(self.handler, "adapter", None)
-            api = getattr(adapter, "name", None) or "other"
-            if self.request_outcome is not None:
-                count_request(api, "request", self.request_outcome)
-            if self.response_outcome is not None:
-                count_request(api, "response", self.response_outcome)
 
     async def on_message(self, request: ProcessingRequest) -> list[ProcessingResponse]:
         if request.HasField("protocol_config") and self.phase is Phase.REQUEST_HEADERS:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from extproc.observability.metrics import count_outcomes
 from extproc.protocol.exchange import (
     CONTINUE,
     BodyAccess,
@@ -465,8 +466,9 @@ def test_each_direction_is_counted_once_with_its_outcome(
         run(session, request_headers(end_of_stream=drive == "headers_only"))
         if drive != "headers_only":
             run(session, body("request_body", b"{}"))
-    assert outcome_counts() == before  # counted at close, once
     session.close()
+    assert outcome_counts() == before  # counted by the server's hook, once, after close
+    count_outcomes(session)
     after = outcome_counts()
     changed = {
         key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)
