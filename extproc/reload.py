@@ -19,18 +19,21 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from extproc.config import ConfigError, load_config
 from extproc.config.loader import Config
 from extproc.exchange.engine import Engine, GuardedExchange
-from extproc.observability import audit, render_gauge
-from extproc.observability.counters import _label
+from extproc.observability import audit
 from extproc.observability.logs import REQUEST_ID, safe_request_id
+from extproc.observability.metrics import render
 from extproc.protocol.exchange import BodyVerdict, ChunkVerdict, Phases, Reject, RequestHead
 
 log = logging.getLogger(__name__)
@@ -236,6 +239,8 @@ class LiveEngine:
         self.current = Generation(1, config, engine, config_digest(self.path), sink)
         self.retired: list[Generation] = []
         self.stats = ReloadStats(last_success=time.time())
+        self.metrics_registry = CollectorRegistry()
+        self.metrics_registry.register(ReloadCollector(self))
         self.startup_settings = config.settings  # what the server bound (STARTUP_SETTINGS)
         self._pending: list[str] = []
         self._reloading: asyncio.Task[None] | None = None
@@ -398,35 +403,8 @@ class LiveEngine:
     # -- metrics -----------------------------------------------------------------------------
 
     def render_metrics(self) -> str:
-        stats = self.stats
-        current = self.current
-        draining = sum(1 for g in self.retired if g.closing is None)
-        return (
-            "# HELP guardrail_config_reloads_total Config reloads (SIGHUP or the file changed) by "
-            "outcome; a failure keeps the last good config.\n"
-            "# TYPE guardrail_config_reloads_total counter\n"
-            f'guardrail_config_reloads_total{{outcome="success"}} {stats.successes}\n'
-            f'guardrail_config_reloads_total{{outcome="failure"}} {stats.failures}\n'
-            + render_gauge(
-                "guardrail_config_last_reload_successful",
-                "1 when the last reload (or the startup load) put its config in force.",
-                int(stats.last_ok),
-            )
-            + render_gauge(
-                "guardrail_config_last_reload_success_timestamp_seconds",
-                "When the config in force was loaded (Unix time).",
-                round(stats.last_success, 3),
-            )
-            + render_gauge(
-                "guardrail_config_draining_generations",
-                "Replaced configs still judging the streams that started on them.",
-                draining,
-            )
-            + "# HELP guardrail_config_info The config in force: its number since startup and "
-            "the hash of its file.\n# TYPE guardrail_config_info gauge\n"
-            f'guardrail_config_info{{generation="{current.number}",'
-            f'hash="{_label(current.digest)}"}} 1\n'
-        )
+        """The reload series (``ReloadCollector``) in the text format."""
+        return render(self.metrics_registry)
 
 
 def _audit_sink(config: Config) -> audit.AuditSink | None:
@@ -450,3 +428,46 @@ def _blank(path: Path) -> bool:
 def _build(path: Path | None) -> tuple[Config, Engine]:
     config = load_config(path)
     return config, Engine(config)
+
+
+class ReloadCollector:
+    """The reloads of one ``LiveEngine``, read from its stats at scrape time (nothing to update
+    on the reload path itself)."""
+
+    def __init__(self, live: LiveEngine) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self.live.stats
+        current = self.live.current
+        reloads = CounterMetricFamily(
+            "guardrail_config_reloads",
+            "Config reloads (SIGHUP or the file changed) by outcome; a failure keeps the last "
+            "good config.",
+            labels=["outcome"],
+        )
+        reloads.add_metric(["success"], stats.successes)
+        reloads.add_metric(["failure"], stats.failures)
+        yield reloads
+        yield GaugeMetricFamily(
+            "guardrail_config_last_reload_successful",
+            "1 when the last reload (or the startup load) put its config in force.",
+            value=int(stats.last_ok),
+        )
+        yield GaugeMetricFamily(
+            "guardrail_config_last_reload_success_timestamp_seconds",
+            "When the config in force was loaded (Unix time).",
+            value=round(stats.last_success, 3),
+        )
+        yield GaugeMetricFamily(
+            "guardrail_config_draining_generations",
+            "Replaced configs still judging the streams that started on them.",
+            value=sum(1 for g in self.live.retired if g.closing is None),
+        )
+        info = GaugeMetricFamily(
+            "guardrail_config_info",
+            "The config in force: its number since startup and the hash of its file.",
+            labels=["generation", "hash"],
+        )
+        info.add_metric([str(current.number), current.digest], 1)
+        yield info

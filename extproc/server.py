@@ -9,9 +9,10 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, Gauge
 
 from extproc.config.settings import Settings
-from extproc.observability import render_gauge, render_prometheus
+from extproc.observability.metrics import REGISTRY, count_outcomes, render
 from extproc.observability.metrics_http import JSON, MetricsServer
 from extproc.protocol.exchange import HandlerFactory
 from extproc.protocol.pb import SERVICE_NAME, ext_grpc
@@ -44,6 +45,7 @@ class ExtProcServer:
         self.address = address
         self.settings = settings
         self.service = ExternalProcessorService(handler_factory)
+        self.service.on_closed = count_outcomes  # guardrail_extproc_requests_total
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(options=grpc_options(settings))
         ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)
@@ -51,6 +53,14 @@ class ExtProcServer:
         self.port = 0  # the bound TCP port once started (useful when the address asked for 0)
         self.metrics: MetricsServer | None = None
         self._render_reloads = getattr(handler_factory, "render_metrics", None)
+        # This server's own series (several servers may share a process in tests).
+        self.registry = CollectorRegistry()
+        streams = Gauge(
+            "guardrail_extproc_active_streams",
+            "ext_proc streams (HTTP requests) in flight.",
+            registry=self.registry,
+        )
+        streams.set_function(lambda: self.service.active_streams)
         if settings.metrics_address:
             listing = getattr(handler_factory, "guardrail_list", None)
             extra = {LIST_PATH: (JSON, lambda: json.dumps(listing()))} if listing else {}
@@ -59,11 +69,7 @@ class ExtProcServer:
     def render_metrics(self) -> str:
         """Everything ``GET /metrics`` shows: the guardrail counters, streams in flight and,
         when the factory reloads its config, the reloads."""
-        text = render_prometheus() + render_gauge(
-            "guardrail_extproc_active_streams",
-            "ext_proc streams (HTTP requests) in flight.",
-            self.service.active_streams,
-        )
+        text = render(REGISTRY) + render(self.registry)
         return text + self._render_reloads() if self._render_reloads is not None else text
 
     async def start(self) -> None:

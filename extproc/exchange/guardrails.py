@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -20,13 +21,14 @@ from extproc.config.settings import check_on_error
 from extproc.exchange.building import build_all
 from extproc.formats.document import snippet
 from extproc.observability import COUNTERS, audit
+from extproc.observability.metrics import check_timer
 from extproc.policy import restore
 from extproc.policy.decision import check_placeholder
 from extproc.policy.modes import Found, ModePlan
 from extproc.policy.restore import check_restorable, restores
 from extproc.policy.selection import RequestTags
 from extproc.protocol.exchange import ReportedError
-from extproc.vocabulary import INPUT, ScanContext
+from extproc.vocabulary import INPUT, Finding, ScanContext
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class GuardrailSet:
             for g in guardrails
         }
         self.restoring = frozenset(g.name for g in guardrails if restores(g.spec))
+        # Metric children bound once here: a check only looks its timer up (observability/).
+        self.timers = {g.name: check_timer(g.name, g.spec.guardrail) for g in guardrails}
+        for g in guardrails:
+            COUNTERS.bind(g.name)
         self.placeholders = {
             g.name: self._placeholder_format(g) for g in guardrails if self._numbered(g)
         }
@@ -161,13 +167,18 @@ class GuardrailSet:
             if guardrail.remote:
                 remote.append(guardrail)
                 continue
+            started = time.perf_counter()
             try:
-                found += [(guardrail.name, f) for f in await guardrail.inspect(texts, context)]
+                result = await guardrail.inspect(texts, context)
             except Exception as error:
+                self._timed(guardrail, started)
                 self._failed(guardrail, error)
+                continue
+            self._timed(guardrail, started)
+            found += [(guardrail.name, f) for f in result]
         if remote:
             results = await asyncio.gather(
-                *(g.inspect(texts, context) for g in remote), return_exceptions=True
+                *(self._timed_inspect(g, texts, context) for g in remote), return_exceptions=True
             )
             for guardrail, result in zip(remote, results, strict=True):
                 if isinstance(result, BaseException):
@@ -177,6 +188,24 @@ class GuardrailSet:
                 else:
                     found += [(guardrail.name, f) for f in result]
         return found
+
+    def _timed(self, guardrail: Guardrail, started: float) -> None:
+        """Observe one check's latency (``guardrail_check_duration_seconds``)."""
+        timer = self.timers.get(guardrail.name)
+        if timer is None:  # a guardrail from outside this set (tests): bound on first use
+            timer = self.timers[guardrail.name] = check_timer(
+                guardrail.name, guardrail.spec.guardrail
+            )
+        timer.observe(time.perf_counter() - started)
+
+    async def _timed_inspect(
+        self, guardrail: Guardrail, texts: Sequence[str], context: ScanContext
+    ) -> list[Finding]:
+        started = time.perf_counter()
+        try:
+            return await guardrail.inspect(texts, context)
+        finally:
+            self._timed(guardrail, started)
 
     def hold_from(
         self, guardrails: Sequence[Guardrail], text: str, start: int

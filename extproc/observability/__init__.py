@@ -1,12 +1,10 @@
-"""In-process observability: outcome counters per guardrail (read by tests, rendered for
-Prometheus)."""
+"""In-process observability: Prometheus metrics (prometheus_client), JSON logs, the audit log."""
 
 from extproc.observability.counters import (
     COUNTERS,
     OUTCOMES,
     Counters,
-    render_gauge,
     render_prometheus,
 )
 
-__all__ = ["COUNTERS", "OUTCOMES", "Counters", "render_gauge", "render_prometheus"]
+__all__ = ["COUNTERS", "OUTCOMES", "Counters", "render_prometheus"]

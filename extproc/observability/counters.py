@@ -1,5 +1,5 @@
-"""Outcome counters per guardrail: what tells "allowed because the backend failed" apart
-from a clean pass.
+"""Outcome counters per guardrail (prometheus_client counters): what tells "allowed because
+the backend failed" apart from a clean pass.
 
 Outcomes of one check (one ``inspect`` of a remote guardrail): ``pass``, ``flagged``,
 ``error`` (the backend failed), ``circuit_open`` (failed fast, the backend was not called);
@@ -16,7 +16,9 @@ Bodies no guardrail could read (binary, compressed, undecodable), keyed by direc
 
 from __future__ import annotations
 
-import threading
+from prometheus_client import CollectorRegistry, Counter
+
+from extproc.observability.metrics import REGISTRY, render
 
 CHECK_OUTCOMES = (
     "pass",
@@ -35,100 +37,87 @@ OUTCOMES = CHECK_OUTCOMES + CACHE_OUTCOMES + DECISION_OUTCOMES + UNINSPECTABLE_O
 
 
 class Counters:
-    """A thread-safe ``(guardrail, outcome) -> count`` registry. Cheap enough for the hot path
-    (one lock and one dict update, well under a microsecond)."""
+    """``(guardrail, outcome) -> count`` on four Prometheus counters (the README's names).
 
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
+    Each ``(guardrail, outcome)`` child is bound once (``bind`` at engine build, else on its
+    first ``inc``); afterwards an ``inc`` is a dict lookup and the child's own locked add."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._checks = Counter(
+            "guardrail_checks_total",
+            "Guardrail checks by outcome (failed_open: allowed because the backend failed).",
+            ["guardrail", "outcome"],
+            registry=self.registry,
+        )
+        self._cache = Counter(
+            "guardrail_verdict_cache_texts_total",
+            "Texts answered from the verdict cache (hit) or sent to the backend (miss).",
+            ["guardrail", "result"],
+            registry=self.registry,
+        )
+        self._decisions = Counter(
+            "guardrail_decisions_total",
+            "Requests and answers a guardrail blocked or masked.",
+            ["guardrail", "action"],
+            registry=self.registry,
+        )
+        self._uninspectable = Counter(
+            "guardrail_uninspectable_total",
+            "Bodies no guardrail could read, refused or allowed (extproc.uninspectable).",
+            ["direction", "outcome"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str], Counter] = {}
+
+    def _child(self, guardrail: str, outcome: str) -> Counter:
+        if outcome in CHECK_OUTCOMES:
+            child = self._checks.labels(guardrail, outcome)
+        elif outcome in CACHE_OUTCOMES:
+            child = self._cache.labels(guardrail, outcome[6:])
+        elif outcome in DECISION_OUTCOMES:
+            child = self._decisions.labels(guardrail, outcome)
+        elif outcome in UNINSPECTABLE_OUTCOMES:
+            child = self._uninspectable.labels(guardrail, outcome[14:])
+        else:
+            raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
+        self._children[(guardrail, outcome)] = child
+        return child
+
+    def bind(self, guardrail: str, outcomes: tuple[str, ...] = CHECK_OUTCOMES) -> None:
+        """Bind a guardrail's children now (engine build): the hot path never calls
+        ``.labels``, and the series exist (at 0) from the first scrape."""
+        for outcome in outcomes:
+            if (guardrail, outcome) not in self._children:
+                self._child(guardrail, outcome)
 
     def inc(self, guardrail: str, outcome: str, amount: int = 1) -> None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
-        if amount <= 0:
-            return
-        key = (guardrail, outcome)
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + amount
+        child = self._children.get((guardrail, outcome))
+        if child is None:
+            child = self._child(guardrail, outcome)
+        if amount > 0:
+            child.inc(amount)
 
     def get(self, guardrail: str, outcome: str) -> int:
-        with self._lock:
-            return self._counts.get((guardrail, outcome), 0)
+        child = self._children.get((guardrail, outcome))
+        # ``_value`` is the child's own value holder (prometheus_client has no public getter
+        # short of a whole collect); read by tests and `extproc check`, never on the hot path.
+        return 0 if child is None else int(child._value.get())
 
     def snapshot(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._counts)
+        return {key: self.get(*key) for key in self._children if self.get(*key)}
 
     def clear(self) -> None:
-        with self._lock:
-            self._counts.clear()
+        for metric in (self._checks, self._cache, self._decisions, self._uninspectable):
+            metric.clear()
+        self._children.clear()
 
 
-# The process-wide registry every guardrail and the engine count into.
-COUNTERS = Counters()
-
-_CHECKS_HELP = (
-    "# HELP guardrail_checks_total Guardrail checks by outcome (failed_open: allowed because "
-    "the backend failed).\n# TYPE guardrail_checks_total counter\n"
-)
-_CACHE_HELP = (
-    "# HELP guardrail_verdict_cache_texts_total Texts answered from the verdict cache (hit) or "
-    "sent to the backend (miss).\n# TYPE guardrail_verdict_cache_texts_total counter\n"
-)
-
-_DECISIONS_HELP = (
-    "# HELP guardrail_decisions_total Requests and answers a guardrail blocked or masked.\n"
-    "# TYPE guardrail_decisions_total counter\n"
-)
-
-
-_UNINSPECTABLE_HELP = (
-    "# HELP guardrail_uninspectable_total Bodies no guardrail could read, refused or allowed "
-    "(extproc.uninspectable).\n# TYPE guardrail_uninspectable_total counter\n"
-)
-
-
-def _label(value: str) -> str:
-    """Prometheus label escaping: backslash, double quote, newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+# The process-wide counters every guardrail and the engine count into, on /metrics.
+COUNTERS = Counters(REGISTRY)
 
 
 def render_prometheus(counters: Counters = COUNTERS) -> str:
-    """The counters in the Prometheus text exposition format (version 0.0.4)."""
-    counts = sorted(counters.snapshot().items())
-    checks = [
-        f'guardrail_checks_total{{guardrail="{_label(g)}",outcome="{o}"}} {n}\n'
-        for (g, o), n in counts
-        if o in CHECK_OUTCOMES
-    ]
-    cache = [
-        f'guardrail_verdict_cache_texts_total{{guardrail="{_label(g)}",result="{o[6:]}"}} {n}\n'
-        for (g, o), n in counts
-        if o in CACHE_OUTCOMES
-    ]
-    decisions = [
-        f'guardrail_decisions_total{{guardrail="{_label(g)}",action="{o}"}} {n}\n'
-        for (g, o), n in counts
-        if o in DECISION_OUTCOMES
-    ]
-    uninspectable = [
-        f'guardrail_uninspectable_total{{direction="{_label(g)}",outcome="{o[14:]}"}} {n}\n'
-        for (g, o), n in counts
-        if o in UNINSPECTABLE_OUTCOMES
-    ]
-    return (
-        _CHECKS_HELP
-        + "".join(checks)
-        + _CACHE_HELP
-        + "".join(cache)
-        + _DECISIONS_HELP
-        + "".join(decisions)
-        + _UNINSPECTABLE_HELP
-        + "".join(uninspectable)
-    )
-
-
-def render_gauge(name: str, help_text: str, value: float) -> str:
-    """One unlabelled gauge in the text format (e.g. streams in flight, read at scrape time)."""
-    number = int(value) if float(value).is_integer() else value
-    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n{name} {number}\n"
+    """The counters' registry in the Prometheus text format (for ``COUNTERS``, the whole
+    process registry: histograms, build info and the process collectors too)."""
+    return render(counters.registry)

@@ -1,9 +1,10 @@
 """A tiny HTTP endpoint for Prometheus: ``GET /metrics`` on the server's own event loop.
 
-No framework and no extra dependency: one ``asyncio.start_server`` that reads a bounded
+No framework: one ``asyncio.start_server`` that reads a bounded
 request head (with a deadline, so a slow or silent client cannot hold a connection open),
-answers ``GET /metrics`` with the rendered text, and closes. Rendering is a dict snapshot under
-a lock (microseconds), so answering never stalls the gRPC streams sharing the loop.
+answers ``GET /metrics`` with the rendered text, and closes. Rendering is prometheus_client's
+``generate_latest`` (a few hundred series plus the process collector's /proc reads: well under a
+millisecond), so answering never stalls the gRPC streams sharing the loop for long.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 
+from extproc.observability.metrics import CONTENT_TYPE
+
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 METRICS_PATH = "/metrics"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -18,6 +18,8 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
     def __init__(self, handler_factory: HandlerFactory) -> None:
         self._handler_factory = handler_factory
         self.active_streams = 0
+        # Called with each session once its stream is over (the server counts its outcomes).
+        self.on_closed: Callable[[Session], None] | None = None
 
     async def Process(
         self,
@@ -50,3 +52,5 @@ class ExternalProcessorService(ext_grpc.ExternalProcessorServicer):
             # Also reached on CancelledError, when the client or Envoy resets the stream.
             self.active_streams -= 1
             session.close()
+            if self.on_closed is not None:
+                self.on_closed(session)

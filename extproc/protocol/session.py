@@ -21,7 +21,6 @@ from extproc.protocol.exchange import (
     ExchangeHandler,
     Phases,
     Reject,
-    ReplaceBody,
     ReportedError,
     RequestHead,
     ResponseHead,
@@ -53,6 +52,9 @@ def _headers(message: ext.HttpHeaders) -> dict[str, str]:
         for h in message.headers.headers
     }
 
+
+# Reject.details -> the outcome counted; any other reason (unreadable, too large) is "refused".
+_REJECT_OUTCOMES = {"blocked_by_guardrail": "blocked", "guardrail_error": "error"}
 
 _RESPONSE_BODY_MODE = {
     BodyAccess.NONE: BodyMode.NONE,
@@ -108,6 +110,10 @@ class Session:
         self.response_headers_asked = False
         self.response_headers_seen = False
         self.response_body_unread = False
+        # What happened to each direction: read when the stream closes (the server counts it
+        # in guardrail_extproc_requests_total through ExternalProcessorService.on_closed).
+        self.request_outcome: str | None = None
+        self.response_outcome: str | None = None
 
     def close(self) -> None:
         self.handler.close()
@@ -156,6 +162,11 @@ class Session:
 
     def _reject(self, verdict: Reject) -> ProcessingResponse:
         self.phase = Phase.DONE
+        outcome = _REJECT_OUTCOMES.get(verdict.details, "refused")
+        if self.request_outcome is None:  # the request was not through yet
+            self.request_outcome = outcome
+        else:
+            self.response_outcome = outcome
         return replies.immediate(
             verdict.status, verdict.body, verdict.content_type, verdict.details
         )
@@ -180,6 +191,8 @@ class Session:
             return self._reject(plan)
         if not head.has_body and plan.request_body:
             plan = dataclasses.replace(plan, request_body=False)
+        if not plan.request_body:
+            self.request_outcome = "allowed"  # judged on its headers alone
         mode = _mode_for(plan)
         self.request_body_mode = mode.request_body_mode
         self.response_body_mode = mode.response_body_mode
@@ -205,11 +218,16 @@ class Session:
         return self._body_reply("request", await self.handler.on_request_body(message.body))
 
     def _body_reply(self, direction: str, verdict: BodyVerdict) -> ProcessingResponse:
+        if isinstance(verdict, Reject):
+            return self._reject(verdict)
+        outcome = "allowed" if isinstance(verdict, Continue) else "rewritten"
+        if direction == "request":
+            self.request_outcome = outcome
+        else:
+            self.response_outcome = outcome
         if isinstance(verdict, Continue):
             return replies.body_continue(direction)
-        if isinstance(verdict, ReplaceBody):
-            return replies.body_replace(direction, verdict.body)
-        return self._reject(verdict)
+        return replies.body_replace(direction, verdict.body)
 
     async def _on_response_headers(self, message: ext.HttpHeaders) -> list[ProcessingResponse]:
         self._expect(Phase.RESPONSE)
@@ -297,4 +315,6 @@ class Session:
             self.response_started = True
         out += replies.body_streamed_pieces("response", chunk.body, end)
         self.response_eos_sent = end
+        if end:  # a judged stream: cut short by a guardrail, or through to its end
+            self.response_outcome = "ended" if chunk.end and not upstream_ended else "allowed"
         return out

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 
 from extproc.backends.base import Guardrail
 from extproc.formats.events import DeltaSlot
+from extproc.observability.metrics import HoldTimer
 from extproc.policy.decision import decide
 from extproc.vocabulary import Action, Block, Decision, Finding, Mask
 
@@ -125,6 +126,7 @@ class HoldBack:
         self._held = 0
         self._blocked: Block | None = None
         self._finished = False
+        self._timer = HoldTimer()  # guardrail_stream_holdback_delay_seconds
 
     @property
     def held(self) -> int:
@@ -139,6 +141,7 @@ class HoldBack:
         if text:
             self._pieces.append(text)
             self._held += len(text)
+            self._timer.pushed(len(text))
         if self._hold is None:
             if self._held < self.window + self._stride:
                 return Release()  # nothing could be released: skip the scan
@@ -175,6 +178,8 @@ class HoldBack:
             raise RuntimeError("HoldBack.finish() was already called for this channel")
 
     def _take_buffer(self, rest: str) -> None:
+        if not rest:
+            self._timer.dropped()
         self._pieces = [rest] if rest else []
         self._held = len(rest)
 
@@ -211,6 +216,7 @@ class HoldBack:
             self._take_buffer("")
             return Release(blocked=decision)
         text = decision.texts.get(0, piece) if isinstance(decision, Mask) else piece
+        self._timer.released(cut - offset)
         self._take_buffer(scanned[cut:])
         self._context = scanned[max(0, cut - self.window) : cut]
         return Release(text, consumed=cut - offset)

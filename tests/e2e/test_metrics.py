@@ -14,6 +14,7 @@ import pytest
 
 from extproc.stack.processes import Stack, free_port
 from tests.conftest import chat_body, module_stack, post, upstream_last
+from tests.promtool import check_metrics
 
 CONFIG = """
 extproc:
@@ -59,6 +60,13 @@ def scrape(client: httpx.Client, port: int) -> dict[str, float]:
 FAILED_OPEN = 'guardrail_checks_total{guardrail="dead-webhook",outcome="failed_open"}'
 ERROR = 'guardrail_checks_total{guardrail="dead-webhook",outcome="error"}'
 PASS = 'guardrail_checks_total{guardrail="dead-webhook",outcome="pass"}'
+REQUESTS = (
+    'guardrail_extproc_requests_total{api="openai_chat",direction="request",outcome="allowed"}'
+)
+CHECKS = 'guardrail_check_duration_seconds_count{backend="webhook",guardrail="dead-webhook"}'
+CHECK_SLOWEST = (
+    'guardrail_check_duration_seconds_bucket{backend="webhook",guardrail="dead-webhook",le="5.0"}'
+)
 
 
 def test_allowed_because_backend_failed_is_counted_as_failed_open(
@@ -74,10 +82,24 @@ def test_allowed_because_backend_failed_is_counted_as_failed_open(
     after = scrape(client, metrics_port)
     assert after[FAILED_OPEN] == before.get(FAILED_OPEN, 0) + 1
     assert after[ERROR] == before.get(ERROR, 0) + 1
-    assert PASS not in after  # never a clean pass: the backend was never reached
+    assert after.get(PASS, 0) == 0  # never a clean pass: the backend was never reached
     assert after["guardrail_extproc_active_streams"] == 0
+    assert after[REQUESTS] == before.get(REQUESTS, 0) + 1
+    assert after[CHECKS] == before.get(CHECKS, 0) + 1  # one timed check, the failed call
+    assert after[CHECK_SLOWEST] == after[CHECKS]  # under the 5 s top bucket (timeout 0.5 s)
     log = metrics_stack.log_path("extproc").read_text()
     assert re.search(r"guardrail dead-webhook failed .*request allowed because on_error", log)
+
+
+def test_the_scrape_passes_promtool(
+    client: httpx.Client, metrics_port: int, metrics_stack: Stack
+) -> None:
+    post(client, metrics_stack, chat_body("one request so every family has samples"))
+    response = client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert 'extproc_build_info{version="' in response.text
+    assert "process_cpu_seconds_total" in response.text
+    result = check_metrics(response.text)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_guardrails_list_shows_what_is_loaded_never_a_key(

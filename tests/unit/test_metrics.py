@@ -10,11 +10,15 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from extproc.config.settings import Settings
-from extproc.observability import Counters, metrics_http, render_gauge, render_prometheus
+from extproc.observability import Counters, metrics_http, render_prometheus
+from extproc.observability.metrics import CHECK_BUCKETS, HoldTimer, count_request, render
 from extproc.observability.metrics_http import CONTENT_TYPE, MetricsServer, answer, split_host_port
 from extproc.server import ExtProcServer
+from tests.promtool import check_metrics
 
-SAMPLE = re.compile(r'^[a-z_]+\{guardrail="(?:[^"\\]|\\.)*",(?:outcome|result)="[a-z_]+"\} \d+$')
+SAMPLE = re.compile(
+    r'^[a-z_]+\{guardrail="(?:[^"\\]|\\.)*",(?:outcome|result)="[a-z_]+"\} \d+\.\d+$'
+)
 
 
 def filled() -> Counters:
@@ -35,10 +39,10 @@ def test_render_is_valid_text_format_with_help_and_type() -> None:
         assert any(line.startswith(f"# HELP {name} ") for line in lines)
     samples = [line for line in lines if not line.startswith("#")]
     assert samples and all(SAMPLE.match(line) for line in samples), samples
-    assert 'guardrail_checks_total{guardrail="lakera",outcome="failed_open"} 3' in lines
-    assert 'guardrail_checks_total{guardrail="pii",outcome="pass"} 7' in lines
-    assert 'guardrail_verdict_cache_texts_total{guardrail="lakera",result="hit"} 2' in lines
-    assert 'guardrail_checks_total{guardrail="we\\"ird\\\\name\\n",outcome="flagged"} 1' in lines
+    assert 'guardrail_checks_total{guardrail="lakera",outcome="failed_open"} 3.0' in lines
+    assert 'guardrail_checks_total{guardrail="pii",outcome="pass"} 7.0' in lines
+    assert 'guardrail_verdict_cache_texts_total{guardrail="lakera",result="hit"} 2.0' in lines
+    assert 'guardrail_checks_total{guardrail="we\\"ird\\\\name\\n",outcome="flagged"} 1.0' in lines
     assert text.endswith("\n")
 
 
@@ -48,10 +52,71 @@ def test_render_empty_registry_still_declares_the_metrics() -> None:
     assert "{" not in text
 
 
-def test_gauge_rendering() -> None:
-    assert render_gauge("x_active", "In flight.", 2) == (
-        "# HELP x_active In flight.\n# TYPE x_active gauge\nx_active 2\n"
-    )
+def test_bind_makes_zero_series_and_get_reads_them() -> None:
+    counters = Counters()
+    counters.bind("pii")
+    text = render_prometheus(counters)
+    assert 'guardrail_checks_total{guardrail="pii",outcome="failed_open"} 0.0' in text
+    counters.inc("pii", "failed_open", 2)
+    counters.inc("pii", "failed_open", 0)  # nothing to count
+    assert counters.get("pii", "failed_open") == 2
+    assert counters.get("pii", "never") == 0
+    with pytest.raises(ValueError, match="unknown outcome"):
+        counters.inc("pii", "exploded")
+
+
+def test_process_registry_has_the_documented_families() -> None:
+    text = render()
+    for line in (
+        "# TYPE guardrail_check_duration_seconds histogram",
+        "# TYPE guardrail_stream_holdback_delay_seconds histogram",
+        "# TYPE guardrail_extproc_requests_total counter",
+        "# TYPE guardrail_checks_total counter",
+        "# TYPE extproc_build_info gauge",
+        "# TYPE python_info gauge",
+        "# TYPE process_resident_memory_bytes gauge",
+    ):
+        assert line in text, line
+    assert 'extproc_build_info{version="' in text
+    assert "_created" not in text  # disabled: half the exposition for no signal
+    assert CHECK_BUCKETS[0] == 0.00005 and CHECK_BUCKETS[-1] == 5.0
+
+
+def sample(text: str, prefix: str) -> float:
+    """The value of the one sample line starting with ``prefix`` (0 when absent)."""
+    values = [
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    ]
+    assert len(values) <= 1, values
+    return values[0] if values else 0.0
+
+
+def test_request_totals_count_by_api_direction_outcome() -> None:
+    line = 'guardrail_extproc_requests_total{api="unit_api",direction="request",outcome="blocked"}'
+    before = sample(render(), line)
+    count_request("unit_api", "request", "blocked")
+    count_request("unit_api", "request", "blocked")
+    assert sample(render(), line) == before + 2
+    with pytest.raises(ValueError):
+        count_request("unit_api", "request", "whatever")
+
+
+def test_hold_timer_observes_the_oldest_released_character() -> None:
+    count = "guardrail_stream_holdback_delay_seconds_count "
+    total = "guardrail_stream_holdback_delay_seconds_sum "
+    text = render()
+    before_count, before_sum = sample(text, count), sample(text, total)
+    timer = HoldTimer()
+    timer.pushed(10)
+    timer.pushed(5)
+    timer.released(12)  # the first push wholly, the second partly: one observation
+    timer.released(3)
+    timer.pushed(4)
+    timer.dropped()  # blocked: never released, not a delay
+    timer.released(4)  # nothing held any more: nothing observed
+    text = render()
+    assert sample(text, count) == before_count + 2
+    assert 0 <= sample(text, total) - before_sum < 5
 
 
 def test_routing_table() -> None:
@@ -161,8 +226,9 @@ def test_server_wiring_exposes_counters_and_active_streams() -> None:
         assert server.metrics is not None
         server.service.active_streams = 4
         text = server.render_metrics()
-        assert text.startswith(render_prometheus())
-        assert gauge in text
+        assert "# TYPE guardrail_checks_total counter" in text
+        assert "# TYPE extproc_build_info gauge" in text
+        assert gauge.replace(" 4\n", " 4.0\n") in text
         assert ExtProcServer("127.0.0.1:0", no_handler, Settings()).metrics is None  # type: ignore[arg-type]
 
     asyncio.run(main())
@@ -182,3 +248,36 @@ def test_render_speed() -> None:
         render_prometheus(counters)
     per_render = (time.perf_counter() - started) / rounds
     assert per_render < 0.005, per_render
+
+
+def test_promtool_accepts_the_process_exposition() -> None:
+    """The whole registry, with every family holding samples (a weird guardrail name too),
+    passes promtool's lint; a badly named metric does not (so the check can fail)."""
+    counters = filled()
+    count_request("openai_chat", "response", "ended")
+    timer = HoldTimer()
+    timer.pushed(3)
+    timer.released(3)
+    text = render() + render_prometheus(counters).replace("guardrail_", "unit_guardrail_")
+    result = check_metrics(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = "# HELP x_ms A latency.\n# TYPE x_ms gauge\nx_ms 1\n"
+    rejected = check_metrics(bad)
+    assert rejected.returncode == 3 and "abbreviated units" in rejected.stdout + rejected.stderr
+
+
+def test_a_streamed_holdback_observes_its_releases() -> None:
+    """Wired into HoldBack: text released through the window adds to the delay histogram."""
+    from extproc.streaming.holdback import HoldBack
+
+    count = "guardrail_stream_holdback_delay_seconds_count "
+    before = sample(render(), count)
+
+    async def stream() -> str:
+        holdback = HoldBack((), window=4, stride=1)
+        released = [(await holdback.push(piece)).text for piece in ("abcdef", "ghij", "kl")]
+        released.append((await holdback.finish()).text)
+        return "".join(released)
+
+    assert asyncio.run(stream()) == "abcdefghijkl"
+    assert sample(render(), count) > before

@@ -249,9 +249,9 @@ def test_prometheus_rendering() -> None:
     counters.inc("g", "failed_open")
     counters.inc("g", "cache_hit", 3)
     text = render_prometheus(counters)
-    assert 'guardrail_checks_total{guardrail="we\\"ird",outcome="pass"} 2\n' in text
-    assert 'guardrail_checks_total{guardrail="g",outcome="failed_open"} 1\n' in text
-    assert 'guardrail_verdict_cache_texts_total{guardrail="g",result="hit"} 3\n' in text
+    assert 'guardrail_checks_total{guardrail="we\\"ird",outcome="pass"} 2.0\n' in text
+    assert 'guardrail_checks_total{guardrail="g",outcome="failed_open"} 1.0\n' in text
+    assert 'guardrail_verdict_cache_texts_total{guardrail="g",result="hit"} 3.0\n' in text
     assert "# TYPE guardrail_checks_total counter" in text
     with pytest.raises(ValueError):
         counters.inc("g", "nonsense")

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from extproc.observability.metrics import count_outcomes
 from extproc.protocol.exchange import (
     CONTINUE,
     BodyAccess,
@@ -413,3 +414,63 @@ def test_protocol_config_on_a_later_message_changes_no_mode() -> None:
     message.protocol_config.response_body_mode = BodyMode.NONE
     _, chunk = run(session, message)
     assert streamed(chunk) == (b"judged", False) and handler.response_bodies == [b"raw"]
+
+
+def outcome_counts() -> dict[tuple[str, str], float]:
+    """guardrail_extproc_requests_total for api "other" (a handler without an adapter)."""
+    from extproc.observability.metrics import REGISTRY
+
+    counts: dict[tuple[str, str], float] = {}
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            if sample.name == "guardrail_extproc_requests_total" and labels["api"] == "other":
+                counts[(labels["direction"], labels["outcome"])] = sample.value
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("drive", "expected"),
+    [
+        ("allowed", {("request", "allowed"): 1}),
+        ("rewritten", {("request", "rewritten"): 1}),
+        ("blocked", {("request", "blocked"): 1}),
+        ("failed", {("request", "error"): 1}),
+        ("headers_only", {("request", "allowed"): 1}),
+        ("stream_through", {("request", "allowed"): 1, ("response", "allowed"): 1}),
+        ("stream_cut", {("request", "allowed"): 1, ("response", "ended"): 1}),
+        ("stream_rejected", {("request", "allowed"): 1, ("response", "blocked"): 1}),
+    ],
+)
+def test_each_direction_is_counted_once_with_its_outcome(
+    drive: str, expected: dict[tuple[str, str], int]
+) -> None:
+    before = outcome_counts()
+    if drive.startswith("stream"):
+        verdict = {
+            "stream_through": StreamChunk(b"ok"),
+            "stream_cut": StreamChunk(b"err", end=True),
+            "stream_rejected": Reject(400, b"{}"),
+        }[drive]
+        session, _ = streaming_session(verdict)
+        run(session, body("response_body", b"x", eos=drive == "stream_through"))
+    else:
+        verdict = {
+            "allowed": CONTINUE,
+            "rewritten": ReplaceBody(b"{}"),
+            "blocked": Reject(400, b"{}"),
+            "failed": RuntimeError("boom"),
+            "headers_only": CONTINUE,
+        }[drive]
+        session = Session(ScriptedHandler(verdict=verdict))
+        run(session, request_headers(end_of_stream=drive == "headers_only"))
+        if drive != "headers_only":
+            run(session, body("request_body", b"{}"))
+    session.close()
+    assert outcome_counts() == before  # counted by the server's hook, once, after close
+    count_outcomes(session)
+    after = outcome_counts()
+    changed = {
+        key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)
+    }
+    assert changed == expected
