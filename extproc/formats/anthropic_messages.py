@@ -26,7 +26,15 @@ from extproc.formats.base import (
     add_text_content,
     role_of,
 )
-from extproc.formats.events import NAME_KEYS, DeltaSlot, Path, StreamFormat, add_delta, as_int
+from extproc.formats.events import (
+    NAME_KEYS,
+    DeltaSlot,
+    Path,
+    StreamFormat,
+    add_delta,
+    as_int,
+    block_channels,
+)
 from extproc.formats.sse import encode_event
 from extproc.vocabulary import GENERIC, TEXT, THINKING, TOOL_ARGUMENTS, Channel
 
@@ -197,8 +205,7 @@ def ended(document: Any, channels: Collection[Channel]) -> list[Channel]:
         return []
     if document.get("type") != "content_block_stop":
         return []
-    index = as_int(document.get("index"), 0)
-    return [key for key in channels if len(key) > 1 and key[1] == index]
+    return block_channels(channels, as_int(document.get("index"), 0))
 
 
 def error_event(

@@ -30,6 +30,7 @@ from extproc.formats.events import (
     StreamFormat,
     add_delta,
     as_int,
+    block_channels,
     dict_items,
 )
 from extproc.formats.eventstream import encode_frame
@@ -155,8 +156,7 @@ def ended(document: Any, channels: Collection[Channel]) -> list[Channel]:
         return []
     if "delta" in document or "start" in document:
         return []
-    index = as_int(document.get("contentBlockIndex"), 0)
-    return [key for key in channels if len(key) > 1 and key[1] == index]
+    return block_channels(channels, as_int(document.get("contentBlockIndex"), 0))
 
 
 def error_event(

@@ -264,6 +264,12 @@ def add_tokens(
         add_delta(slots, entry, "token", channel, snapshot)
 
 
+def block_channels(channels: Collection[Channel], index: int) -> list[Channel]:
+    """The channels of content block ``index`` (keys ``(kind, block index, ...)``): what a
+    block's stop event ends, in the APIs that stream numbered content blocks."""
+    return [key for key in channels if len(key) > 1 and key[1] == index]
+
+
 def as_int(value: Any, fallback: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else fallback
 
