@@ -16,22 +16,12 @@ import pytest
 from extproc.stack import fake_llm
 from extproc.stack.processes import Stack
 from tests.conftest import module_stack, upstream_last
+from tests.e2e.planted import BOTH_WAYS_CONFIG, CHUNKINGS, EMAIL, KEY, LONG
 
 DEPLOYMENT = "my-gpt-4o"
 API_VERSION = "2024-10-21"
-EMAIL = "jane.doe@example.com"
-KEY = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS's documented example key, split so scanners skip it
-LONG = "the weather is fine today and " * 12
-CHUNKINGS = ("bytes", "split", "batch", "random:7")
 
-CONFIG = """
-guardrails:
-  - guardrail_name: mask-pii
-    litellm_params: {guardrail: pii, mode: [pre_call, post_call], default_on: true}
-  - guardrail_name: block-secrets
-    litellm_params:
-      {guardrail: secrets, mode: [pre_call, post_call], default_on: true, action: block}
-"""
+CONFIG = BOTH_WAYS_CONFIG
 
 
 @pytest.fixture(scope="module")

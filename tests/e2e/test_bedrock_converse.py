@@ -7,7 +7,6 @@ connection error), and broken frames refused."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import struct
@@ -21,26 +20,13 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 
-from extproc.backends import build
-from extproc.config import GuardrailSpec
-from extproc.policy.decision import decide
 from extproc.stack.processes import Stack
 from tests.conftest import module_stack, upstream_last
+from tests.e2e.planted import BOTH_WAYS_CONFIG, CHUNKINGS, EMAIL, KEY, LONG, reference
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"  # boto3 sends the ":" as %3A
-EMAIL = "jane.doe@example.com"
-KEY = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS's documented example key, split so scanners skip it
-LONG = "the weather is fine today and " * 12
-CHUNKINGS = ("bytes", "split", "batch", "random:7")
 
-CONFIG = """
-guardrails:
-  - guardrail_name: mask-pii
-    litellm_params: {guardrail: pii, mode: [pre_call, post_call], default_on: true}
-  - guardrail_name: block-secrets
-    litellm_params:
-      {guardrail: secrets, mode: [pre_call, post_call], default_on: true, action: block}
-"""
+CONFIG = BOTH_WAYS_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +121,6 @@ EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": [{"text": text}]}]
-
-
-def reference(text: str) -> str:
-    spec = GuardrailSpec("mask-pii", "pii", ("post_call",), True, {"guardrail": "pii"})
-    guardrail = build(spec)
-    findings = [(guardrail.name, f) for f in asyncio.run(guardrail.scan([text]))]
-    decision = decide([text], findings)
-    return decision.texts.get(0, text) if hasattr(decision, "texts") else text
 
 
 def test_converse_request_is_masked_and_answer_masked(

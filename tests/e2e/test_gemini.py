@@ -5,7 +5,6 @@ data event with a top-level ``error`` that the client raises."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -15,26 +14,13 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from extproc.backends import build
-from extproc.config import GuardrailSpec
-from extproc.policy.decision import decide
 from extproc.stack.processes import Stack
 from tests.conftest import module_stack, upstream_last
+from tests.e2e.planted import BOTH_WAYS_CONFIG, CHUNKINGS, EMAIL, KEY, LONG, reference
 
 MODEL = "gemini-2.0-flash"
-EMAIL = "jane.doe@example.com"
-KEY = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS's documented example key, split so scanners skip it
-LONG = "the weather is fine today and " * 12
-CHUNKINGS = ("bytes", "split", "batch", "random:7")
 
-CONFIG = """
-guardrails:
-  - guardrail_name: mask-pii
-    litellm_params: {guardrail: pii, mode: [pre_call, post_call], default_on: true}
-  - guardrail_name: block-secrets
-    litellm_params:
-      {guardrail: secrets, mode: [pre_call, post_call], default_on: true, action: block}
-"""
+CONFIG = BOTH_WAYS_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +53,6 @@ def client_for(stack: Stack, headers: dict[str, str] | None = None) -> genai.Cli
         base_url=stack.url, api_version="v1beta", headers=headers or {}, timeout=15_000
     )
     return genai.Client(api_key="dummy-key", http_options=options)
-
-
-def reference(text: str) -> str:
-    """The text masked as a whole (what a non-streamed answer would say)."""
-    spec = GuardrailSpec("mask-pii", "pii", ("post_call",), True, {"guardrail": "pii"})
-    guardrail = build(spec)
-    findings = [(guardrail.name, f) for f in asyncio.run(guardrail.scan([text]))]
-    decision = decide([text], findings)
-    return decision.texts.get(0, text) if hasattr(decision, "texts") else text
 
 
 def test_request_text_is_masked_before_the_model(client: httpx.Client, gemini_stack: Stack) -> None:

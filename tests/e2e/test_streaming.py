@@ -19,14 +19,11 @@ from extproc.backends import build
 from extproc.config import GuardrailSpec
 from extproc.formats import delta_slots, stream_format
 from extproc.formats.sse import SseParser, encode_event
-from extproc.policy.decision import decide
 from extproc.stack.processes import Stack
 from extproc.vocabulary import CODE, GENERIC, THINKING
 from tests.conftest import chat_body, ext_proc_stats, module_stack, post, upstream_last
+from tests.e2e.planted import CHUNKINGS, EMAIL, KEY, LONG, reference
 
-EMAIL = "jane.doe@example.com"
-KEY = "AKIA" + "IOSFODNN7EXAMPLE"
-LONG = "the weather is fine today and " * 12
 TEXT = f"Write to {EMAIL} or bob.smith@corp.example.org; {LONG} then ping {EMAIL} again."
 
 CONFIG = """
@@ -58,7 +55,6 @@ FORMAT_OF = {
     "/v1/responses": "openai_responses",
     "/v1/messages": "anthropic_messages",
 }
-CHUNKINGS = ("bytes", "split", "batch", "random:7")
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +65,6 @@ def streaming_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]
 @pytest.fixture(scope="module")
 def late_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from module_stack(tmp_path_factory, "streaming-late", LATE_CONFIG)
-
-
-def reference(text: str) -> str:
-    """The answer masked as a whole (what a non-streamed answer would say)."""
-    spec = GuardrailSpec("answer-pii", "pii", ("post_call",), True, {"guardrail": "pii"})
-    guardrail = build(spec)
-    findings = [(guardrail.name, f) for f in asyncio.run(guardrail.scan([text]))]
-    decision = decide([text], findings)
-    return decision.texts.get(0, text) if hasattr(decision, "texts") else text
 
 
 def streamed_text(path: str, body: bytes) -> tuple[str, list[str], list]:

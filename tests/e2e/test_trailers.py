@@ -21,7 +21,8 @@ from extproc.formats.sse import SseParser
 from extproc.stack.envoy_config import TEMPLATE, named
 from extproc.stack.processes import Stack
 from tests.conftest import chat_body, module_stack, post
-from tests.e2e.test_streaming import CONFIG, EMAIL, KEY  # the same guardrails and values
+from tests.e2e.planted import EMAIL, KEY
+from tests.e2e.test_streaming import CONFIG  # the same guardrails
 
 
 def trailers_template(directory: Path) -> Path:
