@@ -283,26 +283,28 @@ class Session:
                 raise ProtocolAbort("out-of-order response body")  # never echoed unjudged
             self.response_eos_sent = message.end_of_stream
             return [replies.body_streamed("response", message.body, message.end_of_stream)]
-        verdict = await self.handler.on_response_chunk(message.body, message.end_of_stream)
-        if isinstance(verdict, Reject):
-            if self.held_headers is None:
-                raise ProtocolAbort("a streamed response cannot be rejected once it has started")
-            self.held_headers = None
-            return [self._reject(verdict)]
-        return self._stream_out(verdict, message.end_of_stream)
+        return await self._judged_chunk(message.body, message.end_of_stream)
 
     async def _on_response_trailers(self) -> list[ProcessingResponse]:
         """Trailers end an answer whose last body chunk said nothing of the end: a streamed
         answer's held text is released (or its block sent) before them, as at an ``eos``."""
         if not (self.streaming and not self.response_eos_sent):
             return [replies.trailers_continue("response")]
-        verdict = await self.handler.on_response_chunk(b"", True)
+        replies_out = await self._judged_chunk(b"", True)
+        if replies_out and replies_out[-1].HasField("immediate_response"):
+            return replies_out  # rejected: the immediate response ends the stream
+        return [*replies_out, replies.trailers_continue("response")]
+
+    async def _judged_chunk(self, body: bytes, end: bool) -> list[ProcessingResponse]:
+        """A streamed answer's chunk through the handler: what it releases, or its rejection
+        (a clean one only while the response headers are still held)."""
+        verdict = await self.handler.on_response_chunk(body, end)
         if isinstance(verdict, Reject):
             if self.held_headers is None:
                 raise ProtocolAbort("a streamed response cannot be rejected once it has started")
             self.held_headers = None
             return [self._reject(verdict)]
-        return [*self._stream_out(verdict, True), replies.trailers_continue("response")]
+        return self._stream_out(verdict, end)
 
     def _stream_out(self, chunk: StreamChunk, upstream_ended: bool) -> list[ProcessingResponse]:
         end = chunk.end or upstream_ended  # FULL_DUPLEX_STREAMED needs exactly one eos
