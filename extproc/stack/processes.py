@@ -7,6 +7,7 @@ Every port not given is picked free on 127.0.0.1; every child is stopped by ``st
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,10 +30,29 @@ class StackError(RuntimeError):
     pass
 
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 on Linux): a port picked
+# by binding port 0 lies in that range, and between the pick and the child's bind any outgoing
+# connection of this machine (another test run's client, say) may take it as its source port.
+_PICK_FROM, _PICK_TO = 20000, 32000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1 now, never handed out before by this process, outside the
+    ephemeral range so no outgoing connection can take it before the child binds it."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(_PICK_FROM, _PICK_TO)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise StackError(f"no free port on 127.0.0.1 in {_PICK_FROM}-{_PICK_TO} after 200 tries")
 
 
 def envoy_binary() -> str:
