@@ -387,6 +387,9 @@ def test_envoy_gateway_carries_envoy_yamls_listener_and_route_limits():
     )
     assert duration(http["requestReceivedTimeout"]) == duration(hcm["request_timeout"])
     assert duration(http["streamIdleTimeout"]) == duration(hcm["stream_idle_timeout"])
+    # Envoy Gateway's ClientTrafficPolicy (v1.9) has no header-size field: its proxies keep
+    # Envoy's default, which envoy.yaml writes out and extproc's 414 check assumes.
+    assert hcm["max_request_headers_kb"] == 60
     # Envoy Gateway always sets normalize_path; merge_slashes unless disableMergeSlashes.
     assert hcm["normalize_path"] is True
     assert client["path"]["disableMergeSlashes"] is (not hcm["merge_slashes"])

@@ -120,6 +120,10 @@ def test_helm_lint_finds_no_error():
             "max_forwarded_body_bytes (5242880) must equal envoy.bufferLimitBytes (4194304)",
         ),
         (
+            {"envoy": {"maxRequestHeadersKb": 96}},
+            "max_request_headers_bytes (61440) must equal envoy.maxRequestHeadersKb x 1024 (98304)",
+        ),
+        (
             {"config": {"extproc": {"listen_address": "0.0.0.0:1"}}},
             "listen_address is set by the chart",
         ),

@@ -29,6 +29,11 @@ class Settings:
     # request_body_buffer_limit in envoy/envoy.yaml (a test checks it): Envoy refuses a
     # rewritten body over its limit, so a masked body larger than this gets our 413.
     max_forwarded_body_bytes: int | None = None
+    # The largest request header block (names and values, ``:path`` included) Envoy accepts:
+    # must match max_request_headers_kb of Envoy's HTTP connection manager (60 KiB, its
+    # default, in envoy/envoy.yaml; a test checks it). A query string that masking makes
+    # longer past it gets our 414, never Envoy's bare 503.
+    max_request_headers_bytes: int = 60 * 1024
     # How long in-flight streams may run after SIGTERM before they are cut.
     shutdown_grace_seconds: float = 10.0
     # What a failing guardrail means for the request, unless the guardrail sets its own

@@ -220,8 +220,26 @@ class GuardedExchange:
         if isinstance(decision, Mask):
             write_masks(slots, decision)
             count_masks(findings, texts)
-            return f"{base}?{query.encode()}"
+            return self._fitting_path(f"{base}?{query.encode()}", path)
         return None
+
+    def _fitting_path(self, masked: str, path: str) -> str | Reject:
+        """``masked`` if the request's headers still fit Envoy's header limit with it as
+        ``:path``; else a 414 saying why. A placeholder may be longer than what it replaces,
+        and Envoy answers a header mutation past its limit with a bare 503."""
+        limit = self.engine.settings.max_request_headers_bytes
+        headers = self.head.headers if self.head else {}
+        size = sum(len(name) + len(value) for name, value in headers.items())
+        size += len(masked) - len(headers.get(":path", path))
+        if size <= limit:
+            return masked
+        subject = f"Request path is {len(masked)} bytes once masked (it was {len(path)})"
+        log.warning("%s; headers %d bytes, not forwarded (limit %d)", subject, size, limit)
+        message = (
+            f"{subject}: the request's headers would be {size} bytes, larger than the "
+            f"{limit}-byte header limit of the gateway."
+        )
+        return Reject(414, error_body(message, code="414"), details="masked_path_too_long")
 
     async def on_request_body(self, body: bytes) -> BodyVerdict:
         verdict = await self._judge_request_body(body)

@@ -78,6 +78,9 @@ class Placeholders:
 
     formats: Mapping[str, str]  # guardrail name -> format; absent -> DEFAULT_PLACEHOLDER
     numbers: dict[tuple[str, str], int] = field(default_factory=dict)
+    # How many values of each type are numbered: counted as they come, since counting the
+    # numbers given so far for every new value would be quadratic in the values of a request.
+    per_type: dict[str, int] = field(default_factory=dict)
     originals: dict[str, str] = field(default_factory=dict)  # label -> original value
 
     def label(self, guardrail: str, finding: Finding, value: str) -> str:
@@ -87,7 +90,7 @@ class Placeholders:
         key = (finding.type, value)
         number = self.numbers.get(key)
         if number is None:
-            number = 1 + sum(1 for kind, _ in self.numbers if kind == finding.type)
+            number = self.per_type[finding.type] = self.per_type.get(finding.type, 0) + 1
             self.numbers[key] = number
         text = template.format(type=finding.type, n=number)
         self.originals.setdefault(text, value)

@@ -122,3 +122,35 @@ def test_a_buffered_answer_masked_past_the_forwarding_limit_is_a_502_saying_why(
     assert "a@b.co" not in response.text
     small = post(client, answer_stack, chat_body(MAIL * 10, guardrails=["mask-answer"]))
     assert small.json()["choices"][0]["message"]["content"] == f"{LABEL} " * 10
+
+
+def query_of(count: int) -> str:
+    return "&".join(f"m{i}={MAIL.strip()}" for i in range(count))
+
+
+def test_a_query_masked_within_the_header_limit_is_forwarded(
+    client: httpx.Client, growth_stack: Stack
+) -> None:
+    count = LIMITS.max_request_headers_bytes // 2 // (len(LABEL) + 8)
+    response = client.get(f"{growth_stack.url}/v1/models?{query_of(count)}")
+    assert response.status_code != 414, response.text[:300]
+    seen = upstream_last(client, growth_stack)
+    assert seen["path"].count("EMAIL_ADDRESS_WITHHELD") == count
+    assert MAIL.strip() not in seen["path"]
+
+
+def test_a_query_masked_past_the_header_limit_gets_414_saying_why(
+    client: httpx.Client, growth_stack: Stack
+) -> None:
+    """Accepted as sent (~25 KiB), past Envoy's 60 KiB header limit once masked: our 414, not
+    the bare 503 Envoy gives a header mutation over its limit; nothing reaches the upstream."""
+    before = upstream_last(client, growth_stack)
+    count = LIMITS.max_request_headers_bytes // len(LABEL) + 10
+    query = query_of(count)
+    assert len(query) < LIMITS.max_request_headers_bytes // 2
+    response = client.get(f"{growth_stack.url}/v1/models?{query}")
+    assert response.status_code == 414, response.text[:300]
+    message = response.json()["error"]["message"]
+    assert f"{LIMITS.max_request_headers_bytes}-byte header limit of the gateway" in message
+    assert "once masked" in message
+    assert upstream_last(client, growth_stack) == before

@@ -1,4 +1,4 @@
-from extproc.policy.decision import decide, mask_text
+from extproc.policy.decision import Placeholders, decide, mask_text
 from extproc.vocabulary import Action, Allow, Block, Finding, Mask
 
 
@@ -36,3 +36,31 @@ def test_masks_from_several_guardrails_merge_per_text() -> None:
 
 def test_log_only_findings_allow() -> None:
     assert isinstance(decide(["abc"], [("g", f(0, 1, action=Action.LOG))]), Allow)
+
+
+class _NoWalk(dict):
+    """A ``numbers`` map that refuses to be walked: numbering one more value must not look at
+    every value numbered before (that made masking n distinct values O(n^2))."""
+
+    def __iter__(self):
+        raise AssertionError("numbering walked the values numbered before")
+
+
+def test_numbered_placeholders_count_per_type_without_walking_earlier_values() -> None:
+    placeholders = Placeholders({"g": "<{type}_{n}>"}, numbers=_NoWalk())
+    texts = ["a@b.io x@y.io a@b.io 10.0.0.1 x@y.io 10.0.0.2"]
+    spans = [
+        (0, 6, "EMAIL"),
+        (7, 13, "EMAIL"),
+        (14, 20, "EMAIL"),
+        (21, 29, "IP_ADDRESS"),
+        (30, 36, "EMAIL"),
+        (37, 45, "IP_ADDRESS"),
+    ]
+    findings = [("g", Finding(0, s, e, t, Action.MASK)) for s, e, t in spans]
+    decision = decide(texts, findings, placeholders)
+    assert isinstance(decision, Mask)
+    assert decision.texts[0] == (
+        "<EMAIL_1> <EMAIL_2> <EMAIL_1> <IP_ADDRESS_1> <EMAIL_2> <IP_ADDRESS_2>"
+    )
+    assert placeholders.originals["<EMAIL_2>"] == "x@y.io"

@@ -46,6 +46,13 @@ def test_route_buffer_limit_equals_extproc_default_forwarding_limit() -> None:
     assert Settings().forward_limit > Settings().max_request_body_bytes
 
 
+def test_header_limit_equals_extproc_default_header_limit() -> None:
+    """Envoy answers a header mutation past its limit with a bare 503: extproc must know the
+    limit to refuse a query string masked past it with its own 414."""
+    manager = ingress_route(load_template())
+    assert manager["max_request_headers_kb"] * 1024 == Settings().max_request_headers_bytes
+
+
 def test_filter_fails_closed_and_lets_the_processor_choose_phases() -> None:
     manager = ingress_route(load_template())
     ext_proc = named(manager["http_filters"], "envoy.filters.http.ext_proc")["typed_config"]

@@ -33,6 +33,10 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- if ne (int (get $extproc "max_forwarded_body_bytes")) (int .Values.envoy.bufferLimitBytes) -}}
 {{- fail (printf "config.extproc.max_forwarded_body_bytes (%d) must equal envoy.bufferLimitBytes (%d): Envoy answers a bare 413 to a masked body over its buffer limit" (int (get $extproc "max_forwarded_body_bytes")) (int .Values.envoy.bufferLimitBytes)) -}}
 {{- end -}}
+{{- $headers := int (get $extproc "max_request_headers_bytes" | default 61440) -}}
+{{- if ne $headers (mul (int .Values.envoy.maxRequestHeadersKb) 1024) -}}
+{{- fail (printf "config.extproc.max_request_headers_bytes (%d) must equal envoy.maxRequestHeadersKb x 1024 (%d): Envoy answers a bare 503 to a query masked past its header limit" $headers (mul (int .Values.envoy.maxRequestHeadersKb) 1024)) -}}
+{{- end -}}
 {{- if hasKey $extproc "listen_address" -}}
 {{- fail "config.extproc.listen_address is set by the chart (--address): leave it out" -}}
 {{- end -}}
