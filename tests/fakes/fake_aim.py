@@ -208,6 +208,7 @@ class StreamSession:
     path: str
     headers: dict[str, str]  # lower-case names
     frames: list[Any] = field(default_factory=list)
+    ended: bool = False  # the client closed the connection (or it broke)
 
     def texts(self) -> list[str]:
         """The delta texts of the chunk frames, in order."""
@@ -227,6 +228,7 @@ class FakeAimStream:
         self.sessions: list[StreamSession] = []
         self.fail: str | None = None
         self.rejected: list[int] = []  # statuses of refused handshakes
+        self.delays_done = 0  # "delay:S" sleeps that ran to their end
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -243,6 +245,7 @@ class FakeAimStream:
     def reset(self) -> None:
         self.fail = None
         with self._lock:
+            self.delays_done = 0
             self.sessions.clear()
             self.rejected.clear()
 
@@ -318,6 +321,7 @@ class FakeAimStream:
             await self._converse(connection, session)
         finally:
             self._connections.discard(connection)
+            session.ended = True
 
     async def _converse(self, connection: ServerConnection, session: StreamSession) -> None:
         streamed = ""
@@ -328,6 +332,8 @@ class FakeAimStream:
             fail = self.fail
             if fail and fail.startswith("delay:"):
                 await asyncio.sleep(float(fail.split(":", 1)[1]))
+                with self._lock:
+                    self.delays_done += 1
             if _is_done(frame):
                 await connection.send(json.dumps({"done": True}))
                 return

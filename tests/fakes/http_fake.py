@@ -60,6 +60,10 @@ class FakeService:
         self.requests: list[Seen] = []
         self.fail: str | None = None
         self.fail_times: int | None = None
+        self.delays_done = 0  # "delay:S" sleeps that ran to their end
+        # Set: every request waits for it (up to 10 s) before being answered, so a test can
+        # hold a call open until something it watches has happened.
+        self.gate: threading.Event | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -168,6 +172,8 @@ class FakeService:
 
     def _reply(self, seen: Seen) -> Reply | None:
         fail = self._take_failure()
+        if self.gate is not None:
+            self.gate.wait(10)
         if fail == "garbage":
             return Reply(200, b"<html>not json</html>", {"content-type": "text/html"})
         if fail == "cut":
@@ -178,6 +184,8 @@ class FakeService:
             return Reply(int(status), {"error": "injected failure"}, headers)
         if fail and fail.startswith("delay:"):
             time.sleep(float(fail.split(":", 1)[1]))
+            with self._lock:
+                self.delays_done += 1
         handler = self.routes.get((seen.method, seen.path))
         if handler is None:
             for method, prefix, candidate in self.prefix_routes:

@@ -196,17 +196,18 @@ def test_oversized_request_head_is_refused_not_buffered() -> None:
 def test_a_silent_client_times_out_without_blocking_scrapes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(metrics_http, "READ_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(metrics_http, "READ_TIMEOUT_SECONDS", 2.0)
 
     async def scenario(server: MetricsServer) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /metr")  # and then nothing
         await writer.drain()
-        started = asyncio.get_running_loop().time()
         ok = await exchange(server.port, b"GET /metrics HTTP/1.1\r\n\r\n")
         assert ok.startswith(b"HTTP/1.1 200 ")
-        assert asyncio.get_running_loop().time() - started < 0.3  # not behind the silent one
-        async with asyncio.timeout(5):
+        # Not behind the silent one: the scrape was answered while the silent client still
+        # waits for its 408 (nothing has come back on its connection yet).
+        assert not reader.at_eof() and not reader._buffer  # type: ignore[attr-defined]
+        async with asyncio.timeout(10):
             timed_out = await reader.read()
         assert timed_out.startswith(b"HTTP/1.1 408 ")
         writer.close()
@@ -234,20 +235,32 @@ def test_server_wiring_exposes_counters_and_active_streams() -> None:
     asyncio.run(main())
 
 
-def test_render_speed() -> None:
-    """A scrape of a realistic registry costs well under a millisecond of loop time."""
-    import time
+def test_a_realistic_registry_renders_every_count() -> None:
+    """20 guardrails x 6 outcomes: each count in the scrape, once (its cost per scrape is
+    printed by bench/metrics_cost.py)."""
+    counters = realistic_counters()
+    text = render_prometheus(counters)
+    for g in range(20):
+        for outcome in OUTCOMES:
+            labels = f'guardrail="guardrail-{g}",outcome="{outcome}"'
+            line = f"guardrail_checks_total{{{labels}}} "
+            if outcome.startswith("cache_"):  # the verdict cache's own counter
+                result = outcome.removeprefix("cache_")
+                labels = f'guardrail="guardrail-{g}",result="{result}"'
+                line = f"guardrail_verdict_cache_texts_total{{{labels}}} "
+            assert text.count(line) == 1, line
+            assert f"{line}{g + 1}.0\n" in text
 
+
+OUTCOMES = ("pass", "flagged", "error", "failed_open", "cache_hit", "cache_miss")
+
+
+def realistic_counters() -> Counters:
     counters = Counters()
     for g in range(20):
-        for outcome in ("pass", "flagged", "error", "failed_open", "cache_hit", "cache_miss"):
+        for outcome in OUTCOMES:
             counters.inc(f"guardrail-{g}", outcome, g + 1)
-    rounds = 200
-    started = time.perf_counter()
-    for _ in range(rounds):
-        render_prometheus(counters)
-    per_render = (time.perf_counter() - started) / rounds
-    assert per_render < 0.005, per_render
+    return counters
 
 
 def test_promtool_accepts_the_process_exposition() -> None:
