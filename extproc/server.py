@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -128,6 +129,10 @@ async def serve(
             await starting()
         await server.start()  # a port that cannot be bound raises here: nothing to drain
         started = True
+        # What startup built (modules, the config's guardrails, compiled patterns) lives as
+        # long as the process: out of the collector's sight, a full collection no longer walks
+        # it (~45k objects, tens of ms with every stream waiting).
+        gc.freeze()
         await stop.wait()
     finally:
         if started:
