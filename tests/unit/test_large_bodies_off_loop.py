@@ -54,16 +54,18 @@ async def ticks_while(work) -> tuple[int, object]:
     return counted, result
 
 
+async def judged(body: bytes) -> tuple[int, object]:
+    """How often the loop ran a ticker while ``body`` was judged, and the verdict."""
+    exchange = Engine(parse_config(yaml.safe_load(CONFIG)))()
+    await exchange.on_request_headers(HEAD)
+    return await ticks_while(exchange.on_request_body(body))
+
+
 def test_a_large_request_body_is_judged_off_the_loop() -> None:
     body = many_messages(40_000)
     assert len(body) > 4 * OFF_LOOP_BYTES
 
-    async def main() -> tuple[int, object]:
-        exchange = Engine(parse_config(yaml.safe_load(CONFIG)))()
-        await exchange.on_request_headers(HEAD)
-        return await ticks_while(exchange.on_request_body(body))
-
-    ticks, verdict = asyncio.run(main())
+    ticks, verdict = asyncio.run(judged(body))
     assert isinstance(verdict, ReplaceBody)
     masked = json.loads(verdict.body)["messages"]
     assert masked[39_999]["content"] == "note 39999 to [EMAIL]"
@@ -74,11 +76,6 @@ def test_a_small_body_stays_inline() -> None:
     body = many_messages(10)
     assert len(body) < OFF_LOOP_BYTES
 
-    async def main() -> tuple[int, object]:
-        exchange = Engine(parse_config(yaml.safe_load(CONFIG)))()
-        await exchange.on_request_headers(HEAD)
-        return await ticks_while(exchange.on_request_body(body))
-
-    ticks, verdict = asyncio.run(main())
+    ticks, verdict = asyncio.run(judged(body))
     assert isinstance(verdict, ReplaceBody)
     assert ticks == 0  # no thread hop for a small body
