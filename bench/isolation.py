@@ -1,6 +1,7 @@
 """Small requests while hostile bodies arrive: does one request stall the others?
 
-    python bench/isolation.py [--seconds N] [--hostile-mb M] [--burst N --burst-mb M]
+    python bench/isolation.py [--seconds N] [--hostile-mb M] [--hostile marks|messages]
+                              [--only-workers] [--burst N --burst-mb M]
 
 Starts the stack (Envoy + extproc with the bundled guardrails + the fake LLM) twice: scans inline
 (``scan_workers: 0``) and in worker processes (the default). In each, one client thread keeps
@@ -48,11 +49,24 @@ def body(text: str) -> bytes:
     return json.dumps(document, ensure_ascii=False).encode()
 
 
-def run(workers: int | None, seconds: float, hostile_mb: float) -> dict[str, object]:
+def hostile_body(kind: str, megabytes: float) -> bytes:
+    """``marks``: combining marks on ASCII letters (the normaliser's slowest input class), one
+    message; ``messages``: many one-line messages with an e-mail each (parse, slots and masks
+    ~10 us of Python per message, the work done beside the scan)."""
+    if kind == "marks":
+        return body("a\u0301" * int(megabytes * 1e6 / 3))
+    count = int(megabytes * 1e6 / 48)
+    messages = [{"role": "user", "content": f"note {i} to u{i}@example.org"} for i in range(count)]
+    return json.dumps({"model": "m", "messages": messages}).encode()
+
+
+def run(
+    workers: int | None, seconds: float, hostile_mb: float, kind: str = "marks"
+) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="isolation-"))
     config = workdir / "config.yaml"
     config.write_text(CONFIG.format(workers=workers if workers is not None else 2))
-    hostile = body("a\u0301" * int(hostile_mb * 1e6 / 3))
+    hostile = hostile_body(kind, hostile_mb)
     small = body("Which tests run before artifacts are promoted? " * 4)
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
@@ -134,14 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--hostile-mb", type=float, default=2.0)
+    parser.add_argument("--hostile", choices=("marks", "messages"), default="marks")
+    parser.add_argument("--only-workers", action="store_true", help="skip the inline run")
     parser.add_argument("--burst", type=int, default=0)
     parser.add_argument("--burst-mb", type=float, default=4.0)
     args = parser.parse_args(argv)
     if args.burst:
         print(burst(args.burst, args.burst_mb), flush=True)
         return 0
-    for label, workers in (("inline (scan_workers: 0)", 0), ("worker processes (2)", None)):
-        print(label, run(workers, args.seconds, args.hostile_mb), flush=True)
+    runs = (("inline (scan_workers: 0)", 0), ("worker processes (2)", None))
+    for label, workers in runs[1:] if args.only_workers else runs:
+        print(label, run(workers, args.seconds, args.hostile_mb, args.hostile), flush=True)
     return 0
 
 
