@@ -44,6 +44,11 @@ PROVENANCE = (
         "RFC 3986 userinfo; curl's -u/-U/--user/--proxy-user/--oauth2-bearer options (man curl)",
     ),
     (
+        "CLI_PASSWORD",
+        "the docker login reference (-p/--password; podman, helm registry login alike), "
+        "man sshpass (-p), mysql(1) (-p<password> attached)",
+    ),
+    (
         "keyword assignments (password = ...)",
         "no vendor: generic key=value / YAML / JSON / logfmt syntax; RFC 9110 s.11 auth schemes,"
         " RFC 7617 Basic; RFC 3986 / form-urlencoded pairs; POSIX ${VAR:-default}",

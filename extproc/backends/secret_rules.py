@@ -209,6 +209,26 @@ RULES: tuple[Rule, ...] = (
         check="password",
         reach=520,
     ),
+    Rule(
+        "CLI_PASSWORD",
+        (
+            # `docker login` reference: -p/--password <password> (--password-stdin reads it
+            # from stdin: nothing to match); podman, buildah, skopeo, oras and nerdctl take the
+            # same options, `helm registry login` takes --password.
+            r"\b(?:docker|podman|buildah|skopeo|oras|nerdctl|helm[ \t]+registry)[ \t]+login"
+            r"(?:[ \t](?:[^\n\\]|\\.|\\\n){0,300}?)?[ \t](?:-p[ \t=]*|--password[ \t=]+)[\"']?"
+            r"(?P<v>(?P<b>[^\s\"']{1,128}))",
+            # man sshpass: -p <password>.
+            r"\bsshpass[ \t]+-p[ \t]*[\"']?(?P<v>(?P<b>[^\s\"']{1,128}))",
+            # mysql(1) and mariadb: -p<password>, attached only (`-p` alone prompts for it).
+            r"\b(?:mysql|mysqldump|mysqladmin|mariadb)(?:[ \t](?:[^\n\\]|\\.|\\\n){0,300}?)?"
+            r"[ \t]-p(?P<v>(?P<b>[^\s\"'-][^\s\"']{0,127}))",
+        ),
+        (r"\blogin[ \t]", r"\bsshpass[ \t]", r"\b(?:mysql|mysqldump|mysqladmin|mariadb)[ \t]"),
+        check="password",
+        back=24,
+        reach=520,
+    ),
     Rule("TWILIO_API_KEY", (r"\b(?P<v>SK(?P<b>[0-9a-fA-F]{32}))\b",), (r"\bSK[0-9a-fA-F]{8}",)),
     Rule(
         "SENDGRID_API_KEY",

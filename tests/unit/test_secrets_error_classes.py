@@ -246,3 +246,40 @@ def test_literal_values_in_ci_configs_are_secrets(text: str, values: list[str]) 
 )
 def test_ci_templates_are_references(text: str) -> None:
     assert scan(text) == []
+
+
+# -- passwords given as command-line options ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"docker login -u ci -p {PASSWORD} registry.invalid",
+        f"docker login --username ci --password {PASSWORD} registry.invalid",
+        f"docker login --password={PASSWORD} registry.invalid",
+        f"docker login -p'{PASSWORD}' registry.invalid",
+        f"podman login -u ci -p {PASSWORD} quay.invalid",
+        f"helm registry login registry.invalid --username ci --password {PASSWORD}",
+        f"sshpass -p '{PASSWORD}' ssh deploy@host.invalid",
+        f"mysql -h db.invalid -u root -p{PASSWORD} shop",
+        f"mysqldump -uroot -p{PASSWORD} --all-databases > dump.sql",
+    ],
+)
+def test_a_password_given_as_a_command_line_option_is_a_secret(text: str) -> None:
+    assert scan(text) == [("CLI_PASSWORD", PASSWORD)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "echo $TOKEN | docker login -u ci --password-stdin registry.invalid",
+        'docker login -u ci -p "$REGISTRY_PASSWORD" registry.invalid',  # from the environment
+        "docker login -u ci -p ${{ secrets.REGISTRY_PASSWORD }} registry.invalid",
+        "mysql -u root -p shop",  # -p alone: mysql prompts for the password
+        "mysql -u root -p --port 3306",
+        "sshpass -p <password> ssh deploy@host.invalid",
+        "please login -p is not an option of anything here",
+    ],
+)
+def test_a_command_line_without_a_literal_password_is_nothing(text: str) -> None:
+    assert scan(text) == []
