@@ -121,7 +121,10 @@ _CARD = (
     r"|\d{4}(?: \d{4}){2} \d{1,4}(?: \d{3})?|\d{4}(?:-\d{4}){2}-\d{1,4}(?:-\d{3})?"
     r"|\d{4} \d{6} \d{4,5}|\d{4}-\d{6}-\d{4,5}"
 )
-_MAX_CARDS_IN_A_ROW = 4
+
+
+# The longest printed card layout: 19 digits in five groups (4 4 4 4 3), so four spaces.
+_LONGEST_CARD_LAYOUT = 19 + 4
 
 
 def _card_pieces(data: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
@@ -140,6 +143,8 @@ def _card_pieces(data: bytes, start: int, end: int) -> list[tuple[int, int]] | N
             continue
         for stop in range(first + 1, min(len(tokens), first + 5) + 1):
             low, high = tokens[first][0], tokens[stop - 1][1]
+            if high - low > _LONGEST_CARD_LAYOUT:
+                break  # longer pieces only grow: no card layout from here
             piece = data[low:high]
             if b"\t" in piece or b"  " in piece or reach[stop]:
                 continue
@@ -156,15 +161,29 @@ def _card_pieces(data: bytes, start: int, end: int) -> list[tuple[int, int]] | N
     return pieces[::-1]
 
 
+# The split card_run_span found, for card_run_split to reuse: the scan asks for the span and
+# then for the split of the same run, and the split is the costly part (a long run of cards).
+# Taken (and forgotten) by the split that follows the span.
+_NO_SPLIT: tuple[bytes, int, int, list[tuple[int, int]] | None] = (b"", 0, 0, None)
+_last_split = _NO_SPLIT
+
+
 def card_run_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     """A standalone run of card numbers, each one valid."""
-    if standalone(data, start, end) is None or _card_pieces(data, start, end) is None:
+    global _last_split
+    if standalone(data, start, end) is None:
         return None
-    return start, end
+    pieces = _card_pieces(data, start, end)
+    _last_split = (data, start, end, pieces)
+    return None if pieces is None else (start, end)
 
 
 def card_run_split(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
-    return _card_pieces(data, start, end) or [(start, end)]
+    global _last_split
+    (last_data, last_start, last_end, pieces), _last_split = _last_split, _NO_SPLIT
+    if not (last_data is data and last_start == start and last_end == end):
+        pieces = _card_pieces(data, start, end)
+    return pieces or [(start, end)]
 
 
 # -- US social security numbers --------------------------------------------------------------------
@@ -493,7 +512,7 @@ ENTITIES = (
     # alone is glued to the next digits, so the run is one candidate, reported card by card.
     Entity(
         "CREDIT_CARD",
-        rf"\b(?:{_CARD})(?:[ \t]+(?:{_CARD})){{1,{_MAX_CARDS_IN_A_ROW - 1}}}\b",
+        rf"\b(?:{_CARD})(?:[ \t]+(?:{_CARD}))+\b",
         refine=card_run_span,
         glue=0,
         split=card_run_split,

@@ -71,6 +71,13 @@ def test_card_numbers_separated_only_by_spaces_are_each_found(cards: tuple[str, 
         assert found(text) == [("CREDIT_CARD", card) for card in cards]
 
 
+def test_a_long_run_of_cards_is_found_card_by_card() -> None:
+    """No cap on the run: a fifth card would otherwise glue the run to digits and hide all."""
+    cards = [VISA, MASTERCARD, grouped(AMEX, (4, 6, 5)), grouped(VISA, (4, 4, 4, 4))] * 3
+    text = "cards on file: " + " ".join(cards) + " thanks"
+    assert found(text) == [("CREDIT_CARD", card) for card in cards]
+
+
 def test_a_run_with_one_invalid_number_is_no_card_run() -> None:
     broken = MASTERCARD[:-1] + str((int(MASTERCARD[-1]) + 1) % 10)  # Luhn fails
     assert found(f"cards {VISA} {broken} ok") == []
