@@ -199,6 +199,14 @@ class _Streamed:
 
 streamed = _Streamed()
 
-# ``:countTokens``: the same request (``contents``, or a whole ``generateContentRequest``),
-# answered with a count.
-count_tokens = RequestOnlyFormat("gemini_count_tokens", request_texts, generic.stream)
+
+class _CountTokens(RequestOnlyFormat):
+    """``:countTokens``: the same request (``contents``, or a whole ``generateContentRequest``),
+    answered with a count; its blocks in Google's error shape too (google-genai parses no
+    other)."""
+
+    __slots__ = ()
+    error_body = staticmethod(error_body)
+
+
+count_tokens = _CountTokens("gemini_count_tokens", request_texts, generic.stream)

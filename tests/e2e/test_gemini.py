@@ -94,6 +94,15 @@ def test_blocked_request_is_googles_error_shape(client: httpx.Client, gemini_sta
     assert error["details"][0]["metadata"]["guardrail_name"] == "block-secrets"
 
 
+def test_blocked_count_tokens_is_googles_error_shape(gemini_stack: Stack) -> None:
+    """``:countTokens`` reads the same request; its block is the error google-genai raises."""
+    gemini = client_for(gemini_stack)
+    with pytest.raises(errors.ClientError) as raised:
+        gemini.models.count_tokens(model=MODEL, contents=f"key {KEY}")
+    assert raised.value.code == 400 and raised.value.status == "INVALID_ARGUMENT"
+    assert "block-secrets" in str(raised.value.message) and KEY not in str(raised.value)
+
+
 def test_answer_is_masked_keeping_the_rest(client: httpx.Client, gemini_stack: Stack) -> None:
     text = f"mail {EMAIL} now"
     gemini = client_for(

@@ -10,11 +10,13 @@ import random
 import pytest
 
 from extproc.backends import build
-from extproc.config import GuardrailSpec
+from extproc.config import GuardrailSpec, parse_config
+from extproc.exchange.engine import Engine
 from extproc.formats import gemini, route_for_path
 from extproc.formats.document import inspected_slots
 from extproc.formats.sse import SseParser
 from extproc.policy.decision import decide
+from extproc.protocol.exchange import Reject, RequestHead
 from extproc.streaming.guard import StreamGuard
 from extproc.vocabulary import TEXT, THINKING
 
@@ -202,3 +204,29 @@ def test_mid_stream_block_is_a_data_event_with_a_top_level_error() -> None:
     (parsed,) = SseParser().feed(out + event)[-1:]
     error = json.loads(parsed.data)["error"]
     assert error["code"] == 400 and error["status"] == "INVALID_ARGUMENT"
+
+
+def test_a_blocked_count_tokens_request_is_googles_error_shape() -> None:
+    """``:countTokens`` has no answer of its own to fake, but its blocks are Google's error."""
+    config = {
+        "guardrails": [
+            {
+                "guardrail_name": "block-secrets",
+                "litellm_params": {
+                    "guardrail": "secrets",
+                    "mode": "pre_call",
+                    "default_on": True,
+                    "action": "block",
+                },
+            }
+        ]
+    }
+    exchange = Engine(parse_config(config))()
+    head = RequestHead("POST", "/v1beta/models/gemini-2.0-flash:countTokens", {}, True)
+    asyncio.run(exchange.on_request_headers(head))
+    body = {"contents": [{"role": "user", "parts": [{"text": f"key {KEY}"}]}]}
+    verdict = asyncio.run(exchange.on_request_body(json.dumps(body).encode()))
+    assert isinstance(verdict, Reject) and verdict.status == 400
+    error = json.loads(verdict.body)["error"]
+    assert error["code"] == 400 and error["status"] == "INVALID_ARGUMENT"
+    assert error["details"][0]["metadata"]["guardrail_name"] == "block-secrets"
