@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from extproc.formats import (
     anthropic_messages,
     bedrock_converse,
+    bedrock_invoke,
     embeddings,
     gemini,
     generic,
@@ -55,6 +56,8 @@ ROUTES: tuple[Route, ...] = (
     Route(":counttokens", gemini.count_tokens),
     Route("/converse", bedrock_converse),
     Route("/converse-stream", bedrock_converse.streamed, EVENTSTREAM),
+    Route("/invoke", bedrock_invoke),
+    Route("/invoke-with-response-stream", bedrock_invoke.streamed, bedrock_invoke.CHUNKS),
 )
 
 # OpenAI Assistants' /threads/{id}/messages also ends in /messages but is not Anthropic's shape;
@@ -120,6 +123,7 @@ __all__ = [
     "TextSlot",
     "anthropic_messages",
     "bedrock_converse",
+    "bedrock_invoke",
     "delta_slots",
     "embeddings",
     "format_for_path",
