@@ -66,11 +66,12 @@ def _string_header(name: str, value: str) -> bytes:
     )
 
 
-def upstream_frame(kind: str, body: dict) -> bytes:
+def upstream_frame(kind: str, body: dict, message_type: str = "event") -> bytes:
+    """An ``event`` frame of type ``kind`` (or an ``exception`` frame of that exception)."""
     headers = (
-        _string_header(":event-type", kind)
+        _string_header(f":{message_type}-type", kind)
         + _string_header(":content-type", "application/json")
-        + _string_header(":message-type", "event")
+        + _string_header(":message-type", message_type)
     )
     payload = json.dumps(body).encode()
     prelude = struct.pack(">II", 16 + len(headers) + len(payload), len(headers))
