@@ -1,6 +1,7 @@
-"""CPU per event of the stream guard on the same answer in three APIs' streams: OpenAI chat
-(SSE), Gemini (SSE, CRLF) and Bedrock ``converse-stream`` (AWS event-stream binary frames,
-each CRC-checked on the way in). pii + secrets, held as the engine holds them.
+"""CPU per event of the stream guard on the same answer in four APIs' streams: OpenAI chat
+(SSE), Gemini (SSE, CRLF), Bedrock ``converse-stream`` (AWS event-stream binary frames, each
+CRC-checked on the way in) and Bedrock ``invoke-with-response-stream`` (the same frames, each
+carrying one of Claude's events base64-encoded). pii + secrets, held as the engine holds them.
 
     .venv/bin/python bench/stream_guard_apis.py [--events 200] [--rounds 30]
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import random
 import time
 
 from bench.stream_guard_cpu import WORDS, chunks, guardrails
-from extproc.formats import bedrock_converse, gemini, openai_chat
+from extproc.formats import bedrock_converse, bedrock_invoke, gemini, openai_chat
 from extproc.formats.events import StreamFormat
 from extproc.formats.eventstream import EVENTSTREAM, encode_frame
 from extproc.formats.sse import SSE, Framing
@@ -46,6 +48,25 @@ def bedrock_chunks(events: int, rng: random.Random) -> list[bytes]:
     out.append(encode_frame(b'{"contentBlockIndex":0}', "contentBlockStop"))
     out.append(encode_frame(b'{"stopReason":"end_turn"}', "messageStop"))
     out.append(encode_frame(b'{"usage":{"inputTokens":1,"outputTokens":2}}', "metadata"))
+    return out
+
+
+def invoke_chunks(events: int, rng: random.Random) -> list[bytes]:
+    """Claude's events as InvokeModelWithResponseStream sends them (padded like Converse's)."""
+
+    def frame(event: dict) -> bytes:
+        data = base64.b64encode(json.dumps(event).encode()).decode()
+        envelope = json.dumps({"bytes": data, "p": "abcd"}, separators=(",", ":"))
+        return encode_frame(envelope.encode(), "chunk")
+
+    message = {"id": "msg_bdrk_1", "type": "message", "role": "assistant", "content": []}
+    out = [frame({"type": "message_start", "message": message})]
+    for _ in range(events - 4):
+        delta = {"type": "text_delta", "text": " " + rng.choice(WORDS)}
+        out.append(frame({"type": "content_block_delta", "index": 0, "delta": delta}))
+    out.append(frame({"type": "content_block_stop", "index": 0}))
+    out.append(frame({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}))
+    out.append(frame({"type": "message_stop"}))
     return out
 
 
@@ -81,6 +102,11 @@ def main() -> None:
             bedrock_converse.stream,
             EVENTSTREAM,
             bedrock_chunks(args.events, random.Random(1)),
+        ),
+        "bedrock_invoke": (
+            bedrock_invoke.stream,
+            bedrock_invoke.CHUNKS,
+            invoke_chunks(args.events, random.Random(1)),
         ),
     }
     timers = {name: timer(*case) for name, case in cases.items()}

@@ -73,7 +73,7 @@ def upstream_frame(kind: str, body: dict, message_type: str = "event") -> bytes:
         + _string_header(":content-type", "application/json")
         + _string_header(":message-type", message_type)
     )
-    payload = json.dumps(body).encode()
+    payload = json.dumps(body, separators=(",", ":")).encode()  # compact, as AWS sends it
     prelude = struct.pack(">II", 16 + len(headers) + len(payload), len(headers))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + payload
     return message + struct.pack(">I", zlib.crc32(message))

@@ -158,11 +158,15 @@ def test_error_body_is_converses() -> None:
 # -- the stream ------------------------------------------------------------------------------
 
 
-def chunk_frame(event: object, padding: str | None = "abcdefghij", **extra: object) -> bytes:
+def chunk_frame(
+    event: object, padding: str | None = "abcdefghij", compact: bool = True, **extra: object
+) -> bytes:
+    """A chunk frame; its envelope compact by default, as Bedrock sends it."""
     envelope: dict = {"bytes": base64.b64encode(json.dumps(event).encode()).decode(), **extra}
     if padding is not None:
         envelope["p"] = padding
-    return encode_frame(json.dumps(envelope).encode(), "chunk")
+    separators = (",", ":") if compact else (", ", ": ")
+    return encode_frame(json.dumps(envelope, separators=separators).encode(), "chunk")
 
 
 def claude(pieces: list[str]) -> list[dict]:
@@ -320,6 +324,20 @@ def test_a_masked_chunk_keeps_bedrocks_padding_and_drops_what_was_not_judged() -
     other, _ = run(new_guard(), [chunk_frame({"outputText": "hi"}, None, x=f"to {EMAIL}")])
     ((_, payload),) = botocore_read(other)
     assert json.loads(payload).keys() == {"bytes"} and EMAIL.encode() not in other
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("padding", [None, "", "abcdefgh", "zzzz"])
+def test_the_envelope_reads_the_same_however_it_is_spelled(
+    padding: str | None, compact: bool
+) -> None:
+    """Bedrock's compact envelope is read without a JSON parse: it must read as one would."""
+    frame = chunk_frame({"generation": "hi"}, padding, compact)
+    (read,) = bedrock_invoke.ChunkParser(1 << 20).feed(frame)
+    assert isinstance(read, bedrock_invoke.Chunk) and read.raw == frame
+    assert json.loads(read.data) == {"generation": "hi"}
+    kept = padding if padding != "zzzz" else None  # not Bedrock's padding: not passed unjudged
+    assert read.padding == kept and read.ignored == (padding == "zzzz")
 
 
 @pytest.mark.parametrize(
