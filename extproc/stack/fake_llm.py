@@ -11,6 +11,12 @@ POST path ends with    answer (``"stream": true`` gives the SSE variant, one wor
 /embeddings            a list of ``embedding`` objects, one per input (floats, or base64)
 /responses             a completed ``response`` whose message says the last user input
 /messages              an Anthropic ``message`` whose text block says the last user message
+/invoke                Bedrock InvokeModel, in the provider's shape the body has: Claude's
+                       (``anthropic_version``: an Anthropic ``message``), Titan's
+                       (``inputText``: ``results[].outputText``), else Llama's (``prompt``:
+                       ``generation``)
+/invoke-with-          the same as AWS event-stream frames (``application/vnd.amazon.eventstream``),
+response-stream        each ``chunk`` carrying one of the provider's events base64-encoded
 =====================  ==========================================================================
 
 Ids and timestamps are fixed, so identical requests get byte-identical answers. ``GET
@@ -41,6 +47,7 @@ import json
 import random
 import struct
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
@@ -52,7 +59,12 @@ MODEL = "fake-echo-1"
 CREATED = 1_700_000_000  # fixed, so identical requests get byte-identical answers
 EMBEDDING_SIZE = 8
 
-# A JSON answer, or the SSE events of a streamed one.
+
+class Frames(list[bytes]):
+    """The AWS event-stream frames of a streamed Bedrock answer (sent as such, not as SSE)."""
+
+
+# A JSON answer, or the SSE events (or event-stream frames) of a streamed one.
 Reply = dict[str, Any] | list[bytes]
 
 
@@ -89,6 +101,7 @@ def sse(data: Any, event: str | None = None) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
+EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
 # -- one function per schema -------------------------------------------------------------------
@@ -206,6 +219,14 @@ def responses(request: dict[str, Any]) -> Reply:
 
 
 def anthropic_messages(request: dict[str, Any]) -> Reply:
+    message, events = anthropic_answer(request)
+    if not request.get("stream"):
+        return message
+    return [sse(event, event["type"]) for event in events]
+
+
+def anthropic_answer(request: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the ``message``, the events streaming it) of an Anthropic Messages request."""
     text = last_user_text(request.get("messages"))
     message = {
         "id": "msg_fake",
@@ -217,8 +238,6 @@ def anthropic_messages(request: dict[str, Any]) -> Reply:
         "stop_sequence": None,
         "usage": {"input_tokens": 0, "output_tokens": len(text.split())},
     }
-    if not request.get("stream"):
-        return message
     started = message | {"content": [], "stop_reason": None, "usage": {"input_tokens": 0}}
     events: list[dict[str, Any]] = [
         {"type": "message_start", "message": started},
@@ -236,7 +255,52 @@ def anthropic_messages(request: dict[str, Any]) -> Reply:
         },
         {"type": "message_stop"},
     ]
-    return [sse(event, event["type"]) for event in events]
+    return message, events
+
+
+def bedrock_answer(request: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the InvokeModel answer, the provider events streaming it), in the shape of the
+    provider whose body this is: Claude's, Titan's, or Llama's (``prompt``)."""
+    if "anthropic_version" in request:
+        return anthropic_answer(request)
+    if "inputText" in request:
+        text = str(request["inputText"])
+        result = {"tokenCount": len(text.split()), "outputText": text, "completionReason": "FINISH"}
+        pieces = [{"outputText": w, "index": 0, "completionReason": None} for w in words(text)]
+        last = {"outputText": "", "index": 0, "completionReason": "FINISH"}
+        return {"inputTextTokenCount": 0, "results": [result]}, [*pieces, last]
+    text = str(request.get("prompt", ""))
+    answer = {"generation": text, "prompt_token_count": 0, "stop_reason": "stop"}
+    answer["generation_token_count"] = len(text.split())
+    pieces = [{"generation": w, "stop_reason": None} for w in words(text)]
+    return answer, [*pieces, {"generation": "", "stop_reason": "stop"}]
+
+
+def bedrock_invoke(request: dict[str, Any]) -> Reply:
+    return bedrock_answer(request)[0]
+
+
+def eventstream_frame(event_type: str, payload: bytes) -> bytes:
+    """One AWS event-stream message (prelude with its CRC32, string headers, payload, CRC32),
+    written here from AWS's format description, not taken from the code under test."""
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json")):
+        headers += bytes([len(name)]) + name.encode() + b"\x07"
+        headers += struct.pack(">H", len(value)) + value.encode()
+    headers += b"\x0d:message-type\x07\x00\x05event"
+    prelude = struct.pack(">II", 16 + len(headers) + len(payload), len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def bedrock_invoke_stream(request: dict[str, Any]) -> Reply:
+    """Each provider event base64-encoded in a ``chunk`` frame, as Bedrock sends them."""
+    frames = Frames()
+    for event in bedrock_answer(request)[1]:
+        data = base64.b64encode(json.dumps(event).encode()).decode()
+        envelope = json.dumps({"bytes": data, "p": "abcdefgh"}, separators=(",", ":"))
+        frames.append(eventstream_frame("chunk", envelope.encode()))
+    return frames
 
 
 # First match on the end of the path wins: /chat/completions must come before /completions.
@@ -246,6 +310,8 @@ ROUTES: tuple[tuple[str, Callable[[dict[str, Any]], Reply]], ...] = (
     ("/embeddings", embeddings),
     ("/responses", responses),
     ("/messages", anthropic_messages),
+    ("/invoke", bedrock_invoke),
+    ("/invoke-with-response-stream", bedrock_invoke_stream),
 )
 
 
@@ -329,7 +395,8 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         reply = answer(request)
         gzipped = "gzip" in headers.get("accept-encoding", "") or "x-fake-gzip" in headers
         if isinstance(reply, list):
-            self._stream(rechunk(reply, headers.get("x-fake-chunking", "")), gzipped)
+            kind = EVENTSTREAM if isinstance(reply, Frames) else "text/event-stream"
+            self._stream(rechunk(reply, headers.get("x-fake-chunking", "")), gzipped, kind)
         elif gzipped:
             self._send(200, gzip.compress(json.dumps(reply).encode()), encoding="gzip")
         else:
@@ -371,9 +438,11 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             data += self.rfile.read(size)
             self.rfile.readline()
 
-    def _stream(self, events: list[bytes], gzipped: bool = False) -> None:
+    def _stream(
+        self, events: list[bytes], gzipped: bool = False, content_type: str = "text/event-stream"
+    ) -> None:
         self.send_response(HTTPStatus.OK)
-        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-type", content_type)
         self.send_header("transfer-encoding", "chunked")
         if gzipped:
             self.send_header("content-encoding", "gzip")

@@ -123,6 +123,19 @@ def test_invoke_request_and_answer_are_masked(client: httpx.Client, invoke_stack
     assert got["content"][0]["text"] == reference(said) and got["stop_reason"] == "end_turn"
 
 
+@pytest.mark.parametrize("chunking", ["bytes", "split"])
+def test_the_fake_models_echo_comes_back_masked(invoke_stack: Stack, chunking: str) -> None:
+    """No script: the fake LLM answers in Bedrock's own framing, echoing what reached it (the
+    masked prompt), so what the client reads is the prompt masked once, in any chunking."""
+    text = f"mail {EMAIL} and {LONG}"
+    bedrock = runtime(invoke_stack, {"x-fake-chunking": chunking})
+    events = list(streamed_events(bedrock, claude_request(text)))
+    assert "".join(claude_text(event) for event in events) == reference(text)
+    body = json.dumps({"prompt": f"mail {EMAIL}", "max_gen_len": 64})
+    reply = json.loads(bedrock.invoke_model(modelId=LLAMA, body=body)["body"].read())
+    assert reply["generation"] == reference(f"mail {EMAIL}")
+
+
 def test_a_prompt_with_a_secret_is_blocked_before_the_model(invoke_stack: Stack) -> None:
     body = json.dumps({"prompt": f"use {KEY} to log in", "max_gen_len": 64})
     with pytest.raises(ClientError) as raised:

@@ -6,10 +6,11 @@ import base64
 import json
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from botocore.eventstream import EventStreamBuffer
 
 from extproc.stack.fake_llm import FakeLLMServer
 
@@ -185,6 +186,42 @@ def test_anthropic_stream_event_sequence(fake: str, http: httpx.Client) -> None:
     deltas = [d["delta"] for n, d in events if n == "content_block_delta"]
     assert deltas == [{"type": "text_delta", "text": "x"}, {"type": "text_delta", "text": " y"}]
     assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+
+
+CLAUDE_BODY = {
+    "anthropic_version": "bedrock-2023-05-31",
+    "messages": [{"role": "user", "content": "x y"}],
+}
+
+
+def claude_delta(event: dict) -> str | None:
+    return event["delta"]["text"] if event["type"] == "content_block_delta" else None
+
+
+# (request body, its answer's text, the text of one of its stream events or None)
+BEDROCK_SHAPES = [
+    (CLAUDE_BODY, lambda a: a["content"][0]["text"], claude_delta),
+    ({"inputText": "x y"}, lambda a: a["results"][0]["outputText"], lambda e: e["outputText"]),
+    ({"prompt": "x y"}, lambda a: a["generation"], lambda e: e["generation"]),
+]
+
+
+@pytest.mark.parametrize(("body", "said", "piece"), BEDROCK_SHAPES)
+def test_bedrock_invoke_echoes_in_the_providers_shape(
+    fake: str, http: httpx.Client, body: dict, said: Callable, piece: Callable
+) -> None:
+    model = "/model/any.model-v1%3A0"
+    assert said(http.post(f"{fake}{model}/invoke", json=body).json()) == "x y"
+    response = http.post(f"{fake}{model}/invoke-with-response-stream", json=body)
+    assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
+    buffer = EventStreamBuffer()  # botocore's decoder checks both CRCs of every frame
+    buffer.add_data(response.content)
+    events = []
+    for message in buffer:
+        assert message.headers[":event-type"] == "chunk"
+        assert message.headers[":message-type"] == "event"
+        events.append(json.loads(base64.b64decode(json.loads(message.payload)["bytes"])))
+    assert [p for p in map(piece, events) if p] == ["x", " y"]
 
 
 # -- HTTP behaviour ----------------------------------------------------------------------------
