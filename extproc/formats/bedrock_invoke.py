@@ -134,67 +134,69 @@ def response_texts(document: dict[str, Any]) -> list[TextSlot]:
 # -- stand-in answers (blocks as 200) --------------------------------------------------------
 
 
-def _stand_in(message: str, request: dict[str, Any]) -> tuple[Any, list[Any]] | None:
-    """(the answer, the provider events streaming it) in the request's provider's shape, for
-    the shapes whose answer the request tells (a ``prompt`` does not: Llama, Mistral...)."""
+StandIn = tuple[dict[str, Any], list[dict[str, Any]]]  # (an answer, the events streaming it)
+
+
+def _claude(message: str) -> StandIn:
+    answer = {
+        "id": random_id("msg_bdrk_01", 22),
+        "type": "message",
+        "role": ASSISTANT,
+        "model": "guardrail",
+        "content": [{"type": "text", "text": message}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+    delta = {"type": "text_delta", "text": message}
+    return answer, [
+        {"type": "message_start", "message": answer | {"content": [], "stop_reason": None}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": delta},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {}},
+        {"type": "message_stop"},
+    ]
+
+
+def _nova(message: str) -> StandIn:
+    usage = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+    content = {"role": ASSISTANT, "content": [{"text": message}]}
+    return {"output": {"message": content}, "stopReason": "end_turn", "usage": usage}, [
+        {"messageStart": {"role": ASSISTANT}},
+        {"contentBlockDelta": {"delta": {"text": message}, "contentBlockIndex": 0}},
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        {"messageStop": {"stopReason": "end_turn"}},
+        {"metadata": {"usage": usage}},
+    ]
+
+
+def _titan(message: str) -> StandIn:
+    result = {"tokenCount": 0, "outputText": message, "completionReason": "FINISH"}
+    chunk = {"outputText": message, "index": 0, "completionReason": "FINISH"}
+    return {"inputTextTokenCount": 0, "results": [result]}, [chunk]
+
+
+def _cohere(message: str) -> StandIn:
+    answer = {"text": message, "generation_id": random_id("", 22), "finish_reason": "COMPLETE"}
+    end = {"is_finished": True, "event_type": "stream-end", "finish_reason": "COMPLETE"}
+    return answer, [
+        {"is_finished": False, "event_type": "text-generation", "text": message},
+        end | {"response": answer},
+    ]
+
+
+def _stand_in(message: str, request: dict[str, Any]) -> StandIn | None:
+    """A stand-in in the shape of the request's provider, when the request tells it (a bare
+    ``prompt`` does not: Llama, Mistral, DeepSeek... answer it each in their own way)."""
     if "anthropic_version" in request:
-        answer = {
-            "id": random_id("msg_bdrk_01", 22),
-            "type": "message",
-            "role": ASSISTANT,
-            "model": "guardrail",
-            "content": [{"type": "text", "text": message}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        events = [
-            {"type": "message_start", "message": answer | {"content": [], "stop_reason": None}},
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": message},
-            },
-            {"type": "content_block_stop", "index": 0},
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn"},
-                "usage": {"output_tokens": 0},
-            },
-            {"type": "message_stop"},
-        ]
-        return answer, events
+        return _claude(message)
     if _is_nova(request):
-        content = {"role": ASSISTANT, "content": [{"text": message}]}
-        usage = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
-        nova = {"output": {"message": content}, "stopReason": "end_turn", "usage": usage}
-        return nova, [
-            {"messageStart": {"role": ASSISTANT}},
-            {"contentBlockDelta": {"delta": {"text": message}, "contentBlockIndex": 0}},
-            {"contentBlockStop": {"contentBlockIndex": 0}},
-            {"messageStop": {"stopReason": "end_turn"}},
-            {"metadata": {"usage": usage}},
-        ]
+        return _nova(message)
     if "textGenerationConfig" in request:  # Titan Text (Titan Embeddings sends none)
-        result = {"tokenCount": 0, "outputText": message, "completionReason": "FINISH"}
-        chunk = {"outputText": message, "index": 0, "completionReason": "FINISH"}
-        return {"inputTextTokenCount": 0, "results": [result]}, [chunk]
+        return _titan(message)
     if isinstance(request.get("message"), str):  # Cohere Command R
-        cohere = {"text": message, "generation_id": random_id("", 22), "finish_reason": "COMPLETE"}
-        return cohere, [
-            {"is_finished": False, "event_type": "text-generation", "text": message},
-            {
-                "is_finished": True,
-                "event_type": "stream-end",
-                "finish_reason": "COMPLETE",
-                "response": cohere,
-            },
-        ]
+        return _cohere(message)
     return None
 
 
