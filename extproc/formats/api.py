@@ -57,3 +57,31 @@ class RequestOnlyFormat:
         self, message: str, request: dict[str, Any], model_fallback: str = "guardrail"
     ) -> tuple[str, bytes] | None:
         return None
+
+
+SyntheticReply = Callable[[str, dict[str, Any], str], "tuple[str, bytes] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedVariant:
+    """The same API at its streaming path (Gemini's ``:streamGenerateContent``, Bedrock's
+    ``-stream`` paths): the module's readers and error shape, but a stand-in answer that is a
+    stream, made by ``stream_reply``."""
+
+    name: str
+    stream: StreamFormat
+    read_request: Callable[[dict[str, Any]], list[TextSlot]]
+    read_response: Callable[[dict[str, Any]], list[TextSlot]]
+    error_body: Callable[..., bytes]
+    stream_reply: SyntheticReply
+
+    def request_texts(self, document: dict[str, Any]) -> list[TextSlot]:
+        return self.read_request(document)
+
+    def response_texts(self, document: dict[str, Any]) -> list[TextSlot]:
+        return self.read_response(document)
+
+    def synthetic_reply(
+        self, message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+    ) -> tuple[str, bytes] | None:
+        return self.stream_reply(message, request, model_fallback)

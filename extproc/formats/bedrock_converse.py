@@ -22,6 +22,7 @@ from collections.abc import Collection
 from typing import Any
 
 from extproc.formats._replies import dumps, json_reply
+from extproc.formats.api import StreamedVariant
 from extproc.formats.base import TextSlot, add_joined, add_json_strings, add_string
 from extproc.formats.events import (
     NAME_KEYS,
@@ -208,29 +209,22 @@ stream = StreamFormat(
 )
 
 
-class _Streamed:
+def _streamed_reply(
+    message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+) -> tuple[str, bytes]:
     """``/converse-stream``: the same API, but a stand-in answer must be event-stream frames."""
-
-    name = "bedrock_converse_stream"
-    stream = stream
-    request_texts = staticmethod(request_texts)
-    response_texts = staticmethod(response_texts)
-    error_body = staticmethod(error_body)
-
-    @staticmethod
-    def synthetic_reply(
-        message: str, request: dict[str, Any], model_fallback: str = "guardrail"
-    ) -> tuple[str, bytes]:
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("messageStart", {"role": "assistant"}),
-            ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": message}}),
-            ("contentBlockStop", {"contentBlockIndex": 0}),
-            ("messageStop", {"stopReason": "end_turn"}),
-            ("metadata", {"usage": {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}}),
-        ]
-        frames = b"".join(encode_frame(dumps(body).encode(), kind) for kind, body in events)
-        return EVENTSTREAM_TYPE, frames
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("messageStart", {"role": "assistant"}),
+        ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": message}}),
+        ("contentBlockStop", {"contentBlockIndex": 0}),
+        ("messageStop", {"stopReason": "end_turn"}),
+        ("metadata", {"usage": {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}}),
+    ]
+    frames = b"".join(encode_frame(dumps(body).encode(), kind) for kind, body in events)
+    return EVENTSTREAM_TYPE, frames
 
 
 EVENTSTREAM_TYPE = "application/vnd.amazon.eventstream"
-streamed = _Streamed()
+streamed = StreamedVariant(
+    "bedrock_converse_stream", stream, request_texts, response_texts, error_body, _streamed_reply
+)

@@ -49,6 +49,7 @@ from typing import Any
 
 from extproc.formats import anthropic_messages, bedrock_converse, openai_chat
 from extproc.formats._replies import dumps, json_reply, random_id
+from extproc.formats.api import StreamedVariant
 from extproc.formats.base import TextSlot, add_string, add_string_or_strings
 from extproc.formats.events import (
     DeltaSlot,
@@ -400,27 +401,20 @@ stream = StreamFormat(
 )
 
 
-class _Streamed:
+def _streamed_reply(
+    message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+) -> tuple[str, bytes] | None:
     """``/invoke-with-response-stream``: the same API; a stand-in answer is chunk frames."""
-
-    name = "bedrock_invoke_stream"
-    stream = stream
-    request_texts = staticmethod(request_texts)
-    response_texts = staticmethod(response_texts)
-    error_body = staticmethod(error_body)
-
-    @staticmethod
-    def synthetic_reply(
-        message: str, request: dict[str, Any], model_fallback: str = "guardrail"
-    ) -> tuple[str, bytes] | None:
-        stand_in = _stand_in(message, request)
-        if stand_in is None:
-            return None
-        frames = b"".join(
-            Chunk(b"", content_type="application/json").rebuild(dumps(event), CHUNK, None)
-            for event in stand_in[1]
-        )
-        return EVENTSTREAM_TYPE, frames
+    stand_in = _stand_in(message, request)
+    if stand_in is None:
+        return None
+    frames = b"".join(
+        Chunk(b"", content_type="application/json").rebuild(dumps(event), CHUNK, None)
+        for event in stand_in[1]
+    )
+    return EVENTSTREAM_TYPE, frames
 
 
-streamed = _Streamed()
+streamed = StreamedVariant(
+    "bedrock_invoke_stream", stream, request_texts, response_texts, error_body, _streamed_reply
+)

@@ -21,7 +21,7 @@ from typing import Any
 
 from extproc.formats import generic
 from extproc.formats._replies import EVENT_STREAM, dumps, json_reply, random_id
-from extproc.formats.api import RequestOnlyFormat
+from extproc.formats.api import RequestOnlyFormat, StreamedVariant
 from extproc.formats.base import TextSlot, add_joined, add_json_strings, add_string
 from extproc.formats.events import DeltaSlot, StreamFormat, add_delta, as_int, dict_items
 from extproc.vocabulary import TEXT, THINKING, Channel
@@ -180,24 +180,17 @@ stream = StreamFormat(
 )
 
 
-class _Streamed:
+def _streamed_reply(
+    message: str, request: dict[str, Any], model_fallback: str = "guardrail"
+) -> tuple[str, bytes]:
     """``:streamGenerateContent``: the same API, but a stand-in answer must be a stream."""
-
-    name = "gemini_stream"
-    stream = stream
-    request_texts = staticmethod(request_texts)
-    response_texts = staticmethod(response_texts)
-    error_body = staticmethod(error_body)
-
-    @staticmethod
-    def synthetic_reply(
-        message: str, request: dict[str, Any], model_fallback: str = "guardrail"
-    ) -> tuple[str, bytes]:
-        data = dumps(_answer(message, request)).encode()
-        return EVENT_STREAM, b"data: " + data + b"\r\n\r\n"
+    data = dumps(_answer(message, request)).encode()
+    return EVENT_STREAM, b"data: " + data + b"\r\n\r\n"
 
 
-streamed = _Streamed()
+streamed = StreamedVariant(
+    "gemini_stream", stream, request_texts, response_texts, error_body, _streamed_reply
+)
 
 
 class _CountTokens(RequestOnlyFormat):
