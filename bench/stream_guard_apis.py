@@ -73,9 +73,9 @@ def invoke_chunks(events: int, rng: random.Random) -> list[bytes]:
 def timer(stream: StreamFormat, framing: Framing, data: list[bytes]):  # type: ignore[no-untyped-def]
     """A coroutine function timing one pass of the guard over ``data`` (CPU seconds)."""
     built = guardrails()
-    window = max(g.max_match_chars for g in built)
+    window = max(g.capabilities.max_match_chars for g in built)
     hold = earliest_hold(built)
-    stride = max(g.stream_stride for g in built)
+    stride = max(g.capabilities.stream_stride for g in built)
 
     async def scan(text: str):  # type: ignore[no-untyped-def]
         return [(g.name, f) for g in built for f in await g.scan([text])]

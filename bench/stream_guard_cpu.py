@@ -84,7 +84,9 @@ def main() -> None:
     parser.add_argument("--fixed", action="store_true")
     args = parser.parse_args()
     built = guardrails()
-    window = WHOLE_TEXT_WINDOW if args.whole_text else max(g.max_match_chars for g in built)
+    window = (
+        WHOLE_TEXT_WINDOW if args.whole_text else max(g.capabilities.max_match_chars for g in built)
+    )
     adaptive = not (args.whole_text or args.fixed)
     sizes = (args.events, 4 * args.events) if args.whole_text else (args.events,)
     for events in sizes:
@@ -95,7 +97,7 @@ def measure(  # type: ignore[no-untyped-def]
     built, window: int, events: int, rounds_: int, obfuscation: bool, adaptive: bool
 ) -> None:
     hold = earliest_hold(built) if adaptive else None
-    stride = max(g.stream_stride for g in built) if adaptive else 16
+    stride = max(g.capabilities.stream_stride for g in built) if adaptive else 16
 
     async def scan(text: str):  # local detectors inline, as Engine.findings runs them
         return [(g.name, f) for g in built for f in await g.scan([text])]

@@ -187,8 +187,8 @@ def replay(guardrails: list[Any], deltas: list[str]) -> Replay:
 
     from extproc.streaming.holdback import HoldBack, earliest_hold
 
-    window = max(g.max_match_chars for g in guardrails)
-    stride = max(g.stream_stride for g in guardrails)
+    window = max(g.capabilities.max_match_chars for g in guardrails)
+    stride = max(g.capabilities.stream_stride for g in guardrails)
     hold = HoldBack(guardrails, window=window, stride=stride, hold=earliest_hold(guardrails))
     ends, released, first, held = [], 0, 0, []
     for count, delta in enumerate(deltas, 1):

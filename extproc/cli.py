@@ -99,7 +99,7 @@ def describe(engine: Engine) -> list[str]:
         modes = "; ".join(MODE_WORDS[m] for m in spec.untagged_modes) or "does not run"
         if spec.tag_modes is not None:
             modes = f"without a matching tag {modes}; by tag {_tags(spec)}"
-        where = "service" if guardrail.remote else "local"
+        where = "service" if guardrail.capabilities.remote else "local"
         failure = engine.on_error[guardrail.name]
         auth = getattr(guardrail, "auth_summary", None)  # e.g. Bedrock's assumed role
         auth = f"; {auth}" if isinstance(auth, str) and auth else ""

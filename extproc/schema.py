@@ -117,7 +117,7 @@ def backend_keys() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     with _quiet():
         for name, factory in sorted(REGISTRY.items()):
-            mode = next(m for m in loader.MODES if m in factory.supported_modes)
+            mode = next(m for m in loader.MODES if m in factory.capabilities.modes)
             read: set[str] = set()
             for example in PROBES.get(name, [{}]):
                 params = ReadParams({"guardrail": name, "mode": mode, **example})

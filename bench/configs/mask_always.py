@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from extproc.backends.base import Guardrail
+from extproc.backends.base import INPUT, Guardrail, ScanContext
 from extproc.vocabulary import Action, Finding
 
 
 class MaskAlways(Guardrail):
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         if not texts or not texts[-1]:
             return []
         return [Finding(len(texts) - 1, 0, 1, "PROBE", Action.MASK)]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from extproc.backends.base import Guardrail
+from extproc.backends.base import INPUT, Guardrail, ScanContext
 from extproc.vocabulary import Finding
 
 
 class NoopGuardrail(Guardrail):
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         return []

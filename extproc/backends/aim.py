@@ -30,9 +30,9 @@ import logging
 import string
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Any, ClassVar, NoReturn
+from typing import Any, NoReturn
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
@@ -133,8 +133,7 @@ class AimGuardrail(RemoteGuardrail):
     default_api_base = "https://api.aim.security"
     api_key_env = "AIM_API_KEY"
     key_required = True
-    returns_spans = True  # anonymize_action masks
-    supported_modes: ClassVar[frozenset[str]] = frozenset(HOOKS)
+    capabilities = replace(RemoteGuardrail.capabilities, modes=frozenset(HOOKS))
     per_text_verdicts = False  # Aim judges the conversation, not each message alone
 
     def __init__(self, spec: GuardrailSpec) -> None:

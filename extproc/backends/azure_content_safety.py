@@ -20,6 +20,7 @@ System, developer and assistant texts are not sent: they are the operator's or t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -160,7 +161,9 @@ class AzureTextModerationGuardrail(_ContentSafety):
 @register("azure/prompt_shield")
 class AzurePromptShieldGuardrail(_ContentSafety):
     # Prompt Shields judges what goes into a model, not what comes out (LiteLLM: the same).
-    supported_modes = frozenset({"pre_call", "during_call", "logging_only"})
+    capabilities = replace(
+        _ContentSafety.capabilities, modes=frozenset({"pre_call", "during_call", "logging_only"})
+    )
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)

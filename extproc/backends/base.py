@@ -1,64 +1,134 @@
-"""The one interface every guardrail backend implements, and the values it returns."""
+"""The one interface every guardrail backend implements, and the values it returns.
+
+A guardrail is one async method, ``check(texts, context) -> list[Finding]``, plus one declared
+value, ``capabilities``, saying how the engine may run it. Everything else has a default:
+``hold_from`` (how much of a streamed answer to hold back), ``stream_check`` (a service that
+judges a stream itself), ``aclose`` (release clients at reload and shutdown).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.vocabulary import INPUT, Action, Finding, ScanContext, StreamCheck
 
 # Re-exported: custom guardrails written against this module keep working.
-__all__ = ["INPUT", "Action", "Finding", "Guardrail", "ScanContext", "StreamCheck"]
+__all__ = [
+    "INPUT",
+    "Action",
+    "Capabilities",
+    "Finding",
+    "Guardrail",
+    "ScanContext",
+    "StreamCheck",
+]
+
+ALL_MODES = frozenset({"pre_call", "during_call", "post_call", "logging_only"})
 
 
-class Guardrail:
-    """Base class for backends. Subclasses set ``supported_modes`` and implement ``scan``
-    (local detectors) or override ``inspect`` (backends that need the ``ScanContext``)."""
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a guardrail can do and how the engine may run it: declared once per class
+    (``capabilities = Capabilities(pure=True)``); an instance whose spec changes one (a
+    configured window, a placeholder) sets its own with ``dataclasses.replace``."""
 
-    supported_modes: ClassVar[frozenset[str]] = frozenset(
-        {"pre_call", "during_call", "post_call", "logging_only"}
-    )
-    # Mask format when the config sets no ``placeholder`` (None: "[TYPE]").
-    default_placeholder: ClassVar[str | None] = None
-    # The error message of a block, when the backend has its own wording (LiteLLM's, for
-    # names that migrate from it); None: "<What> blocked by guardrail '<name>': <TYPES> detected."
-    block_message: ClassVar[str | None] = None
+    # The modes a config may give it; any other is refused at load, naming these.
+    modes: frozenset[str] = ALL_MODES
+    # Calls a service over the network: the engine runs these concurrently, local ones inline.
+    remote: bool = False
+    # Findings depend on the texts alone (no I/O, no state, built from the spec): large scans
+    # may run in a worker process (extproc.backends.pool) instead of on the event loop.
+    pure: bool = False
     # How much text before a finding decides it (look-behind: a keyword before a value, a
     # boundary): a streamed answer's window keeps this much released text as context. Unless
     # ``hold_from`` says better, it is also how far a streamed answer is held back.
-    max_match_chars: ClassVar[int] = 256
-    # Calls a service over the network: the engine runs these concurrently, local ones inline.
-    remote: ClassVar[bool] = False
-    # Findings depend on the texts alone (no I/O, no state, built from the spec): large scans
-    # may run in a worker process (extproc.backends.pool) instead of on the event loop.
-    pure: ClassVar[bool] = False
-    # Returns character spans (so it can mask); False: verdicts about whole texts only.
-    returns_spans: ClassVar[bool] = True
-    # Can judge a streamed answer window by window (through the hold-back window).
-    checks_streamed_output: ClassVar[bool] = True
-    # How many new characters a streamed answer gathers before this guardrail scans again: a
-    # service is called once per window of new text (plus max_match_chars of overlap), not per
-    # token.
-    stream_stride: ClassVar[int] = 16
+    max_match_chars: int = 256
+    # How many new characters a streamed answer gathers before this guardrail is asked again:
+    # a service is called once per window of new text (plus max_match_chars of overlap), not
+    # per token.
+    stream_stride: int = 16
+    # Judges a streamed answer window by window (through the hold-back window); False:
+    # verdicts about whole texts, so each streamed channel is held and judged whole.
+    checks_streamed_output: bool = True
+    # Mask format when the config sets no ``placeholder`` (None: "[TYPE]").
+    default_placeholder: str | None = None
+    # The error message of a block, when the backend has its own wording (LiteLLM's, for
+    # names that migrate from it); None: "<What> blocked by guardrail '<name>': <TYPES> detected."
+    block_message: str | None = None
+
+
+# Class attributes guardrails declared before ``capabilities`` existed, and the field each one
+# became (None: read by nothing, ignored). Read once per class, in ``__init_subclass__``.
+_LEGACY_FLAGS = {
+    "supported_modes": "modes",
+    "remote": "remote",
+    "pure": "pure",
+    "max_match_chars": "max_match_chars",
+    "stream_stride": "stream_stride",
+    "checks_streamed_output": "checks_streamed_output",
+    "default_placeholder": "default_placeholder",
+    "block_message": "block_message",
+    "returns_spans": None,
+}
+
+
+class Guardrail:
+    """Base class for backends: set ``capabilities`` and implement ``check``.
+
+    Two older spellings still load, adapted here once per class: ``async def scan(self,
+    texts)`` (a check that needs no context) and ``async def inspect(self, texts, context)``;
+    so do the class attributes the fields of ``Capabilities`` replaced (``pure = True``...)."""
+
+    # Declared per class; an instance may refine its own (a value, never a mutation).
+    capabilities: Capabilities = Capabilities()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        legacy = {
+            _LEGACY_FLAGS[name]: value
+            for name, value in own.items()
+            if name in _LEGACY_FLAGS and _LEGACY_FLAGS[name] is not None
+        }
+        if "modes" in legacy:
+            legacy["modes"] = frozenset(legacy["modes"])
+        if legacy:
+            cls.capabilities = replace(cls.capabilities, **legacy)
+        if "inspect" in own and "check" not in own:
+            cls.check = own["inspect"]  # type: ignore[method-assign]
 
     def __init__(self, spec: GuardrailSpec) -> None:
         self.spec = spec
         self.name = spec.name
-        unsupported = [m for m in spec.modes if m not in self.supported_modes]
+        cls = type(self)
+        if cls.check is Guardrail.check and cls.scan is Guardrail.scan:
+            raise ConfigError(
+                f"guardrail {spec.name!r}: {cls.__qualname__} does not implement "
+                "`async def check(self, texts, context) -> list[Finding]`"
+            )
+        supported = self.capabilities.modes
+        unsupported = [m for m in spec.modes if m not in supported]
         if unsupported:
             raise ConfigError(
                 f"guardrail {spec.name!r}: mode {unsupported[0]!r} is not supported by "
-                f"{spec.guardrail!r} (supported: {', '.join(sorted(self.supported_modes))})"
+                f"{spec.guardrail!r} (supported: {', '.join(sorted(supported))})"
             )
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
-        """Return findings in ``texts``; raise on failure (the engine turns it into a block)."""
-        raise NotImplementedError
-
-    async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
-        """What the engine calls: ``scan`` unless the backend needs the context."""
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
+        """Findings in ``texts`` (every string of the request or the answer, in order; offsets
+        are characters of ``texts[finding.index]``); ``context`` says which direction, mode and
+        roles they are, with the client's headers. Raise on failure: the guardrail's
+        ``on_error`` decides (block by default). The one method the engine calls; this default
+        serves guardrails that implement the ``scan`` shorthand instead."""
         return await self.scan(texts)
+
+    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+        """``check`` without a context: implement this instead when the findings depend on the
+        texts alone (callers may use it on any guardrail)."""
+        return await self.check(texts, INPUT)
 
     def hold_from(self, text: str, start: int) -> int:
         """Where, in the unfinished ``text`` of a streamed answer, a finding of ``text`` plus any
@@ -67,7 +137,7 @@ class Guardrail:
         ``max_match_chars`` of look-behind, so that text may be released. The default holds the
         last ``max_match_chars`` characters; detectors that know their patterns hold less
         (tests/unit/test_hold_from.py checks each one against re-scanning continuations)."""
-        return max(start, len(text) - self.max_match_chars)
+        return max(start, len(text) - self.capabilities.max_match_chars)
 
     async def aclose(self) -> None:
         """Release what the guardrail holds (pooled connections, threads): its config was
@@ -76,8 +146,8 @@ class Guardrail:
 
     def stream_check(self, context: ScanContext) -> StreamCheck | None:
         """A per-answer session judging a streamed answer itself (delta by delta), or None:
-        then the engine judges streamed text with ``inspect`` through the hold-back window
-        (or whole, when ``checks_streamed_output`` is False)."""
+        then the engine judges streamed text with ``check`` through the hold-back window
+        (or whole, when ``capabilities.checks_streamed_output`` is False)."""
         return None
 
 

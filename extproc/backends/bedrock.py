@@ -149,13 +149,9 @@ class BedrockGuardrail(RemoteGuardrail):
     """Bedrock ApplyGuardrail: source INPUT for the request, OUTPUT for the answer."""
 
     key_required: ClassVar[bool] = False
-    returns_spans: ClassVar[bool] = True
     # Bedrock judges the content blocks together (its assessments name no block), so a verdict
     # belongs to the call, not to one text: only texts of a clean call are cached.
     per_text_verdicts: ClassVar[bool] = False
-    supported_modes: ClassVar[frozenset[str]] = frozenset(
-        {"pre_call", "during_call", "post_call", "logging_only"}
-    )
 
     def __init__(self, spec: GuardrailSpec) -> None:
         params = spec.params

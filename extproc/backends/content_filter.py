@@ -19,7 +19,7 @@ import re2
 import yaml
 
 from extproc.backends import register
-from extproc.backends.base import Guardrail, new_finding
+from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize, shared_normalization
 from extproc.text.offsets import byte_spans_to_chars, utf8
@@ -95,10 +95,10 @@ def _list(params: Mapping[str, Any], key: str, where: str) -> list[Any]:
 
 @register("litellm_content_filter")
 class ContentFilterGuardrail(Guardrail):
-    pure = True  # a function of the texts alone: may run in a scan worker process
-    # Streamed answers: released as soon as ``hold_from`` allows (it holds only what could
-    # still begin a finding), each push one small scan.
-    stream_stride = 1
+    # Pure (a function of the texts alone): may run in a scan worker process. Streamed answers:
+    # released as soon as ``hold_from`` allows (it holds only what could still begin a
+    # finding), each push one small scan.
+    capabilities = Capabilities(pure=True, stream_stride=1)
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -126,9 +126,9 @@ class ContentFilterGuardrail(Guardrail):
         self._build_detectors(spec)
         self._tail, self._window_hold = self._build_tail()
         # The sub-detectors' look-behind is the filter's too.
-        self.max_match_chars = max(  # type: ignore[misc]
-            [self.max_match_chars, *(d.max_match_chars for d in self._detectors)]
-        )
+        looks_back = max((d.capabilities.max_match_chars for d in self._detectors), default=0)
+        if looks_back > self.capabilities.max_match_chars:
+            self.capabilities = replace(self.capabilities, max_match_chars=looks_back)
 
     def _build_tail(self) -> tuple[TailHold | None, bool]:
         """The viable-prefix search over the filter's own regexes and keywords (None when there
@@ -265,7 +265,7 @@ class ContentFilterGuardrail(Guardrail):
             holds.append(max(start, hold or 0))
         return min(holds, default=len(text))
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         # The sub-detectors and the patterns below all match the normalised texts: rewrite each
         # text once, not once per detector.
         with shared_normalization():
@@ -274,7 +274,7 @@ class ContentFilterGuardrail(Guardrail):
     async def _scan(self, texts: Sequence[str]) -> list[Finding]:
         findings: list[Finding] = []
         for detector in self._detectors:
-            for finding in await detector.scan(texts):
+            for finding in await detector.check(texts):
                 mapped = self._map(finding, texts[finding.index])
                 if mapped is not None:
                     findings.append(mapped)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 from extproc.backends import register
 from extproc.backends.remote import BackendError, RemoteGuardrail
@@ -55,16 +55,12 @@ class _Span:
 class LakeraGuardrail(RemoteGuardrail):
     """Lakera Guard v2: masks PII spans, blocks (or monitors) everything else it flags."""
 
-    supported_modes: ClassVar[frozenset[str]] = frozenset(
-        {"pre_call", "during_call", "post_call", "logging_only"}
-    )
     api_base_env = "LAKERA_API_BASE"
     default_api_base = "https://api.lakera.ai"
     api_key_env = "LAKERA_API_KEY"
     key_required = True
-    returns_spans = True
     per_text_verdicts = False  # the verdict is about the conversation (a prompt attack spans turns)
-    block_message = BLOCK_MESSAGE
+    capabilities = replace(RemoteGuardrail.capabilities, block_message=BLOCK_MESSAGE)
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)

@@ -21,7 +21,7 @@ from extproc.config.params import derived
 class HideSecretsGuardrail(SecretsGuardrail):
     """LiteLLM redacts secrets rather than blocking; ``action: block`` still works."""
 
-    default_placeholder = "[REDACTED]"
+    capabilities = replace(SecretsGuardrail.capabilities, default_placeholder="[REDACTED]")
     any_assigned_value = True  # as LiteLLM's keyword plugin: the key's name decides
 
     def __init__(self, spec: GuardrailSpec) -> None:
@@ -37,7 +37,10 @@ class DetectPromptInjectionGuardrail(PromptInjectionGuardrail):
     the rejection as assistant text (our ``disable_exception_on_block``); its heuristics, LLM
     and vector-DB checks are replaced by our model."""
 
-    block_message = "Rejected message. This is a prompt injection attack."
+    capabilities = replace(
+        PromptInjectionGuardrail.capabilities,
+        block_message="Rejected message. This is a prompt injection attack.",
+    )
 
     def __init__(self, spec: GuardrailSpec) -> None:
         legacy = spec.params.get("prompt_injection_params")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Awaitable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import re2
 
@@ -53,7 +53,6 @@ class LLMGuardGuardrail(RemoteGuardrail):
     api_base_env = "LLM_GUARD_API_BASE"
     api_key_env = "LLM_GUARD_API_KEY"
     key_required = False  # the API's auth block is optional (LiteLLM sends no token)
-    returns_spans: ClassVar[bool] = True  # only when masking (sanitized-text diff)
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import re2
 
-from extproc.backends.base import Guardrail, new_finding
+from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
 from extproc.text.normalize import Normalized, normalize
@@ -236,10 +236,10 @@ class PatternGuardrail(Guardrail):
     ``custom_entities`` (a list of ``{name, pattern, action?}``, RE2 syntax).
     """
 
-    pure = True  # a function of the texts alone: may run in a scan worker process
-    # Streamed answers: released as soon as ``hold_from`` allows (it holds only what could
-    # still begin a finding), each push one small scan.
-    stream_stride = 1
+    # Pure (a function of the texts alone): may run in a scan worker process. Streamed answers:
+    # released as soon as ``hold_from`` allows (it holds only what could still begin a
+    # finding), each push one small scan.
+    capabilities = Capabilities(pure=True, stream_stride=1)
 
     ENTITIES: Sequence[Entity] = ()
     DEFAULT_ACTION = Action.MASK
@@ -511,7 +511,7 @@ class PatternGuardrail(Guardrail):
             self._tails[ascii_only] = tail
         return self._tails[ascii_only]
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         if type(self).find is not PatternGuardrail.find:  # a subclass filters text by text
             return [f for index, text in enumerate(texts) for f in self.find(index, text)]
         return self.find_all(texts)

@@ -3,7 +3,7 @@
 A 4 MiB body of token-like fragments costs the detectors seconds of CPU; on the event loop that
 would delay every other request of the process by as much. Texts of a request totalling at least
 ``OFFLOAD_CHARS`` characters therefore go to one of a few worker processes (one per core), each
-holding its own copy of the config's pure local detectors (``Guardrail.pure``) and judging one
+holding its own copy of the config's pure local detectors (``Capabilities.pure``) and judging one
 scan at a time; smaller ones run inline, where a process hop (~0.3 ms) would cost more than the
 scan. Every offloaded scan has a budget (``extproc.max_scan_seconds``, counted from when a
 worker starts it): past it that worker is killed (its CPU is freed at once, the other workers'
@@ -50,7 +50,7 @@ def _scan_in_worker(names: Sequence[str], texts: Sequence[str]) -> list[tuple[st
     guardrails, loop = _WORKER["guardrails"], _WORKER["loop"]
     found: list[tuple[str, Finding]] = []
     for name in names:
-        found += [(name, f) for f in loop.run_until_complete(guardrails[name].scan(texts))]
+        found += [(name, f) for f in loop.run_until_complete(guardrails[name].check(texts))]
     return found
 
 

@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from extproc.backends import register
 from extproc.backends.remote import BackendError, RemoteGuardrail
@@ -46,15 +46,10 @@ _ACTIONS = {"MASK": Action.MASK, "BLOCK": Action.BLOCK}
 class PresidioGuardrail(RemoteGuardrail):
     """PII spans from a Presidio analyzer, masked as ``<ENTITY_TYPE>`` or blocked per entity."""
 
-    supported_modes: ClassVar[frozenset[str]] = frozenset(
-        {"pre_call", "during_call", "post_call", "logging_only"}
-    )
     api_base_env = ANALYZER_ENV
     key_required = False
-    returns_spans = True
-    max_match_chars = 256
     # Spans of short entities: a streamed answer is analysed window by window with overlap.
-    checks_streamed_output = True
+    capabilities = replace(RemoteGuardrail.capabilities, checks_streamed_output=True)
 
     def __init__(self, spec: GuardrailSpec) -> None:
         spec = _as_remote_spec(spec)
@@ -77,7 +72,7 @@ class PresidioGuardrail(RemoteGuardrail):
             self.request_options["ad_hoc_recognizers"] = _load_recognizers(recognizers, where)
         if flag(params, "output_parse_pii", False, where):
             # Numbered, restorable labels (the engine keeps label -> original per request).
-            self.default_placeholder = NUMBERED_PLACEHOLDER  # type: ignore[misc]
+            self.capabilities = replace(self.capabilities, default_placeholder=NUMBERED_PLACEHOLDER)
 
     async def call(self, texts: Sequence[str], context: ScanContext) -> list[Finding]:
         roles = list(context.roles) if len(context.roles) == len(texts) else [None] * len(texts)

@@ -37,7 +37,7 @@ from typing import Any
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Guardrail, new_finding
+from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize
 from extproc.text.offsets import byte_spans_to_chars
@@ -1045,7 +1045,7 @@ class PromptInjectionGuardrail(Guardrail):
     (0, 1)) or ``sensitivity`` (low | medium | high; default medium).
     """
 
-    pure = True  # a function of the texts alone: may run in a scan worker process
+    capabilities = Capabilities(pure=True)  # may run in a scan worker process
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -1077,7 +1077,7 @@ class PromptInjectionGuardrail(Guardrail):
             start, end = _snap_to_words(text, start, end)
         return new_finding(index, start, end, FINDING_TYPE, self.action, self.model.kind(indices))
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         findings = []
         for index, text in enumerate(texts):
             if text and (finding := self.find(index, text)) is not None:

@@ -3,7 +3,7 @@
 Backends implement ``call`` (build the vendor's request, read its answer into findings) and use
 ``post_json``; this class owns what every remote backend needs the same way: one pooled HTTP
 client, the per-call timeout, errors that never carry the API key, and (around ``call``, in
-``inspect``) the verdict cache, the circuit breaker and the outcome counters.
+``check``) the verdict cache, the circuit breaker and the outcome counters.
 
 Config keys read here (``litellm_params``): ``api_base``, ``api_key``, ``timeout``,
 ``max_retries`` (2, 0 = off), ``circuit_breaker_failures`` (default 5, 0 = off),
@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from extproc.backends.base import Guardrail
+from extproc.backends.base import Capabilities, Guardrail
 from extproc.backends.circuit import CircuitBreaker
 from extproc.backends.verdict_cache import (
     CLEAN,
@@ -83,12 +83,11 @@ class RemoteGuardrail(Guardrail):
     """A guardrail that asks an HTTP service. Subclasses set the class attributes and
     implement ``call``."""
 
-    remote: ClassVar[bool] = True
-    returns_spans: ClassVar[bool] = False
-    checks_streamed_output: ClassVar[bool] = False
-    # A backend that can judge windows (it returns spans) is called once per this many new
-    # characters of a streamed answer (plus max_match_chars of overlap), not per token.
-    stream_stride: ClassVar[int] = 512
+    # Run concurrently with the other remote ones. Verdicts about whole texts by default (a
+    # backend that returns spans and judges windows says so); one that does judge windows is
+    # called once per 512 new characters of a streamed answer (plus max_match_chars of
+    # overlap), not per token.
+    capabilities = Capabilities(remote=True, checks_streamed_output=False, stream_stride=512)
     # Where the service lives when the config has no api_base: an env var, then a default.
     api_base_env: ClassVar[str | None] = None
     default_api_base: ClassVar[str | None] = None
@@ -141,7 +140,7 @@ class RemoteGuardrail(Guardrail):
         if window not in ("whole", "sentence"):
             raise ConfigError(f"{where}.stream_window must be whole or sentence, got {window!r}")
         if window == "sentence":
-            if type(self).checks_streamed_output:
+            if type(self).capabilities.checks_streamed_output:
                 raise ConfigError(
                     f"{where}.stream_window: {spec.guardrail} returns spans and already judges "
                     "a streamed answer window by window; remove stream_window"
@@ -152,8 +151,9 @@ class RemoteGuardrail(Guardrail):
                     "or remove stream_window"
                 )
             # Judged through the hold-back window, at each sentence end (one call per sentence).
-            self.checks_streamed_output = True  # type: ignore[misc]
-            self.stream_stride = 1  # type: ignore[misc]
+            self.capabilities = replace(
+                self.capabilities, checks_streamed_output=True, stream_stride=1
+            )
         return str(window)
 
     def hold_from(self, text: str, start: int) -> int:
@@ -230,7 +230,7 @@ class RemoteGuardrail(Guardrail):
         headers); the default: nothing."""
         return ""
 
-    async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         """``call`` on the texts the verdict cache does not know, through the breaker."""
         cache = self.verdict_cache
         if cache is None or context.streaming or not texts:
@@ -368,9 +368,6 @@ class RemoteGuardrail(Guardrail):
         if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
             return None
         return wait
-
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
-        return await self.inspect(texts)
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import re2
 
 from extproc.backends import register
-from extproc.backends.base import Guardrail, new_finding
+from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
 from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
@@ -558,10 +558,10 @@ class SecretsGuardrail(Guardrail):
     """Params: ``action`` (default block), ``rules`` (subset of subtypes; ``entities`` is an
     alias, which may also map subtype -> action), ``entropy_threshold`` (bits per character)."""
 
-    pure = True  # a function of the texts alone: may run in a scan worker process
-    # Streamed answers: released as soon as ``hold_from`` allows (it holds only what could
-    # still begin a finding), each push one small scan.
-    stream_stride = 1
+    # Pure (a function of the texts alone): may run in a scan worker process. Streamed answers:
+    # released as soon as ``hold_from`` allows (it holds only what could still begin a
+    # finding), each push one small scan.
+    capabilities = Capabilities(pure=True, stream_stride=1)
     # Whether any value assigned to a credential-named key is a secret (LiteLLM's hide_secrets,
     # whose keyword plugin judges the name only), or only one that looks like a credential.
     any_assigned_value: ClassVar[bool] = False
@@ -584,7 +584,7 @@ class SecretsGuardrail(Guardrail):
         hold = normalized_hold(text, lambda data, _ascii, pos: detector.hold(data, pos), start)
         return max(start, len(text) if hold is None else hold)
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         batch, others = split_ascii(texts)
         findings = [f for index, text in others for f in self.find(index, text)]
         if batch:

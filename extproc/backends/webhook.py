@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from extproc.backends import register
@@ -68,8 +69,7 @@ class _InHouseGuardrail(RemoteGuardrail):
 class WebhookGuardrail(_InHouseGuardrail):
     """Our JSON contract (module docstring): allow, block (a text), mask (spans)."""
 
-    returns_spans: ClassVar[bool] = True
-    max_match_chars: ClassVar[int] = 4096
+    capabilities = replace(RemoteGuardrail.capabilities, max_match_chars=4096)
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)
@@ -156,10 +156,12 @@ class GenericGuardrailAPI(_InHouseGuardrail):
     ``MAX_DIFF_CHARS``) become masks labelled with the service's replacement text."""
 
     api_base_env: ClassVar[str | None] = "GENERIC_GUARDRAIL_API_BASE"
-    supported_modes: ClassVar[frozenset[str]] = frozenset({"pre_call", "during_call", "post_call"})
-    returns_spans: ClassVar[bool] = True
     per_text_verdicts: ClassVar[bool] = False
-    max_match_chars: ClassVar[int] = 4096
+    capabilities = replace(
+        RemoteGuardrail.capabilities,
+        modes=frozenset({"pre_call", "during_call", "post_call"}),
+        max_match_chars=4096,
+    )
 
     def __init__(self, spec: GuardrailSpec) -> None:
         super().__init__(spec)

@@ -75,13 +75,13 @@ class GuardrailSet:
     def _numbered(self, guardrail: Guardrail) -> bool:
         return bool(
             "placeholder" in guardrail.spec.params
-            or guardrail.default_placeholder
+            or guardrail.capabilities.default_placeholder
             or guardrail.name in self.restoring
         )
 
     def _placeholder_format(self, guardrail: Guardrail) -> str:
         where = f"guardrail {guardrail.name!r}: litellm_params.placeholder"
-        default = guardrail.default_placeholder
+        default = guardrail.capabilities.default_placeholder
         if guardrail.name in self.restoring:
             default = restore.DEFAULT_FORMAT
         template = check_placeholder(guardrail.spec.params.get("placeholder", default), where)
@@ -164,12 +164,12 @@ class GuardrailSet:
         if self.pool is not None and sum(map(len, texts)) >= OFFLOAD_CHARS:
             found, guardrails = await self._offloaded(guardrails, texts)
         for guardrail in guardrails:
-            if guardrail.remote:
+            if guardrail.capabilities.remote:
                 remote.append(guardrail)
                 continue
             started = time.perf_counter()
             try:
-                result = await guardrail.inspect(texts, context)
+                result = await guardrail.check(texts, context)
             except Exception as error:
                 self._timed(guardrail, started)
                 self._failed(guardrail, error)
@@ -178,7 +178,7 @@ class GuardrailSet:
             found += [(guardrail.name, f) for f in result]
         if remote:
             results = await asyncio.gather(
-                *(self._timed_inspect(g, texts, context) for g in remote), return_exceptions=True
+                *(self._timed_check(g, texts, context) for g in remote), return_exceptions=True
             )
             for guardrail, result in zip(remote, results, strict=True):
                 if isinstance(result, BaseException):
@@ -198,12 +198,12 @@ class GuardrailSet:
             )
         timer.observe(time.perf_counter() - started)
 
-    async def _timed_inspect(
+    async def _timed_check(
         self, guardrail: Guardrail, texts: Sequence[str], context: ScanContext
     ) -> list[Finding]:
         started = time.perf_counter()
         try:
-            return await guardrail.inspect(texts, context)
+            return await guardrail.check(texts, context)
         finally:
             self._timed(guardrail, started)
 
@@ -219,7 +219,7 @@ class GuardrailSet:
 
     async def _offloaded_hold(self, guardrails: Sequence[Guardrail], text: str, start: int) -> int:
         assert self.pool is not None
-        pure = [g for g in guardrails if g.pure and g.name in self.by_name]
+        pure = [g for g in guardrails if g.capabilities.pure and g.name in self.by_name]
         limit = min(
             (g.hold_from(text, start) for g in guardrails if g not in pure), default=len(text)
         )
@@ -236,7 +236,7 @@ class GuardrailSet:
         """Findings of the pure detectors among ``guardrails`` from a scan worker (large texts
         must not hold the event loop), and the guardrails left to run here."""
         assert self.pool is not None
-        pure = [g for g in guardrails if g.pure and g.name in self.by_name]
+        pure = [g for g in guardrails if g.capabilities.pure and g.name in self.by_name]
         rest = [g for g in guardrails if g not in pure]
         if not pure:
             return [], rest
@@ -253,7 +253,7 @@ class GuardrailSet:
         """Serving: large scans go to worker processes from now on (started on the first
         one; ``ScanPool.start`` would start them now)."""
         settings = self.config.settings
-        pure = [g.spec for g in self.by_name.values() if g.pure]
+        pure = [g.spec for g in self.by_name.values() if g.capabilities.pure]
         if pure and settings.scan_workers and self.pool is None:
             directory = self.config.directory
             self.pool = ScanPool(pure, directory, settings.scan_workers, settings.max_scan_seconds)

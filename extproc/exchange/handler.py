@@ -427,7 +427,9 @@ class GuardedExchange:
             roles=[slot.role for slot in slots],
             headers=head.headers if head is not None else {},
         )
-        wanted = direction == "output" and any(g.remote for g in self.output_guardrails)
+        wanted = direction == "output" and any(
+            g.capabilities.remote for g in self.output_guardrails
+        )
         if wanted and self.request is not None:  # only services read the request's texts
             try:
                 request = (self.adapter or generic).request_texts(self.request)
@@ -680,7 +682,7 @@ class GuardedExchange:
         audit.blocked(block.guardrail, block.types, what)  # audit log: a no-op when off
         message = (
             block.message
-            or guardrail.block_message
+            or guardrail.capabilities.block_message
             or f"{what} blocked by guardrail '{block.guardrail}': {kinds} detected."
         )
         details = block.details if isinstance(block.details, dict) else {}

@@ -86,17 +86,17 @@ def stream_guard(
     hold: HoldFrom | None = None
     if not scanned:
         window, stride = 0, 1
-    elif all(g.checks_streamed_output for g in scanned):
+    elif all(g.capabilities.checks_streamed_output for g in scanned):
         # Released as soon as no guardrail's finding can still begin in the text (each says
         # where, ``Guardrail.hold_from``); ``window`` is then the look-behind context.
-        window = max(g.max_match_chars for g in scanned)
-        stride = max(g.stream_stride for g in scanned)
+        window = max(g.capabilities.max_match_chars for g in scanned)
+        stride = max(g.capabilities.stream_stride for g in scanned)
         # (a long held run is searched in a scan worker: ``GuardrailSet.hold_from``)
         hold = functools.partial(engine.hold_from, tuple(scanned))
     else:
         # Backends that cannot judge a window (verdicts about whole texts) see each channel
         # whole: the window is then the whole (bounded) answer.
-        window, stride = limit, max(g.stream_stride for g in scanned)
+        window, stride = limit, max(g.capabilities.stream_stride for g in scanned)
 
     async def scan(text: str) -> list[tuple[str, Finding]]:
         return await engine.findings(scanned, [text], context) if scanned else []

@@ -1,7 +1,7 @@
 """Outcome counters per guardrail (prometheus_client counters): what tells "allowed because
 the backend failed" apart from a clean pass.
 
-Outcomes of one check (one ``inspect`` of a remote guardrail): ``pass``, ``flagged``,
+Outcomes of one check (one ``check`` of a remote guardrail): ``pass``, ``flagged``,
 ``error`` (the backend failed), ``circuit_open`` (failed fast, the backend was not called);
 ``retry`` counts the calls tried again after a 429, a 503 or a broken connection.
 What the engine did with a failure: ``failed_open`` (allowed, ``on_error: allow``) or

@@ -13,10 +13,11 @@ The mapping lives only in the request's ``Placeholders``; nothing is stored else
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import re2
 
-from extproc.backends.base import Guardrail
+from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.config.params import flag
 from extproc.text.prefixes import TailHold, char_offset
@@ -45,13 +46,14 @@ def check_restorable(template: str, where: str) -> str:
 class PlaceholderRestore(Guardrail):
     """Finds the request's placeholders in an answer; each one "masks" to its original."""
 
-    stream_stride = 1  # a search of the held end per push: cheap
+    capabilities = Capabilities(stream_stride=1)  # a search of the held end per push: cheap
 
     def __init__(self, originals: Mapping[str, str]) -> None:
         super().__init__(RESTORE_SPEC)
         self.originals = dict(originals)
         labels = sorted(self.originals, key=len, reverse=True)  # <EMAIL_10> before <EMAIL_1>
-        self.max_match_chars = max(len(label) for label in labels)  # type: ignore[misc]
+        longest = max(len(label) for label in labels)
+        self.capabilities = replace(self.capabilities, max_match_chars=longest)
         self._pattern = re2.compile("|".join(re2.escape(label) for label in labels))
         # Built for streamed answers only (one per request: ~0.2 ms, not for JSON answers).
         self._tail: TailHold | None = None
@@ -66,7 +68,7 @@ class PlaceholderRestore(Guardrail):
         hold = self._tail.start(data)
         return max(start, hold if len(data) == len(text) else char_offset(text, data, hold))
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         found = []
         for index, text in enumerate(texts):
             for match in self._pattern.finditer(text):

@@ -112,7 +112,7 @@ class HoldBack:
         self._guardrails = tuple(guardrails)
         self._judge = judge
         self._scanner = scan
-        declared = max((g.max_match_chars for g in self._guardrails), default=0)
+        declared = max((g.capabilities.max_match_chars for g in self._guardrails), default=0)
         self.window = declared if window is None else max(window, declared)
         self._hold = hold
         if hold is None and window is None:
@@ -226,7 +226,7 @@ class HoldBack:
         caller turns a failing guardrail into a block, as for non-streamed text)."""
         if self._scanner is not None:
             return await self._scanner(text)
-        results = await asyncio.gather(*(g.scan([text]) for g in self._guardrails))
+        results = await asyncio.gather(*(g.check([text]) for g in self._guardrails))
         pairs = zip(self._guardrails, results, strict=True)
         return [(guardrail.name, f) for guardrail, found in pairs for f in found]
 

@@ -71,7 +71,7 @@ def inspect(
 ) -> list[Finding]:
     """What the engine gets for ``texts`` (user texts unless ``context`` says otherwise)."""
     context = context or ScanContext(roles=["user"] * len(texts))
-    return asyncio.run(guardrail.inspect(texts, context))
+    return asyncio.run(guardrail.check(texts, context))
 
 
 # -- end to end: through Envoy, the server and the fake model ---------------------------------

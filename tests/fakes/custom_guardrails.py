@@ -8,21 +8,21 @@ import os
 import time
 from collections.abc import Sequence
 
-from extproc.backends.base import Guardrail
+from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext
 from extproc.vocabulary import Action, Finding
 
 
 class RaisingGuardrail(Guardrail):
     """Fails on every request, like a detector with a bug."""
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         raise RuntimeError("detector crashed while reading: " + " ".join(texts))
 
 
 class SlowGuardrail(Guardrail):
     """Takes ``delay_seconds`` per request, like a remote backend; finds nothing."""
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         await asyncio.sleep(float(self.spec.params.get("delay_seconds", 1.0)))
         return []
 
@@ -34,7 +34,7 @@ class CountingGuardrail(Guardrail):
         super().__init__(spec)
         self.scans = 0
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         self.scans += 1
         return [
             Finding(i, text.index("marker"), text.index("marker") + 6, "MARKER", Action.MASK)
@@ -47,9 +47,9 @@ class SpinningGuardrail(Guardrail):
     """A pure detector (may run in a scan worker) that burns CPU: for each text containing a
     word of its ``spin`` map (word -> seconds), that long; finds ``marker`` like the counter."""
 
-    pure = True
+    capabilities = Capabilities(pure=True)
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         spins = self.spec.params.get("spin", {})
         for text in texts:
             for word, seconds in spins.items():
@@ -69,10 +69,9 @@ class HoldWitness(Guardrail):
     that answered each ``hold_from`` on a long held run (``long`` characters or more) to the file
     ``witness``: which side of the scan-worker pipe the search ran on."""
 
-    pure = True
-    stream_stride = 1
+    capabilities = Capabilities(pure=True, stream_stride=1)
 
-    async def scan(self, texts: Sequence[str]) -> list[Finding]:
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
         return []
 
     def hold_from(self, text: str, start: int) -> int:

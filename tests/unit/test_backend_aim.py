@@ -48,7 +48,7 @@ def run(
     **context: Any,
 ) -> list[Finding]:
     roles = list(roles) if roles is not None else ["user"] * len(texts)
-    return asyncio.run(g.inspect(list(texts), ScanContext(roles=roles, **context)))
+    return asyncio.run(g.check(list(texts), ScanContext(roles=roles, **context)))
 
 
 def masked(texts: Sequence[str], findings: list[Finding]) -> list[str]:
@@ -168,7 +168,7 @@ def test_litellm_version_header_defaults_per_generation_and_can_be_dropped(fake:
 def test_key_from_environment(fake: FakeAim, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIM_API_KEY", KEY)
     spec = GuardrailSpec("env", "aim", ("pre_call",), False, {"api_base": fake.base_url})
-    asyncio.run(build(spec).inspect(["x"], ScanContext(roles=["user"])))
+    asyncio.run(build(spec).check(["x"], ScanContext(roles=["user"])))
     assert fake.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
@@ -394,12 +394,12 @@ def test_turn_n_sends_only_new_messages_and_verdicts_are_per_user(fake: FakeAim)
 
     async def turns() -> None:
         jane = ScanContext(roles=["user"], headers={"x-aim-user-email": "jane@corp.example"})
-        await g.inspect(["plan a trip"], jane)
+        await g.check(["plan a trip"], jane)
         history = ["plan a trip", "where to?", "Lisbon"]
         roles = ["user", "assistant", "user"]
-        await g.inspect(history, replace(jane, roles=roles))
+        await g.check(history, replace(jane, roles=roles))
         # Another user: Aim may apply other policies, so nothing cached is reused.
-        await g.inspect(history, ScanContext(roles=roles, headers={"x-key-alias": "team-z"}))
+        await g.check(history, ScanContext(roles=roles, headers={"x-key-alias": "team-z"}))
 
     asyncio.run(turns())
     sent = [[m["content"] for m in r.body["messages"]] for r in fake.requests]
@@ -415,8 +415,8 @@ def test_a_flagged_conversation_is_sent_whole_next_time(fake: FakeAim) -> None:
 
     async def turns() -> list[list[Finding]]:
         context = ScanContext(roles=["user", "user"])
-        first = await g.inspect(["hi", "I am Brian"], context)
-        again = await g.inspect(["hi", "I am Brian"], context)
+        first = await g.check(["hi", "I am Brian"], context)
+        again = await g.check(["hi", "I am Brian"], context)
         return [first, again]
 
     first, again = asyncio.run(turns())

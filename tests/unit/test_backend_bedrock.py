@@ -78,7 +78,7 @@ def make(fake: FakeBedrock, **params: Any) -> BedrockGuardrail:
 
 
 def inspect(g: BedrockGuardrail, texts: list[str], context: ScanContext = USER) -> list[Finding]:
-    return asyncio.run(g.inspect(texts, context))
+    return asyncio.run(g.check(texts, context))
 
 
 def failure(g: BedrockGuardrail, texts: list[str]) -> str:
@@ -362,7 +362,7 @@ def test_a_slow_call_does_not_block_the_event_loop(fake: FakeBedrock) -> None:
 
         task = asyncio.create_task(ticker())
         try:
-            assert await g.inspect(["hello"], USER) == []
+            assert await g.check(["hello"], USER) == []
         finally:
             task.cancel()
             fake.gate.set()
@@ -388,7 +388,7 @@ def test_one_client_is_built_once_for_concurrent_first_calls(
     monkeypatch.setattr(BedrockGuardrail, "_new_client", counting)
 
     async def many() -> list[list[Finding]]:
-        return await asyncio.gather(*(g.inspect([f"hello {i}"], USER) for i in range(8)))
+        return await asyncio.gather(*(g.check([f"hello {i}"], USER) for i in range(8)))
 
     assert asyncio.run(many()) == [[]] * 8
     assert len(built) == 1 and len(fake.applied()) == 8

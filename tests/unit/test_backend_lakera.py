@@ -203,7 +203,7 @@ def test_wrong_key_is_a_backend_error(fake: FakeLakera) -> None:
         )
     )
     with pytest.raises(BackendError, match="HTTP 401"):
-        asyncio.run(guardrail.inspect(["hello"], ScanContext(roles=["user"])))
+        asyncio.run(guardrail.check(["hello"], ScanContext(roles=["user"])))
 
 
 def test_timeout_is_a_backend_error(fake: FakeLakera) -> None:
@@ -254,7 +254,7 @@ def test_key_and_base_from_environment(monkeypatch: pytest.MonkeyPatch, fake: Fa
     monkeypatch.setenv("LAKERA_API_KEY", KEY)
     monkeypatch.setenv("LAKERA_API_BASE", fake.base_url)
     guardrail = build(GuardrailSpec("g", "lakera_v2", ("pre_call",), False, {}))
-    assert asyncio.run(guardrail.inspect(["hello"], ScanContext(roles=["user"]))) == []
+    assert asyncio.run(guardrail.check(["hello"], ScanContext(roles=["user"]))) == []
     assert fake.seen()[0].headers["authorization"] == f"Bearer {KEY}"
 
 

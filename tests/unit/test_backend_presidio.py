@@ -42,7 +42,9 @@ def masked(guardrail: PresidioGuardrail, texts: Sequence[str]) -> dict[int, str]
     """What the engine writes back, with the guardrail's placeholder format (if any)."""
     findings = [(guardrail.name, f) for f in inspect(guardrail, texts)]
     formats = (
-        {guardrail.name: guardrail.default_placeholder} if guardrail.default_placeholder else {}
+        {guardrail.name: guardrail.capabilities.default_placeholder}
+        if guardrail.capabilities.default_placeholder
+        else {}
     )
     decision = decide(texts, findings, Placeholders(formats) if formats else None)
     assert isinstance(decision, Mask)
@@ -147,8 +149,8 @@ def test_same_type_spans_split_by_whitespace_merge_like_the_anonymizer(fake: Fak
 
 def test_output_parse_pii_numbers_labels_per_value(fake: FakePresidio) -> None:
     guardrail = presidio(fake, output_parse_pii=True)
-    assert guardrail.default_placeholder == "<{type}_{n}>"
-    assert presidio(fake).default_placeholder is None
+    assert guardrail.capabilities.default_placeholder == "<{type}_{n}>"
+    assert presidio(fake).capabilities.default_placeholder is None
     texts = [f"Jane Doe <{EMAIL}> and John", "again Jane Doe"]
     assert masked(guardrail, texts) == {
         0: "<PERSON_1> <<EMAIL_ADDRESS_1>> and <PERSON_2>",

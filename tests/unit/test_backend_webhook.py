@@ -45,7 +45,7 @@ def generic(fake: FakeService, **params: object) -> Guardrail:
 
 def run(guardrail: Guardrail, texts: list[str], roles: list[str] | None = None, **context):
     context.setdefault("roles", roles or ["user"] * len(texts))
-    return asyncio.run(guardrail.inspect(texts, ScanContext(**context)))
+    return asyncio.run(guardrail.check(texts, ScanContext(**context)))
 
 
 # -- webhook ------------------------------------------------------------------------------------

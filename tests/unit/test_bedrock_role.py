@@ -91,7 +91,7 @@ def static_keys() -> dict[str, str]:
 
 
 def inspect(g: BedrockGuardrail, texts: list[str]) -> Any:
-    return asyncio.run(g.inspect(texts, USER))
+    return asyncio.run(g.check(texts, USER))
 
 
 def signed_key(bedrock: FakeBedrock, index: int = -1) -> tuple[str, str | None]:
@@ -210,7 +210,7 @@ def test_concurrent_first_calls_assume_the_role_once(bedrock: FakeBedrock, sts: 
     g = make(bedrock, sts, **static_keys())
 
     async def many() -> list[Any]:
-        return await asyncio.gather(*(g.inspect([f"hello {i}"], USER) for i in range(8)))
+        return await asyncio.gather(*(g.check([f"hello {i}"], USER) for i in range(8)))
 
     sts.fail = "delay:0.2"  # widen the window in which the first calls race
     assert asyncio.run(many()) == [[]] * 8
@@ -234,7 +234,7 @@ def test_assuming_the_role_does_not_block_the_event_loop(
                 ticks += 1
 
         task = asyncio.create_task(ticker())
-        await g.inspect(["hello"], USER)
+        await g.check(["hello"], USER)
         task.cancel()
         return ticks
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from extproc.backends import REGISTRY, Guardrail
+from extproc.backends.base import INPUT, Capabilities
 from extproc.config import ConfigError, load_config, parse_config
 from extproc.exchange.engine import Engine
 
@@ -234,7 +235,10 @@ def test_mistakes_name_the_guardrail_and_key(entry: str, message: str) -> None:
 
 
 class InputOnly(Guardrail):
-    supported_modes = frozenset({"pre_call"})
+    capabilities = Capabilities(modes=frozenset({"pre_call"}))
+
+    async def check(self, texts, context=INPUT):  # type: ignore[no-untyped-def]
+        return []
 
 
 def test_unknown_backend_and_unsupported_mode_are_reported_at_startup(

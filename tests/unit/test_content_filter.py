@@ -110,7 +110,7 @@ def test_config_errors_name_the_key(params: dict, message: str) -> None:
 
 def test_hide_secrets_redacts_by_default() -> None:
     guardrail = make("hide_secrets")
-    assert guardrail.default_placeholder == "[REDACTED]"
+    assert guardrail.capabilities.default_placeholder == "[REDACTED]"
     assert [(f.action, f.subtype) for f in asyncio.run(guardrail.scan([f"key {KEY}"]))] == [
         (Action.MASK, "AWS_ACCESS_KEY")
     ]
@@ -121,7 +121,10 @@ def test_detect_prompt_injection_speaks_litellm() -> None:
     guardrail = make(
         "detect_prompt_injection", prompt_injection_params={"reject_as_response": True}
     )
-    assert guardrail.block_message == "Rejected message. This is a prompt injection attack."
+    assert (
+        guardrail.capabilities.block_message
+        == "Rejected message. This is a prompt injection attack."
+    )
     assert guardrail.spec.params["disable_exception_on_block"] is True
 
 

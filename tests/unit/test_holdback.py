@@ -14,7 +14,7 @@ import pytest
 import re2
 
 from extproc.backends import build
-from extproc.backends.base import Guardrail
+from extproc.backends.base import Capabilities, Guardrail
 from extproc.config import GuardrailSpec
 from extproc.formats import delta_slots
 from extproc.formats.events import DeltaSlot, reencode_json
@@ -31,7 +31,7 @@ EMAIL = re2.compile(r"[a-z]+@[a-z]+\.com")
 class FakeGuardrail(Guardrail):
     """Masks ``secret-NNNN`` and e-mails (or blocks them); records every scanned text."""
 
-    max_match_chars = 40
+    capabilities = Capabilities(max_match_chars=40)
 
     def __init__(self, action: Action = Action.MASK, block_secrets: bool = False) -> None:
         super().__init__(GuardrailSpec("fake", "fake", ("post_call",), True, {}))
@@ -194,7 +194,7 @@ def test_cut_steps_back_to_the_start_of_a_span_it_would_split() -> None:
 class Overreaching(FakeGuardrail):
     """Declares a window shorter than its matches: a broken backend."""
 
-    max_match_chars = 4
+    capabilities = Capabilities(max_match_chars=4)
 
 
 def test_a_backend_breaking_its_window_still_gets_its_held_part_masked() -> None:
@@ -341,7 +341,7 @@ def test_a_block_keeps_the_services_message_and_details() -> None:
     block reaches the stream's error event as it reaches a JSON answer's 400."""
 
     class Service(Guardrail):
-        max_match_chars = 40
+        capabilities = Capabilities(max_match_chars=40)
 
         def __init__(self) -> None:
             super().__init__(GuardrailSpec("svc", "svc", ("post_call",), True, {}))

@@ -279,7 +279,7 @@ def test_the_schemas_vocabulary_holds_nothing_any_detector_finds() -> None:
         # "base64" (Anthropic's source type) as a JAILBREAK; skipping the schema's constant is
         # what keeps every image and PDF block from being blocked.
         checked = [w for w in words if not (spec.name == "i" and w == "base64")]
-        findings = asyncio.run(build(spec, None).inspect(checked))
+        findings = asyncio.run(build(spec, None).check(checked))
         assert findings == [], (spec.name, [checked[f.index] for f in findings])
 
 

@@ -97,7 +97,7 @@ def test_a_replaced_config_closes_its_http_clients_after_its_last_stream(
             factory = live(path)
             guardrail = factory.engine.by_name["wh"]
             handler = factory()
-            assert await guardrail.inspect(["hello"]) == []  # the pooled client now exists
+            assert await guardrail.check(["hello"]) == []  # the pooled client now exists
             client = guardrail.client
             assert await factory.reload("test")
             assert not client.is_closed  # its stream is still running

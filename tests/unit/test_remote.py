@@ -1,4 +1,4 @@
-"""RemoteGuardrail.inspect: verdict cache, circuit breaker, counters, config validation."""
+"""RemoteGuardrail.check: verdict cache, circuit breaker, counters, config validation."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def make(cls: type[Recorder] = Recorder, **params: object) -> Recorder:
 
 def inspect(guardrail: Recorder, texts: list[str], roles: list[str | None] | None = None):
     context = ScanContext("input", "pre_call", roles=roles or ["user"] * len(texts))
-    return asyncio.run(guardrail.inspect(texts, context))
+    return asyncio.run(guardrail.check(texts, context))
 
 
 # -- verdict cache ------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_role_and_direction_are_part_of_the_key() -> None:
     inspect(guardrail, ["same"], ["user"])
     inspect(guardrail, ["same"], ["assistant"])
     output = ScanContext("output", "post_call", roles=["user"])
-    asyncio.run(guardrail.inspect(["same"], output))
+    asyncio.run(guardrail.check(["same"], output))
     assert len(guardrail.calls) == 3
 
 
@@ -157,7 +157,7 @@ def test_scope_separates_callers() -> None:
     guardrail = make(PerUser)
     for user in ("alice", "bob", "alice"):
         context = ScanContext(roles=["user"], headers={"x-user": user})
-        asyncio.run(guardrail.inspect(["hello"], context))
+        asyncio.run(guardrail.check(["hello"], context))
     assert len(guardrail.calls) == 2
 
 

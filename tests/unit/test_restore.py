@@ -26,7 +26,7 @@ def restored(text: str) -> str:
 def test_each_placeholder_gets_its_own_original() -> None:
     assert restored("<EMAIL_10> then <EMAIL_1>, <PHONE_1>") == "j@k.io then a@b.io, +1 415 555 0100"
     assert restored("<EMAIL_2> and <EMAIL_1") == "<EMAIL_2> and <EMAIL_1"  # not ours / partial
-    assert PlaceholderRestore(ORIGINALS).max_match_chars == len("<EMAIL_10>")
+    assert PlaceholderRestore(ORIGINALS).capabilities.max_match_chars == len("<EMAIL_10>")
 
 
 REVERSIBLE = """

@@ -40,7 +40,7 @@ def webhook(base: str, **params: object) -> RemoteGuardrail:
 
 
 def check(guardrail: RemoteGuardrail, text: str = "hello") -> list:
-    return asyncio.run(guardrail.inspect([text], ScanContext(roles=["user"])))
+    return asyncio.run(guardrail.check([text], ScanContext(roles=["user"])))
 
 
 def failure(guardrail: RemoteGuardrail) -> str:

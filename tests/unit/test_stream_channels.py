@@ -49,7 +49,7 @@ def guardrail(kind: str, **params: object):
 
 
 GUARDRAILS = (guardrail("pii"), guardrail("secrets", action="mask"))
-WINDOW = max(g.max_match_chars for g in GUARDRAILS)
+WINDOW = max(g.capabilities.max_match_chars for g in GUARDRAILS)
 
 
 async def scan(text: str):
@@ -487,7 +487,9 @@ def test_a_block_in_a_new_channel_stops_the_stream_with_the_api_error() -> None:
         return [(secrets.name, f) for f in await secrets.scan([text])]
 
     original, _ = anthropic_unknown_delta(pieces("harmless words " * 30 + TEXT, random.Random(3)))
-    guard = StreamGuard(stream_format("anthropic_messages"), scan_block, secrets.max_match_chars)
+    guard = StreamGuard(
+        stream_format("anthropic_messages"), scan_block, secrets.capabilities.max_match_chars
+    )
     data, blocked = run(guard, cuts(original, random.Random(4)))
     assert blocked is not None and KEY[4:12].encode() not in data
     error = parse(guard.error_event("blocked"))[0]
@@ -569,7 +571,9 @@ def test_a_secret_in_an_sse_id_blocks_when_secrets_block() -> None:
         return [(secrets.name, f) for f in await secrets.scan([text])]
 
     stream = b'data: {"choices": []}\n\nid: ' + KEY.encode() + b'\ndata: {"choices": []}\n\n'
-    guard = StreamGuard(stream_format("openai_chat"), scan_block, secrets.max_match_chars)
+    guard = StreamGuard(
+        stream_format("openai_chat"), scan_block, secrets.capabilities.max_match_chars
+    )
     data, blocked = run(guard, [stream])
     assert blocked is not None and KEY.encode() not in data
 

@@ -105,7 +105,7 @@ def test_random_chunkings_give_the_whole_text_mask(name: str) -> None:
     for trial in range(40):
         one_byte = [original[i : i + 1] for i in range(len(original))]
         chunks = cuts(original, rng) if trial else one_byte
-        guard = StreamGuard(stream_format(name), scanner(pii), pii.max_match_chars)
+        guard = StreamGuard(stream_format(name), scanner(pii), pii.capabilities.max_match_chars)
         data, blocked = run(guard, chunks)
         assert blocked is None
         assert EMAIL.encode() not in data and b"bob.smith" not in data
@@ -119,7 +119,7 @@ def test_random_chunkings_give_the_whole_text_mask(name: str) -> None:
 def test_clean_stream_is_byte_identical(name: str) -> None:
     pii = guardrail("pii")
     original = stream_of(name, "nothing personal here " * 30)
-    guard = StreamGuard(stream_format(name), scanner(pii), pii.max_match_chars)
+    guard = StreamGuard(stream_format(name), scanner(pii), pii.capabilities.max_match_chars)
     data, blocked = run(guard, cuts(original, random.Random(SEED)))
     assert blocked is None and data == original
 
@@ -128,11 +128,13 @@ def test_text_is_held_only_by_the_window() -> None:
     """Released as it flows: after a long clean prefix most of it is already out."""
     pii = guardrail("pii")
     original = stream_of("openai_chat", "plain words " * 200)
-    guard = StreamGuard(stream_format("openai_chat"), scanner(pii), pii.max_match_chars)
+    guard = StreamGuard(
+        stream_format("openai_chat"), scanner(pii), pii.capabilities.max_match_chars
+    )
     half = len(original) // 2
     first, _ = run(guard, [original[:half]])
     held = half - len(first)
-    assert len(first) > 0 and held < 4 * pii.max_match_chars + 400
+    assert len(first) > 0 and held < 4 * pii.capabilities.max_match_chars + 400
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
@@ -140,7 +142,7 @@ def test_block_mid_stream_stops_before_the_finding(name: str) -> None:
     secrets = guardrail("secrets", action="block")
     text = "harmless words " * 40 + f"the key is {KEY} and more " + "tail " * 20
     original = stream_of(name, text)
-    guard = StreamGuard(stream_format(name), scanner(secrets), secrets.max_match_chars)
+    guard = StreamGuard(stream_format(name), scanner(secrets), secrets.capabilities.max_match_chars)
     data, blocked = run(guard, cuts(original, random.Random(SEED)))
     assert blocked is not None and blocked.types
     assert KEY[:8].encode() not in data and b"tail" not in data
@@ -237,7 +239,7 @@ def test_hostile_streams_never_crash_the_guard() -> None:
                 data[position:position] = rng.choice(oddities)
         if rng.random() < 0.3:
             del data[rng.randrange(len(data)) :]
-        guard = StreamGuard(stream_format(name), scanner(pii), pii.max_match_chars)
+        guard = StreamGuard(stream_format(name), scanner(pii), pii.capabilities.max_match_chars)
         sent, _ = run(guard, cuts(bytes(data), rng))
         # Nowhere in what is sent: parsed text, events whose JSON the mutation broke, and lines
         # a client ignores (a comment cut into a data line is dropped).

@@ -50,12 +50,14 @@ async def _stream(hold: HoldBack, text: str, size: int) -> list[tuple[int, str]]
 
 def _hold(guardrail: OpenAIModerationGuardrail) -> HoldBack:
     """As the engine builds it for a guardrail that judges windows (exchange/streamed.py)."""
-    return HoldBack([guardrail], stride=guardrail.stream_stride)
+    return HoldBack([guardrail], stride=guardrail.capabilities.stream_stride)
 
 
 def test_each_sentence_is_released_once_judged(fake: FakeService) -> None:
     guardrail = moderation(fake, stream_window="sentence")
-    assert guardrail.checks_streamed_output and guardrail.stream_stride == 1
+    assert (
+        guardrail.capabilities.checks_streamed_output and guardrail.capabilities.stream_stride == 1
+    )
     text = "".join(SENTENCES)
     released = asyncio.run(_stream(_hold(guardrail), text, 3))
     assert "".join(piece for _, piece in released) == text
@@ -82,7 +84,7 @@ def test_a_flagged_sentence_blocks_after_the_clean_ones_went_out(fake: FakeServi
 
 def test_whole_is_the_default_and_holds_everything(fake: FakeService) -> None:
     guardrail = moderation(fake)
-    assert guardrail.stream_window == "whole" and not guardrail.checks_streamed_output
+    assert guardrail.stream_window == "whole" and not guardrail.capabilities.checks_streamed_output
 
 
 @pytest.mark.parametrize(
