@@ -134,17 +134,7 @@ class Generation:
 
     async def close(self) -> None:
         """Stop its scan workers and close every guardrail's clients."""
-        self.engine.stop()
-        for guardrail in self.engine.by_name.values():
-            try:
-                await guardrail.aclose()
-            except Exception as error:  # one backend's failing close must not stop the others
-                log.warning(
-                    "config %d: closing guardrail %s failed (%s)",
-                    self.number,
-                    guardrail.name,
-                    type(error).__name__,
-                )
+        await self.engine.aclose()
         log.info("config %d (%s) closed: no request uses it any more", self.number, self.digest)
 
 

@@ -137,6 +137,7 @@ async def serve(
     finally:
         if started:
             await server.stop()
+        # Every guardrail's aclose (Engine.aclose; LiveEngine's closes each config's engine).
         closing = getattr(handler_factory, "aclose", None)
         stopping = getattr(handler_factory, "stop", None)
         if closing is not None:

@@ -263,6 +263,19 @@ class GuardrailSet:
         if pool is not None:
             pool.stop()
 
+    async def aclose(self) -> None:
+        """Stop the scan workers, then close every guardrail (``Guardrail.aclose``: pooled
+        clients, threads): the server calls this when it stops, a reload when the replaced
+        config's last stream is done. A failing close is logged; the others still run."""
+        self.stop()
+        for guardrail in self.by_name.values():
+            try:
+                await guardrail.aclose()
+            except Exception as error:
+                log.warning(
+                    "closing guardrail %s failed (%s)", guardrail.name, type(error).__name__
+                )
+
     def failure_policy(self, guardrail: Guardrail) -> Callable[[Exception], None]:
         """``on_error`` as a callable: logs and counts the failure, then returns (allowed) or
         raises :class:`FailedClosed` (blocked; already reported, so never logged again)."""

@@ -79,3 +79,20 @@ class HoldWitness(Guardrail):
             with open(self.spec.params["witness"], "a") as witness:
                 witness.write(f"{os.getpid()}\n")
         return len(text)
+
+
+class CloseRecorder(Guardrail):
+    """Finds nothing; counts its ``aclose`` calls in ``closed``, and raises there too when
+    ``fail_close`` is set (a client that fails to close)."""
+
+    def __init__(self, spec) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(spec)
+        self.closed = 0
+
+    async def check(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
+        return []
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        if self.spec.params.get("fail_close"):
+            raise RuntimeError("the client would not close")
