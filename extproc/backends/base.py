@@ -8,6 +8,7 @@ judges a stream itself), ``aclose`` (release clients at reload and shutdown).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -78,9 +79,11 @@ _LEGACY_FLAGS = {
 class Guardrail:
     """Base class for backends: set ``capabilities`` and implement ``check``.
 
-    Two older spellings still load, adapted here once per class: ``async def scan(self,
-    texts)`` (a check that needs no context) and ``async def inspect(self, texts, context)``;
-    so do the class attributes the fields of ``Capabilities`` replaced (``pure = True``...)."""
+    Guardrails written before ``check`` still load and do the same, adapted here once per
+    class: one implementing ``async def scan(self, texts)`` (the shorthand for a check without
+    context) or ``async def inspect(self, texts, context)`` gets a ``check`` made from it, and
+    the class attributes the fields of ``Capabilities`` replaced (``pure = True``...) are read
+    into ``capabilities``."""
 
     # Declared per class; an instance may refine its own (a value, never a mutation).
     capabilities: Capabilities = Capabilities()
@@ -97,16 +100,18 @@ class Guardrail:
             legacy["modes"] = frozenset(legacy["modes"])
         if legacy:
             cls.capabilities = replace(cls.capabilities, **legacy)
-        if "inspect" in own and "check" not in own:
-            cls.check = own["inspect"]  # type: ignore[method-assign]
+        if "check" not in own:
+            if "inspect" in own:
+                cls.check = _check_by_inspect(own["inspect"])  # type: ignore[method-assign]
+            elif "scan" in own:
+                cls.check = _check_by_scan  # type: ignore[method-assign]
 
     def __init__(self, spec: GuardrailSpec) -> None:
         self.spec = spec
         self.name = spec.name
-        cls = type(self)
-        if cls.check is Guardrail.check and cls.scan is Guardrail.scan:
+        if type(self).check is Guardrail.check:
             raise ConfigError(
-                f"guardrail {spec.name!r}: {cls.__qualname__} does not implement "
+                f"guardrail {spec.name!r}: {type(self).__qualname__} does not implement "
                 "`async def check(self, texts, context) -> list[Finding]`"
             )
         supported = self.capabilities.modes
@@ -121,14 +126,18 @@ class Guardrail:
         """Findings in ``texts`` (every string of the request or the answer, in order; offsets
         are characters of ``texts[finding.index]``); ``context`` says which direction, mode and
         roles they are, with the client's headers. Raise on failure: the guardrail's
-        ``on_error`` decides (block by default). The one method the engine calls; this default
-        serves guardrails that implement the ``scan`` shorthand instead."""
-        return await self.scan(texts)
+        ``on_error`` decides (block by default). The one method the engine calls."""
+        raise NotImplementedError
 
     async def scan(self, texts: Sequence[str]) -> list[Finding]:
-        """``check`` without a context: implement this instead when the findings depend on the
-        texts alone (callers may use it on any guardrail)."""
-        return await self.check(texts, INPUT)
+        """``check`` of input texts without a context, for callers; and the shorthand an older
+        guardrail implements instead (its ``super().scan`` reaches the parent's check)."""
+        return await _implementation(type(self), "scan")(self, texts, INPUT)
+
+    async def inspect(self, texts: Sequence[str], context: ScanContext = INPUT) -> list[Finding]:
+        """``check`` by its older name, for guardrails written before it (an override that
+        calls ``super().inspect``); new code calls and implements ``check``."""
+        return await _implementation(type(self), "inspect")(self, texts, context)
 
     def hold_from(self, text: str, start: int) -> int:
         """Where, in the unfinished ``text`` of a streamed answer, a finding of ``text`` plus any
@@ -149,6 +158,40 @@ class Guardrail:
         then the engine judges streamed text with ``check`` through the hold-back window
         (or whole, when ``capabilities.checks_streamed_output`` is False)."""
         return None
+
+
+async def _check_by_scan(
+    self: Guardrail, texts: Sequence[str], context: ScanContext = INPUT
+) -> list[Finding]:
+    """The check of a guardrail that implements the older ``scan`` shorthand."""
+    return await self.scan(texts)
+
+
+_check_by_scan.adapts = "scan"  # type: ignore[attr-defined]
+
+
+def _check_by_inspect(inspect: Any) -> Any:
+    """The check of a guardrail that overrides the older ``inspect``."""
+
+    async def check(
+        self: Guardrail, texts: Sequence[str], context: ScanContext = INPUT
+    ) -> list[Finding]:
+        return await inspect(self, texts, context)
+
+    check.adapts = "inspect"  # type: ignore[attr-defined]
+    return check
+
+
+@functools.cache
+def _implementation(cls: type[Guardrail], spelling: str) -> Any:
+    """The first ``check`` up ``cls``'s MRO not made from ``spelling``: where ``scan`` and
+    ``inspect`` lead, so an older guardrail's ``super().scan(texts)`` reaches its parent's
+    check instead of coming back to itself."""
+    for klass in cls.__mro__:
+        check = vars(klass).get("check")
+        if check is not None and getattr(check, "adapts", None) != spelling:
+            return check
+    raise AssertionError("Guardrail.check is on every guardrail's MRO")
 
 
 _new_object = object.__new__

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from extproc.backends import REGISTRY, build
-from extproc.backends.base import Capabilities, Guardrail
+from extproc.backends.base import Capabilities
 from extproc.config import ConfigError, GuardrailSpec, parse_config
 from extproc.exchange.engine import Engine
 from extproc.protocol.exchange import Reject, ReplaceBody, RequestHead
@@ -81,6 +81,22 @@ def test_an_inspect_override_is_the_check_and_gets_the_context() -> None:
     assert not isinstance(request(built, "my kumquat", role="assistant"), ReplaceBody)
 
 
+def test_older_overrides_of_a_parent_reach_the_parents_check() -> None:
+    """``super().inspect`` / ``super().scan`` in an older override lead to the parent's own
+    check (a built-in's too), not back to the override."""
+    quiet = engine("legacy_guardrails.OldQuietCodenames", mode="[pre_call, post_call]")
+    guardrail = quiet.by_name["g"]
+    assert isinstance(request(quiet, "a kumquat"), Reject)
+    output = ScanContext(direction="output", mode="post_call")
+    assert asyncio.run(guardrail.check(["a kumquat"], output)) == []
+    assert len(asyncio.run(guardrail.scan(["a kumquat"]))) == 1
+    emails = engine("legacy_guardrails.OldPiiButEmails")
+    assert emails.by_name["g"].capabilities.pure  # inherited from pii
+    masked = request(emails, "mail jane@example.com or call +1 415-555-0100")
+    assert isinstance(masked, ReplaceBody)
+    assert b"jane@example.com" in masked.body and b"[PHONE]" in masked.body
+
+
 def test_a_guardrail_without_a_check_is_refused_naming_the_method() -> None:
     with pytest.raises(ConfigError, match=r"NoCheck does not implement `async def check"):
         engine("legacy_guardrails.NoCheck")
@@ -97,4 +113,4 @@ def test_every_builtin_declares_capabilities_and_no_old_flag() -> None:
             if klass.__module__.startswith("extproc."):
                 assert not old & set(vars(klass)), (name, klass, old & set(vars(klass)))
         assert isinstance(cls.capabilities, Capabilities)
-        assert cls.check is not Guardrail.check, f"{name} implements the scan shorthand only"
+        assert getattr(cls.check, "adapts", None) is None, f"{name}: an older spelling only"
