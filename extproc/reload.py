@@ -30,8 +30,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from extproc.config import ConfigError, load_config
 from extproc.config.loader import Config
+from extproc.config.settings import Settings
 from extproc.exchange.engine import Engine, GuardedExchange
-from extproc.observability import audit
+from extproc.observability import audit, tracing
 from extproc.observability.logs import REQUEST_ID, safe_request_id
 from extproc.observability.metrics import render
 from extproc.protocol.exchange import BodyVerdict, ChunkVerdict, Phases, Reject, RequestHead
@@ -53,6 +54,7 @@ STARTUP_SETTINGS = (
     "scan_workers",
     "max_scan_seconds",
     "log_format",
+    "tracing",
 )
 # (audit_log and its key follow a reload: a new target is opened with the new config.)
 
@@ -154,6 +156,8 @@ class TrackedExchange(GuardedExchange):
         request_id = head.headers.get("x-request-id")
         if request_id is not None:
             REQUEST_ID.set(safe_request_id(request_id))
+        if tracing.TRACER is not None:  # the request's span, child of Envoy's traceparent
+            tracing.start_request(head.method, head.headers)
         return GuardedExchange.on_request_headers(self, head)
 
     def close(self) -> None:
@@ -367,6 +371,19 @@ class LiveEngine:
                     "value until it is restarted",
                     name,
                 )
+        modes = [s.tls.mode if s.tls else "plaintext" for s in (running, config.settings)]
+        if modes[0] != modes[1]:  # the listener's kind is bound; renewed certificates are not
+            log.warning(
+                "config reload: extproc.tls changed from %s to %s; the listener stays %s (its "
+                "certificates unchanged) until the server is restarted",
+                modes[0],
+                modes[1],
+                modes[0],
+            )
+
+    def current_settings(self) -> Settings:
+        """The settings of the config in force (the listener's certificates follow them)."""
+        return self.current.config.settings
 
     async def _watch(self) -> None:
         """Reload when the file's identity changes (polled: works through the symlinks of a

@@ -26,8 +26,10 @@ from extproc.config.params import ReadParams
 from extproc.config.settings import (
     LOG_FORMAT_CHOICES,
     ON_ERROR_CHOICES,
+    TRACING_PROTOCOLS,
     UNINSPECTABLE_CHOICES,
     Settings,
+    TracingSettings,
 )
 from extproc.config.tag_modes import MODE_KEYS
 from extproc.exchange.building import IGNORED_LITELLM_KEYS
@@ -204,6 +206,23 @@ def _settings() -> dict[str, Any]:
     properties["on_error"] = {"enum": list(ON_ERROR_CHOICES)}
     properties["uninspectable"] = {"enum": list(UNINSPECTABLE_CHOICES)}
     properties["log_format"] = {"enum": list(LOG_FORMAT_CHOICES)}
+    traced = typing.get_type_hints(TracingSettings)
+    tracing = {f.name: _typed(traced[f.name]) for f in fields(TracingSettings)}
+    tracing["exporter"] = {"enum": ["otlp"]}
+    tracing["protocol"] = {"enum": list(TRACING_PROTOCOLS)}
+    tracing["sample_ratio"] = {"type": "number", "minimum": 0, "maximum": 1}
+    properties["tracing"] = {
+        "type": ["object", "null"],
+        "properties": tracing,
+        "additionalProperties": False,
+    }
+    tls_files = ("cert_file", "key_file", "client_ca_file")
+    properties["tls"] = {
+        "type": ["object", "null"],
+        "properties": {name: {"type": "string"} for name in tls_files},
+        "required": ["cert_file", "key_file"],
+        "additionalProperties": False,
+    }
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 

@@ -7,12 +7,14 @@ import gc
 import json
 import logging
 import signal
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Gauge
 
-from extproc.config.settings import Settings
+from extproc.config.settings import Settings, TlsSettings
+from extproc.observability import tracing
 from extproc.observability.metrics import REGISTRY, count_outcomes, render
 from extproc.observability.metrics_http import JSON, MetricsServer
 from extproc.protocol.exchange import HandlerFactory
@@ -46,7 +48,7 @@ class ExtProcServer:
         self.address = address
         self.settings = settings
         self.service = ExternalProcessorService(handler_factory)
-        self.service.on_closed = count_outcomes  # guardrail_extproc_requests_total
+        self.service.on_closed = stream_closed  # requests_total, the request's span
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(options=grpc_options(settings))
         ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)
@@ -54,6 +56,7 @@ class ExtProcServer:
         self.port = 0  # the bound TCP port once started (useful when the address asked for 0)
         self.metrics: MetricsServer | None = None
         self._render_reloads = getattr(handler_factory, "render_metrics", None)
+        self._current_settings = getattr(handler_factory, "current_settings", None)
         # This server's own series (several servers may share a process in tests).
         self.registry = CollectorRegistry()
         streams = Gauge(
@@ -74,7 +77,12 @@ class ExtProcServer:
         return text + self._render_reloads() if self._render_reloads is not None else text
 
     async def start(self) -> None:
-        port = self._server.add_insecure_port(self.address)
+        tls = self.settings.tls
+        if tls is None:
+            port = self._server.add_insecure_port(self.address)
+        else:  # certificates follow config reloads (ListenerCertificates)
+            certificates = ListenerCertificates(tls, self._current_settings)
+            port = self._server.add_secure_port(self.address, certificates.credentials())
         if port == 0 and not self.address.startswith("unix"):
             raise OSError(f"cannot listen on {self.address}")
         self.port = port
@@ -85,6 +93,8 @@ class ExtProcServer:
                 raise OSError(
                     f"cannot serve metrics on {self.metrics.address}: {error.strerror}"
                 ) from None
+        if self.settings.tracing is not None:  # process-wide: the last server's settings
+            tracing.configure(self.settings.tracing)
         await self._server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -97,6 +107,8 @@ class ExtProcServer:
         await self._server.stop(self.settings.shutdown_grace_seconds)
         if self.metrics is not None:  # scrapable until the last stream is done
             await self.metrics.stop()
+        if self.settings.tracing is not None:  # the spans still queued are exported
+            await asyncio.to_thread(tracing.shutdown)
         log.info("extproc stopped")
 
 
@@ -146,3 +158,55 @@ async def serve(
             stopping()
         for signum in handled:
             loop.remove_signal_handler(signum)
+
+
+def stream_closed(session: object) -> None:
+    """A stream is over: count its outcomes and, when tracing, end its span."""
+    count_outcomes(session)
+    if tracing.TRACER is not None:
+        tracing.end_request(session)
+
+
+class ListenerCertificates:
+    """The gRPC listener's TLS credentials, renewed with the config: grpc core asks
+    ``fetch`` at each new connection's handshake, and a reloaded config's certificates (read
+    when it loaded) answer from then on. Connections already open keep theirs.
+
+    Whether client certificates are required is fixed when the port is bound: a reload that
+    turns mTLS on or off (or TLS itself) takes effect at the next restart, with a warning
+    (``extproc.reload``), and until then the running certificates stay."""
+
+    def __init__(self, tls: TlsSettings, current: Callable[[], Settings] | None = None) -> None:
+        self.serving = tls
+        self._current = current
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(
+            _certificate_configuration(self.serving),
+            self.fetch,
+            require_client_authentication=self.serving.mode == "mtls",
+        )
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """None keeps the certificates in use (called from grpc core, once per handshake)."""
+        if self._current is None:
+            return None
+        tls = self._current().tls
+        if tls is None or tls is self.serving or tls.mode != self.serving.mode:
+            return None
+        if (tls.cert_chain, tls.private_key, tls.client_ca) == (
+            self.serving.cert_chain,
+            self.serving.private_key,
+            self.serving.client_ca,
+        ):
+            self.serving = tls
+            return None
+        self.serving = tls
+        log.info("TLS: new connections get the reloaded config's certificates")
+        return _certificate_configuration(tls)
+
+
+def _certificate_configuration(tls: TlsSettings) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
+        [(tls.private_key, tls.cert_chain)], root_certificates=tls.client_ca or None
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -16,6 +17,153 @@ class SettingsError(ConfigError):
 ON_ERROR_CHOICES = ("block", "allow")
 UNINSPECTABLE_CHOICES = ("block", "allow")
 LOG_FORMAT_CHOICES = ("text", "json")
+TRACING_PROTOCOLS = ("grpc", "http/protobuf")
+# The OTLP exporter module of each protocol (the ``otel`` extra installs both).
+_OTLP_MODULES = {
+    "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+}
+_OTEL_FIX = "pip install 'guardrails-extproc[otel]'"
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """``extproc.tracing``: OpenTelemetry spans exported over OTLP (off when absent)."""
+
+    exporter: str = "otlp"
+    protocol: str = "grpc"  # OTLP over gRPC (collector port 4317) or http/protobuf (4318)
+    endpoint: str = ""  # "" : the protocol's local default (see ``target``)
+    sample_ratio: float = 1.0  # of the traces that start here; a sampled traceparent is kept
+    service_name: str = "guardrails-extproc"
+
+    @property
+    def target(self) -> str:
+        if self.endpoint:
+            return self.endpoint
+        if self.protocol == "grpc":
+            return "http://127.0.0.1:4317"
+        return "http://127.0.0.1:4318/v1/traces"
+
+    @classmethod
+    def from_mapping(cls, raw: object) -> TracingSettings:
+        where = "extproc: tracing"
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{where} must be a mapping such as {{exporter: otlp}}")
+        known = [f.name for f in fields(cls)]
+        for key in raw:
+            if key not in known:
+                raise SettingsError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+        values = cls(**raw)
+        if values.exporter != "otlp":
+            raise SettingsError(f"{where}.exporter must be otlp, got {values.exporter!r}")
+        if values.protocol not in TRACING_PROTOCOLS:
+            choices = " | ".join(TRACING_PROTOCOLS)
+            raise SettingsError(f"{where}.protocol must be {choices}, got {values.protocol!r}")
+        ratio = values.sample_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise SettingsError(f"{where}.sample_ratio must be from 0 to 1, got {ratio!r}")
+        for name in ("endpoint", "service_name"):
+            if not isinstance(getattr(values, name), str):
+                raise SettingsError(f"{where}.{name} must be a string")
+        if not values.service_name:
+            raise SettingsError(f"{where}.service_name must not be empty")
+        if values.endpoint and not values.endpoint.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"{where}.endpoint must be an http:// or https:// URL, got {values.endpoint!r}"
+            )
+        _require_otel(values.protocol)
+        return cls(**{**raw, "sample_ratio": float(ratio)})
+
+
+def _require_otel(protocol: str) -> None:
+    """A config asking for traces is refused when the SDK or its exporter is not installed:
+    never a server that loads and silently exports nothing."""
+    try:
+        import importlib
+
+        importlib.import_module("opentelemetry.sdk.trace")
+        importlib.import_module(_OTLP_MODULES[protocol])
+    except ImportError as error:
+        raise SettingsError(
+            f"extproc: tracing needs OpenTelemetry's SDK and OTLP exporter, which are not "
+            f"installed ({error.name or error}): {_OTEL_FIX}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """``extproc.tls``: the gRPC listener's certificate and key (PEM), and with
+    ``client_ca_file`` client certificates required and checked against it (mTLS). The files'
+    bytes are read when the config loads, so a reload puts renewed certificates in force."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str = ""
+    cert_chain: bytes = field(default=b"", repr=False)
+    private_key: bytes = field(default=b"", repr=False)
+    client_ca: bytes = field(default=b"", repr=False)
+
+    @property
+    def mode(self) -> str:
+        return "mtls" if self.client_ca_file else "tls"
+
+    @classmethod
+    def from_mapping(cls, raw: object) -> TlsSettings:
+        where = "extproc: tls"
+        keys = ("cert_file", "key_file", "client_ca_file")
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{where} must be a mapping {{cert_file: ..., key_file: ...}}")
+        for key in raw:
+            if key not in keys:
+                raise SettingsError(f"{where}: unknown key {key!r} (known: {', '.join(keys)})")
+        for key in keys:
+            value = raw.get(key, "")
+            if not isinstance(value, str) or (key != "client_ca_file" and not value):
+                raise SettingsError(f"{where}.{key} must be a file path")
+        paths = {key: raw.get(key, "") for key in keys}
+        read = {key: _read_pem(path, f"{where}.{key}") for key, path in paths.items() if path}
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(paths["cert_file"], paths["key_file"], password=_no_password)
+        except (ssl.SSLError, _EncryptedKey) as error:
+            raise SettingsError(
+                f"{where}: cert_file {paths['cert_file']} and key_file {paths['key_file']} are "
+                f"not a PEM certificate and its unencrypted private key ({_reason(error)})"
+            ) from None
+        if paths["client_ca_file"]:
+            try:
+                context.load_verify_locations(cafile=paths["client_ca_file"])
+            except ssl.SSLError as error:
+                raise SettingsError(
+                    f"{where}.client_ca_file: {paths['client_ca_file']} holds no PEM CA "
+                    f"certificate ({_reason(error)})"
+                ) from None
+        return cls(
+            **paths,
+            cert_chain=read["cert_file"],
+            private_key=read["key_file"],
+            client_ca=read.get("client_ca_file", b""),
+        )
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _EncryptedKey("the key is encrypted; give it unencrypted (as a Kubernetes Secret)")
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "reason", None) or str(error) or type(error).__name__
+
+
+def _read_pem(path: str, where: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise SettingsError(f"{where}: cannot read {path}: {error.strerror}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +208,9 @@ class Settings:
     # whose value keys an HMAC of each masked value in the records (empty: no hashes).
     audit_log: str = ""
     audit_hmac_key_env: str = ""
+    # OpenTelemetry traces (None: off) and the gRPC listener's TLS (None: plaintext).
+    tracing: TracingSettings | None = None
+    tls: TlsSettings | None = None
 
     @property
     def forward_limit(self) -> int:
@@ -103,6 +254,10 @@ class Settings:
                 values[name] = value
             elif name == "metrics_address":
                 values[name] = "" if value is None else check_host_port(value, f"extproc: {name}")
+            elif name == "tracing":
+                values[name] = None if value is None else TracingSettings.from_mapping(value)
+            elif name == "tls":
+                values[name] = None if value is None else TlsSettings.from_mapping(value)
             elif name == "max_forwarded_body_bytes" and value is None:
                 values[name] = None
             else:

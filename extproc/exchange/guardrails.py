@@ -20,7 +20,7 @@ from extproc.config.policies import groups_of
 from extproc.config.settings import check_on_error
 from extproc.exchange.building import build_all
 from extproc.formats.document import snippet
-from extproc.observability import COUNTERS, audit
+from extproc.observability import COUNTERS, audit, tracing
 from extproc.observability.metrics import check_timer
 from extproc.policy import restore
 from extproc.policy.decision import check_placeholder
@@ -162,7 +162,7 @@ class GuardrailSet:
             return found
         remote: list[Guardrail] = []
         if self.pool is not None and sum(map(len, texts)) >= OFFLOAD_CHARS:
-            found, guardrails = await self._offloaded(guardrails, texts)
+            found, guardrails = await self._offloaded(guardrails, texts, context)
         for guardrail in guardrails:
             if guardrail.capabilities.remote:
                 remote.append(guardrail)
@@ -171,10 +171,10 @@ class GuardrailSet:
             try:
                 result = await guardrail.check(texts, context)
             except Exception as error:
-                self._timed(guardrail, started)
+                self._timed(guardrail, started, context, error=error)
                 self._failed(guardrail, error)
                 continue
-            self._timed(guardrail, started)
+            self._timed(guardrail, started, context, result)
             found += [(guardrail.name, f) for f in result]
         if remote:
             results = await asyncio.gather(
@@ -189,23 +189,44 @@ class GuardrailSet:
                     found += [(guardrail.name, f) for f in result]
         return found
 
-    def _timed(self, guardrail: Guardrail, started: float) -> None:
-        """Observe one check's latency (``guardrail_check_duration_seconds``)."""
+    def _timed(
+        self,
+        guardrail: Guardrail,
+        started: float,
+        context: ScanContext,
+        result: Sequence[Finding] = (),
+        error: BaseException | None = None,
+    ) -> None:
+        """Observe one check's latency (``guardrail_check_duration_seconds``) and, when
+        tracing, write its span."""
         timer = self.timers.get(guardrail.name)
         if timer is None:  # a guardrail from outside this set (tests): bound on first use
             timer = self.timers[guardrail.name] = check_timer(
                 guardrail.name, guardrail.spec.guardrail
             )
         timer.observe(time.perf_counter() - started)
+        if tracing.TRACER is not None:
+            tracing.check(
+                guardrail.name,
+                guardrail.spec.guardrail,
+                context.direction,
+                started,
+                [f.action.value for f in result],
+                error,
+                self.on_error.get(guardrail.name, "block"),
+            )
 
     async def _timed_check(
         self, guardrail: Guardrail, texts: Sequence[str], context: ScanContext
     ) -> list[Finding]:
         started = time.perf_counter()
         try:
-            return await guardrail.check(texts, context)
-        finally:
-            self._timed(guardrail, started)
+            result = await guardrail.check(texts, context)
+        except BaseException as error:  # cancelled too: its time is still observed
+            self._timed(guardrail, started, context, error=error)
+            raise
+        self._timed(guardrail, started, context, result)
+        return result
 
     def hold_from(
         self, guardrails: Sequence[Guardrail], text: str, start: int
@@ -231,7 +252,7 @@ class GuardrailSet:
             return min(limit, *(g.hold_from(text, start) for g in pure))
 
     async def _offloaded(
-        self, guardrails: Sequence[Guardrail], texts: Sequence[str]
+        self, guardrails: Sequence[Guardrail], texts: Sequence[str], context: ScanContext
     ) -> tuple[Found, list[Guardrail]]:
         """Findings of the pure detectors among ``guardrails`` from a scan worker (large texts
         must not hold the event loop), and the guardrails left to run here."""
@@ -240,14 +261,42 @@ class GuardrailSet:
         rest = [g for g in guardrails if g not in pure]
         if not pure:
             return [], rest
+        started = time.perf_counter()
         try:
-            return await self.pool.findings([g.name for g in pure], texts), rest
-        except ScanBudgetExceeded:
-            raise
-        except Exception as error:  # a worker failed: each guardrail's on_error decides
-            for guardrail in pure:
+            found = await self.pool.findings([g.name for g in pure], texts)
+        except BaseException as error:
+            if tracing.TRACER is not None:
+                self._traced_offload(pure, started, context, [], error)
+            if isinstance(error, ScanBudgetExceeded) or not isinstance(error, Exception):
+                raise
+            for guardrail in pure:  # a worker failed: each guardrail's on_error decides
                 self._failed(guardrail, error)
             return [], rest
+        if tracing.TRACER is not None:
+            self._traced_offload(pure, started, context, found)
+        return found, rest
+
+    def _traced_offload(
+        self,
+        pure: Sequence[Guardrail],
+        started: float,
+        context: ScanContext,
+        found: Found,
+        error: BaseException | None = None,
+    ) -> None:
+        """One span per guardrail of an offloaded scan (they ran together, in one worker)."""
+        for guardrail in pure:
+            name = guardrail.name
+            tracing.check(
+                name,
+                guardrail.spec.guardrail,
+                context.direction,
+                started,
+                [f.action.value for g, f in found if g == name],
+                error,
+                self.on_error.get(name, "block"),
+                offloaded=True,
+            )
 
     async def start(self) -> None:
         """Serving: large scans go to worker processes from now on (started on the first

@@ -114,6 +114,7 @@ class Session:
         # in guardrail_extproc_requests_total through ExternalProcessorService.on_closed).
         self.request_outcome: str | None = None
         self.response_outcome: str | None = None
+        self.status: int | None = None  # the HTTP status the client got (or is getting)
 
     def close(self) -> None:
         self.handler.close()
@@ -167,6 +168,8 @@ class Session:
             self.request_outcome = outcome
         else:
             self.response_outcome = outcome
+        if not self.response_started:
+            self.status = verdict.status
         return replies.immediate(
             verdict.status, verdict.body, verdict.content_type, verdict.details
         )
@@ -236,6 +239,7 @@ class Session:
             status = int(headers.get(":status", "0"))
         except ValueError:
             status = 0
+        self.status = status
         head = ResponseHead(status=status, headers=headers, has_body=not message.end_of_stream)
         access = await self.handler.on_response_headers(head)
         self.response_headers_seen = True
