@@ -14,6 +14,7 @@ A check's span is written when the check is over, with the start time it had (on
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -86,17 +87,39 @@ def shutdown() -> None:
 
 def start_request(method: str, headers: Mapping[str, str]) -> None:
     """The request's span, child of the ``traceparent`` in ``headers`` (if any), current for
-    the rest of this stream's task. Only called when ``TRACER`` is set."""
+    the rest of this stream's task. Only called when ``TRACER`` is set.
+
+    A traceparent whose sampled flag is off makes no span at all (what the parent-based
+    sampler would decide, without building the spans it would drop); neither does one the
+    ratio sampler drops: their checks then cost one context-variable read each."""
     from opentelemetry.trace import SpanKind, set_span_in_context
 
-    parent = _PROPAGATOR.extract(headers)
+    traceparent = headers.get("traceparent")
+    parent = None
+    if traceparent is not None:
+        if traceparent[-2:] in _UNSAMPLED and _valid(traceparent):
+            return  # the caller decided: not sampled
+        parent = _PROPAGATOR.extract(headers)  # malformed: ignored, a trace starts here
     span = TRACER.start_span(
         REQUEST_SPAN,
         context=parent,
         kind=SpanKind.SERVER,
         attributes={"http.request.method": method if method.isalpha() else "_OTHER"},
     )
-    _REQUEST.set((span, set_span_in_context(span, parent)))
+    if span.is_recording():
+        _REQUEST.set((span, set_span_in_context(span, parent)))
+
+
+# The flags that leave the sampled bit off, for version 00 (2 lower-case hex digits).
+_UNSAMPLED = frozenset(f"{flags:02x}" for flags in range(0, 256, 2))
+
+
+# Version 00 of W3C Trace Context: ``00-<trace id>-<parent id>-<flags>``, ids not all zero.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _valid(traceparent: str) -> bool:
+    return len(traceparent) == 55 and _TRACEPARENT.fullmatch(traceparent) is not None
 
 
 def end_request(session: object) -> None:
@@ -108,17 +131,18 @@ def end_request(session: object) -> None:
     _REQUEST.set(None)
     span = current[0]
     adapter = getattr(getattr(session, "handler", None), "adapter", None)
-    span.set_attribute("guardrails.api", getattr(adapter, "name", None) or "other")
-    outcomes = []
-    for direction in ("request", "response"):
-        outcome = getattr(session, f"{direction}_outcome", None)
-        if outcome is not None:
-            span.set_attribute(f"guardrails.{direction}.outcome", outcome)
-            outcomes.append(outcome)
+    attributes: dict[str, Any] = {"guardrails.api": getattr(adapter, "name", None) or "other"}
+    request = getattr(session, "request_outcome", None)
+    response = getattr(session, "response_outcome", None)
+    if request is not None:
+        attributes["guardrails.request.outcome"] = request
+    if response is not None:
+        attributes["guardrails.response.outcome"] = response
     status = getattr(session, "status", None)
     if status:
-        span.set_attribute("http.response.status_code", status)
-    if "error" in outcomes:
+        attributes["http.response.status_code"] = status
+    span.set_attributes(attributes)
+    if "error" in (request, response):
         from opentelemetry.trace import StatusCode
 
         span.set_status(StatusCode.ERROR)
@@ -138,6 +162,9 @@ def check(
     """One guardrail check's span, from ``started`` (a ``time.perf_counter()``) to now.
     ``actions`` are its findings' actions; with ``error``, its ``on_error`` decided. Only
     called when ``TRACER`` is set."""
+    current = _REQUEST.get()
+    if current is None:
+        return  # no request span: not sampled (or a check outside a stream)
     end = time.time_ns()
     start = end - int((time.perf_counter() - started) * 1e9)
     if error is not None:
@@ -148,7 +175,6 @@ def check(
         action = next((a for a in ("block", "mask", "log") if a in actions), "log")
     else:
         outcome, action = "pass", "none"
-    current = _REQUEST.get()
     attributes: dict[str, Any] = {
         "guardrails.guardrail": guardrail,
         "guardrails.backend": backend,
@@ -161,7 +187,7 @@ def check(
         attributes["guardrails.offloaded"] = True
     span = TRACER.start_span(
         CHECK_SPAN,
-        context=current[1] if current is not None else None,
+        context=current[1],
         start_time=start,
         attributes=attributes,
     )

@@ -164,6 +164,18 @@ def test_a_traceparent_not_sampled_records_nothing(
     assert spans.get_finished_spans() == ()
 
 
+def test_a_malformed_traceparent_is_ignored_and_a_trace_starts_here(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    zero_parent = f"00-{TRACE_ID}-{'0' * 16}-00"  # invalid (W3C): not a "not sampled" either
+    head = request_headers(traceparent=zero_parent)
+    run(_exchange(tmp_path, [head, body("request_body", chat("hello"))]))
+    (request,) = _by_name(spans, tracing.REQUEST_SPAN)
+    assert request.parent is None
+    assert format(request.context.trace_id, "032x") != TRACE_ID
+    assert len(_by_name(spans, tracing.CHECK_SPAN)) == 2
+
+
 def test_tracing_off_records_no_span(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
     tracing.configure(TracingSettings(), processor=SimpleSpanProcessor(exporter))
