@@ -236,6 +236,7 @@ class LiveEngine:
         self.metrics_registry = CollectorRegistry()
         self.metrics_registry.register(ReloadCollector(self))
         self.startup_settings = config.settings  # what the server bound (STARTUP_SETTINGS)
+        self.tls_identity = tls_identity(config.settings)
         self._pending: list[str] = []
         self._reloading: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -315,6 +316,7 @@ class LiveEngine:
             self._failed(reason, error)
             return False
         self._warn_startup_settings(config)
+        self.tls_identity = tls_identity(config.settings)
         old = self.current
         self.current = Generation(old.number + 1, config, engine, digest, sink)
         old.retire()
@@ -390,8 +392,20 @@ class LiveEngine:
         ConfigMap volume, on every filesystem, without a watcher dependency)."""
         assert self.path is not None
         settling: FileIdentity | None = None
+        tls_settling: TlsIdentity = None
         while True:
             await asyncio.sleep(self.poll_seconds)
+            # The listener's certificate files (a renewed Secret): reloaded like the config,
+            # once they stayed the same for a poll; not retried until they change again.
+            certificates = tls_identity(self.current.config.settings)
+            if certificates == self.tls_identity:
+                tls_settling = None
+            elif certificates != tls_settling:
+                tls_settling = certificates
+            else:
+                tls_settling, self.tls_identity = None, certificates
+                self.reload_soon("the TLS certificate files changed")
+                continue
             identity = file_identity(self.path)
             if identity is None or identity == self.identity:
                 settling = None
@@ -412,6 +426,18 @@ class LiveEngine:
     def render_metrics(self) -> str:
         """The reload series (``ReloadCollector``) in the text format."""
         return render(self.metrics_registry)
+
+
+TlsIdentity = tuple[FileIdentity | None, ...] | None
+
+
+def tls_identity(settings: Settings) -> TlsIdentity:
+    """The identities of the listener's certificate files (None without TLS)."""
+    tls = settings.tls
+    if tls is None:
+        return None
+    files = (tls.cert_file, tls.key_file, tls.client_ca_file)
+    return tuple(file_identity(Path(name)) for name in files if name)
 
 
 def _audit_sink(config: Config) -> audit.AuditSink | None:

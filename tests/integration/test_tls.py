@@ -154,6 +154,35 @@ def test_a_reload_puts_renewed_certificates_in_force_for_new_connections(
     asyncio.run(asyncio.wait_for(scenario(), 90))
 
 
+def test_renewed_certificate_files_are_reloaded_without_a_signal(tmp_path: Path) -> None:
+    """A Kubernetes Secret renewed by cert-manager: the files change, the config does not."""
+    first, second = Authority(tmp_path, "first"), Authority(tmp_path, "second")
+    server_cert = first.issue("server")
+    config = _config(tmp_path / "config.yaml", server_cert)
+
+    async def scenario() -> None:
+        loaded = load_config(config)
+        live = LiveEngine(config, loaded, Engine(loaded), poll_seconds=0.05)
+        server = ExtProcServer("127.0.0.1:0", live, loaded.settings)
+        await server.start()
+        await live.start()  # the file watch (serve() starts it)
+        address = f"127.0.0.1:{server.port}"
+        try:
+            assert await _serving(address, first.path)
+            renewed = second.issue("server")
+            server_cert.cert.write_bytes(renewed.cert.read_bytes())
+            server_cert.key.write_bytes(renewed.key.read_bytes())
+            while not await _serving(address, second.path):  # bounded by the wait_for below
+                await asyncio.sleep(0.05)
+            assert live.stats.successes == 1
+            assert live.current.digest == live.retired[0].digest  # the config did not change
+        finally:
+            live.stop()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
 def test_unreadable_or_mismatched_files_are_refused_naming_them(tmp_path: Path) -> None:
     ca = Authority(tmp_path, "ca")
     server, other = ca.issue("server"), ca.issue("other")
