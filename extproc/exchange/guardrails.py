@@ -287,6 +287,8 @@ class GuardrailSet:
         """One span per guardrail of an offloaded scan (they ran together, in one worker)."""
         for guardrail in pure:
             name = guardrail.name
+            # Past the scan budget the request is refused (413), whatever on_error says.
+            budget = isinstance(error, ScanBudgetExceeded)
             tracing.check(
                 name,
                 guardrail.spec.guardrail,
@@ -294,7 +296,7 @@ class GuardrailSet:
                 started,
                 [f.action.value for g, f in found if g == name],
                 error,
-                self.on_error.get(name, "block"),
+                "block" if budget else self.on_error.get(name, "block"),
                 offloaded=True,
             )
 

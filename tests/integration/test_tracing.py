@@ -57,13 +57,18 @@ def chat(text: str) -> bytes:
 
 
 async def _exchange(
-    tmp_path: Path, messages: list[ProcessingRequest], replies: list[int] | None = None
+    tmp_path: Path,
+    messages: list[ProcessingRequest],
+    replies: list[int] | None = None,
+    config_text: str = CONFIG,
 ) -> list[str]:
     """Play one stream against a server on the test config, reading ``replies[i]`` replies
     after message i (default one each); the kinds of the replies."""
-    config = parse_config(yaml.safe_load(CONFIG))
+    config = parse_config(yaml.safe_load(config_text))
     address = f"unix:{tmp_path / 'extproc.sock'}"
-    server = ExtProcServer(address, LiveEngine(None, config, Engine(config)), config.settings)
+    live = LiveEngine(None, config, Engine(config))
+    server = ExtProcServer(address, live, config.settings)
+    await live.start()  # scan workers armed, as serve() does
     await server.start()
     kinds = []
     try:
@@ -79,6 +84,7 @@ async def _exchange(
             await stream.read()  # the end of the stream: the server has closed its session
     finally:
         await server.stop()
+        await live.aclose()
     return kinds
 
 
@@ -174,6 +180,25 @@ def test_a_malformed_traceparent_is_ignored_and_a_trace_starts_here(
     assert request.parent is None
     assert format(request.context.trace_id, "032x") != TRACE_ID
     assert len(_by_name(spans, tracing.CHECK_SPAN)) == 2
+
+
+def test_a_large_body_judged_in_a_scan_worker_has_a_span_per_guardrail(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    large = chat("filler text " * 2000 + EMAIL)  # past the 16 KiB offload threshold
+    config = CONFIG.replace("scan_workers: 0", "scan_workers: 1")
+    messages = [request_headers(), body("request_body", large)]
+    assert run(_exchange(tmp_path, messages, config_text=config)) == [
+        "request_headers",
+        "request_body",
+    ]
+    (request,) = _by_name(spans, tracing.REQUEST_SPAN)
+    checks = {s.attributes["guardrails.guardrail"]: s for s in _by_name(spans, tracing.CHECK_SPAN)}
+    assert set(checks) == {"mask-pii", "block-secrets"}
+    assert all(s.attributes["guardrails.offloaded"] for s in checks.values())
+    assert all(s.parent.span_id == request.context.span_id for s in checks.values())
+    assert checks["mask-pii"].attributes["guardrails.action"] == "mask"
+    assert checks["block-secrets"].attributes["guardrails.outcome"] == "pass"
 
 
 def test_tracing_off_records_no_span(tmp_path: Path) -> None:
