@@ -17,8 +17,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The generated protobuf code is committed under extproc/_pb: nothing to generate here.
+# `--build-arg EXTRAS=[otel]` adds OpenTelemetry, for extproc.tracing.
+ARG EXTRAS=""
 COPY . /tmp/src
-RUN pip install /tmp/src && rm -rf /tmp/src
+RUN pip install "/tmp/src${EXTRAS}" && rm -rf /tmp/src
 
 RUN groupadd --system --gid 10001 extproc \
     && useradd --system --uid 10001 --gid extproc --no-create-home \
