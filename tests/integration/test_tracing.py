@@ -211,6 +211,37 @@ def test_tracing_off_records_no_span(tmp_path: Path) -> None:
     assert exporter.get_finished_spans() == ()
 
 
+def test_otlp_over_http_reaches_a_collector(tmp_path: Path) -> None:
+    """The http/protobuf exporter: what the SDK posts to ``/v1/traces`` (an OTLP
+    ExportTraceServiceRequest) holds the request and check spans, the trace kept."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from tests.fakes.http_fake import FakeService, Reply
+
+    with FakeService() as collector:
+        collector.route("POST", "/v1/traces", lambda seen: Reply(200, b""))
+        endpoint = f"{collector.base_url}/v1/traces"
+        tracing.configure(TracingSettings(protocol="http/protobuf", endpoint=endpoint))
+        try:
+            head = request_headers(traceparent=f"00-{TRACE_ID}-{PARENT_ID}-01")
+            run(_exchange(tmp_path, [head, body("request_body", chat("hello"))]))
+        finally:
+            tracing.shutdown()  # exports what is queued
+        (sent,) = collector.requests
+    assert sent.headers["content-type"] == "application/x-protobuf"
+    exported = ExportTraceServiceRequest.FromString(sent.body)
+    spans = [s for r in exported.resource_spans for g in r.scope_spans for s in g.spans]
+    assert sorted(s.name for s in spans) == [
+        tracing.CHECK_SPAN,
+        tracing.CHECK_SPAN,
+        tracing.REQUEST_SPAN,
+    ]
+    assert {s.trace_id.hex() for s in spans} == {TRACE_ID}
+
+
 @pytest.mark.parametrize(
     ("raw", "error"),
     [
