@@ -137,9 +137,13 @@ class StreamFormat:
         read = self.read(event)
         return read.document, read.slots
 
-    def read(self, event: SseEvent, clean: Container[str] = frozenset()) -> EventText:
+    def read(
+        self, event: SseEvent, clean: Container[str] = frozenset(), *, loose: bool = True
+    ) -> EventText:
         """The event's channel slots and loose strings and keys, leaving out loose ones in
-        ``clean`` (already judged clean); ValueError if nested too deeply."""
+        ``clean`` (already judged clean); ValueError if nested too deeply. ``loose=False``:
+        the slots only (the same, in the same order), for an event read again to be written
+        into; the parts of the document where no slot can be are not walked."""
         document = parse_json(event)
         if document is None:
             return EventText()
@@ -151,7 +155,7 @@ class StreamFormat:
         roots, alien = self.delta_roots, self._alien_roots(document)
         if alien and roots is not None:
             roots = roots | alien
-        walk = _Walk(covered, clean, roots, read.loose)
+        walk = _Walk(covered, clean, roots, read.loose if loose else None)
         walk.run(document)
         for container, key, value, path in walk.candidates:
             channel = self.delta_channel(document, event.event, path)
@@ -159,7 +163,7 @@ class StreamFormat:
                 channel = (GENERIC, "unknown", event.event or "", *path)
             if channel is not None:
                 read.slots.append(DeltaSlot(container, key, value, ASSISTANT, channel))
-            elif value not in clean:
+            elif loose and value not in clean:
                 read.loose.append(DeltaSlot(container, key, value, ASSISTANT))
         return read
 
@@ -183,8 +187,9 @@ class _Walk:
         covered: dict[int, set[str | int]],
         clean: Container[str],
         roots: Container[str] | None,
-        loose: list[DeltaSlot | KeySlot],
+        loose: list[DeltaSlot | KeySlot] | None,
     ) -> None:
+        """``loose`` None: ``candidates`` only (the walk skips what cannot hold one)."""
         self.covered = covered
         self.clean = clean
         self.roots = roots
@@ -194,6 +199,9 @@ class _Walk:
     def run(self, document: Any) -> None:
         clean, covered, loose, candidates = self.clean, self.covered, self.loose, self.candidates
         roots = self.roots
+        if loose is None:
+            self._candidates(document)
+            return
         nothing: set[str | int] = set()
         stack: list[tuple[Any, Path, bool]] = [(document, (), roots is None)]
         while stack:
@@ -216,6 +224,29 @@ class _Walk:
                 elif (kind is dict or kind is list) and item:
                     inside = rooted or (not path and roots is not None and key in roots)
                     stack.append((item, (*path, key), inside))
+
+    def _candidates(self, document: Any) -> None:
+        """``run`` without ``loose``: the same candidates in the same order, walking only
+        under ``roots`` (nothing else can hold one)."""
+        covered, candidates, roots = self.covered, self.candidates, self.roots
+        nothing: set[str | int] = set()
+        stack: list[tuple[Any, Path, bool]] = [(document, (), roots is None)]
+        while stack:
+            value, path, rooted = stack.pop()
+            if len(path) > MAX_JSON_DEPTH:
+                raise ValueError("JSON nested too deeply to inspect")
+            own = covered.get(id(value), nothing)
+            items = value.items() if type(value) is dict else enumerate(value)
+            for key, item in items:
+                inside = rooted or (not path and roots is not None and key in roots)
+                if not inside:
+                    continue
+                kind = type(item)
+                if kind is str:
+                    if item and key not in own:
+                        candidates.append((value, key, item, (*path, key)))
+                elif (kind is dict or kind is list) and item:
+                    stack.append((item, (*path, key), True))
 
 
 def parse_json(event: SseEvent) -> Any:

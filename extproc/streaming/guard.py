@@ -33,6 +33,7 @@ gone out yet, else into the API's own error event (``StreamFormat.error_event``)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -57,6 +58,15 @@ STREAM_POLICY = "STREAM_POLICY"
 # Strings judged clean are remembered (per stream) up to this many characters in all.
 _CLEAN_CACHE_CHARS = 1 << 18
 
+# The event loop is let go (``asyncio.sleep(0)``) once one ``feed`` has done this much work
+# since it last was: a held event sent as it came costs 1, an event read, or re-read and
+# rewritten, costs ``_EVENT_WORK``. Releasing a channel held whole (a whole-text service: the
+# whole answer) or reading a large body thus never holds the loop for more than a few ms.
+_SLICE_WORK = 2048
+_EVENT_WORK = 16
+# A chunk is cut into events this many bytes at a time (a buffered 4 MiB answer, in slices).
+_PARSE_BYTES = 1 << 16
+
 
 class StreamTooLarge(ValueError):
     """More text is held back than the guard may keep (a finding that never ends)."""
@@ -64,33 +74,57 @@ class StreamTooLarge(ValueError):
 
 @dataclass(slots=True)
 class _Item:
-    """One event waiting for its turn to go out."""
+    """One event waiting for its turn to go out, parsed (its slots can still be written)."""
 
     event: SseEvent
     document: Any = None
     slots: list[DeltaSlot] = field(default_factory=list)
     originals: list[str] = field(default_factory=list)
-    waiting: int = 0  # delta slots whose text is not released yet
     data: str | None = None  # a non-JSON event's data, masked
     name: str | None = None  # the ``event:`` name, as judged
     id: str | None = None  # the ``id:`` value, as judged
     keys: list[KeySlot] = field(default_factory=list)  # keys to rename (masked) when encoding
     rewritten: bool = False  # a loose string was masked
 
-    def encode(self) -> bytes:
-        event = self.event
-        changed = self.rewritten or any(
+    def rewritten_json(self) -> bool:
+        """A loose string or key was masked, or a slot's text changed: new JSON."""
+        return self.rewritten or any(
             s.text != o for s, o in zip(self.slots, self.originals, strict=True)
         )
+
+    def changed(self) -> bool:
+        """Whether the event must be re-encoded (else its raw bytes go out)."""
+        event = self.event
         fields_changed = self.name != event.event or self.id != event.id
-        if not (changed or fields_changed or event.ignored or self.data is not None):
+        return fields_changed or event.ignored or self.data is not None or self.rewritten_json()
+
+    def encode(self) -> bytes:
+        event = self.event
+        rewritten = self.rewritten_json()
+        fields_changed = self.name != event.event or self.id != event.id
+        if not (rewritten or fields_changed or event.ignored or self.data is not None):
             return event.raw
         data = self.data if self.data is not None else event.data
-        if changed:
+        if rewritten:
             for key in self.keys:
                 key.apply()
             data = event_json(self.document)
         return event.rebuild(data, self.name, self.id)
+
+
+# A waiting event kept small: (the bytes it goes out as, the API's event number or None,
+# whether a delta slot of it has text: ``hold_start`` ends with it). Its bytes are those it
+# came as while nothing changed it (read again, from them, if a mask is written into it:
+# ``StreamGuard._parsed``), or its rewritten form once nothing more can change it (it waits
+# for no slot, only for the events before it). A plain tuple of bytes, int and bool, which
+# the garbage collector stops tracking (a NamedTuple it would not): an answer held whole
+# (tens of thousands of events) adds nothing to walk to its passes, where a parsed event is
+# a dozen objects (its JSON, slots, lists).
+_Held = tuple[bytes, int | None, bool]
+
+
+# Where a held delta sits: (event number in the stream, slot index in its event's slots).
+_Ref = tuple[int, int]
 
 
 @dataclass(slots=True)
@@ -114,8 +148,7 @@ ManyScanner = Callable[[Sequence[str]], Awaitable[list[tuple[str, Finding]]]]
 @dataclass(slots=True)
 class _Channel:
     holdback: HoldBack
-    queue: DeltaQueue
-    owners: dict[int, _Item] = field(default_factory=dict)  # id(slot) -> its event
+    queue: DeltaQueue[_Ref]
     finished: bool = False
 
 
@@ -163,9 +196,18 @@ class StreamGuard:
         self._judge = judge
         self._stride = stride
         self._max_held = max_held_chars
+        self._framing = framing
+        self._max_event_bytes = max_event_bytes
         self._parser = framing.parser(max_event_bytes)
         self._channels: dict[Channel, _Channel] = {}
-        self._items: list[_Item] = []
+        # The events not sent yet, in order: ``_items[i]`` is event number ``_base + i``, and
+        # waits for ``_waiting[i]`` delta slots; those before ``_head`` are sent (dropped in
+        # batches), those before ``_ready`` are known to wait for nothing.
+        self._items: list[_Item | _Held | None] = []
+        self._waiting: list[int] = []
+        self._base = self._head = self._ready = 0
+        self._work = 0  # done since the event loop was last let go (see _SLICE_WORK)
+        self._reading = -1  # the number of the event being read (its slots still to come)
         self._out: list[bytes] = []
         self._clean: set[str] = set()
         self._clean_chars = 0
@@ -178,24 +220,44 @@ class StreamGuard:
         self.last_number = -1
 
     async def feed(self, chunk: bytes, end_of_stream: bool = False) -> Fed:
-        """Parse ``chunk``; the bytes that may go to the client now (and a block, if any)."""
+        """Parse ``chunk``; the bytes that may go to the client now (and a block, if any).
+        A large chunk (or a large release) is worked through in slices, with the event loop
+        let go in between (``_SLICE_WORK``)."""
+        self._work = 0
         if self.blocked is not None:
             return Fed(blocked=self.blocked)
-        events = self._parser.feed(chunk) if chunk else []
-        if end_of_stream:
-            events += self._parser.flush()
+        events = await self._parse(chunk, end_of_stream)
         for event in events:
             await self._on_event(event)
             if self.blocked is not None:
                 break
+            await self._spend(_EVENT_WORK)
         if end_of_stream and self.blocked is None:
             await self._finish_all()
             self._hold_start = False
-        self._flush()
+        await self._flush()
         data = b"".join(self._out)
         self._out.clear()
         self.sent_any = self.sent_any or bool(data)
         return Fed(data, self.blocked)
+
+    async def _parse(self, chunk: bytes, end_of_stream: bool) -> list[SseEvent]:
+        """Every event of ``chunk`` (all parsed before any is judged: bytes that cannot be
+        framed fail the whole chunk, as one parser call would), ``_PARSE_BYTES`` at a time."""
+        events: list[SseEvent] = []
+        for start in range(0, len(chunk), _PARSE_BYTES):
+            events += self._parser.feed(chunk[start : start + _PARSE_BYTES])
+            await self._spend(_SLICE_WORK // 4)
+        if end_of_stream:
+            events += self._parser.flush()
+        return events
+
+    async def _spend(self, work: int) -> None:
+        """Count ``work``; let the event loop go once a slice's worth was done."""
+        self._work += work
+        if self._work >= _SLICE_WORK:
+            self._work = 0
+            await asyncio.sleep(0)
 
     def error_event(self, message: str, *args: Any, **fields: Any) -> bytes:
         """The API's error event for ending this stream now (numbered after the last event
@@ -218,7 +280,9 @@ class StreamGuard:
             if self.blocked is not None:
                 return
         item = _Item(event, document, slots, [s.text for s in slots], name=event.event, id=event.id)
+        number = self._reading = self._base + len(self._items)
         self._items.append(item)
+        self._waiting.append(0)
         loose: list[_Loose] = list(read.loose)
         if event.event and event.event not in self._clean:
             loose.append(_Field(item, "name", event.event))
@@ -228,10 +292,11 @@ class StreamGuard:
             return
         if document is None and event.data and not event.is_done:
             await self._judge_raw(item)  # not JSON we can read: judged as one text, never unread
+            self._settle(number)
             return
-        for slot in slots:
+        for position, slot in enumerate(slots):
             if not slot.snapshot:
-                await self._push(item, slot)
+                await self._push((number, position), slot)
                 if self.blocked is not None:
                     return
         snapshots: dict[Channel, list[DeltaSlot]] = {}
@@ -245,7 +310,47 @@ class StreamGuard:
         if document is not None and self._channels:
             for channel in self.stream.ended(document, self._channels):
                 await self._finish(channel)
-        self._flush()
+        await self._flush()
+        self._settle(number)
+
+    def _settle(self, number: int) -> None:
+        """Event ``number``, read, kept as a ``_Held`` if it is still to be sent: as it came if
+        nothing changed it, rewritten if it waits for no slot (else it stays parsed)."""
+        self._reading = -1
+        index = number - self._base
+        if index < self._head or index >= len(self._items) or self.blocked is not None:
+            return
+        item = self._items[index]
+        if isinstance(item, _Item):
+            if not item.changed():
+                number_of = self.stream.number_of(item.document)
+                self._items[index] = (item.event.raw, number_of, _has_text(item))
+            elif not self._waiting[index]:
+                self._items[index] = self._sealed(item)
+
+    def _sealed(self, item: _Item) -> _Held:
+        """A parsed event that nothing can change any more, as the bytes it goes out as."""
+        return item.encode(), self.stream.number_of(item.document), _has_text(item)
+
+    def _parsed(self, number: int) -> _Item:
+        """Event ``number`` (not sent yet) as an ``_Item`` whose slots can be written: a
+        ``_Held`` one is read again from its bytes (it was read so once: same slots)."""
+        index = number - self._base
+        item = self._items[index]
+        if isinstance(item, _Item):
+            return item
+        assert item is not None
+        parser = self._framing.parser(self._max_event_bytes)
+        events = parser.feed(item[0]) + parser.flush()
+        if len(events) != 1:
+            raise RuntimeError("a held event did not read back as one event")
+        event = events[0]
+        read = self.stream.read(event, loose=False)
+        slots = read.slots
+        parsed = _Item(event, read.document, slots, [s.text for s in slots])
+        parsed.name, parsed.id = event.event, event.id
+        self._items[index] = parsed
+        return parsed
 
     async def _judge_loose(self, item: _Item, loose: Sequence[_Loose]) -> bool:
         """Strings, keys, the event name and id outside every channel, each judged on its own
@@ -264,7 +369,7 @@ class StreamGuard:
                 item.rewritten = item.rewritten or not isinstance(slot, _Field)
         return True
 
-    async def _push(self, item: _Item, slot: DeltaSlot) -> None:
+    async def _push(self, ref: _Ref, slot: DeltaSlot) -> None:
         for name, check in self._checks:
             message = await check.check(slot.channel, slot.text)
             if message is not None:
@@ -273,10 +378,9 @@ class StreamGuard:
         channel = self._channel(slot.channel)
         if channel.finished:  # text after the API said the channel was done: judge it anew
             channel = self._channels[slot.channel] = self._new_channel()
-        channel.queue.hold(slot)
-        channel.owners[id(slot)] = item
-        item.waiting += 1
-        self._deliver(channel, await channel.holdback.push(slot.text))
+        channel.queue.hold(slot.text, ref)
+        self._waiting[ref[0] - self._base] += 1
+        await self._deliver(channel, await channel.holdback.push(slot.text))
         if channel.holdback.held > self._max_held:
             raise StreamTooLarge(f"more than {self._max_held} characters held back")
 
@@ -351,7 +455,7 @@ class StreamGuard:
         if channel is None or channel.finished:
             return
         channel.finished = True
-        self._deliver(channel, await channel.holdback.finish())
+        await self._deliver(channel, await channel.holdback.finish())
 
     async def _finish_all(self) -> None:
         if not self._checks_finished:
@@ -366,34 +470,66 @@ class StreamGuard:
             if self.blocked is not None:
                 return
 
-    def _deliver(self, channel: _Channel, release: Release) -> None:
+    async def _deliver(self, channel: _Channel, release: Release) -> None:
+        """Write the released (masked) text into its events; count their slots done."""
         if release.blocked is not None:
             self.blocked = release.blocked
             return
-        for slot in channel.queue.deliver(release):
-            channel.owners.pop(id(slot)).waiting -= 1
+        delivery = channel.queue.deliver(release)
+        items, waiting = self._items, self._waiting
+        for done, (number, position) in enumerate(delivery.refs):
+            text = delivery.new_text(done)
+            if text is not None:
+                self._parsed(number).slots[position].write(text)
+                await self._spend(_EVENT_WORK)
+            index = number - self._base
+            waiting[index] -= 1
+            item = items[index]
+            if not waiting[index] and number != self._reading and isinstance(item, _Item):
+                # Done: rewritten now, so that a channel released masked whole does not keep
+                # every one of its events parsed at once.
+                items[index] = self._sealed(item)
+                await self._spend(_EVENT_WORK)
+            elif not (done + 1) % _SLICE_WORK:
+                await self._spend(_SLICE_WORK)
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
         """Send the events at the front whose text is all released, in order."""
         if self.blocked is not None:
             return
-        ready = 0
-        for item in self._items:
-            if item.waiting:
-                break
-            ready += 1
-            if self._hold_start and any(slot.text for slot in item.slots):
-                self._hold_start = False  # the first text is out: the answer has begun
+        items, waiting = self._items, self._waiting
         if self._hold_start:
-            return
+            # Nothing goes out before the first text does: look (once) at each ready event.
+            ready = max(self._ready, self._head)
+            while ready < len(items) and not waiting[ready]:
+                item = items[ready]
+                ready += 1
+                if _has_text(item):
+                    self._hold_start = False  # the first text is out: the answer has begun
+                    break
+            self._ready = ready
+            if self._hold_start:
+                return
         numbered = self.stream.number_key is not None
-        for item in self._items[:ready]:
-            self._out.append(item.encode())
-            if numbered:
-                number = self.stream.number_of(item.document)
-                if number is not None:
-                    self.last_number = number
-        del self._items[:ready]
+        while self._head < len(items) and not waiting[self._head]:
+            item, items[self._head] = items[self._head], None
+            self._head += 1
+            if type(item) is tuple:
+                raw, number, _ = item
+                self._out.append(raw)
+                work = 1
+            else:
+                assert isinstance(item, _Item)
+                self._out.append(item.encode())
+                number, work = self.stream.number_of(item.document), _EVENT_WORK
+            if numbered and number is not None:
+                self.last_number = number
+            await self._spend(work)
+        if self._head > 1024 and 2 * self._head > len(items):  # drop the sent ones, amortised
+            del items[: self._head], waiting[: self._head]
+            self._base += self._head
+            self._ready = max(0, self._ready - self._head)
+            self._head = 0
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -404,7 +540,7 @@ class StreamGuard:
         return channel
 
     def _new_channel(self) -> _Channel:
-        return _Channel(self._new_holdback(), DeltaQueue())
+        return _Channel(self._new_holdback(), DeltaQueue[_Ref]())
 
     def _new_holdback(self) -> HoldBack:
         return HoldBack(
@@ -415,3 +551,10 @@ class StreamGuard:
             scan=self._scan,
             hold=self._hold,
         )
+
+
+def _has_text(item: _Item | _Held | None) -> bool:
+    """Whether a waiting event carries channel text (``hold_start`` waits for it)."""
+    if isinstance(item, _Item):
+        return any(slot.text for slot in item.slots)
+    return item is not None and item[2]

@@ -46,8 +46,11 @@ string copied it on every push: with a whole-text service the window is the whol
 from __future__ import annotations
 
 import asyncio
+from array import array
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from extproc.backends.base import Guardrail
 from extproc.formats.events import DeltaSlot
@@ -61,6 +64,8 @@ Scanner = Callable[[str], Awaitable[list[tuple[str, Finding]]]]
 # ``Guardrail.hold_from`` over several guardrails: (text, released end) -> release limit, or an
 # awaitable of it (the engine searches a long held run in a scan worker, off the event loop).
 HoldFrom = Callable[[str, int], int | Awaitable[int]]
+# Where a held delta sits, for whoever writes the released text back (``DeltaQueue``).
+Ref = TypeVar("Ref")
 
 
 def earliest_hold(guardrails: Sequence[Guardrail]) -> HoldFrom:
@@ -278,55 +283,85 @@ def assign(text: str, slots: Sequence[DeltaSlot]) -> None:
         slot.write(text if position == 0 else "")
 
 
-@dataclass(slots=True)
-class DeltaQueue:
-    """The events of one channel whose text is held, and the masked text released so far.
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[Ref]):
+    """The held deltas one release completes (``refs``, with the ``texts`` they came with),
+    and ``masked``: None when they go out as they came (byte-identical), else the text they
+    stand for, all of it in the first and ``""`` in the others (``assign``). ``writes`` lists
+    the texts that change; a caller with many deltas walks ``new_text`` in its own loop."""
 
-    ``hold`` each delta slot (in stream order) after pushing its text to the channel's
-    ``HoldBack``; ``deliver`` each ``Release``: it returns the slots whose text is now wholly
-    released, already rewritten (the caller re-encodes their events with
-    ``events.reencode_json`` and sends them, in order). A slot whose text is partly released
-    stays pending: the released part waits in ``carry`` and goes out with it, so no event is
-    ever sent before its own text is decided. After ``finish`` every slot is delivered.
+    refs: list[Ref]
+    texts: list[str]
+    masked: str | None = None
+
+    def new_text(self, position: int) -> str | None:
+        """The text to write into delta ``position``, or None: it keeps its own."""
+        masked = self.masked
+        if masked is None:
+            return None
+        text = masked if position == 0 else ""
+        return None if text == self.texts[position] else text
+
+    @property
+    def writes(self) -> list[tuple[Ref, str]]:
+        """(ref, new text) of every delta whose text changes."""
+        found = ((ref, self.new_text(position)) for position, ref in enumerate(self.refs))
+        return [(ref, text) for ref, text in found if text is not None]
+
+
+@dataclass(slots=True)
+class DeltaQueue(Generic[Ref]):
+    """The delta texts of one channel still held, and the masked text released so far.
+
+    ``hold`` each delta's text (in stream order), with a ``ref`` saying where it sits (the
+    stream guard passes ``(event number, slot index)``: no object per held delta), after
+    pushing it to the channel's ``HoldBack``; ``deliver`` each ``Release``: it says which held
+    deltas are now wholly released and what to write into them (the caller rewrites those
+    events and sends them, in order). A delta whose text is partly released stays pending: the
+    released part waits in ``carry`` and goes out with it, so no event is ever sent before its
+    own text is decided. After ``finish`` every delta is delivered. Deltas are kept as lists of
+    texts, ends and refs, and found by bisection: releasing a channel held whole (a whole-text
+    service) walks no Python loop over the held deltas but the caller's own.
     """
 
-    _ends: list[int] = field(default_factory=list)  # cumulative input end of each pending slot
-    _slots: list[DeltaSlot] = field(default_factory=list)
+    _ends: array[int] = field(default_factory=lambda: array("q"))  # input end of each one
+    _texts: list[str] = field(default_factory=list)
+    _refs: list[Ref] = field(default_factory=list)
     _pushed: int = 0
     _released: int = 0
     carry: str = ""
     _sent: list[str] = field(default_factory=list)
 
-    def hold(self, slot: DeltaSlot) -> None:
-        self._pushed += len(slot.text)
+    def hold(self, text: str, ref: Ref) -> None:
+        self._pushed += len(text)
         self._ends.append(self._pushed)
-        self._slots.append(slot)
+        self._texts.append(text)
+        self._refs.append(ref)
 
     @property
     def pending(self) -> int:
-        return len(self._slots)
+        return len(self._refs)
 
-    def deliver(self, release: Release) -> list[DeltaSlot]:
-        """The pending slots that ``release`` completes, with the released text written in."""
+    def deliver(self, release: Release) -> Delivery[Ref]:
+        """The held deltas that ``release`` completes, and what to write into them."""
         self._released += release.consumed
         self.carry += release.text
-        ready = 0
-        while ready < len(self._ends) and self._ends[ready] <= self._released:
-            ready += 1
+        ready = bisect_right(self._ends, self._released)
         if not ready:
-            return []
-        slots, self._slots = self._slots[:ready], self._slots[ready:]
-        del self._ends[:ready]
-        own = "".join(slot.text for slot in slots)
+            return Delivery([], [])
+        refs, texts = self._refs[:ready], self._texts[:ready]
+        del self._ends[:ready], self._texts[:ready], self._refs[:ready]
+        own = "".join(texts)
+        masked: str | None = None
         if self.carry.startswith(own):
             # Unmasked so far: each event keeps its own text (byte-identical); the part of a
-            # later, partly released slot stays in ``carry`` until that slot completes.
+            # later, partly released delta stays in ``carry`` until that delta completes.
             sent, self.carry = own, self.carry[len(own) :]
         else:
-            sent, self.carry = self.carry, ""
-            assign(sent, slots)
+            sent = masked = self.carry
+            self.carry = ""
         self._sent.append(sent)
-        return slots
+        return Delivery(refs, texts, masked)
 
     @property
     def released_text(self) -> str:

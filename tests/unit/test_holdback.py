@@ -265,6 +265,14 @@ def chat_stream(deltas: Sequence[str]) -> bytes:
     return b"".join(encode_event(json.dumps(e)) for e in events) + encode_event("[DONE]")
 
 
+def delivery(queue: DeltaQueue[DeltaSlot], release: Release) -> list[DeltaSlot]:
+    """The slots ``release`` completes, with the queue's writes done."""
+    delivery = queue.deliver(release)
+    for slot, text in delivery.writes:
+        slot.write(text)
+    return delivery.refs
+
+
 async def guard_stream(body: bytes, hold: HoldBack) -> list[bytes]:
     """A minimal session for one channel: an event goes out, in stream order, once every text
     slot in it has been delivered by the queue. Delivered slots are kept by identity in a dict
@@ -276,10 +284,10 @@ async def guard_stream(body: bytes, hold: HoldBack) -> list[bytes]:
         document, slots = delta_slots("openai_chat", event)
         for slot in slots:
             release = await hold.push(slot.text)
-            queue.hold(slot)
-            delivered.update((id(slot), slot) for slot in queue.deliver(release))
+            queue.hold(slot.text, slot)
+            delivered.update((id(slot), slot) for slot in delivery(queue, release))
         if document and document["choices"][0].get("finish_reason"):
-            delivered.update((id(slot), slot) for slot in queue.deliver(await hold.finish()))
+            delivered.update((id(slot), slot) for slot in delivery(queue, await hold.finish()))
         waiting.append((event, document, slots))
         while waiting and all(id(slot) in delivered for slot in waiting[0][2]):
             event, document, slots = waiting.pop(0)
@@ -311,12 +319,12 @@ def test_snapshot_gets_the_whole_released_masked_text() -> None:
     event = SseParser().feed(encode_event(json.dumps(done)))[0]
     document, slots = delta_slots("openai_responses", event)
     assert slots[0].snapshot
-    queue = DeltaQueue()
+    queue: DeltaQueue[DeltaSlot] = DeltaQueue()
     delta = {"delta": "mail a@b.com"}
-    queue.hold(DeltaSlot(delta, "delta", delta["delta"]))
-    queue.deliver(Release("mail ", consumed=5))
+    queue.hold(delta["delta"], DeltaSlot(delta, "delta", delta["delta"]))
+    delivery(queue, Release("mail ", consumed=5))
     assert queue.released_text == "" and queue.carry == "mail "  # slot not wholly released
-    queue.deliver(Release("[EMAIL]", consumed=7))
+    delivery(queue, Release("[EMAIL]", consumed=7))
     queue.write_snapshot(slots[0])
     assert json.loads(reencode_json(event, document).split(b"data: ")[1])["text"] == "mail [EMAIL]"
 
@@ -325,15 +333,20 @@ def test_delta_queue_delivers_only_wholly_released_slots() -> None:
     body = chat_stream(["ab", "cd", "ef"])
     parser = SseParser()
     slots = [s for e in parser.feed(body) for s in delta_slots("openai_chat", e)[1]]
-    queue = DeltaQueue()
+    queue: DeltaQueue[DeltaSlot] = DeltaQueue()
     for slot in slots:
-        queue.hold(slot)
-    assert queue.deliver(Release("AB", consumed=3)) == [slots[0]]  # "c" of slot 2 released
+        queue.hold(slot.text, slot)
+    assert delivery(queue, Release("AB", consumed=3)) == [slots[0]]  # "c" of slot 2 released
     assert [s.container["content"] for s in slots[:1]] == ["AB"]
-    ready = queue.deliver(Release("CDEF", consumed=3))
+    ready = delivery(queue, Release("CDEF", consumed=3))
     assert ready == slots[1:]
     assert [s.container["content"] for s in ready] == ["CDEF", ""]
     assert queue.released_text == "ABCDEF" and queue.pending == 0
+    # Only the texts that change are written: an unmasked release writes nothing.
+    queue = DeltaQueue()
+    queue.hold("gh", slots[0])
+    done = queue.deliver(Release("gh", consumed=2))
+    assert done.refs == [slots[0]] and done.masked is None and not done.writes
 
 
 def test_a_block_keeps_the_services_message_and_details() -> None:

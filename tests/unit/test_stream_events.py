@@ -289,3 +289,33 @@ def test_terminator_and_final_event_match_the_synthetic_streams(adapter: Any) ->
         assert not any(event.is_done for event in events)
         finals = [fmt.is_final(delta_slots(fmt.name, e)[0], e.event) for e in events]
         assert finals == [False] * (len(events) - 1) + [True]
+
+
+# -- read again for writing: the slots only --------------------------------------------------
+
+
+def slot_view(slots: list[DeltaSlot]) -> list[tuple[Any, ...]]:
+    return [(s.key, s.text, s.channel, s.snapshot, id(s.container)) for s in slots]
+
+
+@pytest.mark.parametrize("name", ["openai_chat", "openai_responses", "anthropic_messages", None])
+def test_reading_the_slots_only_finds_the_same_slots(name: str | None) -> None:
+    """The stream guard reads a held event again (``loose=False``) to write a mask into slot
+    number k: it must find exactly the slots of the full read, in the same order, generic
+    channels (unknown delta kinds, unknown top-level keys) included."""
+    documents: list[Any] = [
+        {"choices": [{"index": 0, "delta": {"content": "a", "brand_new": "b"}}], "id": "c"},
+        {"choices": [{"index": 1, "delta": {"tool_calls": [{"function": {"arguments": "{"}}]}}]},
+        {"type": "response.output_text.delta", "delta": "x", "item_id": "i", "output_index": 0},
+        {"type": "response.novel.delta", "delta": "y", "extra": {"deep": ["z", {"w": "v"}]}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "odd_delta", "t": "q"}},
+        {"type": "message_delta", "alien": {"text": "r", "list": ["s", "t"]}, "usage": {}},
+        ["top", {"level": "list"}],
+    ]
+    stream = stream_format(name)
+    for document in documents:
+        (event,) = sse(document)
+        full = stream.read(event)
+        again = stream.read(event, loose=False)
+        assert again.document == full.document and not again.loose
+        assert [v[:4] for v in slot_view(again.slots)] == [v[:4] for v in slot_view(full.slots)]

@@ -4,6 +4,7 @@ like the whole answer would be, in order, each event valid, with no byte of a fi
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 
@@ -15,7 +16,7 @@ from extproc.formats import delta_slots, stream_format
 from extproc.formats.sse import SseParser
 from extproc.policy.decision import decide
 from extproc.stack import fake_llm
-from extproc.streaming.guard import StreamGuard, StreamTooLarge
+from extproc.streaming.guard import _EVENT_WORK, _SLICE_WORK, StreamGuard, StreamTooLarge
 from extproc.vocabulary import Action, Finding
 
 SEED = 4242
@@ -244,3 +245,98 @@ def test_hostile_streams_never_crash_the_guard() -> None:
         # Nowhere in what is sent: parsed text, events whose JSON the mutation broke, and lines
         # a client ignores (a comment cut into a data line is dropped).
         assert EMAIL.encode() not in sent
+
+
+# -- a channel held whole (a whole-text service): held events are cheap, released in slices ----
+
+WHOLE = 1 << 22  # the window of a whole-text service: the whole (bounded) answer
+
+
+async def nothing(text: str):
+    return []
+
+
+def numbered_words(count: int, head: str = "") -> str:
+    return head + " ".join(f"w{number}" for number in range(count))
+
+
+def test_events_held_whole_add_no_objects_for_the_garbage_collector() -> None:
+    """Each waiting event of a channel held whole is kept as its bytes (a tuple the collector
+    stops tracking), not parsed: the collector's passes do not grow with the answer. (Parsed,
+    an event was a dozen tracked objects; with 80,000 held, one pass held the loop 300 ms.)"""
+    original = stream_of("openai_chat", numbered_words(3000))
+    events = SseParser().feed(original)
+    guard = StreamGuard(stream_format("openai_chat"), nothing, WHOLE)
+
+    async def go() -> tuple[int, bytes]:
+        out = [(await guard.feed(events[0].raw)).data]
+        gc.collect()
+        before = len(gc.get_objects())
+        out += [(await guard.feed(event.raw)).data for event in events[1:-2]]
+        gc.collect()
+        held = len(gc.get_objects()) - before
+        out += [(await guard.feed(event.raw)).data for event in events[-2:-1]]
+        out.append((await guard.feed(events[-1].raw, True)).data)
+        return held, b"".join(out)
+
+    held, data = asyncio.run(go())
+    assert len(events) > 3000 and held < 100, held  # about 12 per event, parsed
+    assert data == original
+
+
+def run_ticking(guard: StreamGuard, before: list[bytes], during: list[bytes]) -> tuple[bytes, int]:
+    """Feed ``before``, then ``during`` with a ticker task running: (all the data sent, how
+    often the ticker ran while ``during`` was fed, i.e. how often the guard let the loop go)."""
+
+    async def go() -> tuple[bytes, int]:
+        out = [(await guard.feed(chunk)).data for chunk in before]
+        ticks, running = 0, True
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while running:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker is waiting for its first turn
+        ticks = 0
+        for position, chunk in enumerate(during):
+            out.append((await guard.feed(chunk, position == len(during) - 1)).data)
+        running = False
+        await task
+        return b"".join(out), ticks
+
+    return asyncio.run(go())
+
+
+def test_releasing_a_channel_held_whole_lets_the_event_loop_go() -> None:
+    """The event that ends a channel held whole releases thousands of events at once; masked,
+    each is rewritten (the whole masked text goes in the first, the others are emptied). That
+    is done in slices, the loop let go between them, never in one stretch: a ticker task gets
+    a turn for every ``_SLICE_WORK // _EVENT_WORK`` events rewritten."""
+    pii = guardrail("pii")
+    text = numbered_words(4000, head=f"mail {EMAIL} then ")
+    original = stream_of("openai_chat", text)
+    events = [event.raw for event in SseParser().feed(original)]
+    guard = StreamGuard(stream_format("openai_chat"), scanner(pii), WHOLE)
+    data, ticks = run_ticking(guard, events[:-2], events[-2:])  # the finish_reason, [DONE]
+    assert client_view("openai_chat", data)[0] == reference(pii, text)
+    assert EMAIL.encode() not in data
+    assert ticks >= len(events) // (_SLICE_WORK // _EVENT_WORK), ticks
+    # Unmasked, the held events go out as they came, 1 work each: still sliced.
+    original = stream_of("openai_chat", numbered_words(3 * _SLICE_WORK))
+    events = [event.raw for event in SseParser().feed(original)]
+    guard = StreamGuard(stream_format("openai_chat"), nothing, WHOLE)
+    data, ticks = run_ticking(guard, events[:-2], events[-2:])
+    assert data == original and ticks >= 3, ticks
+
+
+def test_a_large_body_is_read_in_slices() -> None:
+    """A whole answer in one chunk (a buffered body framed as SSE: up to the body limit) is cut
+    into events, and they are judged, with the loop let go in between."""
+    original = stream_of("openai_chat", numbered_words(2000))
+    guard = StreamGuard(stream_format("openai_chat"), nothing, 64)
+    data, ticks = run_ticking(guard, [], [original])
+    assert data == original
+    assert ticks >= 2000 // (_SLICE_WORK // _EVENT_WORK), ticks
