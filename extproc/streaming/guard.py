@@ -59,9 +59,10 @@ STREAM_POLICY = "STREAM_POLICY"
 _CLEAN_CACHE_CHARS = 1 << 18
 
 # The event loop is let go (``asyncio.sleep(0)``) once one ``feed`` has done this much work
-# since it last was: a held event sent as it came costs 1, an event read, or re-read and
-# rewritten, costs ``_EVENT_WORK``. Releasing a channel held whole (a whole-text service: the
-# whole answer) or reading a large body thus never holds the loop for more than a few ms.
+# since it last was: a held event sent as it came (or counted done) costs 1, an event read,
+# or re-read and rewritten, costs ``_EVENT_WORK``. Releasing a channel held whole (a
+# whole-text service: the whole answer) or reading a large body thus never holds the loop
+# for more than a few ms.
 _SLICE_WORK = 2048
 _EVENT_WORK = 16
 # A chunk is cut into events this many bytes at a time (a buffered 4 MiB answer, in slices).
@@ -88,9 +89,12 @@ class _Item:
 
     def rewritten_json(self) -> bool:
         """A loose string or key was masked, or a slot's text changed: new JSON."""
-        return self.rewritten or any(
-            s.text != o for s, o in zip(self.slots, self.originals, strict=True)
-        )
+        if self.rewritten:
+            return True
+        for slot, original in zip(self.slots, self.originals, strict=True):
+            if slot.text != original:
+                return True
+        return False
 
     def changed(self) -> bool:
         """Whether the event must be re-encoded (else its raw bytes go out)."""
@@ -226,38 +230,50 @@ class StreamGuard:
         self._work = 0
         if self.blocked is not None:
             return Fed(blocked=self.blocked)
-        events = await self._parse(chunk, end_of_stream)
+        if len(chunk) > _PARSE_BYTES:
+            events = await self._parse(chunk)
+        else:
+            events = self._parser.feed(chunk) if chunk else []
+        if end_of_stream:
+            events += self._parser.flush()
         for event in events:
             await self._on_event(event)
             if self.blocked is not None:
                 break
-            await self._spend(_EVENT_WORK)
+            self._work += _EVENT_WORK
+            if self._work >= _SLICE_WORK:
+                await self._pause()
         if end_of_stream and self.blocked is None:
             await self._finish_all()
             self._hold_start = False
-        await self._flush()
+        if self._sendable():
+            await self._flush()
         data = b"".join(self._out)
         self._out.clear()
         self.sent_any = self.sent_any or bool(data)
         return Fed(data, self.blocked)
 
-    async def _parse(self, chunk: bytes, end_of_stream: bool) -> list[SseEvent]:
-        """Every event of ``chunk`` (all parsed before any is judged: bytes that cannot be
-        framed fail the whole chunk, as one parser call would), ``_PARSE_BYTES`` at a time."""
+    async def _parse(self, chunk: bytes) -> list[SseEvent]:
+        """Every event of a large ``chunk`` (all parsed before any is judged: bytes that
+        cannot be framed fail the whole chunk, as one parser call would), ``_PARSE_BYTES`` at
+        a time."""
         events: list[SseEvent] = []
         for start in range(0, len(chunk), _PARSE_BYTES):
             events += self._parser.feed(chunk[start : start + _PARSE_BYTES])
-            await self._spend(_SLICE_WORK // 4)
-        if end_of_stream:
-            events += self._parser.flush()
+            if self._spent(_SLICE_WORK // 4):
+                await self._pause()
         return events
 
-    async def _spend(self, work: int) -> None:
-        """Count ``work``; let the event loop go once a slice's worth was done."""
+    def _spent(self, work: int) -> bool:
+        """Count ``work``; True once a slice's worth was done: the caller then awaits
+        ``_pause`` (counting is inline, so that the common event costs no coroutine)."""
         self._work += work
-        if self._work >= _SLICE_WORK:
-            self._work = 0
-            await asyncio.sleep(0)
+        return self._work >= _SLICE_WORK
+
+    async def _pause(self) -> None:
+        """Let the event loop go (other requests run), then start a new slice."""
+        self._work = 0
+        await asyncio.sleep(0)
 
     def error_event(self, message: str, *args: Any, **fields: Any) -> bytes:
         """The API's error event for ending this stream now (numbered after the last event
@@ -310,7 +326,8 @@ class StreamGuard:
         if document is not None and self._channels:
             for channel in self.stream.ended(document, self._channels):
                 await self._finish(channel)
-        await self._flush()
+        if self._sendable():
+            await self._flush()
         self._settle(number)
 
     def _settle(self, number: int) -> None:
@@ -324,7 +341,8 @@ class StreamGuard:
         if isinstance(item, _Item):
             if not item.changed():
                 number_of = self.stream.number_of(item.document)
-                self._items[index] = (item.event.raw, number_of, _has_text(item))
+                has_text = self._hold_start and _has_text(item)  # (only looked at while held)
+                self._items[index] = (item.event.raw, number_of, has_text)
             elif not self._waiting[index]:
                 self._items[index] = self._sealed(item)
 
@@ -476,12 +494,13 @@ class StreamGuard:
             self.blocked = release.blocked
             return
         delivery = channel.queue.deliver(release)
-        items, waiting = self._items, self._waiting
+        items, waiting, masked = self._items, self._waiting, delivery.masked is not None
         for done, (number, position) in enumerate(delivery.refs):
-            text = delivery.new_text(done)
+            text = delivery.new_text(done) if masked else None
             if text is not None:
                 self._parsed(number).slots[position].write(text)
-                await self._spend(_EVENT_WORK)
+                if self._spent(_EVENT_WORK):
+                    await self._pause()
             index = number - self._base
             waiting[index] -= 1
             item = items[index]
@@ -489,9 +508,18 @@ class StreamGuard:
                 # Done: rewritten now, so that a channel released masked whole does not keep
                 # every one of its events parsed at once.
                 items[index] = self._sealed(item)
-                await self._spend(_EVENT_WORK)
-            elif not (done + 1) % _SLICE_WORK:
-                await self._spend(_SLICE_WORK)
+                if self._spent(_EVENT_WORK):
+                    await self._pause()
+            else:
+                self._work += 1
+                if self._work >= _SLICE_WORK:
+                    await self._pause()
+
+    def _sendable(self) -> bool:
+        """Whether ``_flush`` could send anything: the first event not sent waits for no slot
+        (checked inline, so that an event that must wait costs no coroutine)."""
+        head = self._head
+        return self.blocked is None and head < len(self._items) and not self._waiting[head]
 
     async def _flush(self) -> None:
         """Send the events at the front whose text is all released, in order."""
@@ -524,7 +552,9 @@ class StreamGuard:
                 number, work = self.stream.number_of(item.document), _EVENT_WORK
             if numbered and number is not None:
                 self.last_number = number
-            await self._spend(work)
+            self._work += work
+            if self._work >= _SLICE_WORK:
+                await self._pause()
         if self._head > 1024 and 2 * self._head > len(items):  # drop the sent ones, amortised
             del items[: self._head], waiting[: self._head]
             self._base += self._head

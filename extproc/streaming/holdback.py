@@ -50,7 +50,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from extproc.backends.base import Guardrail
 from extproc.formats.events import DeltaSlot
@@ -283,8 +283,7 @@ def assign(text: str, slots: Sequence[DeltaSlot]) -> None:
         slot.write(text if position == 0 else "")
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery(Generic[Ref]):
+class Delivery(NamedTuple, Generic[Ref]):
     """The held deltas one release completes (``refs``, with the ``texts`` they came with),
     and ``masked``: None when they go out as they came (byte-identical), else the text they
     stand for, all of it in the first and ``""`` in the others (``assign``). ``writes`` lists
@@ -292,7 +291,7 @@ class Delivery(Generic[Ref]):
 
     refs: list[Ref]
     texts: list[str]
-    masked: str | None = None
+    masked: str | None = None  # (a NamedTuple: made once per push, it must be cheap)
 
     def new_text(self, position: int) -> str | None:
         """The text to write into delta ``position``, or None: it keeps its own."""
