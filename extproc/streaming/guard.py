@@ -177,6 +177,7 @@ class StreamGuard:
         judge: Judge = decide,
         stride: int = 16,
         max_held_chars: int = 1 << 20,
+        max_held_bytes: int | None = None,
         max_event_bytes: int = 1 << 20,
         hold_start: bool = False,
         checks: Sequence[tuple[str, StreamCheck]] = (),
@@ -200,6 +201,11 @@ class StreamGuard:
         self._judge = judge
         self._stride = stride
         self._max_held = max_held_chars
+        # The bytes of the events waiting to be sent: text is bounded by max_held_chars, but
+        # an answer of one-character deltas carries ~200 bytes of event per character held.
+        # Default: 16 bytes per character that may be held.
+        self._max_held_bytes = max_held_bytes if max_held_bytes is not None else 16 * max_held_chars
+        self._held_bytes = 0
         self._framing = framing
         self._max_event_bytes = max_event_bytes
         self._parser = framing.parser(max_event_bytes)
@@ -298,6 +304,9 @@ class StreamGuard:
         item = _Item(event, document, slots, [s.text for s in slots], name=event.event, id=event.id)
         number = self._reading = self._base + len(self._items)
         self._items.append(item)
+        self._held_bytes += len(event.raw)
+        if self._held_bytes > self._max_held_bytes:
+            raise StreamTooLarge(f"more than {self._max_held_bytes} bytes of events held back")
         self._waiting.append(0)
         loose: list[_Loose] = list(read.loose)
         if event.event and event.event not in self._clean:
@@ -344,11 +353,14 @@ class StreamGuard:
                 has_text = self._hold_start and _has_text(item)  # (only looked at while held)
                 self._items[index] = (item.event.raw, number_of, has_text)
             elif not self._waiting[index]:
-                self._items[index] = self._sealed(item)
+                self._seal(index, item)
 
-    def _sealed(self, item: _Item) -> _Held:
-        """A parsed event that nothing can change any more, as the bytes it goes out as."""
-        return item.encode(), self.stream.number_of(item.document), _has_text(item)
+    def _seal(self, index: int, item: _Item) -> None:
+        """Keep a parsed event that nothing can change any more as the bytes it goes out as
+        (held bytes counted as they will go out)."""
+        raw = item.encode()
+        self._items[index] = (raw, self.stream.number_of(item.document), _has_text(item))
+        self._held_bytes += len(raw) - len(item.event.raw)
 
     def _parsed(self, number: int) -> _Item:
         """Event ``number`` (not sent yet) as an ``_Item`` whose slots can be written: a
@@ -507,7 +519,7 @@ class StreamGuard:
             if not waiting[index] and number != self._reading and isinstance(item, _Item):
                 # Done: rewritten now, so that a channel released masked whole does not keep
                 # every one of its events parsed at once.
-                items[index] = self._sealed(item)
+                self._seal(index, item)
                 if self._spent(_EVENT_WORK):
                     await self._pause()
             else:
@@ -545,10 +557,12 @@ class StreamGuard:
             if type(item) is tuple:
                 raw, number, _ = item
                 self._out.append(raw)
+                self._held_bytes -= len(raw)
                 work = 1
             else:
                 assert isinstance(item, _Item)
                 self._out.append(item.encode())
+                self._held_bytes -= len(item.event.raw)
                 number, work = self.stream.number_of(item.document), _EVENT_WORK
             if numbered and number is not None:
                 self.last_number = number

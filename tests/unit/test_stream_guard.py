@@ -162,6 +162,39 @@ def test_held_text_is_bounded() -> None:
         run(guard, [stream_of("openai_chat", "word " * 2000)])
 
 
+def one_character_events(count: int) -> bytes:
+    """A chat stream of ``count`` one-character deltas (~120 bytes of event each)."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": []}
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"content": "ab"[i % 2]}}]}
+        for i in range(count)
+    ]
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+
+
+def test_held_event_bytes_are_bounded_too() -> None:
+    """One-character deltas held whole: 500 characters are within max_held_chars, but ~60 KB
+    of events (~120 bytes each) are past its 16 bytes per character."""
+
+    async def scan(text: str):
+        return [("endless", Finding(0, 0, len(text), "X", Action.MASK))]
+
+    guard = StreamGuard(stream_format("openai_chat"), scan, 64, max_held_chars=2000)
+    with pytest.raises(StreamTooLarge, match="bytes of events held back"):
+        run(guard, [one_character_events(500)])
+
+
+def test_event_bytes_sent_on_are_no_longer_counted() -> None:
+    async def scan(text: str):
+        return []
+
+    guard = StreamGuard(stream_format("openai_chat"), scan, 64, max_held_chars=2000)
+    data = one_character_events(5000)  # ~610 KB through, 19x the held-bytes bound
+    assert len(data) > 16 * 16 * 2000
+    run(guard, [data[i : i + 4096] for i in range(0, len(data), 4096)])
+    assert guard._held_bytes < 16 * 2000
+
+
 def test_a_streamed_private_key_never_leaks_a_line() -> None:
     """A PEM key is longer than any window: its body lines stay held from the header on, until
     the footer closes the finding (a finding that grows is never cut)."""
