@@ -510,6 +510,8 @@ def jwt_header_ok(matched: str) -> bool:
     header = matched.split(".", 1)[0].rstrip("=")
     try:
         decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        if not decoded.rstrip(b" \t\n\r").endswith(b"}"):
+            return False  # no JSON object (the usual random near-miss), without the parser
         return isinstance(json.loads(decoded), dict)
     except (binascii.Error, ValueError):
         return False
