@@ -499,3 +499,31 @@ def test_iban_span_counts_groups_as_the_byte_loop_did() -> None:
         data = text.encode()
         end = len(data) - (1 if data[-1:] in (b" ", b".", b"A") else 0)
         assert iban_span(data, 0, end) == by_bytes(data, 0, end), text
+
+
+def test_plain_ipv4_check_equals_the_octet_by_octet_rules() -> None:
+    """The one-regex check of a dotted quad says what the octet loop said: four ASCII decimal
+    octets 0-255 without leading zeros."""
+    import random
+
+    from extproc.backends.pii import _plain_ipv4
+
+    def octet_by_octet(candidate: str) -> bool:
+        octets = candidate.split(".")
+        if len(octets) != 4 or not candidate.isascii():
+            return False
+        return all(
+            o.isdigit() and len(o) <= 3 and int(o) <= 255 and not (o[0] == "0" and len(o) > 1)
+            for o in octets
+        )
+
+    rng = random.Random(4)
+    octets = [str(n) for n in range(0, 300)] + ["00", "01", "007", "", "1a", "\u00b2", "\u0663"]
+    found = 0
+    for _ in range(50_000):
+        candidate = ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
+        if rng.random() < 0.1:
+            candidate += rng.choice(["\n", " ", "/24", "."])
+        assert _plain_ipv4(candidate) == octet_by_octet(candidate), candidate
+        found += octet_by_octet(candidate)
+    assert found > 10_000  # both answers were exercised
