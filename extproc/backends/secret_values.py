@@ -24,6 +24,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import re2
@@ -438,6 +439,7 @@ class Candidate:
 
 # HTTP authentication schemes (RFC 9110 s.11.1: names are case-insensitive) and common others.
 _SCHEMES = (b"bearer", b"basic", b"token", b"bot", b"digest")
+_SCHEME_INITIALS = frozenset(scheme[:1] for scheme in _SCHEMES)
 
 
 def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
@@ -457,6 +459,8 @@ def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
 
 def auth_scheme(data: bytes, start: int, end: int) -> str:
     """The authentication scheme word opening ``data[start:end]`` ("Bearer ..."), or ""."""
+    if data[start : start + 1].lower() not in _SCHEME_INITIALS:
+        return ""  # (one slice instead of one per scheme)
     head = data[start : min(end, start + 7)].lower()
     for scheme in _SCHEMES:
         after = data[start + len(scheme) : start + len(scheme) + 1]
@@ -668,13 +672,18 @@ def service_named(before: bytes) -> bool:
 
 
 def generic_value_ok(
-    candidate: Candidate, entropy_threshold: float, service_named: bool = False
+    candidate: Candidate,
+    entropy_threshold: float,
+    service_named: bool | Callable[[], bool] = False,
 ) -> bool:
     """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``);
-    ``service_named``: the words before a bare ``key`` say whose key it is."""
+    ``service_named``: the words before a bare ``key`` say whose key it is (or a function
+    saying so, asked only for a bare ``key``)."""
     strength = credential_strength(candidate.identifier)
-    if strength is None and service_named and _name_segments(candidate.identifier) == ["key"]:
-        strength = "weak"
+    if strength is None and _name_segments(candidate.identifier) == ["key"]:
+        named = service_named() if callable(service_named) else service_named
+        if named:
+            strength = "weak"
     value = candidate.value
     if strength is not None and candidate.scheme:
         return _scheme_credentials(candidate.scheme.lower(), value)

@@ -495,8 +495,8 @@ class _Detector:
         A bare ``key`` is a credential's name when the words before it name a service or
         the kind of key (``stripe key: ...``, ``API key is ...``)."""
         line_start = self._line_start(state, name_start)
-        named = service_named(state.data[max(line_start, name_start - 64) : name_start])
-        if not generic_value_ok(candidate, self.entropy_threshold, named):
+        before = state.data[max(line_start, name_start - 64) : name_start]
+        if not generic_value_ok(candidate, self.entropy_threshold, lambda: service_named(before)):
             return False
         return not digest_near(state.data, line_start, candidate.value)
 
