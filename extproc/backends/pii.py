@@ -378,6 +378,10 @@ def phone_valid(candidate: str) -> bool:
         return 8 <= digits <= 15
     if main.isdigit():  # unformatted: a trunk-0 national number, or a Chinese-style mobile
         return (main[0] == "0" and 10 <= digits <= 11) or _CN_MOBILE.whole(main)
+    # Every form below takes at most 12 digits, or 15 after "00": a longer number is none of
+    # them, decided before the shape searches (a dotted quad and more digits, in address lists).
+    if digits > 12 and (digits > 15 or not main.lstrip("(").startswith("00")):
+        return False
     if _DATE.prefix(main) or _YEAR_RANGE.whole(main) or _DOTTED_THOUSANDS.whole(main):
         return False
     if _SSN_SHAPE.whole(main):  # an SSN (or an invalid one), not a phone number
