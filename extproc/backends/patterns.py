@@ -90,6 +90,7 @@ class _Compiled:
     entity: Entity
     action: Action
     position: int  # index in the table of chosen entities
+    checked: bool = True  # the entity has a refine or a validator (else any candidate is taken)
 
 
 class _Alternation:
@@ -120,17 +121,21 @@ class _Alternation:
             return None
         return self.identify(data, start, end)
 
-    def identify(self, data: bytes, start: int, end: int) -> tuple[int, int, int, _Compiled]:
-        """(match start, value start, value end, entity) of the match ``data[start:end]``."""
+    def identify(
+        self, data: bytes, start: int, end: int, found: list[int] | None = None
+    ) -> tuple[int, int, int, _Compiled]:
+        """(match start, value start, value end, entity) of the match ``data[start:end]``;
+        ``found``: what the set said about it, when the caller asked already."""
         size = len(data)
         if self._identify is not None and start > 0 and end < size:
-            # The span with one character of context on each side (what \b looks at).
-            low, high = start - 1, end + 1
-            while low and data[low] & 0xC0 == 0x80:
-                low -= 1
-            while high < size and data[high] & 0xC0 == 0x80:
-                high += 1
-            found = self._identify(data[low:high])
+            if found is None:
+                # The span with one character of context on each side (what \b looks at).
+                low, high = start - 1, end + 1
+                while low and data[low] & 0xC0 == 0x80:
+                    low -= 1
+                while high < size and data[high] & 0xC0 == 0x80:
+                    high += 1
+                found = self._identify(data[low:high])
             if found:
                 member = self._members[min(found)]
                 if not member.value_group:
@@ -172,9 +177,9 @@ class _Matcher:
         self.everything = self._build(list(range(len(self._members))))
         self._others: dict[int, _Alternation | None] = {}
         # Per glue group (see Entity.glue) with entities: the check, a search for the next start
-        # that is not glued (its match ends there), and one for the entities of other groups,
-        # which a glued start does not rule out (None when there are none).
-        self.glue: list[tuple[Callable[[bytes, int], bool], RawMatch, RawMatch | None]] = []
+        # that is not glued (its match ends there), one for the entities of other groups, which
+        # a glued start does not rule out (None when there are none), and the group's number.
+        self.glue: list[tuple[Callable[[bytes, int], bool], RawMatch, RawMatch | None, int]] = []
         bytewise = _options(latin1=True, longest=False)
         for group, (check, unglued_at) in enumerate(owner.GLUE):
             entities = [m.compiled.entity for m in self._members]
@@ -185,7 +190,8 @@ class _Matcher:
             if others:
                 pattern = "|".join(_plain(e) for e in others)
                 tolerant = raw_match(owner._compile(pattern, "entities", options))
-            self.glue.append((check, raw_match(re2.compile(unglued_at, bytewise)), tolerant))
+            unglued = raw_match(re2.compile(unglued_at, bytewise))
+            self.glue.append((check, unglued, tolerant, group))
 
     def others(self, position: int) -> _Alternation | None:
         if position not in self._others:
@@ -272,7 +278,8 @@ class PatternGuardrail(Guardrail):
         if not chosen:
             raise ConfigError(f"{self._where}: no entities to detect")
         self._compiled = [
-            _Compiled(entity, action, position) for position, (entity, action) in enumerate(chosen)
+            _Compiled(entity, action, position, bool(entity.refine or entity.validate))
+            for position, (entity, action) in enumerate(chosen)
         ]
         self._utf8 = _Matcher(self, self._utf8_options)
         self._ascii = self._utf8
@@ -404,6 +411,7 @@ class PatternGuardrail(Guardrail):
         rescan_rejected = self.RESCAN_REJECTED
         budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         search, identify, accept = everything._search, everything.identify, self._accept
+        set_match, members = everything._identify, everything._members
         glue = matcher.glue
         # Per glue group: where its next start that is not glued is, and the next match of the
         # other groups' entities; each found once and kept while the scan is before it.
@@ -413,8 +421,14 @@ class PatternGuardrail(Guardrail):
             if start < 0:
                 break
             skip_to = -1
-            for group, (glued, unglued, tolerant) in enumerate(glue):
+            identified = None
+            for group, (glued, unglued, tolerant, number) in enumerate(glue):
                 if not glued(data, start):
+                    continue
+                # A candidate of an entity outside the group is no reason to skip (another
+                # group's entity matches here: the search below would say so, one call more).
+                identified = identified or identify(data, start, end)
+                if identified[3].entity.glue != number:
                     continue
                 if next_tolerant[group] < start:
                     found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
@@ -432,8 +446,29 @@ class PatternGuardrail(Guardrail):
             if skip_to >= 0:
                 pos = skip_to
                 continue
-            start, value_start, value_end, compiled = identify(data, start, end)
-            accepted = accept(compiled, data, value_start, value_end)
+            # The common case of ``identify`` inline (text dense with candidates has one every
+            # ~15 bytes): the set names an entity whose whole match is its value.
+            found = None
+            if identified is not None:
+                start, value_start, value_end, compiled = identified
+            elif set_match is not None and start > 0 and end < size:
+                low, high = start - 1, end + 1
+                while low and data[low] & 0xC0 == 0x80:
+                    low -= 1
+                while high < size and data[high] & 0xC0 == 0x80:
+                    high += 1
+                found = set_match(data[low:high])
+            member = members[min(found)] if found else None
+            if identified is not None:
+                pass
+            elif member is not None and not member.value_group:
+                value_start, value_end, compiled = start, end, member.compiled
+            else:
+                start, value_start, value_end, compiled = identify(data, start, end, found)
+            if compiled.checked:
+                accepted = accept(compiled, data, value_start, value_end)
+            else:
+                accepted = value_start, value_end
             if accepted is None:
                 budget -= value_end - start
                 if budget < 0:
