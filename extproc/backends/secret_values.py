@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import re2
@@ -295,12 +295,25 @@ def shannon_entropy(value: str) -> float:
     if not value:
         return 0.0
     length = len(value)
-    return -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+    return -sum(n / length * math.log2(n / length) for n in _counts(value))
+
+
+# Up to this length a string's character counts are taken by ``str.count`` per distinct
+# character (C calls, quadratic in the length, so short strings only), beyond it by a Counter.
+_COUNT_DIRECTLY = 64
+
+
+def _counts(value: str) -> Iterable[int]:
+    """How often each distinct character occurs, in order of first occurrence (as a Counter's
+    values: the same order gives the same floating-point sums)."""
+    if len(value) <= _COUNT_DIRECTLY:
+        return map(value.count, dict.fromkeys(value))
+    return Counter(value).values()
 
 
 def _dominated(folded: str) -> bool:
     """One character makes up half the value: typed filler (``xxxx``), not random material."""
-    return max(Counter(folded).values()) * 2 >= len(folded)
+    return max(_counts(folded)) * 2 >= len(folded)
 
 
 def _is_uniform(value: str) -> bool:

@@ -408,3 +408,21 @@ def test_shortcuts_at_a_trigger_find_what_every_pattern_finds(monkeypatch) -> No
         )
         got = asyncio.run(fast.scan([text]))
         assert got == asyncio.run(plain.scan([text])), text
+
+
+def test_character_counts_equal_a_counters_in_its_order() -> None:
+    """Entropy and the one-character-dominates check count characters by str.count on short
+    values: the counts and their order (so the entropy's float sum) are a Counter's."""
+    import math
+    import random
+    from collections import Counter
+
+    from extproc.backends import secret_values
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        value = "".join(rng.choices("aAbB01xyz_-+/=\u00e9", k=rng.randint(1, 150)))
+        assert list(secret_values._counts(value)) == list(Counter(value).values())
+        length = len(value)
+        expected = -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+        assert shannon_entropy(value) == expected
