@@ -162,12 +162,29 @@ def _any_pattern(matchers: tuple[_RuleMatcher, ...]) -> Any | None:
         return None
 
 
+def _whole_value(source: str) -> Any | None:
+    """``source`` without its group when it is ``(?P<v>X)`` with ``X`` a pattern of its own
+    (then the group closed by the last parenthesis is the one opened first), else None. The
+    raw ``Match`` fills every group of a pattern that has them, at a cost (a PEM header's
+    pattern is run once per header)."""
+    inner = source[len("(?P<v>") : -1]
+    if not source.startswith("(?P<v>") or not source.endswith(")") or "(?P<" in inner:
+        return None
+    try:
+        return _compile(inner)
+    except re2.error:
+        return None
+
+
 def _rule_matcher(rule: Rule) -> _RuleMatcher:
     patterns = []
     for source in rule.patterns:
         regex = _compile(source)
         value = _group(regex, "v")
         body = _group(regex, "b")
+        whole = _whole_value(source)
+        if whole is not None and body < 0:  # the value is the whole match: no group to fill
+            regex, value = whole, 0
         ok, floor, _ = regex._regexp.PossibleMatchRange(8)
         body = body if body > 0 else value
         patterns.append(_Pattern(raw_match(regex), value, body, floor if ok else b""))
