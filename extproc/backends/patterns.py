@@ -83,6 +83,12 @@ class Entity:
     # Splits an accepted span into the findings it stands for (several card numbers separated
     # only by spaces are one candidate, each of them a finding); None: the span is one finding.
     split: Callable[[bytes, int, int], list[tuple[int, int]]] | None = None
+    # Candidates taken as they are, without ``refine`` and ``validate`` (text dense with valid
+    # findings): RE2 over a candidate's span with one character of context on each side, as
+    # the identify set sees it, and how many bytes of ``trailer`` the span ends with (the value
+    # ends that much earlier). Every span it matches must be one the entity's own pattern
+    # matches and its checks accept unchanged (tests prove it against them).
+    accepted: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -104,12 +110,18 @@ class _Alternation:
     """
 
     def __init__(
-        self, regex: Any, members: list[_Member], identify: Callable[[bytes], list[int]] | None
+        self,
+        regex: Any,
+        members: list[_Member],
+        identify: Callable[[bytes], list[int]] | None,
+        accepted_forms: dict[int, tuple[int, int]] | None = None,
     ) -> None:
         self._search = raw_match(regex)
         self._members = members  # in table order
         # Which entities match a span, in one call (see _Matcher._identifier), or None.
         self._identify = identify
+        # Member index -> (the set's index of its ``Entity.accepted`` form, trailer bytes).
+        self.accepted_forms = accepted_forms or {}
 
     def match(
         self, data: bytes, pos: int, anchored: bool = False
@@ -214,9 +226,13 @@ class _Matcher:
         pattern = "|".join(_plain(e) for e in entities)
         regex = self._owner._compile(pattern, "entities", self._options)
         members = [self._members[i] for i in subset]
-        return _Alternation(regex, members, self._identifier(entities))
+        forms = {i: e.accepted for i, e in enumerate(entities) if e.accepted is not None}
+        identify, accepted_forms = self._identifier(entities, forms)
+        return _Alternation(regex, members, identify, accepted_forms)
 
-    def _identifier(self, entities: list[Entity]) -> Callable[[bytes], list[int]] | None:
+    def _identifier(
+        self, entities: list[Entity], forms: dict[int, tuple[str, int]]
+    ) -> tuple[Callable[[bytes], list[int]] | None, dict[int, tuple[int, int]]]:
         """An RE2 set telling, in one call, which entities match a span given with one
         character of context on each side (matching the entities one by one cost up to one
         call per entity, the most per-candidate work on text dense with candidates). The
@@ -224,14 +240,19 @@ class _Matcher:
         text; at the text's very edges (no context character) the one-by-one match is used."""
         identifier = re2.Set.FullMatchSet(self._options)
         latin1 = self._options.encoding == re2.Options.Encoding.LATIN1
+        accepted_forms: dict[int, tuple[int, int]] = {}
         try:
             for entity in entities:
                 wrapped = f"(?s:.)(?:{_plain(entity)})(?s:.)"
                 identifier.Add(wrapped.encode("latin-1") if latin1 else wrapped)
+            # After the entities (their indexes stay the members'): the accepted forms.
+            for position, (form, trailer) in forms.items():
+                index = identifier.Add(form.encode("latin-1") if latin1 else form)
+                accepted_forms[position] = (index, trailer)
             identifier.Compile()
         except re2.error:
-            return None
-        return raw_set_match(identifier)
+            return None, {}
+        return raw_set_match(identifier), accepted_forms
 
 
 class PatternGuardrail(Guardrail):
@@ -412,6 +433,7 @@ class PatternGuardrail(Guardrail):
         budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         search, identify, accept = everything._search, everything.identify, self._accept
         set_match, members = everything._identify, everything._members
+        accepted_forms = everything.accepted_forms
         glue = matcher.glue
         # Per glue group: where its next start that is not glued is, and the next match of the
         # other groups' entities; each found once and kept while the scan is before it.
@@ -420,15 +442,33 @@ class PatternGuardrail(Guardrail):
             start, end = search(UNANCHORED, data, pos, size)[0]
             if start < 0:
                 break
+            # Which entity the candidate is: ``identify``'s common case inline (text dense with
+            # candidates has one every ~15 bytes), the set naming an entity whose whole match
+            # is its value, or one whose ``accepted`` form the span has (then taken as it is,
+            # no refine or validator run).
+            found = None
+            if set_match is not None and start > 0 and end < size:
+                low, high = start - 1, end + 1
+                while low and data[low] & 0xC0 == 0x80:
+                    low -= 1
+                while high < size and data[high] & 0xC0 == 0x80:
+                    high += 1
+                found = set_match(data[low:high])
+            first = min(found) if found else -1
+            shortcut = accepted_forms.get(first) if found and accepted_forms else None
+            taken = False
+            if shortcut is not None and shortcut[0] in found:  # type: ignore[operator]
+                value_start, value_end, compiled = start, end - shortcut[1], members[first].compiled
+                taken = True
+            elif first >= 0 and not members[first].value_group:
+                value_start, value_end, compiled = start, end, members[first].compiled
+            else:
+                start, value_start, value_end, compiled = identify(data, start, end, found)
             skip_to = -1
-            identified = None
             for group, (glued, unglued, tolerant, number) in enumerate(glue):
-                if not glued(data, start):
-                    continue
-                # A candidate of an entity outside the group is no reason to skip (another
-                # group's entity matches here: the search below would say so, one call more).
-                identified = identified or identify(data, start, end)
-                if identified[3].entity.glue != number:
+                # A candidate of an entity outside the group is no reason to skip: another
+                # group's entity matches here (the tolerant search would find it here).
+                if compiled.entity.glue != number or not glued(data, start):
                     continue
                 if next_tolerant[group] < start:
                     found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
@@ -446,29 +486,10 @@ class PatternGuardrail(Guardrail):
             if skip_to >= 0:
                 pos = skip_to
                 continue
-            # The common case of ``identify`` inline (text dense with candidates has one every
-            # ~15 bytes): the set names an entity whose whole match is its value.
-            found = None
-            if identified is not None:
-                start, value_start, value_end, compiled = identified
-            elif set_match is not None and start > 0 and end < size:
-                low, high = start - 1, end + 1
-                while low and data[low] & 0xC0 == 0x80:
-                    low -= 1
-                while high < size and data[high] & 0xC0 == 0x80:
-                    high += 1
-                found = set_match(data[low:high])
-            member = members[min(found)] if found else None
-            if identified is not None:
-                pass
-            elif member is not None and not member.value_group:
-                value_start, value_end, compiled = start, end, member.compiled
-            else:
-                start, value_start, value_end, compiled = identify(data, start, end, found)
-            if compiled.checked:
-                accepted = accept(compiled, data, value_start, value_end)
-            else:
+            if taken or not compiled.checked:
                 accepted = value_start, value_end
+            else:
+                accepted = accept(compiled, data, value_start, value_end)
             if accepted is None:
                 budget -= value_end - start
                 if budget < 0:

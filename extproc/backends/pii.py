@@ -458,6 +458,15 @@ _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 # What ``ip_span`` accepts after an address: the end, or neither a letter, digit or colon nor a
 # dot before a digit. "1::1::1::..." and "1.1.1.1.1..." are then no candidates at all.
 _NOT_GLUED_AFTER = r"$|[^0-9A-Za-z:.]|\.(?:$|[^0-9])"
+# A dotted quad taken as it is (see Entity.accepted), with the character before it and the one
+# trailer byte after it: neither a letter, digit, "_", ":" nor "." (so not glued, and \b holds
+# on both sides), the byte after not "/" or "%" either (no prefix length or zone follows), and
+# octets 0-255 without leading zeros (``_plain_ipv4``). ``ip_span`` and ``ip_valid`` accept
+# every such candidate unchanged; the trailer byte is ASCII, so the value ends one byte before.
+_ACCEPTED_IPV4 = (
+    rf"[^0-9A-Za-z_:.]{_OCTET}(?:\.{_OCTET}){{3}}"
+    r"[\x00-\x24\x26-\x2d\x3b-\x40\x5b-\x5e\x60\x7b-\x7f](?s:.)"
+)
 # Only the registry's country codes: other letter pairs before digits (tracking numbers such as
 # "JD0146...", part numbers) are not candidates.
 _IBAN_COUNTRY = "(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")"
@@ -494,6 +503,7 @@ ENTITIES = (
         refine=ip_span,
         trailer=_NOT_GLUED_AFTER,
         glue=1,
+        accepted=(_ACCEPTED_IPV4, 1),
     ),
     Entity(
         "SSN",

@@ -527,3 +527,25 @@ def test_plain_ipv4_check_equals_the_octet_by_octet_rules() -> None:
         assert _plain_ipv4(candidate) == octet_by_octet(candidate), candidate
         found += octet_by_octet(candidate)
     assert found > 10_000  # both answers were exercised
+
+
+def test_addresses_taken_by_their_accepted_form_are_what_the_checks_accept() -> None:
+    """A dotted quad matching IP_ADDRESS's accepted form skips ip_span and ip_valid: with the
+    forms switched off (every candidate refined and validated) the same findings come out, on
+    addresses with every kind of neighbour (glue, '_', '/', '%', ':', non-ASCII, octets past
+    255 and leading zeros)."""
+    shortcut, plain = guardrail(), guardrail()
+    for matcher in (plain._ascii, plain._utf8):
+        matcher.everything.accepted_forms = {}
+    assert shortcut._ascii.everything.accepted_forms  # the form is in use
+    rng = random.Random(41)
+    octets = ["0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "01"]
+    around = [" ", ",", "\n", ".", ":", "/", "%", "_", "-", "a", "Z", "1", "\u00e9", "(", ")",
+              "/24", "%eth0", "..", " 5", "$", "\t", "x", "::", "@b.co"]  # fmt: skip
+    for _ in range(4000):
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            quad = ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
+            parts.append(rng.choice(around) + quad + rng.choice(around))
+        text = "".join(parts)
+        assert shortcut.find(0, text) == plain.find(0, text), text
