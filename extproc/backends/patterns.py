@@ -149,9 +149,13 @@ class _Alternation:
                     high += 1
                 found = self._identify(data[low:high])
             if found:
-                member = self._members[min(found)]
+                first = min(found)
+                member = self._members[first]
                 if not member.value_group:
                     return start, start, end, member.compiled
+                form = self.accepted_forms.get(first)
+                if form is not None and form[0] in found:  # its value span is known
+                    return start, start, end - form[1], member.compiled
                 spans = member.match(ANCHOR_BOTH, data, start, end)
                 if spans[0][0] >= 0:
                     value_start, value_end = spans[member.value_group]
