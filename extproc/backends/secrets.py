@@ -256,19 +256,17 @@ class _Detector:
             else (0, 0)
             for kind in self.kinds
         ]
-        # Kinds with a verdict that may be remembered: not those of PEM headers alone.
-        self.memoised = [
-            not isinstance(kind, tuple) or any(m.rule.name != "PRIVATE_KEY" for m in kind)
-            for kind in self.kinds
-        ]
         # Per kind: one search for any of its rules' full patterns at the trigger, when every
         # one of them starts at its trigger (``back`` 0), else None. Most triggers in hostile
         # text (a prefix alone, a near-miss) match none of them: one call says so, instead of a
         # call per pattern (up to 17 for one trigger) and the memo's window slice and hash.
-        # (PEM headers are never remembered: their one pattern's own search is the same call.)
+        # (Not for a PEM header's one pattern: its own search is the same call, and repeated
+        # headers that are no key are answered by the memo, whose window is the same bytes.)
         self.any_pattern = [
-            _any_pattern(kind) if isinstance(kind, tuple) and memoised else None
-            for kind, memoised in zip(self.kinds, self.memoised, strict=True)
+            _any_pattern(kind)
+            if isinstance(kind, tuple) and not all(m.footer for m in kind)
+            else None
+            for kind in self.kinds
         ]
         self.prefilter = None
         if alternatives:
@@ -383,7 +381,7 @@ class _Detector:
             return None
         key = None
         # A longer window is never remembered (``_Scan.remember``): not sliced and hashed either.
-        if self.memoised[which] and high - low <= _MEMO_KEY_BYTES:
+        if high - low <= _MEMO_KEY_BYTES:
             key = (which, s - low, high - s, state.data[low:high])
             if key in state.memo:
                 found = state.memo[key]
