@@ -153,8 +153,8 @@ def _any_pattern(matchers: tuple[_RuleMatcher, ...]) -> Any | None:
     trigger; None otherwise, or when the union does not compile. Without groups, it is a DFA
     search alone (the raw ``Match`` fills every group of a pattern that has them)."""
     patterns = [p for m in matchers for p in m.rule.patterns]
-    if any(m.rule.back for m in matchers):
-        return None
+    if len(patterns) == 1 or any(m.rule.back for m in matchers):
+        return None  # one pattern: its own search (if the memo does not answer) says as much
     union = "|".join(f"(?:{_strip_groups(p)})" for p in patterns)
     try:
         return raw_match(_compile(union))
