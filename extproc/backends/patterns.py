@@ -133,6 +133,25 @@ class _Alternation:
             return None
         return self.identify(data, start, end)
 
+    def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled, bool]:
+        """(value start, value end, entity, taken) of the match ``data[start:end]``; taken: it
+        has its entity's accepted form (no refine or validator needed)."""
+        size = len(data)
+        found = None
+        if self._identify is not None and start > 0 and end < size:
+            low, high = start - 1, end + 1
+            while low and data[low] & 0xC0 == 0x80:
+                low -= 1
+            while high < size and data[high] & 0xC0 == 0x80:
+                high += 1
+            found = self._identify(data[low:high])
+            if found:
+                form = self.accepted_forms.get(min(found))
+                if form is not None and form[0] in found:
+                    return start, end - form[1], self._members[min(found)].compiled, True
+        _, value_start, value_end, compiled = self.identify(data, start, end, found)
+        return value_start, value_end, compiled, False
+
     def identify(
         self, data: bytes, start: int, end: int, found: list[int] | None = None
     ) -> tuple[int, int, int, _Compiled]:
@@ -446,35 +465,17 @@ class PatternGuardrail(Guardrail):
             start, end = search(UNANCHORED, data, pos, size)[0]
             if start < 0:
                 break
-            # Which entity the candidate is: ``identify``'s common case inline (text dense with
-            # candidates has one every ~15 bytes), the set naming an entity whose whole match
-            # is its value, or one whose ``accepted`` form the span has (then taken as it is,
-            # no refine or validator run).
-            found = None
-            if set_match is not None and start > 0 and end < size:
-                low, high = start - 1, end + 1
-                while low and data[low] & 0xC0 == 0x80:
-                    low -= 1
-                while high < size and data[high] & 0xC0 == 0x80:
-                    high += 1
-                found = set_match(data[low:high])
-            first = min(found) if found else -1
-            shortcut = accepted_forms.get(first) if found and accepted_forms else None
-            taken = False
-            if shortcut is not None and shortcut[0] in found:  # type: ignore[operator]
-                value_start, value_end, compiled = start, end - shortcut[1], members[first].compiled
-                taken = True
-            elif first >= 0 and not members[first].value_group:
-                value_start, value_end, compiled = start, end, members[first].compiled
-            else:
-                start, value_start, value_end, compiled = identify(data, start, end, found)
             skip_to = -1
+            identified = None
             for group, (glued, unglued, tolerant, number) in enumerate(glue):
-                # A candidate of an entity outside the group is no reason to skip: another
-                # group's entity matches here (the tolerant search would find it here).
-                if compiled.entity.glue != number or not glued(data, start):
+                if not glued(data, start):
                     continue
                 if next_tolerant[group] < start:
+                    # A candidate of an entity outside the group is no reason to skip: another
+                    # group's entity matches here (the tolerant search would find it here).
+                    identified = identified or everything.identified(data, start, end)
+                    if identified[2].entity.glue != number:
+                        continue
                     found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
                     next_tolerant[group] = found_at if found_at >= 0 else size + 1
                 if next_tolerant[group] == start:
@@ -490,6 +491,30 @@ class PatternGuardrail(Guardrail):
             if skip_to >= 0:
                 pos = skip_to
                 continue
+            if identified is not None:
+                value_start, value_end, compiled, taken = identified
+            else:
+                # ``identified`` inline (text dense with candidates has one every ~15 bytes):
+                # the set names an entity whose whole match is its value, or one whose
+                # ``accepted`` form the span has (then taken as it is, no refine or validator).
+                found = None
+                if set_match is not None and start > 0 and end < size:
+                    low, high = start - 1, end + 1
+                    while low and data[low] & 0xC0 == 0x80:
+                        low -= 1
+                    while high < size and data[high] & 0xC0 == 0x80:
+                        high += 1
+                    found = set_match(data[low:high])
+                first = min(found) if found else -1
+                shortcut = accepted_forms.get(first) if found and accepted_forms else None
+                taken = False
+                if shortcut is not None and shortcut[0] in found:  # type: ignore[operator]
+                    value_start, value_end = start, end - shortcut[1]
+                    compiled, taken = members[first].compiled, True
+                elif first >= 0 and not members[first].value_group:
+                    value_start, value_end, compiled = start, end, members[first].compiled
+                else:
+                    start, value_start, value_end, compiled = identify(data, start, end, found)
             if taken or not compiled.checked:
                 accepted = value_start, value_end
             else:
