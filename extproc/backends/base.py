@@ -194,21 +194,35 @@ def _implementation(cls: type[Guardrail], spelling: str) -> Any:
     raise AssertionError("Guardrail.check is on every guardrail's MRO")
 
 
-_new_object = object.__new__
-_SET_FINDING_FIELDS = tuple(
-    Finding.__dict__[name].__set__
-    for name in (
-        "index",
-        "start",
-        "end",
-        "type",
-        "action",
-        "subtype",
-        "label",
-        "message",
-        "details",
-    )
-)
+class _Unfrozen:
+    """A ``Finding`` while it is filled in: the same slots (so the same memory layout), set by
+    plain attribute stores, then the object becomes a ``Finding`` by ``__class__`` assignment
+    (allowed between classes with identical slots). The frozen dataclass's ``__init__`` makes
+    an ``object.__setattr__`` call per field, and the slot setters called one by one cost
+    nearly as much: text dense with findings makes one every ~15 bytes."""
+
+    __slots__ = Finding.__slots__
+
+    def __init__(
+        self,
+        index: int,
+        start: int,
+        end: int,
+        type: str,
+        action: Action,
+        subtype: str | None,
+        label: str | None,
+    ) -> None:
+        self.index = index
+        self.start = start
+        self.end = end
+        self.type = type
+        self.action = action
+        self.subtype = subtype
+        self.label = label
+        self.message = None
+        self.details = None
+        self.__class__ = Finding  # type: ignore[assignment]
 
 
 def new_finding(
@@ -221,19 +235,5 @@ def new_finding(
     label: str | None = None,
 ) -> Finding:
     """``Finding(index, start, end, type, action, subtype, label)``, built without the frozen
-    dataclass's ``__init__`` (an ``object.__setattr__`` call per field, ~1.2 us): the local
-    detectors make one per finding, and text dense with findings makes one every ~15 bytes."""
-    finding = _new_object(Finding)
-    s_index, s_start, s_end, s_type, s_action, s_subtype, s_label, s_message, s_details = (
-        _SET_FINDING_FIELDS
-    )
-    s_index(finding, index)
-    s_start(finding, start)
-    s_end(finding, end)
-    s_type(finding, type)
-    s_action(finding, action)
-    s_subtype(finding, subtype)
-    s_label(finding, label)
-    s_message(finding, None)
-    s_details(finding, None)
-    return finding
+    dataclass's ``__init__`` (see ``_Unfrozen``): the local detectors make one per finding."""
+    return _Unfrozen(index, start, end, type, action, subtype, label)  # type: ignore[return-value]

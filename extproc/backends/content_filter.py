@@ -124,6 +124,14 @@ class ContentFilterGuardrail(Guardrail):
         if not (self._by_entity or self._regexes or self._keywords or self._injection):
             raise ConfigError(f"{where}: no patterns, blocked_words or categories configured")
         self._build_detectors(spec)
+        # (type, subtype) of a sub-detector's finding -> the rule ``_map`` gives it whatever its
+        # value: the first rule of a PII type or secret subtype, when it has no value check.
+        self._plain_rules: dict[tuple[str, str | None], _Rule] = {}
+        for (backend, entity), rules in self._by_entity.items():
+            if rules[0].accepts is None and backend == "secrets":
+                self._plain_rules[("SECRET", entity)] = rules[0]
+            elif rules[0].accepts is None:
+                self._plain_rules[(entity, None)] = rules[0]
         self._tail, self._window_hold = self._build_tail()
         # The sub-detectors' look-behind is the filter's too.
         looks_back = max((d.capabilities.max_match_chars for d in self._detectors), default=0)
@@ -273,8 +281,25 @@ class ContentFilterGuardrail(Guardrail):
 
     async def _scan(self, texts: Sequence[str]) -> list[Finding]:
         findings: list[Finding] = []
+        plain = self._plain_rules
         for detector in self._detectors:
             for finding in await detector.check(texts):
+                # The common case inline (text dense with findings has one every ~15 bytes): a
+                # finding type whose first rule has no value check takes that rule.
+                rule = plain.get((finding.type, finding.subtype))
+                if rule is not None:
+                    findings.append(
+                        new_finding(
+                            finding.index,
+                            finding.start,
+                            finding.end,
+                            finding.type,
+                            rule.action,
+                            rule.name,
+                            rule.label,
+                        )
+                    )
+                    continue
                 mapped = self._map(finding, texts[finding.index])
                 if mapped is not None:
                     findings.append(mapped)

@@ -83,6 +83,12 @@ class Entity:
     # Splits an accepted span into the findings it stands for (several card numbers separated
     # only by spaces are one candidate, each of them a finding); None: the span is one finding.
     split: Callable[[bytes, int, int], list[tuple[int, int]]] | None = None
+    # Candidates taken as they are, without ``refine`` and ``validate`` (text dense with valid
+    # findings): RE2 over a candidate's span with one character of context on each side, as
+    # the identify set sees it, and how many bytes of ``trailer`` the span ends with (the value
+    # ends that much earlier). Every span it matches must be one the entity's own pattern
+    # matches and its checks accept unchanged (tests prove it against them).
+    accepted: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -90,6 +96,7 @@ class _Compiled:
     entity: Entity
     action: Action
     position: int  # index in the table of chosen entities
+    checked: bool = True  # the entity has a refine or a validator (else any candidate is taken)
 
 
 class _Alternation:
@@ -103,12 +110,18 @@ class _Alternation:
     """
 
     def __init__(
-        self, regex: Any, members: list[_Member], identify: Callable[[bytes], list[int]] | None
+        self,
+        regex: Any,
+        members: list[_Member],
+        identify: Callable[[bytes], list[int]] | None,
+        accepted_forms: dict[int, tuple[int, int]] | None = None,
     ) -> None:
         self._search = raw_match(regex)
         self._members = members  # in table order
         # Which entities match a span, in one call (see _Matcher._identifier), or None.
         self._identify = identify
+        # Member index -> (the set's index of its ``Entity.accepted`` form, trailer bytes).
+        self.accepted_forms = accepted_forms or {}
 
     def match(
         self, data: bytes, pos: int, anchored: bool = False
@@ -120,11 +133,12 @@ class _Alternation:
             return None
         return self.identify(data, start, end)
 
-    def identify(self, data: bytes, start: int, end: int) -> tuple[int, int, int, _Compiled]:
-        """(match start, value start, value end, entity) of the match ``data[start:end]``."""
+    def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled, bool]:
+        """(value start, value end, entity, taken) of the match ``data[start:end]``; taken: it
+        has its entity's accepted form (no refine or validator needed)."""
         size = len(data)
+        found = None
         if self._identify is not None and start > 0 and end < size:
-            # The span with one character of context on each side (what \b looks at).
             low, high = start - 1, end + 1
             while low and data[low] & 0xC0 == 0x80:
                 low -= 1
@@ -132,9 +146,35 @@ class _Alternation:
                 high += 1
             found = self._identify(data[low:high])
             if found:
-                member = self._members[min(found)]
+                form = self.accepted_forms.get(min(found))
+                if form is not None and form[0] in found:
+                    return start, end - form[1], self._members[min(found)].compiled, True
+        _, value_start, value_end, compiled = self.identify(data, start, end, found)
+        return value_start, value_end, compiled, False
+
+    def identify(
+        self, data: bytes, start: int, end: int, found: list[int] | None = None
+    ) -> tuple[int, int, int, _Compiled]:
+        """(match start, value start, value end, entity) of the match ``data[start:end]``;
+        ``found``: what the set said about it, when the caller asked already."""
+        size = len(data)
+        if self._identify is not None and start > 0 and end < size:
+            if found is None:
+                # The span with one character of context on each side (what \b looks at).
+                low, high = start - 1, end + 1
+                while low and data[low] & 0xC0 == 0x80:
+                    low -= 1
+                while high < size and data[high] & 0xC0 == 0x80:
+                    high += 1
+                found = self._identify(data[low:high])
+            if found:
+                first = min(found)
+                member = self._members[first]
                 if not member.value_group:
                     return start, start, end, member.compiled
+                form = self.accepted_forms.get(first)
+                if form is not None and form[0] in found:  # its value span is known
+                    return start, start, end - form[1], member.compiled
                 spans = member.match(ANCHOR_BOTH, data, start, end)
                 if spans[0][0] >= 0:
                     value_start, value_end = spans[member.value_group]
@@ -172,9 +212,9 @@ class _Matcher:
         self.everything = self._build(list(range(len(self._members))))
         self._others: dict[int, _Alternation | None] = {}
         # Per glue group (see Entity.glue) with entities: the check, a search for the next start
-        # that is not glued (its match ends there), and one for the entities of other groups,
-        # which a glued start does not rule out (None when there are none).
-        self.glue: list[tuple[Callable[[bytes, int], bool], RawMatch, RawMatch | None]] = []
+        # that is not glued (its match ends there), one for the entities of other groups, which
+        # a glued start does not rule out (None when there are none), and the group's number.
+        self.glue: list[tuple[Callable[[bytes, int], bool], RawMatch, RawMatch | None, int]] = []
         bytewise = _options(latin1=True, longest=False)
         for group, (check, unglued_at) in enumerate(owner.GLUE):
             entities = [m.compiled.entity for m in self._members]
@@ -185,7 +225,8 @@ class _Matcher:
             if others:
                 pattern = "|".join(_plain(e) for e in others)
                 tolerant = raw_match(owner._compile(pattern, "entities", options))
-            self.glue.append((check, raw_match(re2.compile(unglued_at, bytewise)), tolerant))
+            unglued = raw_match(re2.compile(unglued_at, bytewise))
+            self.glue.append((check, unglued, tolerant, group))
 
     def others(self, position: int) -> _Alternation | None:
         if position not in self._others:
@@ -208,9 +249,13 @@ class _Matcher:
         pattern = "|".join(_plain(e) for e in entities)
         regex = self._owner._compile(pattern, "entities", self._options)
         members = [self._members[i] for i in subset]
-        return _Alternation(regex, members, self._identifier(entities))
+        forms = {i: e.accepted for i, e in enumerate(entities) if e.accepted is not None}
+        identify, accepted_forms = self._identifier(entities, forms)
+        return _Alternation(regex, members, identify, accepted_forms)
 
-    def _identifier(self, entities: list[Entity]) -> Callable[[bytes], list[int]] | None:
+    def _identifier(
+        self, entities: list[Entity], forms: dict[int, tuple[str, int]]
+    ) -> tuple[Callable[[bytes], list[int]] | None, dict[int, tuple[int, int]]]:
         """An RE2 set telling, in one call, which entities match a span given with one
         character of context on each side (matching the entities one by one cost up to one
         call per entity, the most per-candidate work on text dense with candidates). The
@@ -218,14 +263,19 @@ class _Matcher:
         text; at the text's very edges (no context character) the one-by-one match is used."""
         identifier = re2.Set.FullMatchSet(self._options)
         latin1 = self._options.encoding == re2.Options.Encoding.LATIN1
+        accepted_forms: dict[int, tuple[int, int]] = {}
         try:
             for entity in entities:
                 wrapped = f"(?s:.)(?:{_plain(entity)})(?s:.)"
                 identifier.Add(wrapped.encode("latin-1") if latin1 else wrapped)
+            # After the entities (their indexes stay the members'): the accepted forms.
+            for position, (form, trailer) in forms.items():
+                index = identifier.Add(form.encode("latin-1") if latin1 else form)
+                accepted_forms[position] = (index, trailer)
             identifier.Compile()
         except re2.error:
-            return None
-        return raw_set_match(identifier)
+            return None, {}
+        return raw_set_match(identifier), accepted_forms
 
 
 class PatternGuardrail(Guardrail):
@@ -272,7 +322,8 @@ class PatternGuardrail(Guardrail):
         if not chosen:
             raise ConfigError(f"{self._where}: no entities to detect")
         self._compiled = [
-            _Compiled(entity, action, position) for position, (entity, action) in enumerate(chosen)
+            _Compiled(entity, action, position, bool(entity.refine or entity.validate))
+            for position, (entity, action) in enumerate(chosen)
         ]
         self._utf8 = _Matcher(self, self._utf8_options)
         self._ascii = self._utf8
@@ -404,6 +455,8 @@ class PatternGuardrail(Guardrail):
         rescan_rejected = self.RESCAN_REJECTED
         budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         search, identify, accept = everything._search, everything.identify, self._accept
+        set_match, members = everything._identify, everything._members
+        accepted_forms = everything.accepted_forms
         glue = matcher.glue
         # Per glue group: where its next start that is not glued is, and the next match of the
         # other groups' entities; each found once and kept while the scan is before it.
@@ -413,10 +466,16 @@ class PatternGuardrail(Guardrail):
             if start < 0:
                 break
             skip_to = -1
-            for group, (glued, unglued, tolerant) in enumerate(glue):
+            identified = None
+            for group, (glued, unglued, tolerant, number) in enumerate(glue):
                 if not glued(data, start):
                     continue
                 if next_tolerant[group] < start:
+                    # A candidate of an entity outside the group is no reason to skip: another
+                    # group's entity matches here (the tolerant search would find it here).
+                    identified = identified or everything.identified(data, start, end)
+                    if identified[2].entity.glue != number:
+                        continue
                     found_at = tolerant(UNANCHORED, data, start, size)[0][0] if tolerant else -1
                     next_tolerant[group] = found_at if found_at >= 0 else size + 1
                 if next_tolerant[group] == start:
@@ -432,8 +491,34 @@ class PatternGuardrail(Guardrail):
             if skip_to >= 0:
                 pos = skip_to
                 continue
-            start, value_start, value_end, compiled = identify(data, start, end)
-            accepted = accept(compiled, data, value_start, value_end)
+            if identified is not None:
+                value_start, value_end, compiled, taken = identified
+            else:
+                # ``identified`` inline (text dense with candidates has one every ~15 bytes):
+                # the set names an entity whose whole match is its value, or one whose
+                # ``accepted`` form the span has (then taken as it is, no refine or validator).
+                found = None
+                if set_match is not None and start > 0 and end < size:
+                    low, high = start - 1, end + 1
+                    while low and data[low] & 0xC0 == 0x80:
+                        low -= 1
+                    while high < size and data[high] & 0xC0 == 0x80:
+                        high += 1
+                    found = set_match(data[low:high])
+                first = min(found) if found else -1
+                shortcut = accepted_forms.get(first) if found and accepted_forms else None
+                taken = False
+                if shortcut is not None and shortcut[0] in found:  # type: ignore[operator]
+                    value_start, value_end = start, end - shortcut[1]
+                    compiled, taken = members[first].compiled, True
+                elif first >= 0 and not members[first].value_group:
+                    value_start, value_end, compiled = start, end, members[first].compiled
+                else:
+                    start, value_start, value_end, compiled = identify(data, start, end, found)
+            if taken or not compiled.checked:
+                accepted = value_start, value_end
+            else:
+                accepted = accept(compiled, data, value_start, value_end)
             if accepted is None:
                 budget -= value_end - start
                 if budget < 0:

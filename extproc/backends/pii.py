@@ -9,6 +9,7 @@ rules are exact in code and unreadable (or impossible) as regular expressions.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import re2
@@ -281,17 +282,16 @@ def ip_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     return start, end
 
 
+# Four decimal octets 0-255 without leading zeros (ipaddress refuses them), ASCII digits only.
+# Stdlib re on a candidate of at most ~50 characters, anchored, no nested repetition: one C
+# call instead of a Python loop over the octets (text made of addresses has one every ~14 bytes).
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}").fullmatch
+
+
 def _plain_ipv4(candidate: str) -> bool:
     """Four decimal octets 0-255 without leading zeros: an address ``ipaddress`` accepts."""
-    octets = candidate.split(".")
-    if len(octets) != 4 or not candidate.isascii():
-        return False
-    for octet in octets:
-        if not octet.isdigit() or len(octet) > 3 or int(octet) > 255:
-            return False
-        if octet[0] == "0" and len(octet) > 1:  # leading zeros: ipaddress refuses them
-            return False
-    return True
+    return _PLAIN_IPV4(candidate) is not None
 
 
 def _bare_unspecified_ok(before: bytes, after: bytes) -> bool:
@@ -378,6 +378,10 @@ def phone_valid(candidate: str) -> bool:
         return 8 <= digits <= 15
     if main.isdigit():  # unformatted: a trunk-0 national number, or a Chinese-style mobile
         return (main[0] == "0" and 10 <= digits <= 11) or _CN_MOBILE.whole(main)
+    # Every form below takes at most 12 digits, or 15 after "00": a longer number is none of
+    # them, decided before the shape searches (a dotted quad and more digits, in address lists).
+    if digits > 12 and (digits > 15 or not main.lstrip("(").startswith("00")):
+        return False
     if _DATE.prefix(main) or _YEAR_RANGE.whole(main) or _DOTTED_THOUSANDS.whole(main):
         return False
     if _SSN_SHAPE.whole(main):  # an SSN (or an invalid one), not a phone number
@@ -454,6 +458,15 @@ _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 # What ``ip_span`` accepts after an address: the end, or neither a letter, digit or colon nor a
 # dot before a digit. "1::1::1::..." and "1.1.1.1.1..." are then no candidates at all.
 _NOT_GLUED_AFTER = r"$|[^0-9A-Za-z:.]|\.(?:$|[^0-9])"
+# A dotted quad taken as it is (see Entity.accepted), with the character before it and the one
+# trailer byte after it: neither a letter, digit, "_", ":" nor "." (so not glued, and \b holds
+# on both sides), the byte after not "/" or "%" either (no prefix length or zone follows), and
+# octets 0-255 without leading zeros (``_plain_ipv4``). ``ip_span`` and ``ip_valid`` accept
+# every such candidate unchanged; the trailer byte is ASCII, so the value ends one byte before.
+_ACCEPTED_IPV4 = (
+    rf"[^0-9A-Za-z_:.]{_OCTET}(?:\.{_OCTET}){{3}}"
+    r"[\x00-\x24\x26-\x2d\x3b-\x40\x5b-\x5e\x60\x7b-\x7f](?s:.)"
+)
 # Only the registry's country codes: other letter pairs before digits (tracking numbers such as
 # "JD0146...", part numbers) are not candidates.
 _IBAN_COUNTRY = "(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")"
@@ -490,6 +503,7 @@ ENTITIES = (
         refine=ip_span,
         trailer=_NOT_GLUED_AFTER,
         glue=1,
+        accepted=(_ACCEPTED_IPV4, 1),
     ),
     Entity(
         "SSN",

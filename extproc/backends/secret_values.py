@@ -24,6 +24,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import re2
@@ -294,12 +295,25 @@ def shannon_entropy(value: str) -> float:
     if not value:
         return 0.0
     length = len(value)
-    return -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+    return -sum(n / length * math.log2(n / length) for n in _counts(value))
+
+
+# Up to this length a string's character counts are taken by ``str.count`` per distinct
+# character (C calls, quadratic in the length, so short strings only), beyond it by a Counter.
+_COUNT_DIRECTLY = 64
+
+
+def _counts(value: str) -> Iterable[int]:
+    """How often each distinct character occurs, in order of first occurrence (as a Counter's
+    values: the same order gives the same floating-point sums)."""
+    if len(value) <= _COUNT_DIRECTLY:
+        return map(value.count, dict.fromkeys(value))
+    return Counter(value).values()
 
 
 def _dominated(folded: str) -> bool:
     """One character makes up half the value: typed filler (``xxxx``), not random material."""
-    return max(Counter(folded).values()) * 2 >= len(folded)
+    return max(_counts(folded)) * 2 >= len(folded)
 
 
 def _is_uniform(value: str) -> bool:
@@ -438,6 +452,7 @@ class Candidate:
 
 # HTTP authentication schemes (RFC 9110 s.11.1: names are case-insensitive) and common others.
 _SCHEMES = (b"bearer", b"basic", b"token", b"bot", b"digest")
+_SCHEME_INITIALS = frozenset(scheme[:1] for scheme in _SCHEMES)
 
 
 def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
@@ -457,6 +472,8 @@ def unquote(data: bytes, start: int, end: int) -> tuple[bool, int, int]:
 
 def auth_scheme(data: bytes, start: int, end: int) -> str:
     """The authentication scheme word opening ``data[start:end]`` ("Bearer ..."), or ""."""
+    if data[start : start + 1].lower() not in _SCHEME_INITIALS:
+        return ""  # (one slice instead of one per scheme)
     head = data[start : min(end, start + 7)].lower()
     for scheme in _SCHEMES:
         after = data[start + len(scheme) : start + len(scheme) + 1]
@@ -510,6 +527,8 @@ def jwt_header_ok(matched: str) -> bool:
     header = matched.split(".", 1)[0].rstrip("=")
     try:
         decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        if not decoded.rstrip(b" \t\n\r").endswith(b"}"):
+            return False  # no JSON object (the usual random near-miss), without the parser
         return isinstance(json.loads(decoded), dict)
     except (binascii.Error, ValueError):
         return False
@@ -666,13 +685,18 @@ def service_named(before: bytes) -> bool:
 
 
 def generic_value_ok(
-    candidate: Candidate, entropy_threshold: float, service_named: bool = False
+    candidate: Candidate,
+    entropy_threshold: float,
+    service_named: bool | Callable[[], bool] = False,
 ) -> bool:
     """Whether a keyword assignment's value is a credential (``GENERIC_SECRET``);
-    ``service_named``: the words before a bare ``key`` say whose key it is."""
+    ``service_named``: the words before a bare ``key`` say whose key it is (or a function
+    saying so, asked only for a bare ``key``)."""
     strength = credential_strength(candidate.identifier)
-    if strength is None and service_named and _name_segments(candidate.identifier) == ["key"]:
-        strength = "weak"
+    if strength is None and _name_segments(candidate.identifier) == ["key"]:
+        named = service_named() if callable(service_named) else service_named
+        if named:
+            strength = "weak"
     value = candidate.value
     if strength is not None and candidate.scheme:
         return _scheme_credentials(candidate.scheme.lower(), value)

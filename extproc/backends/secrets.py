@@ -136,6 +136,9 @@ class _Pattern:
     match: Any
     value: int
     body: int
+    # Every match of the pattern is at least this (bytewise; RE2's PossibleMatchRange): where
+    # the text from the trigger on is below it, the pattern cannot match there (b"": unknown).
+    floor: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,13 +148,46 @@ class _RuleMatcher:
     footer: Any | None  # raw ``Match`` of the footer regex
 
 
+def _any_pattern(matchers: tuple[_RuleMatcher, ...]) -> Any | None:
+    """Raw ``Match`` of the union of the rules' patterns, for rules that all start at their
+    trigger; None otherwise, or when the union does not compile. Without groups, it is a DFA
+    search alone (the raw ``Match`` fills every group of a pattern that has them)."""
+    patterns = [p for m in matchers for p in m.rule.patterns]
+    if len(patterns) == 1 or any(m.rule.back for m in matchers):
+        return None  # one pattern: its own search (if the memo does not answer) says as much
+    union = "|".join(f"(?:{_strip_groups(p)})" for p in patterns)
+    try:
+        return raw_match(_compile(union))
+    except re2.error:
+        return None
+
+
+def _whole_value(source: str) -> Any | None:
+    """``source`` without its group when it is ``(?P<v>X)`` with ``X`` a pattern of its own
+    (then the group closed by the last parenthesis is the one opened first), else None. The
+    raw ``Match`` fills every group of a pattern that has them, at a cost (a PEM header's
+    pattern is run once per header)."""
+    inner = source[len("(?P<v>") : -1]
+    if not source.startswith("(?P<v>") or not source.endswith(")") or "(?P<" in inner:
+        return None
+    try:
+        return _compile(inner)
+    except re2.error:
+        return None
+
+
 def _rule_matcher(rule: Rule) -> _RuleMatcher:
     patterns = []
     for source in rule.patterns:
         regex = _compile(source)
         value = _group(regex, "v")
         body = _group(regex, "b")
-        patterns.append(_Pattern(raw_match(regex), value, body if body > 0 else value))
+        whole = _whole_value(source)
+        if whole is not None and body < 0:  # the value is the whole match: no group to fill
+            regex, value = whole, 0
+        ok, floor, _ = regex._regexp.PossibleMatchRange(8)
+        body = body if body > 0 else value
+        patterns.append(_Pattern(raw_match(regex), value, body, floor if ok else b""))
     footer = raw_match(_compile(rule.footer)) if rule.footer else None
     return _RuleMatcher(rule, tuple(patterns), footer)
 
@@ -218,6 +254,18 @@ class _Detector:
             (max(m.rule.back for m in kind) + 1, max(m.rule.reach for m in kind))
             if isinstance(kind, tuple)
             else (0, 0)
+            for kind in self.kinds
+        ]
+        # Per kind: one search for any of its rules' full patterns at the trigger, when every
+        # one of them starts at its trigger (``back`` 0), else None. Most triggers in hostile
+        # text (a prefix alone, a near-miss) match none of them: one call says so, instead of a
+        # call per pattern (up to 17 for one trigger) and the memo's window slice and hash.
+        # (Not for a PEM header's one pattern: its own search is the same call, and repeated
+        # headers that are no key are answered by the memo, whose window is the same bytes.)
+        self.any_pattern = [
+            _any_pattern(kind)
+            if isinstance(kind, tuple) and not all(m.footer for m in kind)
+            else None
             for kind in self.kinds
         ]
         self.prefilter = None
@@ -327,17 +375,25 @@ class _Detector:
         the bytes the rules can see, so repeated text (``sk-sk-sk-...``) is judged once."""
         back, reach = self.windows[which]
         low, high = max(state.lo, s - back), min(state.hi, s + reach)
-        key = (which, s - low, high - s, state.data[low:high])
-        if key in state.memo:
-            found = state.memo[key]
-            return None if found is None else (s + found[0], s + found[1], found[2])
+        # A match of one rule's pattern within its own reach is one within the longest reach.
+        any_pattern = self.any_pattern[which]
+        if any_pattern is not None and any_pattern(ANCHOR_START, state.data, s, high)[0][0] < 0:
+            return None
+        key = None
+        # A longer window is never remembered (``_Scan.remember``): not sliced and hashed either.
+        if high - low <= _MEMO_KEY_BYTES:
+            key = (which, s - low, high - s, state.data[low:high])
+            if key in state.memo:
+                found = state.memo[key]
+                return None if found is None else (s + found[0], s + found[1], found[2])
         hit = None
         for matcher in self.kinds[which]:  # type: ignore[union-attr]
             span = self._rule_span(state, matcher, s)
             if span is not None:
                 hit = span[0], span[1], matcher.rule.name
                 break
-        if hit is None or hit[2] != "PRIVATE_KEY":  # PEM ends depend on text further on
+        # PEM ends depend on text further on: never remembered.
+        if key is not None and (hit is None or hit[2] != "PRIVATE_KEY"):
             state.remember(key, None if hit is None else (hit[0] - s, hit[1] - s, hit[2]))
         return hit
 
@@ -345,15 +401,21 @@ class _Detector:
         rule, data = matcher.rule, state.data
         end = min(state.hi, s + rule.reach)
         for pattern in matcher.patterns:
+            floor = pattern.floor
+            if not rule.back and floor and data[s : s + len(floor)] < floor:
+                continue  # a match starting at s would be at least ``floor``: none
             spans = self._locate(pattern, data, s, max(state.lo, s - rule.back), end, rule.back)
             if spans is None:
                 continue
-            body_start, body_end = spans[pattern.body]
-            if not token_body_ok(rule, data[body_start:body_end].decode("utf-8", "replace")):
-                continue
             start, stop = spans[pattern.value]
+            # Checked first: it rejects nearly every random near-miss, for less than the body.
             if rule.name == "JWT" and not jwt_header_ok(data[start:stop].decode("latin-1")):
                 continue
+            body_start, body_end = spans[pattern.body]
+            if rule.check != "none":  # "none": the format is enough, the body is not read
+                body = data[body_start:body_end].decode("utf-8", "replace")
+                if not token_body_ok(rule, body):
+                    continue
             if rule.check == "entropy" and public_context(data, max(state.lo, start - 96), start):
                 continue
             if matcher.footer is not None:
@@ -448,8 +510,8 @@ class _Detector:
         A bare ``key`` is a credential's name when the words before it name a service or
         the kind of key (``stripe key: ...``, ``API key is ...``)."""
         line_start = self._line_start(state, name_start)
-        named = service_named(state.data[max(line_start, name_start - 64) : name_start])
-        if not generic_value_ok(candidate, self.entropy_threshold, named):
+        before = state.data[max(line_start, name_start - 64) : name_start]
+        if not generic_value_ok(candidate, self.entropy_threshold, lambda: service_named(before)):
             return False
         return not digest_near(state.data, line_start, candidate.value)
 
@@ -601,6 +663,9 @@ class SecretsGuardrail(Guardrail):
             return []
         if len(data) != len(normalized.text):
             hits = byte_spans_to_chars(data, hits)
+        if not normalized.changed:  # offsets map one to one
+            make = self._make
+            return [make(index, start, end, subtype) for start, end, subtype in hits]
         return [self._finding(index, normalized, *hit) for hit in hits]
 
     def _scan_ascii(self, batch: list[tuple[int, str]]) -> list[Finding]:

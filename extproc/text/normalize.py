@@ -335,19 +335,64 @@ def _rewrite(cluster: str) -> str:
     tag characters as the ASCII they spell, and combining marks on an ASCII base dropped
     (``"A\u0301KIA"`` is ``"AKIA"`` to a reader scanning for a key; NFKC would compose it into
     ``"ÁKIA"``). Marks on other bases stay: they are letters of their script (é, Devanagari)."""
-    kept = cluster.translate(_deletions()).translate(TAGS)
+    kept = _tags_as_ascii(_without_invisible(cluster))
     if len(kept) > 1 and kept[0].isascii():
         kept = kept[0] + "".join(c for c in kept[1:] if not _is_mark(c))
     if len(kept) > MAX_MARKS + 1:  # see MAX_MARKS: same result below it, linear above
         chunks = [kept[: MAX_MARKS + 1]]
         chunks += [kept[i : i + MAX_MARKS] for i in range(MAX_MARKS + 1, len(kept), MAX_MARKS)]
         if "\x00" in kept:
-            return "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
+            return _fold_dashes("".join(unicodedata.normalize("NFKC", c) for c in chunks))
         # One NFKC call: NUL is a starter that composes with nothing, so marks are reordered
         # and composed within each chunk alone, as chunk by chunk (thousands of calls).
         joined = unicodedata.normalize("NFKC", "\x00".join(chunks))
-        return joined.replace("\x00", "").translate(DASHES)
-    return unicodedata.normalize("NFKC", kept).translate(DASHES)
+        return _fold_dashes(joined.replace("\x00", ""))
+    return _fold_dashes(unicodedata.normalize("NFKC", kept))
+
+
+# Past this many characters, a pass that rewrites characters through a table is skipped when a
+# C-speed search says no character of the table is there: ``str.translate`` looks every
+# character up in a dict (~50 ns each, the largest cost of a long run of marks).
+_LONG = 256
+
+
+def _without_invisible(text: str) -> str:
+    """``text.translate(_deletions())``; a long text is searched for one first."""
+    if len(text) < _LONG or _found(_invisible_search(), text):
+        return text.translate(_deletions())
+    return text
+
+
+def _tags_as_ascii(text: str) -> str:
+    """``text.translate(TAGS)``; a long text is searched for a tag character first."""
+    if len(text) < _LONG or _found(_tag_search(), text):
+        return text.translate(TAGS)
+    return text
+
+
+def _found(search: Any, text: str) -> bool:
+    data = text.encode("utf-8", "surrogatepass")
+    return search(UNANCHORED, data, 0, len(data))[0][0] >= 0
+
+
+def _fold_dashes(text: str) -> str:
+    """``text.translate(DASHES)``; a long text is searched for each dash first (C-speed)."""
+    if len(text) < _LONG or any(dash in text for dash in _DASH_CHARS):
+        return text.translate(DASHES)
+    return text
+
+
+@functools.cache
+def _invisible_search() -> Any:
+    options = re2.Options()
+    options.max_mem = 32 << 20
+    points = sorted(map(ord, INVISIBLE))
+    return raw_regex(re2.compile(character_class(merge_points(points)), options)).Match
+
+
+@functools.cache
+def _tag_search() -> Any:
+    return raw_regex(re2.compile("[\\x{e0020}-\\x{e007e}]")).Match
 
 
 @functools.cache
@@ -651,6 +696,6 @@ def _rewrite_distinct(clusters: list[str]) -> list[str]:
             together.append(cluster)
     if not together:
         return rewritten  # type: ignore[return-value]
-    joined = "\x00".join(together).translate(_deletions())
-    pieces = iter(unicodedata.normalize("NFKC", joined).translate(DASHES).split("\x00"))
+    joined = _without_invisible("\x00".join(together))
+    pieces = iter(_fold_dashes(unicodedata.normalize("NFKC", joined)).split("\x00"))
     return [next(pieces) if r is None else r for r in rewritten]

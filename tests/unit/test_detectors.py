@@ -79,7 +79,8 @@ def test_every_builtin_survives_a_lone_surrogate() -> None:
 
 def test_new_finding_equals_the_dataclass_constructor() -> None:
     """The detectors' fast constructor gives the same value, hash and fields as ``Finding``."""
-    from dataclasses import fields, replace
+    import pickle
+    from dataclasses import FrozenInstanceError, fields, replace
 
     from extproc.backends.base import Action, Finding, new_finding
 
@@ -90,3 +91,7 @@ def test_new_finding_equals_the_dataclass_constructor() -> None:
             getattr(expected, f.name) for f in fields(Finding)
         ]
         assert replace(made, index=7) == replace(expected, index=7)
+        # A Finding like any other: frozen, and the same through a scan worker's pickling.
+        assert type(made) is Finding and pickle.loads(pickle.dumps(made)) == expected
+        with pytest.raises(FrozenInstanceError):
+            made.start = 5  # type: ignore[misc]

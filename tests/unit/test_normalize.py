@@ -402,3 +402,30 @@ def test_long_clusters_in_one_nfkc_call_equal_chunk_by_chunk() -> None:
         chunks += [kept[i : i + size] for i in range(size + 1, len(kept), size)]
         expected = "".join(unicodedata.normalize("NFKC", c) for c in chunks)
         assert normalize_module._rewrite(cluster) == expected.translate(normalize_module.DASHES)
+
+
+@pytest.mark.parametrize("extra", ["", "\u200b", "\U000e0041", "\u2013", "\ufeff\U000e0062\u2212"])
+def test_long_texts_skip_table_passes_only_when_no_character_of_the_table_is_there(
+    extra: str,
+) -> None:
+    """Long clusters skip the invisible, tag and dash passes (a dict lookup per character)
+    after a search finds none of their characters: the same text as the passes give."""
+    rng = random.Random(extra)
+    marks = "\u0301\u0316\u0327\u20d7\u0483"
+    for length in (10, normalize_module._LONG - 1, normalize_module._LONG, 3000):
+        text = "".join(rng.choices(marks, k=length))
+        if extra:
+            at = rng.randrange(length)
+            text = text[:at] + extra + text[at:]
+        assert normalize_module._without_invisible(text) == text.translate(
+            dict.fromkeys(map(ord, INVISIBLE))
+        )
+        assert normalize_module._tags_as_ascii(text) == text.translate(TAGS)
+        assert normalize_module._fold_dashes(text) == text.translate(DASHES)
+        cluster = "\u03b1" + text
+        kept = cluster.translate(dict.fromkeys(map(ord, INVISIBLE))).translate(TAGS)
+        size = normalize_module.MAX_MARKS
+        chunks = [kept[: size + 1]]
+        chunks += [kept[i : i + size] for i in range(size + 1, len(kept), size)]
+        expected = "".join(unicodedata.normalize("NFKC", c) for c in chunks).translate(DASHES)
+        assert normalize_module._rewrite(cluster) == expected

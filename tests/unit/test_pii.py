@@ -499,3 +499,57 @@ def test_iban_span_counts_groups_as_the_byte_loop_did() -> None:
         data = text.encode()
         end = len(data) - (1 if data[-1:] in (b" ", b".", b"A") else 0)
         assert iban_span(data, 0, end) == by_bytes(data, 0, end), text
+
+
+def test_plain_ipv4_check_equals_the_octet_by_octet_rules() -> None:
+    """The one-regex check of a dotted quad says what the octet loop said: four ASCII decimal
+    octets 0-255 without leading zeros."""
+    import random
+
+    from extproc.backends.pii import _plain_ipv4
+
+    def octet_by_octet(candidate: str) -> bool:
+        octets = candidate.split(".")
+        if len(octets) != 4 or not candidate.isascii():
+            return False
+        return all(
+            o.isdigit() and len(o) <= 3 and int(o) <= 255 and not (o[0] == "0" and len(o) > 1)
+            for o in octets
+        )
+
+    rng = random.Random(4)
+    octets = [str(n) for n in range(0, 300)] + ["00", "01", "007", "", "1a", "\u00b2", "\u0663"]
+    found = 0
+    for _ in range(50_000):
+        candidate = ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
+        if rng.random() < 0.1:
+            candidate += rng.choice(["\n", " ", "/24", "."])
+        assert _plain_ipv4(candidate) == octet_by_octet(candidate), candidate
+        found += octet_by_octet(candidate)
+    assert found > 10_000  # both answers were exercised
+
+
+def test_addresses_taken_by_their_accepted_form_are_what_the_checks_accept() -> None:
+    """A dotted quad matching IP_ADDRESS's accepted form skips ip_span and ip_valid: with the
+    forms switched off (every candidate refined and validated) the same findings come out, on
+    addresses with every kind of neighbour (glue, '_', '/', '%', ':', non-ASCII, octets past
+    255 and leading zeros)."""
+    shortcut, plain = guardrail(), guardrail()
+    for matcher in (plain._ascii, plain._utf8):
+        alternations = [matcher.everything]
+        alternations += [matcher.others(i) for i in range(len(plain._compiled))]
+        for alternation in alternations:
+            if alternation is not None:
+                alternation.accepted_forms = {}
+    assert shortcut._ascii.everything.accepted_forms  # the form is in use
+    rng = random.Random(41)
+    octets = ["0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "01"]
+    around = [" ", ",", "\n", ".", ":", "/", "%", "_", "-", "a", "Z", "1", "\u00e9", "(", ")",
+              "/24", "%eth0", "..", " 5", "$", "\t", "x", "::", "@b.co"]  # fmt: skip
+    for _ in range(4000):
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            quad = ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
+            parts.append(rng.choice(around) + quad + rng.choice(around))
+        text = "".join(parts)
+        assert shortcut.find(0, text) == plain.find(0, text), text

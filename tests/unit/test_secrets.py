@@ -375,3 +375,54 @@ def test_manifest_values_found_on_bytes_as_by_the_text_patterns() -> None:
     for _ in range(3000):
         document = "\n".join(rng.choices(lines, k=rng.randint(1, 10))).encode("utf-8")
         assert values.k8s_last_value_end(document) == reference(document), document
+
+
+def test_shortcuts_at_a_trigger_find_what_every_pattern_finds(monkeypatch) -> None:
+    """One search for any of a trigger's patterns, and each pattern's PossibleMatchRange
+    floor, only skip work: with both switched off the same findings come out, on random text
+    of provider prefixes, near-misses and the positives above."""
+    import random
+
+    from extproc.backends import secrets as secrets_module
+
+    spec = GuardrailSpec("g", "secrets", ("pre_call",), True, {"guardrail": "secrets"})
+    fast = build(spec)
+    plain = build(spec)
+    detector = plain._detector
+    detector.any_pattern = [None] * len(detector.any_pattern)
+    for kind in detector.kinds:
+        for matcher in kind if isinstance(kind, tuple) else ():
+            object.__setattr__(
+                matcher,
+                "patterns",
+                tuple(secrets_module._Pattern(p.match, p.value, p.body) for p in matcher.patterns),
+            )
+    prefixes = [value[: random.Random(i).randint(1, 12)] for i, (_, value) in enumerate(POSITIVES)]
+    pieces = [value for _, value in POSITIVES] + prefixes + ["eyJ", "-----BEGIN ", " ", "\n"]
+    alphabet = "abcXYZ019_-./+=:\"' "
+    rng = random.Random(11)
+    for _ in range(400):
+        text = "".join(
+            rng.choice(pieces) if rng.random() < 0.6 else "".join(rng.choices(alphabet, k=5))
+            for _ in range(rng.randint(1, 12))
+        )
+        got = asyncio.run(fast.scan([text]))
+        assert got == asyncio.run(plain.scan([text])), text
+
+
+def test_character_counts_equal_a_counters_in_its_order() -> None:
+    """Entropy and the one-character-dominates check count characters by str.count on short
+    values: the counts and their order (so the entropy's float sum) are a Counter's."""
+    import math
+    import random
+    from collections import Counter
+
+    from extproc.backends import secret_values
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        value = "".join(rng.choices("aAbB01xyz_-+/=\u00e9", k=rng.randint(1, 150)))
+        assert list(secret_values._counts(value)) == list(Counter(value).values())
+        length = len(value)
+        expected = -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+        assert shannon_entropy(value) == expected
