@@ -295,14 +295,28 @@ def test_training_is_deterministic_on_a_tiny_run() -> None:
     assert model.probability("what is the weather") < 0.5
 
 
-def _public_data_matches() -> bool:
-    """The shipped model records the hash of the public training rows it was fitted with."""
-    recorded = json.loads(pi.MODEL_PATH.read_text()).get("public_data")
-    return recorded == training.file_digest(training.PUBLIC_FILE)
+def test_shipped_model_was_trained_on_the_committed_public_rows() -> None:
+    files = training.public_files()
+    assert {f.name for f in files} >= {"awesome_chatgpt_prompts.jsonl", "mgsm.jsonl"}
+    assert (training.PUBLIC_DIR / "LICENSES.md").exists()
+    for path in files:  # every committed file is named, with its licence, in LICENSES.md
+        assert f"`{path.name}`" in (training.PUBLIC_DIR / "LICENSES.md").read_text()
+    recorded = json.loads(pi.MODEL_PATH.read_text())["public_data"]
+    assert recorded == training.files_digest(files)
 
 
 @pytest.mark.skipif(not (EVAL_DIR / training.DATA_FILE).exists(), reason="dev data not available")
-@pytest.mark.skipif(not _public_data_matches(), reason="public training rows absent or different")
+def test_no_public_training_row_is_a_dev_row() -> None:
+    def fold(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    dev = {fold(r.text)[:80] for r in training.load_rows(EVAL_DIR)}
+    public = [r for path in training.public_files() for r in training.load_labelled(path)]
+    assert len(public) > 500
+    assert [r.text for r in public if fold(r.text)[:80] in dev] == []
+
+
+@pytest.mark.skipif(not (EVAL_DIR / training.DATA_FILE).exists(), reason="dev data not available")
 def test_shipped_weights_are_what_the_training_script_produces(tmp_path: Path) -> None:
     out = tmp_path / "model.json"
     training.main(["--eval-dir", str(EVAL_DIR), "--no-cv", "--output", str(out)])
