@@ -64,6 +64,11 @@ PUBLIC_DIR = ROOT / "tools" / "data" / "public"
 # spoken and seven more), so non-Latin scripts are not featureless; training only, never scored.
 # bench/data/multilingual_check.jsonl holds differently phrased ones that are never trained on.
 MULTILINGUAL_FILE = ROOT / "tools" / "data" / "multilingual_train.jsonl"
+# English attacks and benign requests written for this project from published descriptions of
+# attack styles (hijacks that only make the model claim success, extraction by reformatting,
+# instructions planted in documents, persuasive role-play with stakes, token-soup suffixes) and
+# the harmless look-alikes (everyday role-play, game or office "new rules"). Training only.
+ENGLISH_FILE = ROOT / "tools" / "data" / "english_train.jsonl"
 # Public sources that share an origin with a dev family: left out of training whenever that
 # family is the held-out one, so leave-one-source-out never trains on a relative of the test.
 # (jackhhao's benign rows were collected from awesome-chatgpt-prompts; its DAN prompt circulates
@@ -105,6 +110,7 @@ class Hyper:
     extra_benign: bool = True
     public: bool = True  # the rows of PUBLIC_DIR
     multilingual: bool = True
+    english: bool = True  # ENGLISH_FILE rows
     untriggered_attack_weight: float = UNTRIGGERED_ATTACK_WEIGHT
 
 
@@ -301,6 +307,8 @@ def added_rows(hyper: Hyper, held_out: Iterable[str] = ()) -> list[Row]:
         rows += load_extra_benign()
     if hyper.multilingual:
         rows += load_labelled(MULTILINGUAL_FILE)
+    if hyper.english:
+        rows += load_labelled(ENGLISH_FILE)
     if hyper.public:
         excluded = {s for family in held_out for s in RELATED_PUBLIC.get(family, ())}
         public = [r for path in public_files() for r in load_labelled(path)]
