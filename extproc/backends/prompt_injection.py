@@ -660,15 +660,6 @@ PATTERNS: tuple[Pattern, ...] = (
         code_sensitive=True,
     ),
     Pattern(
-        "soup_after_harm",  # GCG / DSN: a harmful request with optimised token soup appended.
-        # Eight symbols (not the . , ' of prose) on one line, each at most 20 characters after
-        # the last; code, where such runs are normal, switches it off.
-        r"(?:[^\n\[\]{}()<>\\|^~`*+=!?\"@#$%&;:_/-]{0,20}[\[\]{}()<>\\|^~`*+=!?\"@#$%&;:_/-]){8}",
-        "JAILBREAK",
-        code_sensitive=True,
-        needs_harm=True,
-    ),
-    Pattern(
         "fiction_disclaimer",  # persuasive role-play: the harm is "only fiction" / "for research"
         r"\b(?:for (?:purely |strictly |only )?(?:fictional|educational|research|academic"
         r"|hypothetical|informational|training) (?:purposes|reasons|use)|purely (?:fictional"
