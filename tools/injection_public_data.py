@@ -1,33 +1,33 @@
-"""Extra training rows for the prompt-injection model, from public data NOT in ../shared/eval.
+"""Public training rows for the prompt-injection model, from data NOT in ../shared/eval.
 
-    python tools/injection_public_data.py [--mirrors /work/.mirror] [--output PATH]
+    python tools/injection_public_data.py [--mirrors /work/.mirror] [--check]
 
-Why: the dev split is the only labelled data the model saw, so the leave-one-source-out figures
-were poor (a benign family held out looked like nothing the model knew). These public sets add
-what the dev split lacks: harmless role-play ("I want you to act as a ..."), everyday task
-instructions, benign questions in ten languages with non-Latin scripts, and attacks the dev split
-has few of (prompt extraction by reformatting, developer-claims).
+Why: the dev split is the only labelled data the model saw otherwise, so the leave-one-source-out
+figures were poor (a benign family held out looked like nothing the model knew). These public sets
+add what the dev split lacks: harmless role-play ("I want you to act as a ..."), everyday task
+instructions, and benign questions in eleven languages, several in non-Latin scripts.
 
-The rows are NOT committed to this repository (fetched third-party data stays out of commits):
-this script reads local git snapshots of the source repositories and writes one JSONL file,
-by default ``../shared/train/injection.public.jsonl`` beside the dev data. ``train_injection.py``
-adds that file to every training set when it is present (and records its hash in the model).
+The rows ARE committed, one file per source under ``tools/data/public/`` (licences and
+attribution in its LICENSES.md), because they are the training input of the shipped weights:
+``train_injection.py`` reads them, and the test "shipped weights = training output" retrains
+from them offline. This script rebuilds them from local git snapshots of the source
+repositories, each pinned to a commit, so the files are reproducible; ``--check`` rebuilds in
+memory and fails if a committed file differs.
 
 Every row is de-duplicated against the dev split (same text after whitespace/case folding, or
 the same first 80 characters), so no eval row comes back as training data. Forbidden sources
-(see the team preamble: tensor-trust, PINT, PIGuard, JailbreakBench, garak, PurpleLlama, BIPIA,
-XSTest, presidio-research, ...) are not used, and Giskard's collection was skipped because half
-of it is garak's.
+(see the team guide: tensor-trust, PINT, PIGuard, JailbreakBench, garak, PurpleLlama, BIPIA,
+XSTest, presidio-research, ...) are not used; Giskard's collection was skipped because half of
+it is garak's; utkusen/promptmap (GPL-3.0) is no longer used: its licence would reach the
+shipped weights of this Apache-2.0 project.
 
-Sources (repository, path: licence; what the rows are used as):
+Sources (repository @ commit, path: licence; what the rows are used as):
 - f/awesome-chatgpt-prompts @ 0a30e147, README.md: CC0-1.0; benign role-play prompts (the one
   "DAN" prompt as an attack).
-- yizhongw/self-instruct, data/seed_tasks.jsonl and human_eval/user_oriented_instructions.jsonl:
-  Apache-2.0; benign task instructions.
-- google-research/url-nlp, mgsm/mgsm_{bn,de,en,es,fr,ja,ru,sw,te,th,zh}.tsv: CC-BY-4.0; benign
-  questions in 11 languages (a sample per language).
-- utkusen/promptmap, rules/{prompt_stealing,distraction,jailbreak}/*.yaml: GPL-3.0 (its rows as
-  data, none of its code); attacks: prompt extraction, goal hijack, jailbreak.
+- yizhongw/self-instruct @ 0b26ccaa, data/seed_tasks.jsonl and
+  human_eval/user_oriented_instructions.jsonl: Apache-2.0; benign task instructions.
+- google-research/url-nlp @ 452a21ad, mgsm/mgsm_{bn,de,en,es,fr,ja,ru,sw,te,th,zh}.tsv:
+  CC-BY-4.0; benign questions in 11 languages (a fixed sample per language).
 """
 
 from __future__ import annotations
@@ -40,28 +40,25 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIRRORS = Path("/work/.mirror")
-DEFAULT_OUTPUT = ROOT.parent / "shared" / "train" / "injection.public.jsonl"
+PUBLIC_DIR = ROOT / "tools" / "data" / "public"
 DEFAULT_EVAL = ROOT.parent / "shared" / "eval" / "injection.dev.jsonl"
+AWESOME_COMMIT = "0a30e147aca4d694b88ee3ddcc51a12be16892af"  # the last README with inline prompts
+SELF_INSTRUCT_COMMIT = "0b26ccaa415992100fa32df62d41b994cf928e23"
+URL_NLP_COMMIT = "452a21ad3dae5668c06ceeac21ff073e1e40f9be"
 MGSM_LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
-MGSM_PER_LANGUAGE = 60  # 250 each would make math questions a third of all benign rows
-AWESOME_COMMIT = "0a30e147"  # the last README that held the prompts inline
+# 250 questions per language would make maths a third of all benign rows (and the file large);
+# the point is benign text in each script, not arithmetic
+MGSM_PER_LANGUAGE = 30
 # awesome-chatgpt-prompts titles that are not harmless role-play: the DAN prompt is an attack;
 # the others ask the model to manipulate or to play an escaping AI, so they are dropped.
 AWESOME_ATTACK_TITLES = ("unconstrained ai model dan",)
 AWESOME_DROPPED_TITLES = ("gaslighter", "escape the box", "lunatic", "drunk person")
-PROMPTMAP_CATEGORIES = {
-    "prompt_stealing": "prompt_extraction",
-    "distraction": "prompt_injection",
-    "jailbreak": "jailbreak",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +76,6 @@ def _git_show(repo: Path, commit: str, path: str) -> str:
         capture_output=True,
         text=True,
     ).stdout
-
-
-def _git_ls(repo: Path, commit: str, under: str) -> list[str]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(repo), "ls-tree", "-r", "--name-only", commit, under],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return out.split()
 
 
 def awesome_chatgpt_prompts(repo: Path) -> Iterator[PublicRow]:
@@ -112,7 +99,7 @@ def awesome_chatgpt_prompts(repo: Path) -> Iterator[PublicRow]:
 def self_instruct(repo: Path) -> Iterator[PublicRow]:
     """Human-written task instructions; the first instance's input is appended when present."""
     for path in ("data/seed_tasks.jsonl", "human_eval/user_oriented_instructions.jsonl"):
-        for line in _git_show(repo, "HEAD", path).splitlines():
+        for line in _git_show(repo, SELF_INSTRUCT_COMMIT, path).splitlines():
             item = json.loads(line)
             text = item["instruction"].strip()
             instances = item.get("instances") or []
@@ -124,58 +111,47 @@ def self_instruct(repo: Path) -> Iterator[PublicRow]:
 def mgsm(repo: Path) -> Iterator[PublicRow]:
     """Grade-school maths questions, a deterministic sample per language (hash order)."""
     for language in MGSM_LANGUAGES:
-        table = _git_show(repo, "HEAD", f"mgsm/mgsm_{language}.tsv")
+        table = _git_show(repo, URL_NLP_COMMIT, f"mgsm/mgsm_{language}.tsv")
         questions = [row[0] for row in csv.reader(io.StringIO(table), delimiter="\t") if row]
         questions.sort(key=lambda q: hashlib.sha1(q.encode()).hexdigest())
         for question in questions[:MGSM_PER_LANGUAGE]:
             yield PublicRow(question, 0, f"public:mgsm:{language}", "benign")
 
 
-def promptmap(repo: Path) -> Iterator[PublicRow]:
-    """Attack rules; a numbered prompt ("1. ... 2. ...") is several attacks in one rule."""
-    for rule_dir, category in PROMPTMAP_CATEGORIES.items():
-        for path in _git_ls(repo, "HEAD", f"rules/{rule_dir}"):
-            # the "question" rules are plain questions, attacks only against an off-topic system
-            # prompt: as training rows they would teach that a question is an attack
-            if not path.endswith(".yaml") or "question" in path:
-                continue
-            prompt = str(yaml.safe_load(_git_show(repo, "HEAD", path)).get("prompt", "")).strip()
-            parts = re.split(r"(?m)^\s*\d+\.\s+", prompt)
-            pieces = [p.strip() for p in parts if p.strip()] if len(parts) > 2 else [prompt]
-            for piece in pieces:
-                if category == "prompt_injection" and len(piece) < 50:
-                    continue  # a bare question ("Was ist die Hauptstadt ...?"): see above
-                yield PublicRow(piece, 1, f"public:promptmap:{rule_dir}", category)
+@dataclass(frozen=True, slots=True)
+class Source:
+    mirror: str  # directory name of the snapshot under --mirrors
+    output: str  # file name under tools/data/public/
+    reader: Callable[[Path], Iterator[PublicRow]]
 
 
-SOURCES = {
-    "f+awesome-chatgpt-prompts": awesome_chatgpt_prompts,
-    "yizhongw+self-instruct": self_instruct,
-    "google-research+url-nlp": mgsm,
-    "utkusen+promptmap": promptmap,
-}
+SOURCES = (
+    Source("f+awesome-chatgpt-prompts", "awesome_chatgpt_prompts.jsonl", awesome_chatgpt_prompts),
+    Source("yizhongw+self-instruct", "self_instruct.jsonl", self_instruct),
+    Source("google-research+url-nlp", "mgsm.jsonl", mgsm),
+)
 
 
 def _fold(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def build(mirrors: Path, eval_file: Path) -> list[PublicRow]:
-    """Rows from every source whose snapshot is present, minus near-copies of dev rows."""
+def build(mirrors: Path, eval_file: Path) -> dict[str, list[PublicRow]]:
+    """Rows per output file, minus near-copies of dev rows and of each other."""
+    if not eval_file.exists():
+        raise SystemExit(f"{eval_file} not found: the rows must be de-duplicated against it")
     seen_full, seen_prefix = set(), set()
-    if eval_file.exists():
-        for line in eval_file.open(encoding="utf-8"):
-            folded = _fold(json.loads(line)["text"])
-            seen_full.add(folded)
-            seen_prefix.add(folded[:80])
-    rows = []
-    for name, reader in SOURCES.items():
-        repo = mirrors / name / "repo"
+    for line in eval_file.open(encoding="utf-8"):
+        folded = _fold(json.loads(line)["text"])
+        seen_full.add(folded)
+        seen_prefix.add(folded[:80])
+    files = {}
+    for source in SOURCES:
+        repo = mirrors / source.mirror / "repo"
         if not repo.is_dir():
-            print(f"  {name}: no snapshot under {mirrors}, skipped", file=sys.stderr)
-            continue
-        kept = dropped = 0
-        for row in reader(repo):
+            raise SystemExit(f"{source.mirror}: no snapshot under {mirrors} (fetch it first)")
+        rows, dropped = [], 0
+        for row in source.reader(repo):
             folded = _fold(row.text)
             if folded in seen_full or folded[:80] in seen_prefix:
                 dropped += 1
@@ -183,24 +159,43 @@ def build(mirrors: Path, eval_file: Path) -> list[PublicRow]:
             seen_full.add(folded)
             seen_prefix.add(folded[:80])
             rows.append(row)
-            kept += 1
-        print(f"  {name}: {kept} rows ({dropped} dropped as copies)", file=sys.stderr)
-    return rows
+        print(f"  {source.output}: {len(rows)} rows ({dropped} dropped as copies)", file=sys.stderr)
+        files[source.output] = rows
+    return files
+
+
+def render(rows: list[PublicRow]) -> str:
+    lines = [
+        json.dumps(
+            {"text": r.text, "label": r.label, "source": r.source, "category": r.category},
+            ensure_ascii=False,
+        )
+        for r in rows
+    ]
+    return "".join(line + "\n" for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirrors", type=Path, default=DEFAULT_MIRRORS)
     parser.add_argument("--eval-file", type=Path, default=DEFAULT_EVAL)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output-dir", type=Path, default=PUBLIC_DIR)
+    parser.add_argument("--check", action="store_true", help="fail if a committed file differs")
     args = parser.parse_args(argv)
-    rows = build(args.mirrors, args.eval_file)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            item = {"text": row.text, "label": row.label, "source": row.source}
-            handle.write(json.dumps(item | {"category": row.category}, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} rows to {args.output}")
+    stale = []
+    for name, rows in build(args.mirrors, args.eval_file).items():
+        path = args.output_dir / name
+        text = render(rows)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {len(rows)} rows to {path}")
+    if stale:
+        print(f"differs from a rebuild: {', '.join(stale)}", file=sys.stderr)
+        return 1
     return 0
 
 

