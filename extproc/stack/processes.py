@@ -44,16 +44,31 @@ def free_port() -> int:
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(_PICK_FROM, _PICK_TO)
-        if port in _handed_out:
+        if port in _handed_out or not _bindable(port):
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
         _handed_out.add(port)
         return port
     raise StackError(f"no free port on 127.0.0.1 in {_PICK_FROM}-{_PICK_TO} after 200 tries")
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of ``count`` consecutive free ports (the TCP ports of ``count`` workers)."""
+    for _ in range(200):
+        first = free_port()
+        rest = range(first + 1, first + count)
+        if all(_bindable(port) and port not in _handed_out for port in rest):
+            _handed_out.update(rest)
+            return first
+    raise StackError(f"no {count} consecutive free ports on 127.0.0.1 after 200 tries")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def serving(address: str) -> bool:
@@ -99,7 +114,9 @@ class Stack:
         self.admin_port = free_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="extproc-stack-"))
         self.extproc_address = (
-            f"127.0.0.1:{free_port()}" if extproc_tcp else f"unix:{self.workdir / 'extproc.sock'}"
+            f"127.0.0.1:{free_ports_in_a_row(workers)}"
+            if extproc_tcp
+            else f"unix:{self.workdir / 'extproc.sock'}"
         )
         self.fake_llm = upstream is None
         self.upstream = Upstream.parse(upstream or f"http://127.0.0.1:{free_port()}")

@@ -197,4 +197,8 @@ def test_sigterm_stops_every_worker_and_sighup_reloads_each(tmp_path: Path) -> N
             supervisor.kill()
             supervisor.wait()
         log.close()
-    assert "workers stopped" in (tmp_path / "serve.log").read_text()
+    text = (tmp_path / "serve.log").read_text()
+    assert "workers stopped" in text
+    # Each worker's lines say which worker wrote them.
+    assert "[worker 0] extproc.server: extproc listening on" in text
+    assert "[worker 1] extproc.server: extproc listening on" in text

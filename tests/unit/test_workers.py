@@ -148,3 +148,13 @@ def test_the_merged_exposition_passes_promtool() -> None:
     )
     result = check_metrics(text)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_tcp_stack_with_workers_gets_consecutive_free_ports(tmp_path) -> None:
+    from extproc.stack.processes import Stack, _bindable
+
+    stack = Stack(extproc_tcp=True, workers=3, workdir=tmp_path)
+    addresses = stack.extproc_addresses
+    ports = [int(a.rsplit(":", 1)[1]) for a in addresses]
+    assert ports == [ports[0], ports[0] + 1, ports[0] + 2]
+    assert all(_bindable(port) for port in ports)
