@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from extproc.stack.processes import Stack, free_port, serving
+from extproc.stack.processes import Stack, free_port, free_ports_in_a_row, serving
 from tests.conftest import StackFactory, post
 from tests.promtool import check_metrics
 
@@ -202,3 +203,30 @@ def test_sigterm_stops_every_worker_and_sighup_reloads_each(tmp_path: Path) -> N
     # Each worker's lines say which worker wrote them.
     assert "[worker 0] extproc.server: extproc listening on" in text
     assert "[worker 1] extproc.server: extproc listening on" in text
+
+
+def test_a_worker_that_keeps_dying_stops_the_supervisor(tmp_path: Path) -> None:
+    """Worker 1's port is taken: it exits at every start; after 5 quick exits (backoff 0.5 s
+    doubling) the supervisor stops worker 0 too and exits 1, so the container restarts."""
+    first = free_ports_in_a_row(2)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        taken.bind(("127.0.0.1", first + 1))
+        taken.listen()
+        argv = [sys.executable, "-m", "extproc", "serve", "--workers", "2"]
+        argv += ["--address", f"127.0.0.1:{first}"]
+        log = tmp_path / "serve.log"
+        with log.open("wb") as out:
+            supervisor = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                wait_for(lambda: serving(f"127.0.0.1:{first}"), "worker 0 serves")
+                workers = children(supervisor.pid)
+                assert supervisor.wait(timeout=60) == 1
+            finally:
+                if supervisor.poll() is None:
+                    supervisor.kill()
+                    supervisor.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), "no worker outlives it")
+    text = log.read_text()
+    assert "worker 1 exited 5 times in a row" in text
+    assert text.count("restarting in") == 4  # 0.5, 1, 2, 4 s
