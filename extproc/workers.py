@@ -282,7 +282,8 @@ class Supervisor:
         """The worker's families now, else the last ones read (so a slow scrape does not make
         the pod's counters seem to drop)."""
         text = await self._read(worker, METRICS_PATH)
-        if text is not None:
+        # A worker that exited meanwhile had its counts retired already: not twice.
+        if text is not None and worker.running:
             with contextlib.suppress(ValueError):
                 worker.last_metrics = metrics_merge.parse(text)
         return worker.last_metrics
