@@ -54,6 +54,13 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def worker_index(pid: int) -> int:
+    """Which worker ``pid`` is: EXTPROC_WORKER in its environment (the supervisor sets it)."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    [index] = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"EXTPROC_WORKER=")]
+    return int(index)
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -149,20 +156,25 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(
     assert counted > 0
     supervisor = stack.extproc_pid
     victim, survivor = children(supervisor)
+    index = worker_index(victim)
+    dead = stack.extproc_addresses[index][len("unix:") :]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not alive(victim), "the killed worker is gone")
-    # Every request is answered (and masked) while the worker is down: Envoy retries a
-    # connection refused on the other endpoint and ejects the dead one.
+    # Streams that were on the dead worker's connection fail with it (none are, here); once
+    # Envoy has seen that connection close, every request is answered (and masked) while the
+    # worker is down: Envoy retries a refused connection on the other endpoint and ejects it.
+    wait_for(lambda: envoy_hosts(stack)[dead]["cx_active"] == "0", "Envoy saw the close")
     assert all(masked(client, stack) for _ in range(30))
     replaced = wait_for(
         lambda: [p for p in children(supervisor) if p not in (victim, survivor)],
         "the supervisor starts a new worker",
     )
     assert survivor in children(supervisor)
-    wait_for(lambda: serving(stack.extproc_addresses[0]), "the new worker serves")
-    before = streams_per_worker(stack)[0]
+    assert worker_index(replaced[0]) == index
+    wait_for(lambda: serving(stack.extproc_addresses[index]), "the new worker serves")
+    before = streams_per_worker(stack)[index]
     wait_for(
-        lambda: masked(client, stack) and streams_per_worker(stack)[0] > before,
+        lambda: masked(client, stack) and streams_per_worker(stack)[index] > before,
         f"Envoy sends streams to the new worker (pid {replaced})",
     )
     text = metrics(port)
