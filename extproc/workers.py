@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.metrics_core import Metric
 
 from extproc.config.settings import worker_addresses
 from extproc.observability import metrics_merge
@@ -93,7 +94,7 @@ class Worker:
     restarts: int = 0
     quick_exits: int = 0
     probe_failures: int = 0
-    last_metrics: list = field(default_factory=list)  # families last read from it
+    last_metrics: list[Metric] = field(default_factory=list)  # families last read from it
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +126,8 @@ class Supervisor:
             Worker(i, a, f"{self.rundir}/metrics-{i}.sock" if self.rundir else None)
             for i, a in enumerate(self.addresses)
         ]
-        self.retired: list = []  # monotonic series of workers that exited (metrics_merge.retire)
+        # The monotonic series of the workers that exited (metrics_merge.retire).
+        self.retired: list[Metric] = []
         self.exit_code = 0
         self._stop = asyncio.Event()
         self._stopping = False
@@ -278,7 +280,7 @@ class Supervisor:
             return None
         return body.decode("utf-8", "replace")
 
-    async def _scrape(self, worker: Worker) -> list:
+    async def _scrape(self, worker: Worker) -> list[Metric]:
         """The worker's families now, else the last ones read (so a slow scrape does not make
         the pod's counters seem to drop)."""
         text = await self._read(worker, METRICS_PATH)
