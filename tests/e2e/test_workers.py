@@ -54,11 +54,10 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def worker_index(pid: int) -> int:
-    """Which worker ``pid`` is: EXTPROC_WORKER in its environment (the supervisor sets it)."""
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    [index] = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"EXTPROC_WORKER=")]
-    return int(index)
+def worker_address(pid: int) -> str:
+    """The address worker ``pid`` listens on: its ``--address``, from its command line."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return argv[argv.index("--address") + 1]
 
 
 def alive(pid: int) -> bool:
@@ -103,11 +102,16 @@ def value(text: str, series: str) -> float:
     return 0.0
 
 
-def masked(client: httpx.Client, stack: Stack) -> bool:
+def answer(client: httpx.Client, stack: Stack) -> tuple[int, bool]:
+    """The status of a request with an e-mail address, and whether it reached the model masked."""
     response = post(client, stack, {"model": "m", "messages": [{"role": "user", "content": PII}]})
     if response.status_code != 200:
-        return False
-    return "[EMAIL]" in response.json()["choices"][0]["message"]["content"]
+        return response.status_code, False
+    return 200, "[EMAIL]" in response.json()["choices"][0]["message"]["content"]
+
+
+def masked(client: httpx.Client, stack: Stack) -> bool:
+    return answer(client, stack) == (200, True)
 
 
 @pytest.fixture
@@ -156,7 +160,7 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(
     assert counted > 0
     supervisor = stack.extproc_pid
     victim, survivor = children(supervisor)
-    index = worker_index(victim)
+    index = stack.extproc_addresses.index(worker_address(victim))
     dead = stack.extproc_addresses[index][len("unix:") :]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not alive(victim), "the killed worker is gone")
@@ -164,13 +168,14 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(
     # Envoy has seen that connection close, every request is answered (and masked) while the
     # worker is down: Envoy retries a refused connection on the other endpoint and ejects it.
     wait_for(lambda: envoy_hosts(stack)[dead]["cx_active"] == "0", "Envoy saw the close")
-    assert all(masked(client, stack) for _ in range(30))
+    answers = [answer(client, stack) for _ in range(30)]
+    assert answers == [(200, True)] * 30, answers
     replaced = wait_for(
         lambda: [p for p in children(supervisor) if p not in (victim, survivor)],
         "the supervisor starts a new worker",
     )
     assert survivor in children(supervisor)
-    assert worker_index(replaced[0]) == index
+    assert worker_address(replaced[0]) == stack.extproc_addresses[index]
     wait_for(lambda: serving(stack.extproc_addresses[index]), "the new worker serves")
     before = streams_per_worker(stack)[index]
     wait_for(
