@@ -86,6 +86,7 @@ def _supervise(args: argparse.Namespace) -> int:
         args.workers,
         metrics_address=metrics,
         shutdown_grace_seconds=config.settings.shutdown_grace_seconds,
+        probe_health=config.settings.tls is None,
     )
     return asyncio.run(supervisor.run())
 

@@ -116,10 +116,14 @@ class Supervisor:
         *,
         metrics_address: str = "",
         shutdown_grace_seconds: float = 10.0,
+        probe_health: bool = True,
     ) -> None:
         self.serve_argv = list(serve_argv)  # `python -m extproc [globals] serve [--config F]`
         self.addresses = worker_addresses(address, workers)
         self.metrics_address = metrics_address
+        # A TLS listener (extproc.tls) cannot be dialled without the clients' credentials: its
+        # workers are not probed, only an exit restarts one.
+        self.probe_health = probe_health
         self.stop_after = shutdown_grace_seconds + STOP_MARGIN_SECONDS
         self.rundir = tempfile.mkdtemp(prefix="extproc-workers-") if metrics_address else None
         self.workers = [
@@ -340,7 +344,10 @@ class Supervisor:
                 await self.spawn(worker)
             for worker in self.workers:
                 tasks.append(loop.create_task(self.keep(worker)))
-                tasks.append(loop.create_task(self.watch_health(worker)))
+                if self.probe_health:
+                    tasks.append(loop.create_task(self.watch_health(worker)))
+            if not self.probe_health:
+                log.info("the listener is TLS: workers are not health-probed, exits restart them")
             log.info("supervising %d workers on %s", len(self.workers), ", ".join(self.addresses))
             await self._stop.wait()
             log.info("stopping %d workers", len(self.workers))

@@ -164,12 +164,18 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(
     dead = stack.extproc_addresses[index][len("unix:") :]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not alive(victim), "the killed worker is gone")
-    # Streams that were on the dead worker's connection fail with it (none are, here); once
-    # Envoy has seen that connection close, every request is answered (and masked) while the
-    # worker is down: Envoy retries a refused connection on the other endpoint and ejects it.
+    # Streams that were on the dead worker's connection fail with it (none are, here). Once
+    # Envoy has seen that connection close, requests are answered (and masked) while the worker
+    # is down: Envoy retries a refused connection on another endpoint and ejects the dead one
+    # at its second refusal. Until the ejection reaches the balancer, a request whose attempts
+    # all land on the dead endpoint fails closed (503): one in a few runs, seen under load.
+    # Without the retry and the ejection, about half would fail until the health check
+    # notices (seconds).
     wait_for(lambda: envoy_hosts(stack)[dead]["cx_active"] == "0", "Envoy saw the close")
     answers = [answer(client, stack) for _ in range(30)]
-    assert answers == [(200, True)] * 30, answers
+    assert all(a == (200, True) or a == (503, False) for a in answers), answers  # never unmasked
+    assert answers.count((503, False)) <= 2, answers
+    assert answers[10:] == [(200, True)] * 20, answers  # the dead endpoint is out by then
     replaced = wait_for(
         lambda: [p for p in children(supervisor) if p not in (victim, survivor)],
         "the supervisor starts a new worker",
