@@ -27,7 +27,8 @@ RUN groupadd --system --gid 10001 extproc \
        --home-dir /nonexistent --shell /usr/sbin/nologin extproc
 USER 10001:10001
 
-EXPOSE 50051
+# 50052 and up: the further workers of `extproc serve --workers N` (docker-compose.yml runs 2).
+EXPOSE 50051 50052
 
 # Asks the service's own gRPC health endpoint, with the service name Envoy's health check uses
 # (envoy/envoy.yaml). Assumes the default address below; adjust it if you serve on another port.

@@ -49,6 +49,11 @@ such as ``x-guardrails-uninspectable: allow``) to ``llm_ingress`` only: with ``-
 set to the same config, the baseline listener keeps the file's routes, so "engine" is what the
 route setting changes, alternated within one run.
 
+``--workers N`` runs the extproc server as ``extproc serve --workers N`` (N processes, each an
+endpoint of the ``extproc`` cluster); its CPU column is the supervisor and all its workers. The
+issue's throughput goal is measured with ``--config bench/configs/pre-post.yaml --concurrency 32
+--scenarios pii`` (PII masked and secrets blocked both ways), at ``--workers 1`` and ``2``.
+
 The default run takes about 45 seconds; the baseline example above about two and a half minutes.
 bench/configs/mask-always.yaml rewrites every request without detecting anything: as
 ``--config`` against noop.yaml it shows what the masking path alone costs.
@@ -718,11 +723,19 @@ def round_trips(admin_url: str, port: int, body: bytes, count: int) -> tuple[Cou
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children that run now (the workers of ``serve
+    --workers``), plus what its children that exited spent (cutime, cstime)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(f) for f in fields[11:15])
+    for child in children:
+        with contextlib.suppress(OSError, IndexError):
+            child_fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in child_fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- the benchmark --------------------------------------------------------------------------------
@@ -901,6 +914,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "x-guardrails=mask-pii; with --baseline-config set to the same config, the engine "
         "column is what that route setting changes",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="`extproc serve --workers N` for the extproc server: N processes, each an "
+        "endpoint of Envoy's extproc cluster (its CPU column is all of them)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
@@ -962,7 +982,9 @@ def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> B
     from extproc.stack.envoy_config import EnvoyOptions
     from extproc.stack.processes import Stack
 
-    stack = Stack(config=args.config, upstream="http://127.0.0.1:1", workdir=workdir)
+    stack = Stack(
+        config=args.config, upstream="http://127.0.0.1:1", workdir=workdir, workers=args.workers
+    )
     stacks.append(stack)
     bare_port, direct_port, baseline_port = distinct_ports(3, {stack.port, stack.admin_port})
     # The llm cluster goes to the direct_upstream listener; Stack's upstream check is skipped.
@@ -980,7 +1002,13 @@ def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> B
         ports["baseline"] = baseline_port
     ports["extproc"] = stack.port
     stack.start_extproc()
-    options = EnvoyOptions(stack.port, stack.admin_port, stack.extproc_address, stack.upstream)
+    options = EnvoyOptions(
+        stack.port,
+        stack.admin_port,
+        stack.extproc_address,
+        stack.upstream,
+        extproc_workers=args.workers,
+    )
     extra = (baseline_port, baseline.extproc_address) if baseline else None
     start_envoy(stack, envoy_config(options, bare_port, direct_port, extra, args.route_metadata))
     stack.wait_ready(30)

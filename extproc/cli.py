@@ -44,7 +44,17 @@ def package_version() -> str:
         return __version__
 
 
+def _metrics_address(value: str) -> str:
+    """--metrics-address: HOST:PORT, "" (off), or unix:PATH (how a worker of ``--workers``
+    serves its supervisor)."""
+    if value.startswith("unix:") and len(value) > len("unix:"):
+        return value
+    return check_host_port(value, "--metrics-address")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        return _supervise(args)
     from extproc.reload import LiveEngine
     from extproc.server import serve
 
@@ -54,10 +64,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     address = args.address or config.settings.listen_address
     settings = config.settings
     if args.metrics_address is not None:
-        where = "--metrics-address"
-        settings = replace(settings, metrics_address=check_host_port(args.metrics_address, where))
+        settings = replace(settings, metrics_address=_metrics_address(args.metrics_address))
     asyncio.run(serve(address, live, settings))
     return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """``serve --workers N``: N ``extproc serve`` processes, supervised (extproc/workers.py).
+    The config is read here only for its addresses (and to fail before starting anything)."""
+    from extproc.workers import Supervisor, serve_argv
+
+    config = load_config(args.config)
+    logs.settle(config.settings.log_format)
+    metrics = config.settings.metrics_address
+    if args.metrics_address is not None:
+        metrics = check_host_port(args.metrics_address, "--metrics-address")
+    global_args = ["--log-level", args.log_level, "--log-format", logs.current_format()]
+    supervisor = Supervisor(
+        serve_argv(global_args, args.config),
+        args.address or config.settings.listen_address,
+        args.workers,
+        metrics_address=metrics,
+        shutdown_grace_seconds=config.settings.shutdown_grace_seconds,
+        probe_health=config.settings.tls is None,
+    )
+    return asyncio.run(supervisor.run())
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -141,6 +172,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         upstream=args.upstream,
         log_format=logs.current_format(),
         log_level=args.log_level,
+        workers=args.workers,
     )
     # SIGHUP to the stack reloads the config of its `extproc serve` (which also takes it itself).
     signal.signal(signal.SIGHUP, lambda *_: stack.reload_extproc())
@@ -153,7 +185,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
         )
         _say(f"guardrails-extproc stack: Envoy on {stack.url} -> {upstream}")
         _say(f"logs: {stack.workdir}")
-        _say(f"extproc serve: pid {stack.extproc_pid} (SIGHUP reloads --config)")
+        workers = f", {stack.workers} workers" if stack.workers > 1 else ""
+        _say(f"extproc serve: pid {stack.extproc_pid}{workers} (SIGHUP reloads --config)")
         if not logs.is_json():
             print("try:")
             print(
@@ -185,6 +218,26 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="LiteLLM-style YAML config (default: bundled)")
 
 
+def _workers(value: str) -> int:
+    from extproc.workers import worker_count
+
+    try:
+        return worker_count(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_workers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="server processes, each on its own address (NAME-0.sock, ... or PORT, PORT+1, "
+        "...), supervised; 'auto': one per core (default 1: one process on the address)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
     parser.add_argument("--version", action="version", version=package_version())
@@ -210,10 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='HOST:PORT for GET /metrics (default: extproc.metrics_address; "" turns it off)',
     )
+    _add_workers_option(serve)
     serve.set_defaults(run=cmd_serve)
 
     stack = commands.add_parser("stack", help="run extproc + Envoy (+ a fake LLM) locally")
     _add_config_option(stack)
+    _add_workers_option(stack)
     stack.add_argument("--port", type=int, default=10000, help="Envoy listener port (10000)")
     stack.add_argument("--upstream", help="real LLM API base URL, e.g. https://api.openai.com")
     stack.set_defaults(run=cmd_stack)

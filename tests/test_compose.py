@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from extproc.config.settings import worker_addresses
+from extproc.workers import worker_count
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENVOY_FILE = ROOT / "envoy" / "envoy.yaml"
@@ -150,9 +153,29 @@ def option(argv: list[str], *names: str) -> str | None:
     return value
 
 
+def listen_addresses(argv: list[str]) -> list[tuple[str, int]]:
+    """(host, port) of each process a service command listens with: `extproc serve --address
+    HOST:PORT [--workers N]` (one port per worker, as the supervisor derives them), or the fake
+    LLM's `--host HOST --port PORT`."""
+    address = option(argv, "--address")
+    if address is not None:
+        workers = worker_count(option(argv, "--workers") or "1")
+        pairs = []
+        for each in worker_addresses(address, workers):
+            host, _, port = each.rpartition(":")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
+    port = option(argv, "--port")
+    if port is not None:
+        return [(option(argv, "--host") or "127.0.0.1", int(port))]
+    raise AssertionError(
+        f"cannot tell which port {shlex.join(argv)!r} listens on: it gives no --address or "
+        "--port (the defaults listen on 127.0.0.1, which other containers cannot reach)"
+    )
+
+
 def listen_address(argv: list[str]) -> tuple[str, int]:
-    """(host, port) a service command listens on: `extproc serve --address HOST:PORT`, or the
-    fake LLM's `--host HOST --port PORT`."""
+    """(host, port) a single-process service command listens on."""
     address = option(argv, "--address")
     if address is not None:
         host, _, port = address.rpartition(":")
@@ -233,23 +256,29 @@ def test_envoy_service_mounts_envoy_yaml_where_its_command_reads_it(services):
 
 @pytest.mark.parametrize("cluster", COMPOSE_CLUSTERS)
 def test_envoy_cluster_endpoints_are_compose_services_on_their_ports(cluster, envoy, services):
+    """Every endpoint is a port a compose service listens on, and every port a service listens
+    on (each worker of `extproc serve --workers N`) is an endpoint: a worker Envoy does not list
+    would idle, an endpoint no worker serves would take a share of the streams and fail them."""
     endpoints = cluster_endpoints(envoy, cluster)
     assert endpoints, f"envoy.yaml's {cluster!r} cluster has no endpoints"
-    for hostname, port in endpoints:
+    for hostname in sorted({host for host, _ in endpoints}):
         assert hostname in services, (
             f"envoy.yaml's {cluster!r} cluster sends to host {hostname!r}, which is not a "
             f"compose service (services: {sorted(services)})"
         )
         argv = service_command(hostname, services[hostname])
-        listen_host, listen_port = listen_address(argv)
-        assert listen_port == port, (
-            f"envoy.yaml's {cluster!r} cluster sends to {hostname}:{port}, but compose service "
-            f"{hostname!r} listens on port {listen_port} ({shlex.join(argv)!r})"
+        listening = listen_addresses(argv)
+        ports = sorted(port for host, port in endpoints if host == hostname)
+        assert ports == sorted(port for _, port in listening), (
+            f"envoy.yaml's {cluster!r} cluster sends to {hostname} on ports {ports}, but compose "
+            f"service {hostname!r} listens on {sorted(p for _, p in listening)} "
+            f"({shlex.join(argv)!r})"
         )
-        assert listen_host in ("0.0.0.0", "::"), (
-            f"compose service {hostname!r} listens on {listen_host} only "
-            f"({shlex.join(argv)!r}): Envoy, in another container, cannot reach it"
-        )
+        for listen_host, _ in listening:
+            assert listen_host in ("0.0.0.0", "::"), (
+                f"compose service {hostname!r} listens on {listen_host} only "
+                f"({shlex.join(argv)!r}): Envoy, in another container, cannot reach it"
+            )
 
 
 def test_envoy_service_publishes_the_listener_port(envoy, services):
@@ -267,15 +296,15 @@ def test_envoy_service_starts_after_the_services_it_sends_to(services):
     assert not missing, f"the compose envoy service does not depend_on {missing}"
 
 
-def test_dockerfile_exposes_the_extproc_port(envoy):
-    [(_, port)] = cluster_endpoints(envoy, "extproc")
+def test_dockerfile_exposes_the_extproc_ports(envoy):
+    ports = {port for _, port in cluster_endpoints(envoy, "extproc")}
     exposed = {
         int(token.split("/")[0])
         for value in dockerfile_values(DOCKERFILE, "EXPOSE")
         for token in value.split()
     }
-    assert port in exposed, (
-        f"envoy.yaml's extproc cluster uses port {port}, but the Dockerfile EXPOSEs "
+    assert ports <= exposed, (
+        f"envoy.yaml's extproc cluster uses ports {sorted(ports)}, but the Dockerfile EXPOSEs "
         f"{sorted(exposed) or 'nothing'}"
     )
 

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from deploy import render as chart
+from extproc.config.settings import worker_addresses
 from extproc.stack.envoy_config import EnvoyOptions, Upstream
 from extproc.stack.envoy_config import render as render_envoy
 from tests.k8s_objects import (
@@ -94,6 +95,7 @@ def expected_sidecar_envoy(values: dict[str, Any]) -> dict[str, Any]:
             "https" if upstream.get("tls") else "http", upstream["host"], upstream["port"]
         ),
         listen_address="0.0.0.0",
+        extproc_workers=sidecar.get("workers", 1),
     )
     return render_envoy(options)
 
@@ -122,12 +124,20 @@ def test_the_sidecar_socket_is_where_the_processor_listens_and_envoy_connects():
     spec = deployment["spec"]["template"]["spec"]
     [processor] = spec["initContainers"]
     assert processor["restartPolicy"] == "Always", "not a native sidecar"
-    address = processor["args"][processor["args"].index("--address") + 1]
-    [endpoint] = envoy_cluster(sidecar_envoy(plain_objects()), "extproc")["load_assignment"][
+    args = processor["args"]
+    address = args[args.index("--address") + 1]
+    workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+    assert workers == FULL_VALUES["sidecar"]["workers"] > 1  # the plain render runs several
+    [group] = envoy_cluster(sidecar_envoy(plain_objects()), "extproc")["load_assignment"][
         "endpoints"
-    ][0]["lb_endpoints"]
-    socket = endpoint["endpoint"]["address"]["pipe"]["path"]
-    assert address == f"unix:{socket}"
+    ]
+    sockets = [e["endpoint"]["address"]["pipe"]["path"] for e in group["lb_endpoints"]]
+    # Envoy's endpoints are exactly the sockets `extproc serve --workers` listens on.
+    assert [f"unix:{path}" for path in sockets] == worker_addresses(address, workers)
+    socket = sockets[0]
+    for probe in ("startupProbe", "livenessProbe"):
+        command = processor[probe]["exec"]["command"][-1]
+        assert all(path in command for path in sockets), f"{probe} misses a worker"
     [envoy] = spec["containers"]
     mounts = {
         c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
@@ -163,13 +173,16 @@ def test_istio_adds_the_processor_cluster_of_envoy_yaml():
     assert patch["patch"]["operation"] == "ADD"
     cluster = copy.deepcopy(patch["patch"]["value"])
     expected = copy.deepcopy(envoy_cluster(envoy_yaml(), "extproc"))
-    # Istio's names: the cluster (unique in the proxy) and the headless Service's DNS name.
-    [[lb]] = [g["lb_endpoints"] for g in cluster["load_assignment"]["endpoints"]]
-    address = lb["endpoint"]["address"]["socket_address"]
-    assert address["address"] == "guardrails-extproc-headless.guardrails.svc.cluster.local"
+    # Istio's names: the cluster (unique in the proxy) and the headless Service's DNS name,
+    # once per port of the processor's workers.
+    [lbs] = [g["lb_endpoints"] for g in cluster["load_assignment"]["endpoints"]]
+    addresses = [lb["endpoint"]["address"]["socket_address"] for lb in lbs]
+    headless = "guardrails-extproc-headless.guardrails.svc.cluster.local"
+    assert {address["address"] for address in addresses} == {headless}
     processor = one(plain_objects(), "Service", "guardrails-extproc-headless")
     assert processor["spec"]["clusterIP"] == "None"
-    assert address["port_value"] == processor["spec"]["ports"][0]["port"]
+    ports = [address["port_value"] for address in addresses]
+    assert ports == [p["port"] for p in processor["spec"]["ports"]] == processor_worker_ports()
     for config in (cluster, expected):
         config["name"] = config["load_assignment"]["cluster_name"] = "extproc"
         config["load_assignment"]["endpoints"] = []
@@ -186,10 +199,10 @@ def test_istio_inserts_envoy_yamls_filter_before_the_router():
     assert value["name"] != "envoy.filters.http.ext_proc"
     expected = copy.deepcopy(envoy_ext_proc(envoy_yaml()))
     got = copy.deepcopy(value["typed_config"])
-    assert got["grpc_service"] == {"envoy_grpc": {"cluster_name": "guardrails-extproc"}}
+    assert got["grpc_service"]["envoy_grpc"] == {"cluster_name": "guardrails-extproc"}
     assert istio_patches()["CLUSTER"]["patch"]["value"]["name"] == "guardrails-extproc"
-    got["grpc_service"] = expected["grpc_service"]
-    assert got == expected
+    got["grpc_service"]["envoy_grpc"] = expected["grpc_service"]["envoy_grpc"]
+    assert got == expected  # the retry policy included
 
 
 # The connection manager's keys envoy.yaml sets and no variant's patch carries, and why.
@@ -309,9 +322,17 @@ def test_envoy_gateway_carries_envoy_yamls_ext_proc_filter():
     assert set(got) == set(expected), "an ext_proc setting of envoy.yaml Envoy Gateway lacks"
     for key in ("message_timeout", "max_message_timeout"):
         assert duration(got.pop(key)) == duration(expected.pop(key)), key
-    expected.pop("grpc_service")
+    grpc_service = expected.pop("grpc_service")
     got.pop("grpc_service")
     assert got == expected
+    # grpc_service's retry policy: the policy's backendSettings.retry (no host predicate there:
+    # Envoy Gateway's own retry settings; the endpoints are pod IPs by EDS).
+    retry, policy = grpc_service["retry_policy"], eg_ext_proc()["backendSettings"]["retry"]
+    assert policy["numRetries"] == retry["num_retries"]
+    assert ",".join(policy["retryOn"]["triggers"]) == retry["retry_on"]
+    back_off = policy["perRetry"]["backOff"]
+    assert duration(back_off["baseInterval"]) == duration(retry["retry_back_off"]["base_interval"])
+    assert duration(back_off["maxInterval"]) == duration(retry["retry_back_off"]["max_interval"])
 
 
 # envoy.yaml's processor-cluster keys the Envoy Gateway objects do not carry, and why.
@@ -330,7 +351,22 @@ def test_envoy_gateway_carries_envoy_yamls_processor_cluster():
     [thresholds] = cluster["circuit_breakers"]["thresholds"]
     [check] = cluster["health_checks"]
     active = settings["healthCheck"]["active"]
+    passive = settings["healthCheck"]["passive"]
+    outlier = cluster["outlier_detection"]
+    lb_policies = {"LeastRequest": "LEAST_REQUEST", "RoundRobin": "ROUND_ROBIN"}
     carried = {
+        "lb_policy": (lb_policies[settings["loadBalancer"]["type"]], cluster["lb_policy"]),
+        "split_external_local_origin_errors": (
+            passive["splitExternalLocalOriginErrors"],
+            outlier["split_external_local_origin_errors"],
+        ),
+        "consecutive_local_origin_failure": (
+            passive["consecutiveLocalOriginFailures"],
+            outlier["consecutive_local_origin_failure"],
+        ),
+        "outlier interval": (passive["interval"], outlier["interval"]),
+        "base_ejection_time": (passive["baseEjectionTime"], outlier["base_ejection_time"]),
+        "max_ejection_percent": (passive["maxEjectionPercent"], outlier["max_ejection_percent"]),
         "connect_timeout": (
             settings["timeout"]["tcp"]["connectTimeout"],
             cluster["connect_timeout"],
@@ -366,10 +402,19 @@ def test_envoy_gateway_carries_envoy_yamls_processor_cluster():
             got, expected = duration(got), duration(expected)
         assert got == expected, f"{name}: Envoy Gateway has {got}, envoy.yaml {expected}"
     # Every key of the cluster is carried above or named as not carried.
-    covered = {"connect_timeout", "circuit_breakers", "health_checks"} | set(EG_CLUSTER_NOT_CARRIED)
+    covered = {"connect_timeout", "circuit_breakers", "health_checks", "lb_policy"}
+    covered |= {"outlier_detection"} | set(EG_CLUSTER_NOT_CARRIED)
+    assert set(outlier) == {
+        "split_external_local_origin_errors",
+        "consecutive_local_origin_failure",
+        "interval",
+        "base_ejection_time",
+        "max_ejection_percent",
+    }
     assert set(cluster) <= covered, f"not carried to Envoy Gateway: {set(cluster) - covered}"
-    # no_traffic_interval: Envoy Gateway's healthCheck has no such field (it keeps Envoy's 60 s).
-    assert set(check) - {"no_traffic_interval"} <= {
+    # no_traffic_interval and unhealthy_interval: Envoy Gateway's healthCheck has no such fields
+    # (Envoy's 60 s without traffic; a failing endpoint rechecked at the interval).
+    assert set(check) - {"no_traffic_interval", "unhealthy_interval"} <= {
         "timeout",
         "interval",
         "unhealthy_threshold",
@@ -486,6 +531,34 @@ def test_the_processor_serves_where_envoy_yaml_expects_and_answers_its_health_ch
         assert service_port["port"] == port
         assert service_port["appProtocol"] == "kubernetes.io/h2c"  # HTTP/2 for EG and Istio
     assert eg_ext_proc()["backendRefs"][0]["port"] == port
+
+
+def processor_worker_ports() -> list[int]:
+    """The ports `extproc serve --workers N --address 0.0.0.0:PORT` of the processor pods
+    listens on, from the Deployment's args."""
+    deployment = one(plain_objects(), "Deployment", "guardrails-extproc")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+    addresses = worker_addresses(args[args.index("--address") + 1], workers)
+    return [int(address.rsplit(":", 1)[1]) for address in addresses]
+
+
+def test_every_worker_port_is_a_container_port_a_service_port_and_a_backend():
+    """Envoy balances over the workers only if each one's port is an endpoint: the container
+    declares it, both Services carry it, Envoy Gateway's backendRefs and Istio's cluster name
+    it (Istio's: test_istio_adds_the_processor_cluster_of_envoy_yaml)."""
+    ports = processor_worker_ports()
+    assert len(ports) == FULL_VALUES["processor"]["workers"] > 1
+    deployment = one(plain_objects(), "Deployment", "guardrails-extproc")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for name in ("guardrails-extproc", "guardrails-extproc-headless"):
+        service = [p for p in one(plain_objects(), "Service", name)["spec"]["ports"]]
+        grpc = [p for p in service if p["name"].startswith("grpc")]
+        assert [p["port"] for p in grpc] == ports
+        assert all(declared[p["targetPort"]] == p["port"] for p in grpc)
+    assert [ref["port"] for ref in eg_ext_proc()["backendRefs"]] == ports
 
 
 def test_the_charts_default_envoy_values_are_envoy_yamls():

@@ -1,7 +1,8 @@
 """The sidecar variant's processor for real: `extproc serve` with the ConfigMap's config and the
 Secret's (placeholder) values, on a unix socket, probed with the exact command of the
 manifest's exec probes (kubelet cannot dial a unix socket). SERVING passes the probe; after
-SIGTERM (the drain), the probe fails.
+SIGTERM (the drain), the probe fails. The plain render runs 2 workers (`--workers 2`, one socket
+each): the probe asks every one.
 
 Envoy's side of the socket is the config tests/test_k8s_envoy.py proves equal to what
 `extproc stack` renders for a unix socket, which the e2e tests run through a real Envoy.
@@ -20,16 +21,17 @@ import yaml
 
 from tests.k8s_objects import one, plain_objects
 
-SOCKET_IN_POD = "/var/run/guardrails/extproc.sock"
+SOCKET_DIR_IN_POD = "/var/run/guardrails"  # the workers' sockets: extproc-0.sock, ...
 
 
-def _probe_argv(socket: Path) -> list[str]:
+def _probe_argv(socket_dir: Path) -> list[str]:
     deployment = one(plain_objects(), "Deployment", "guardrails-extproc-envoy")
     [processor] = deployment["spec"]["template"]["spec"]["initContainers"]
     startup = processor["startupProbe"]["exec"]["command"]
     assert processor["livenessProbe"]["exec"]["command"] == startup
-    assert startup[0] == "python" and SOCKET_IN_POD in startup[-1]
-    return [sys.executable, *startup[1:-1], startup[-1].replace(SOCKET_IN_POD, str(socket))]
+    assert startup[0] == "python" and SOCKET_DIR_IN_POD in startup[-1]
+    here = startup[-1].replace(SOCKET_DIR_IN_POD, str(socket_dir))
+    return [sys.executable, *startup[1:-1], here]
 
 
 def _probe(argv: list[str]) -> int:
@@ -43,13 +45,12 @@ def test_the_exec_probe_passes_on_a_serving_processor_and_fails_once_it_drains(t
     config.write_text(config_map["data"]["config.yaml"])
     secret = one(objects, "Secret")
     env = {**os.environ, **secret["stringData"]}
-    socket = tmp_path / "extproc.sock"
-    argv = _probe_argv(socket)
+    argv = _probe_argv(tmp_path)
     assert _probe(argv) != 0, "the probe passed with nothing listening"
 
     deployment = one(objects, "Deployment", "guardrails-extproc-envoy")
     [processor] = deployment["spec"]["template"]["spec"]["initContainers"]
-    args = [a.replace(SOCKET_IN_POD, str(socket)) for a in processor["args"]]
+    args = [a.replace(SOCKET_DIR_IN_POD, str(tmp_path)) for a in processor["args"]]
     args = [str(config) if a == "/etc/extproc/config.yaml" else a for a in args]
     assert args[:2] == ["extproc", "serve"]
     if "--metrics-address" in args:  # the pod's 0.0.0.0 metrics port: off here (loopback only)

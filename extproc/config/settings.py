@@ -306,3 +306,35 @@ def check_on_error(value: object, where: str) -> str:
     if value not in ON_ERROR_CHOICES:
         raise SettingsError(f"{where} must be one of {', '.join(ON_ERROR_CHOICES)}, got {value!r}")
     return str(value)
+
+
+def worker_addresses(address: str, workers: int) -> list[str]:
+    """The address each of ``workers`` processes of ``extproc serve --workers`` listens on,
+    so that the supervisor and whatever renders Envoy's ext_proc cluster agree: one worker
+    keeps ``address`` itself; more get ``unix:DIR/NAME-0.sock``, ``NAME-1.sock``, ... beside
+    a socket path, or PORT, PORT+1, ... after a TCP port."""
+    if workers < 1:
+        raise SettingsError(f"workers must be 1 or more, got {workers}")
+    if workers == 1:
+        return [address]
+    if address.startswith("unix:"):
+        path = address[len("unix:") :]
+        if not path or path.endswith("/"):
+            raise SettingsError(f"a unix socket address needs a file name, got {address!r}")
+        head, slash, name = path.rpartition("/")
+        stem, dot, suffix = name.rpartition(".")
+        if not dot or not stem:  # no extension: extproc -> extproc-0
+            stem, dot, suffix = name, "", ""
+        return [f"unix:{head}{slash}{stem}-{i}{dot}{suffix}" for i in range(workers)]
+    if address.startswith("unix-abstract:"):
+        return [f"{address}-{i}" for i in range(workers)]
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SettingsError(f"address must be HOST:PORT or unix:PATH, got {address!r}")
+    first = int(port)
+    if first == 0 or first + workers - 1 > 65535:
+        raise SettingsError(
+            f"{workers} workers need ports {first}..{first + workers - 1} after {address!r}: "
+            "give a port from 1 to 65535 with room for one port per worker"
+        )
+    return [f"{host}:{first + i}" for i in range(workers)]

@@ -27,6 +27,10 @@ from typing import IO, Any, TextIO
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A worker of `extproc serve --workers N` (extproc/workers.py sets it): its index is on every
+# line, so the lines of N processes sharing one stderr can be told apart.
+WORKER = os.environ.get("EXTPROC_WORKER", "")
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [worker {worker}] %(name)s: %(message)s"
 
 # Envoy's x-request-id of the stream whose task is logging; None outside a stream.
 REQUEST_ID: ContextVar[str | None] = ContextVar("extproc_request_id", default=None)
@@ -64,6 +68,8 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
         if request_id:
             entry["request_id"] = request_id
+        if WORKER:
+            entry["worker"] = WORKER
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -120,7 +126,8 @@ def settle(log_format: str | None) -> None:
         stream = _Setup.guard.stream
         _route_uncaught_exceptions()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
+    text = WORKER_TEXT_FORMAT.format(worker=WORKER) if WORKER else TEXT_FORMAT
+    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(text))
     if _Setup.guard is not None and handler.lock is not None:
         _Setup.guard.lock = handler.lock  # one writer at a time: lines never interleave
     root.addHandler(handler)

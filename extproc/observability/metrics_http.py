@@ -10,8 +10,10 @@ millisecond), so answering never stalls the gRPC streams sharing the loop for lo
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 
 from extproc.observability.metrics import CONTENT_TYPE
@@ -42,19 +44,32 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-# path -> (content type, render): what this listener serves.
-Routes = Mapping[str, tuple[str, Callable[[], str]]]
+# path -> (content type, render): what this listener serves. A render may be a coroutine
+# function (the supervisor of `serve --workers` reads its workers' metrics to answer).
+Render = Callable[[], str] | Callable[[], Awaitable[str]]
+Routes = Mapping[str, tuple[str, Render]]
 
 
 def answer(method: str, target: str, routes: Routes) -> tuple[int, bytes, str]:
-    """Status, body and content type for one request line."""
+    """Status, body and content type for one request line (a route rendered by a coroutine
+    function: see ``answer_async``)."""
     path = target.split("?", 1)[0]
     if path not in routes:
         return 404, f"not found; try GET {' or '.join(routes)}\n".encode(), TEXT
     if method not in ("GET", "HEAD"):
         return 405, b"only GET is supported\n", TEXT
     content_type, render = routes[path]
-    return 200, render().encode(), content_type
+    body = render()
+    assert isinstance(body, str), f"{path} renders asynchronously: use answer_async"
+    return 200, body.encode(), content_type
+
+
+async def answer_async(method: str, target: str, routes: Routes) -> tuple[int, bytes, str]:
+    """``answer``, awaiting a route whose render is a coroutine function."""
+    route = routes.get(target.split("?", 1)[0])
+    if route is not None and method in ("GET", "HEAD") and inspect.iscoroutinefunction(route[1]):
+        return 200, (await route[1]()).encode(), route[0]
+    return answer(method, target, routes)
 
 
 def response_bytes(
@@ -94,14 +109,13 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str] | int:
 
 
 class MetricsServer:
-    """``GET /metrics`` on ``address`` (HOST:PORT), answered from ``render()``; ``extra``
-    routes (path -> content type, render) beside it (``/guardrails/list``)."""
+    """``GET /metrics`` on ``address`` (HOST:PORT, or unix:PATH for a worker of ``serve
+    --workers``, read by its supervisor), answered from ``render()``; ``extra`` routes (path
+    -> content type, render) beside it (``/guardrails/list``)."""
 
-    def __init__(
-        self, address: str, render: Callable[[], str], extra: Routes | None = None
-    ) -> None:
+    def __init__(self, address: str, render: Render, extra: Routes | None = None) -> None:
         self.address = address
-        self.routes: dict[str, tuple[str, Callable[[], str]]] = {
+        self.routes: dict[str, tuple[str, Render]] = {
             METRICS_PATH: (CONTENT_TYPE, render),
             **(extra or {}),
         }
@@ -115,6 +129,15 @@ class MetricsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        if self.address.startswith("unix:"):
+            path = self.address[len("unix:") :]
+            with suppress(FileNotFoundError):
+                os.unlink(path)  # a socket left by a killed process
+            self._server = await asyncio.start_unix_server(
+                self._handle, path, limit=MAX_REQUEST_HEAD_BYTES
+            )
+            log.info("metrics on %s%s", self.address, METRICS_PATH)
+            return
         host, port = split_host_port(self.address)
         self._server = await asyncio.start_server(
             self._handle, host, port, limit=MAX_REQUEST_HEAD_BYTES, reuse_address=True
@@ -135,7 +158,7 @@ class MetricsServer:
                 payload = response_bytes(request, b"")
             else:
                 method, target = request
-                status, body, content_type = answer(method, target, self.routes)
+                status, body, content_type = await answer_async(method, target, self.routes)
                 payload = response_bytes(
                     status, body, head_only=method == "HEAD", content_type=content_type
                 )

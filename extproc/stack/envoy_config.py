@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from extproc.config.settings import worker_addresses
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
 
 
@@ -55,6 +57,12 @@ class EnvoyOptions:
     extproc_address: str  # "HOST:PORT" or "unix:/path.sock"
     upstream: Upstream
     listen_address: str = "127.0.0.1"
+    # `extproc serve --workers N`: each worker's address is an endpoint of the extproc cluster.
+    extproc_workers: int = 1
+
+    @property
+    def extproc_addresses(self) -> list[str]:
+        return worker_addresses(self.extproc_address, self.extproc_workers)
 
 
 @cache
@@ -76,10 +84,22 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _set_endpoint(cluster: dict[str, Any], address: dict[str, Any]) -> None:
+def _set_endpoints(cluster: dict[str, Any], addresses: list[dict[str, Any]]) -> None:
+    """One locality whose hosts are ``addresses``: Envoy picks one per stream."""
     cluster["load_assignment"]["endpoints"] = [
-        {"lb_endpoints": [{"endpoint": {"address": address}}]}
+        {"lb_endpoints": [{"endpoint": {"address": address}} for address in addresses]}
     ]
+
+
+def _set_endpoint(cluster: dict[str, Any], address: dict[str, Any]) -> None:
+    _set_endpoints(cluster, [address])
+
+
+def _extproc_address(address: str) -> dict[str, Any]:
+    if address.startswith("unix:"):
+        return {"pipe": {"path": address[len("unix:") :]}}
+    host, _, port = address.rpartition(":")
+    return _socket(host, int(port))
 
 
 def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -93,10 +113,7 @@ def render(options: EnvoyOptions, template: dict[str, Any] | None = None) -> dic
     if options.extproc_address.startswith("unix:"):
         extproc["type"] = "STATIC"
         extproc.pop("dns_lookup_family", None)
-        _set_endpoint(extproc, {"pipe": {"path": options.extproc_address[len("unix:") :]}})
-    else:
-        host, _, port = options.extproc_address.rpartition(":")
-        _set_endpoint(extproc, _socket(host, int(port)))
+    _set_endpoints(extproc, [_extproc_address(a) for a in options.extproc_addresses])
 
     llm = named(resources["clusters"], "llm")
     _set_endpoint(llm, _socket(options.upstream.host, options.upstream.port))

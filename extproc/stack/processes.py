@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from extproc.config.settings import worker_addresses
 from extproc.protocol.pb import SERVICE_NAME
 from extproc.stack.envoy_config import EnvoyOptions, Upstream, write
 
@@ -43,16 +44,41 @@ def free_port() -> int:
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(_PICK_FROM, _PICK_TO)
-        if port in _handed_out:
+        if port in _handed_out or not _bindable(port):
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
         _handed_out.add(port)
         return port
     raise StackError(f"no free port on 127.0.0.1 in {_PICK_FROM}-{_PICK_TO} after 200 tries")
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of ``count`` consecutive free ports (the TCP ports of ``count`` workers)."""
+    for _ in range(200):
+        first = free_port()
+        rest = range(first + 1, first + count)
+        if all(_bindable(port) and port not in _handed_out for port in rest):
+            _handed_out.update(rest)
+            return first
+    raise StackError(f"no {count} consecutive free ports on 127.0.0.1 after 200 tries")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def serving(address: str) -> bool:
+    """Whether the `extproc serve` on ``address`` answers its health check with SERVING."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with suppress(grpc.RpcError):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return False
 
 
 def envoy_binary() -> str:
@@ -76,8 +102,10 @@ class Stack:
         envoy_template: Path | None = None,
         log_format: str | None = None,
         log_level: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.config = Path(config) if config else None
+        self.workers = workers  # `extproc serve --workers`: each one an endpoint in envoy.yaml
         # Passed on to `extproc serve` (None: its defaults, the config's log_format).
         self.log_format = log_format
         self.log_level = log_level
@@ -86,7 +114,9 @@ class Stack:
         self.admin_port = free_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="extproc-stack-"))
         self.extproc_address = (
-            f"127.0.0.1:{free_port()}" if extproc_tcp else f"unix:{self.workdir / 'extproc.sock'}"
+            f"127.0.0.1:{free_ports_in_a_row(workers)}"
+            if extproc_tcp
+            else f"unix:{self.workdir / 'extproc.sock'}"
         )
         self.fake_llm = upstream is None
         self.upstream = Upstream.parse(upstream or f"http://127.0.0.1:{free_port()}")
@@ -120,6 +150,8 @@ class Stack:
         if self.log_level:
             argv += ["--log-level", self.log_level]
         argv += ["serve", "--address", self.extproc_address]
+        if self.workers > 1:
+            argv += ["--workers", str(self.workers)]
         if self.config:
             argv += ["--config", str(self.config)]
         self._spawn("extproc", argv)
@@ -148,7 +180,13 @@ class Stack:
                     ],
                 )
             self.start_extproc()
-            options = EnvoyOptions(self.port, self.admin_port, self.extproc_address, self.upstream)
+            options = EnvoyOptions(
+                self.port,
+                self.admin_port,
+                self.extproc_address,
+                self.upstream,
+                extproc_workers=self.workers,
+            )
             envoy_yaml = write(options, self.workdir / "envoy.yaml", self.envoy_template)
             self._spawn(
                 "envoy",
@@ -185,13 +223,13 @@ class Stack:
             return response.status == 200
         return False
 
+    @property
+    def extproc_addresses(self) -> list[str]:
+        """Where each `extproc serve` worker listens (the one address with one worker)."""
+        return worker_addresses(self.extproc_address, self.workers)
+
     def extproc_ready(self) -> bool:
-        with grpc.insecure_channel(self.extproc_address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            with suppress(grpc.RpcError):
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1)
-                return reply.status == health_pb2.HealthCheckResponse.SERVING
-        return False
+        return all(serving(address) for address in self.extproc_addresses)
 
     def upstream_ready(self) -> bool:
         if not self.fake_llm:

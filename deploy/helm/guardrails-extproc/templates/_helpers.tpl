@@ -82,6 +82,10 @@ args:
   - /etc/extproc/config.yaml
   - --address
   - {{ .address | quote }}
+  {{- if gt (int (.workers | default 1)) 1 }}
+  - --workers
+  - {{ .workers | quote }}
+  {{- end }}
   {{- if $root.Values.metrics.enabled }}
   - --metrics-address
   - {{ printf "0.0.0.0:%v" $root.Values.metrics.port | quote }}
@@ -106,6 +110,30 @@ volumeMounts:
   {{- with .mounts }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end -}}
+
+{{/* The ports of `extproc serve --workers N --address HOST:PORT`: PORT, PORT+1, ... as a
+     list of {name, port} (names grpc, grpc-1, ...). Arguments: port, workers. */}}
+{{- define "gx.workerPorts" -}}
+{{- $out := list -}}
+{{- range $i := until (int .workers) -}}
+{{- $out = append $out (dict "name" (ternary "grpc" (printf "grpc-%d" $i) (eq $i 0)) "port" (add (int $.port) $i)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* The sockets of `extproc serve --workers N --address unix:DIR/extproc.sock` (one worker:
+     that path; more: extproc-0.sock, ...), as a JSON list. Arguments: dir, workers. */}}
+{{- define "gx.workerSockets" -}}
+{{- $out := list -}}
+{{- if eq (int .workers) 1 -}}
+{{- $out = list (printf "%s/extproc.sock" .dir) -}}
+{{- else -}}
+{{- range $i := until (int .workers) -}}
+{{- $out = append $out (printf "%s/extproc-%d.sock" $.dir $i) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
 {{- end -}}
 
 {{- define "gx.metricsAnnotations" -}}
