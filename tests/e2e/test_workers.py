@@ -54,6 +54,14 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def cmdline(pid: int) -> bytes:
+    """Process ``pid``'s command line (empty once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def worker_address(pid: int) -> str:
     """The address worker ``pid`` listens on: its ``--address``, from its command line."""
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -176,8 +184,15 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(
     assert all(a == (200, True) or a == (503, False) for a in answers), answers  # never unmasked
     assert answers.count((503, False)) <= 2, answers
     assert answers[10:] == [(200, True)] * 20, answers  # the dead endpoint is out by then
+    # A child just forked still shows the supervisor's command line until it execs: wait for
+    # the new worker's own.
+    own = Path(f"/proc/{supervisor}/cmdline").read_bytes()
     replaced = wait_for(
-        lambda: [p for p in children(supervisor) if p not in (victim, survivor)],
+        lambda: [
+            p
+            for p in children(supervisor)
+            if p not in (victim, survivor) and cmdline(p) not in (own, b"")
+        ],
         "the supervisor starts a new worker",
     )
     assert survivor in children(supervisor)
