@@ -136,15 +136,9 @@ class _Alternation:
     def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled, bool]:
         """(value start, value end, entity, taken) of the match ``data[start:end]``; taken: it
         has its entity's accepted form (no refine or validator needed)."""
-        size = len(data)
         found = None
-        if self._identify is not None and start > 0 and end < size:
-            low, high = start - 1, end + 1
-            while low and data[low] & 0xC0 == 0x80:
-                low -= 1
-            while high < size and data[high] & 0xC0 == 0x80:
-                high += 1
-            found = self._identify(data[low:high])
+        if self._identify is not None and start > 0 and end < len(data):
+            found = self._named(data, start, end)
             if found:
                 form = self.accepted_forms.get(min(found))
                 if form is not None and form[0] in found:
@@ -152,21 +146,25 @@ class _Alternation:
         _, value_start, value_end, compiled = self.identify(data, start, end, found)
         return value_start, value_end, compiled, False
 
+    def _named(self, data: bytes, start: int, end: int) -> list[int]:
+        """The entities whose pattern matches ``data[start:end]`` with one character of context
+        on each side (what ``\b`` looks at), by the identification set."""
+        size = len(data)
+        low, high = start - 1, end + 1
+        while low and data[low] & 0xC0 == 0x80:
+            low -= 1
+        while high < size and data[high] & 0xC0 == 0x80:
+            high += 1
+        return self._identify(data[low:high])  # type: ignore[misc]
+
     def identify(
         self, data: bytes, start: int, end: int, found: list[int] | None = None
     ) -> tuple[int, int, int, _Compiled]:
         """(match start, value start, value end, entity) of the match ``data[start:end]``;
         ``found``: what the set said about it, when the caller asked already."""
-        size = len(data)
-        if self._identify is not None and start > 0 and end < size:
+        if self._identify is not None and start > 0 and end < len(data):
             if found is None:
-                # The span with one character of context on each side (what \b looks at).
-                low, high = start - 1, end + 1
-                while low and data[low] & 0xC0 == 0x80:
-                    low -= 1
-                while high < size and data[high] & 0xC0 == 0x80:
-                    high += 1
-                found = self._identify(data[low:high])
+                found = self._named(data, start, end)
             if found:
                 first = min(found)
                 member = self._members[first]
