@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from extproc.config import ConfigError, load_config
-from extproc.config.settings import LOG_FORMAT_CHOICES, check_host_port
+from extproc.config.settings import LOG_FORMAT_CHOICES, check_host_port, check_listen_address
 from extproc.observability import logs
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = config.settings
     if args.metrics_address is not None:
         settings = replace(settings, metrics_address=_metrics_address(args.metrics_address))
+    if args.health_address is not None:
+        health = check_listen_address(args.health_address, "--health-address")
+        settings = replace(settings, health_address=health)
     asyncio.run(serve(address, live, settings))
     return 0
 
@@ -79,6 +82,9 @@ def _supervise(args: argparse.Namespace) -> int:
     metrics = config.settings.metrics_address
     if args.metrics_address is not None:
         metrics = check_host_port(args.metrics_address, "--metrics-address")
+    health = config.settings.health_address
+    if args.health_address is not None:
+        health = check_listen_address(args.health_address, "--health-address")
     global_args = ["--log-level", args.log_level, "--log-format", logs.current_format()]
     supervisor = Supervisor(
         serve_argv(global_args, args.config),
@@ -86,7 +92,8 @@ def _supervise(args: argparse.Namespace) -> int:
         args.workers,
         metrics_address=metrics,
         shutdown_grace_seconds=config.settings.shutdown_grace_seconds,
-        probe_health=config.settings.tls is None,
+        health_address=health,
+        tls=config.settings.tls is not None,
     )
     return asyncio.run(supervisor.run())
 
@@ -262,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address",
         default=None,
         help='HOST:PORT for GET /metrics (default: extproc.metrics_address; "" turns it off)',
+    )
+    serve.add_argument(
+        "--health-address",
+        default=None,
+        help="HOST:PORT or unix:PATH of a plaintext listener serving only grpc.health.v1, "
+        "for probes that cannot speak extproc.tls (default: extproc.health_address; "
+        '"" turns it off)',
     )
     _add_workers_option(serve)
     serve.set_defaults(run=cmd_serve)

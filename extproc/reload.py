@@ -48,6 +48,7 @@ POLL_SECONDS = 1.0
 STARTUP_SETTINGS = (
     "listen_address",
     "metrics_address",
+    "health_address",
     "max_request_body_bytes",
     "max_forwarded_body_bytes",
     "shutdown_grace_seconds",

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 _MESSAGE_HEADROOM = 1024 * 1024
 # LiteLLM's path for the loaded guardrails, served beside /metrics.
 LIST_PATH = "/guardrails/list"
+# The health-only listener: small messages, a few streams per connection (a probe makes one).
+HEALTH_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_concurrent_streams", 8),
+    ("grpc.max_receive_message_length", 4096),
+]
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -54,6 +60,13 @@ class ExtProcServer:
         ext_grpc.add_ExternalProcessorServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = 0  # the bound TCP port once started (useful when the address asked for 0)
+        # settings.health_address: plaintext, grpc.health.v1 alone (never ext_proc), for probes
+        # that cannot speak the main listener's TLS; the same servicer, so the same statuses.
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if settings.health_address:
+            self._health_server = grpc.aio.server(options=HEALTH_OPTIONS)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
         self.metrics: MetricsServer | None = None
         self._render_reloads = getattr(handler_factory, "render_metrics", None)
         self._current_settings = getattr(handler_factory, "current_settings", None)
@@ -86,6 +99,11 @@ class ExtProcServer:
         if port == 0 and not self.address.startswith("unix"):
             raise OSError(f"cannot listen on {self.address}")
         self.port = port
+        if self._health_server is not None:
+            address = self.settings.health_address
+            self.health_port = self._health_server.add_insecure_port(address)
+            if self.health_port == 0 and not address.startswith("unix"):
+                raise OSError(f"cannot serve health checks on {address}")
         if self.metrics is not None:  # before gRPC: a port clash fails start, nothing to undo
             try:
                 await self.metrics.start()
@@ -96,15 +114,21 @@ class ExtProcServer:
         if self.settings.tracing is not None:  # process-wide: the last server's settings
             tracing.configure(self.settings.tracing)
         await self._server.start()
+        if self._health_server is not None:
+            await self._health_server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("extproc listening on %s", self.address)
+        if self._health_server is not None:
+            log.info("health checks (plaintext) on %s", self.settings.health_address)
 
     async def stop(self) -> None:
         """Report NOT_SERVING, refuse new streams, give in-flight ones the grace period."""
         log.info("shutting down: %d stream(s) in flight", self.service.active_streams)
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.settings.shutdown_grace_seconds)
+        if self._health_server is not None:  # NOT_SERVING to the probes until the drain is over
+            await self._health_server.stop(0)
         if self.metrics is not None:  # scrapable until the last stream is done
             await self.metrics.stop()
         if self.settings.tracing is not None:  # the spans still queued are exported

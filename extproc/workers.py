@@ -14,7 +14,13 @@ The supervisor is a small asyncio process that loads no guardrail. It
   served for a minute); one that keeps dying (5 quick exits in a row) or fails on its config
   (exit 2) stops them all and the supervisor exits non-zero, so the container restarts;
 - probes each worker's gRPC health every few seconds and kills one that stops answering (a hung
-  event loop), which the restart then replaces;
+  event loop), which the restart then replaces. A worker of a TLS listener (``extproc.tls``) is
+  probed on a plaintext health-only listener (``--health-address``): ``extproc.health_address``
+  (port+i per worker) when set, else a unix socket in the supervisor's private directory. The
+  supervisor holds no client certificate an mTLS listener would accept, and borrowing the
+  server's own would fail on sound setups (a serverAuth-only certificate, another client CA);
+- gives each worker ``EXTPROC_WORKERS=N``, so the default ``scan_workers`` is
+  ``max(1, cores // N)`` per worker, not cores in each of N;
 - forwards SIGHUP (reload the config) to every worker; on SIGTERM or SIGINT, sends SIGTERM to
   every worker (each drains its streams for ``shutdown_grace_seconds``) and waits for them;
 - serves ``GET /metrics`` (and ``/guardrails/list``) on the metrics address itself: each worker
@@ -45,7 +51,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.metrics_core import Metric
 
-from extproc.config.settings import worker_addresses
+from extproc.config.settings import SIBLING_WORKERS_ENV, worker_addresses
 from extproc.observability import metrics_merge
 from extproc.observability.metrics_http import JSON, METRICS_PATH, MetricsServer
 from extproc.protocol.pb import SERVICE_NAME
@@ -88,6 +94,9 @@ class Worker:
     index: int
     address: str
     metrics_socket: str | None
+    # Where the supervisor probes its health: a health-only listener of its own (passed as
+    # --health-address), or "" to probe ``address`` itself (a plaintext listener).
+    health_address: str = ""
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     serving: bool = False
@@ -116,18 +125,30 @@ class Supervisor:
         *,
         metrics_address: str = "",
         shutdown_grace_seconds: float = 10.0,
-        probe_health: bool = True,
+        health_address: str = "",
+        tls: bool = False,
     ) -> None:
         self.serve_argv = list(serve_argv)  # `python -m extproc [globals] serve [--config F]`
         self.addresses = worker_addresses(address, workers)
         self.metrics_address = metrics_address
-        # A TLS listener (extproc.tls) cannot be dialled without the clients' credentials: its
-        # workers are not probed, only an exit restarts one.
-        self.probe_health = probe_health
         self.stop_after = shutdown_grace_seconds + STOP_MARGIN_SECONDS
-        self.rundir = tempfile.mkdtemp(prefix="extproc-workers-") if metrics_address else None
+        # A TLS listener without a configured health address is probed on a private socket.
+        private_health = tls and not health_address
+        private = metrics_address or private_health
+        self.rundir = tempfile.mkdtemp(prefix="extproc-workers-") if private else None
+        if health_address:
+            health = worker_addresses(health_address, workers)
+        elif private_health:
+            health = [f"unix:{self.rundir}/health-{i}.sock" for i in range(workers)]
+        else:
+            health = [""] * workers
         self.workers = [
-            Worker(i, a, f"{self.rundir}/metrics-{i}.sock" if self.rundir else None)
+            Worker(
+                i,
+                a,
+                f"{self.rundir}/metrics-{i}.sock" if metrics_address else None,
+                health_address=health[i],
+            )
             for i, a in enumerate(self.addresses)
         ]
         # The monotonic series of the workers that exited (metrics_merge.retire).
@@ -144,6 +165,8 @@ class Supervisor:
         argv += [
             "--metrics-address",
             f"unix:{worker.metrics_socket}" if worker.metrics_socket else "",
+            "--health-address",
+            worker.health_address,
         ]
         return argv
 
@@ -151,7 +174,11 @@ class Supervisor:
         worker.process = await asyncio.create_subprocess_exec(
             *self.argv(worker),
             stdin=asyncio.subprocess.DEVNULL,
-            env={**os.environ, WORKER_ENV: str(worker.index)},
+            env={
+                **os.environ,
+                WORKER_ENV: str(worker.index),
+                SIBLING_WORKERS_ENV: str(len(self.workers)),
+            },
             preexec_fn=_die_with_parent,
         )
         worker.started_at = time.monotonic()
@@ -160,9 +187,12 @@ class Supervisor:
         log.info("worker %d: pid %d on %s", worker.index, worker.pid, worker.address)
 
     async def probe(self, worker: Worker) -> bool:
-        """Whether the worker answers its gRPC health check with SERVING."""
+        """Whether the worker answers its gRPC health check with SERVING (on its health-only
+        listener when it has one: see the module doc)."""
         try:
-            async with grpc.aio.insecure_channel(worker.address) as channel:
+            async with grpc.aio.insecure_channel(
+                worker.health_address or worker.address
+            ) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
                 reply = await stub.Check(request, timeout=PROBE_TIMEOUT_SECONDS)
@@ -344,10 +374,7 @@ class Supervisor:
                 await self.spawn(worker)
             for worker in self.workers:
                 tasks.append(loop.create_task(self.keep(worker)))
-                if self.probe_health:
-                    tasks.append(loop.create_task(self.watch_health(worker)))
-            if not self.probe_health:
-                log.info("the listener is TLS: workers are not health-probed, exits restart them")
+                tasks.append(loop.create_task(self.watch_health(worker)))
             log.info("supervising %d workers on %s", len(self.workers), ", ".join(self.addresses))
             await self._stop.wait()
             log.info("stopping %d workers", len(self.workers))

@@ -14,6 +14,29 @@ class SettingsError(ConfigError):
     pass
 
 
+# Set by ``extproc serve --workers N`` in each worker's environment: how many server processes
+# share this machine's cores, so that the default ``scan_workers`` divides them (N workers x
+# one scan process per core would oversubscribe the cores N times).
+SIBLING_WORKERS_ENV = "EXTPROC_WORKERS"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's CPU limit is not
+    one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_scan_workers() -> int:
+    """``scan_workers`` when the config does not set it: one scan process per core, the cores
+    divided among the server processes of ``--workers`` (``max(1, cores // N)``)."""
+    raw = os.environ.get(SIBLING_WORKERS_ENV, "")
+    siblings = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    return max(1, available_cores() // siblings)
+
+
 ON_ERROR_CHOICES = ("block", "allow")
 UNINSPECTABLE_CHOICES = ("block", "allow")
 LOG_FORMAT_CHOICES = ("text", "json")
@@ -190,6 +213,11 @@ class Settings:
     # Where `extproc serve` answers GET /metrics (Prometheus text format), HOST:PORT; empty:
     # no metrics endpoint (the default: nothing listens that the operator did not ask for).
     metrics_address: str = ""
+    # A second gRPC listener, plaintext, serving only grpc.health.v1 (the same statuses as the
+    # main listener's, on the same event loop): HOST:PORT or unix:PATH; empty: none. For
+    # probes that cannot speak the main listener's TLS (kubelet's gRPC probe is plaintext) or
+    # lack its client certificate (mTLS).
+    health_address: str = ""
     # A body that a guardrail of its direction applies to but no guardrail can read (binary,
     # compressed, not UTF-8): "block" refuses it (415 request / 502 answer, the default),
     # "allow" forwards it unread (counted). A route can allow it alone with the gRPC initial
@@ -198,7 +226,8 @@ class Settings:
     # Scans of a request's texts totalling >= 16 KiB characters run in this many worker
     # processes (0: inline, on the event loop); each such scan may take at most
     # max_scan_seconds, else the request fails closed (413) and the workers are restarted.
-    scan_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # Default: one per core, divided among the processes of ``serve --workers N``.
+    scan_workers: int = field(default_factory=default_scan_workers)
     max_scan_seconds: float = 5.0
     # The log's format: "text" (the default) or "json" (one object per line, with Envoy's
     # x-request-id on a request's lines). The global --log-format flag overrides it.
@@ -254,6 +283,10 @@ class Settings:
                 values[name] = value
             elif name == "metrics_address":
                 values[name] = "" if value is None else check_host_port(value, f"extproc: {name}")
+            elif name == "health_address":
+                values[name] = (
+                    "" if value is None else check_listen_address(value, f"extproc: {name}")
+                )
             elif name == "tracing":
                 values[name] = None if value is None else TracingSettings.from_mapping(value)
             elif name == "tls":
@@ -300,6 +333,17 @@ def check_host_port(value: object, where: str) -> str:
     if not 1 <= int(port) <= 65535 or any(c.isspace() or c in "/[]" for c in host):
         raise SettingsError(problem)
     return value
+
+
+def check_listen_address(value: object, where: str) -> str:
+    """``HOST:PORT`` or ``unix:PATH`` (an empty string: off)."""
+    if isinstance(value, str) and value.startswith("unix:"):
+        if len(value) > len("unix:") and not value.endswith("/"):
+            return value
+        raise SettingsError(
+            f"{where} must be HOST:PORT or unix:PATH with a file name, got {value!r}"
+        )
+    return check_host_port(value, where)
 
 
 def check_on_error(value: object, where: str) -> str:

@@ -21,6 +21,7 @@ from extproc.exchange.engine import Engine
 from extproc.protocol.pb import SERVICE_NAME
 from extproc.reload import LiveEngine
 from extproc.server import ExtProcServer
+from extproc.stack.processes import free_port
 from tests.fakes.certs import Authority, Issued
 
 CONFIG = """
@@ -206,3 +207,54 @@ def test_unreadable_or_mismatched_files_are_refused_naming_them(tmp_path: Path) 
     settings = Settings.from_mapping({"tls": {**paths, "client_ca_file": str(ca.path)}})
     assert settings.tls is not None and settings.tls.mode == "mtls"
     assert b"PRIVATE KEY" not in repr(settings).encode()  # the key is never shown
+
+
+def test_the_health_only_listener_answers_plaintext_probes_and_serves_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """``extproc.health_address``: what kubelet's plaintext gRPC probe dials while the main
+    listener requires mTLS. It reports the main listener's statuses (one servicer: NOT_SERVING
+    once the drain starts) and never serves ext_proc without the client certificate."""
+    ca, clients = Authority(tmp_path, "ca"), Authority(tmp_path, "clients")
+    config = _config(tmp_path / "config.yaml", ca.issue("server"), clients.path)
+    port = free_port()
+    text = config.read_text().replace("  tls:\n", f"  health_address: 127.0.0.1:{port}\n  tls:\n")
+    config.write_text(text)
+
+    async def check(address: str, service: str = SERVICE_NAME) -> int:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            return reply.status
+
+    async def scenario() -> None:
+        server, _ = _server(config)
+        await server.start()
+        health = f"127.0.0.1:{server.health_port}"
+        try:
+            assert server.health_port == port != server.port
+            assert await check(health) == health_pb2.HealthCheckResponse.SERVING
+            assert await check(health, "") == health_pb2.HealthCheckResponse.SERVING
+            assert not await _plaintext_serving(f"127.0.0.1:{server.port}")
+            async with grpc.aio.insecure_channel(health) as channel:  # ext_proc: not here
+                process = channel.stream_stream(
+                    "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await process(iter([b""]), timeout=5).read()
+                assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            await server.health.enter_graceful_shutdown()  # what stop() does first
+            assert await check(health) == health_pb2.HealthCheckResponse.NOT_SERVING
+        finally:
+            await server.stop()
+        with pytest.raises(grpc.aio.AioRpcError):  # gone with the server
+            await check(health)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_health_address_that_is_not_an_address_is_refused() -> None:
+    for bad in ("50061", "unix:", "unix:/run/", ":0", 50061):
+        with pytest.raises(ConfigError, match="health_address"):
+            Settings.from_mapping({"health_address": bad})
+    assert Settings.from_mapping({"health_address": "unix:/run/h.sock"}).health_address

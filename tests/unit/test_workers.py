@@ -9,10 +9,16 @@ import os
 import pytest
 
 from extproc.cli import build_parser
-from extproc.config.settings import SettingsError, worker_addresses
+from extproc.config.settings import (
+    SIBLING_WORKERS_ENV,
+    Settings,
+    SettingsError,
+    available_cores,
+    worker_addresses,
+)
 from extproc.observability import metrics_merge
 from extproc.stack.envoy_config import EnvoyOptions, Upstream, named, render
-from extproc.workers import worker_count
+from extproc.workers import Supervisor, worker_count
 from tests.promtool import check_metrics
 
 
@@ -158,3 +164,39 @@ def test_a_tcp_stack_with_workers_gets_consecutive_free_ports(tmp_path) -> None:
     ports = [int(a.rsplit(":", 1)[1]) for a in addresses]
     assert ports == [ports[0], ports[0] + 1, ports[0] + 2]
     assert all(_bindable(port) for port in ports)
+
+
+def test_the_supervisor_probes_where_each_worker_can_answer_in_plaintext() -> None:
+    """Plaintext: the worker's own address. TLS: its health-only listener, the configured one
+    (port+i) or a unix socket in the supervisor's private directory; every worker is told
+    which (``--health-address``, "" for none), whatever its config says."""
+    plain = Supervisor(["extproc"], "127.0.0.1:50051", 2)
+    assert [w.health_address for w in plain.workers] == ["", ""]
+    assert plain.argv(plain.workers[1])[-2:] == ["--health-address", ""]
+    configured = Supervisor(
+        ["extproc"], "0.0.0.0:50051", 2, health_address="0.0.0.0:50061", tls=True
+    )
+    assert [w.health_address for w in configured.workers] == ["0.0.0.0:50061", "0.0.0.0:50062"]
+    private = Supervisor(["extproc"], "0.0.0.0:50051", 2, tls=True)
+    try:
+        assert private.rundir is not None
+        assert [w.health_address for w in private.workers] == [
+            f"unix:{private.rundir}/health-{i}.sock" for i in (0, 1)
+        ]
+        assert private.argv(private.workers[0])[-1] == f"unix:{private.rundir}/health-0.sock"
+        assert all(w.metrics_socket is None for w in private.workers)  # no metrics asked for
+    finally:
+        os.rmdir(private.rundir)
+
+
+def test_the_default_scan_pool_divides_the_cores_among_the_workers(monkeypatch) -> None:
+    cores = available_cores()
+    monkeypatch.delenv(SIBLING_WORKERS_ENV, raising=False)
+    assert Settings.from_mapping({}).scan_workers == cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    for siblings, expected in (("1", 8), ("2", 4), ("3", 2), ("8", 1), ("16", 1), ("x", 8)):
+        monkeypatch.setenv(SIBLING_WORKERS_ENV, siblings)
+        assert Settings.from_mapping({}).scan_workers == expected, siblings
+    monkeypatch.setenv(SIBLING_WORKERS_ENV, "4")
+    assert Settings.from_mapping({"scan_workers": 6}).scan_workers == 6  # as given
+    assert Settings.from_mapping({"scan_workers": 0}).scan_workers == 0
