@@ -300,7 +300,11 @@ def eg_filter_name() -> str:
 def eg_ext_proc_filter() -> dict[str, Any]:
     """envoy.yaml's ext_proc filter keys -> the value the Envoy Gateway objects give them."""
     ext_proc = eg_ext_proc()
-    [timeout_patch] = eg_patch("listener.v3.Listener")
+    [timeout_patch] = [
+        p
+        for p in eg_patch("listener.v3.Listener")
+        if p["operation"]["path"] == "/max_message_timeout"
+    ]
     operation = timeout_patch["operation"]
     assert eg_filter_name() in operation["jsonPath"], "the patch misses the policy's filter"
     assert operation["jsonPath"].endswith(".typed_config") and operation["op"] == "add"
@@ -325,14 +329,32 @@ def test_envoy_gateway_carries_envoy_yamls_ext_proc_filter():
     grpc_service = expected.pop("grpc_service")
     got.pop("grpc_service")
     assert got == expected
-    # grpc_service's retry policy: the policy's backendSettings.retry (no host predicate there:
-    # Envoy Gateway's own retry settings; the endpoints are pod IPs by EDS).
-    retry, policy = grpc_service["retry_policy"], eg_ext_proc()["backendSettings"]["retry"]
-    assert policy["numRetries"] == retry["num_retries"]
-    assert ",".join(policy["retryOn"]["triggers"]) == retry["retry_on"]
+    assert eg_retry_policy() == grpc_service["retry_policy"]
+
+
+def eg_retry_policy() -> dict[str, Any]:
+    """The ext_proc filter's grpc_service.retry_policy under Envoy Gateway v1.9: what
+    extProcConfig builds from backendSettings.retry (buildNonRouteRetryPolicy: retry_on from
+    the triggers, num_retries, retry_back_off; nothing else), then the EnvoyPatchPolicy's adds
+    at that policy (the host predicate Envoy Gateway has no field for)."""
+    policy = eg_ext_proc()["backendSettings"]["retry"]
     back_off = policy["perRetry"]["backOff"]
-    assert duration(back_off["baseInterval"]) == duration(retry["retry_back_off"]["base_interval"])
-    assert duration(back_off["maxInterval"]) == duration(retry["retry_back_off"]["max_interval"])
+    retry: dict[str, Any] = {
+        "retry_on": ",".join(policy["retryOn"]["triggers"]),
+        "num_retries": policy["numRetries"],
+        "retry_back_off": {
+            "base_interval": f"{duration(back_off['baseInterval'])}s",
+            "max_interval": f"{duration(back_off['maxInterval'])}s",
+        },
+    }
+    at = f"..http_filters[?(@.name=='{eg_filter_name()}')].typed_config.grpc_service.retry_policy"
+    patches = [p["operation"] for p in eg_patch("listener.v3.Listener")]
+    adds = [op for op in patches if op["jsonPath"] == at]
+    assert adds, "no patch at the filter's retry policy"
+    for op in adds:
+        assert op["op"] == "add" and op["path"].count("/") == 1
+        retry[op["path"][1:]] = op["value"]
+    return retry
 
 
 # envoy.yaml's processor-cluster keys the Envoy Gateway objects do not carry, and why.

@@ -40,6 +40,13 @@ RENDERS: dict[str, dict[str, Any]] = {
         "metrics": {"enabled": True},
     },
     "fixed-replicas": {"processor": {"autoscaling": {"enabled": False}, "replicas": 3}},
+    # processor.tls: every variant on (the sidecar stays on its socket), mTLS and TLS alone.
+    "mtls": {**chart.plain_values(), "processor": {"workers": 2, "tls": {"enabled": True}}},
+    "tls-server-only": {
+        "processor": {"tls": {"enabled": True, "clientCertificates": False}},
+        "envoyGateway": {"enabled": True},
+        "istio": {"enabled": True},
+    },
 }
 
 PLAIN_KINDS = {
@@ -127,6 +134,26 @@ def test_helm_lint_finds_no_error():
             {"config": {"extproc": {"listen_address": "0.0.0.0:1"}}},
             "listen_address is set by the chart",
         ),
+        (
+            {"config": {"extproc": {"tls": {"cert_file": "/x", "key_file": "/y"}}}},
+            "config.extproc.tls is set by the chart: use processor.tls",
+        ),
+        (
+            {"config": {"extproc": {"health_address": "0.0.0.0:1"}}},
+            "config.extproc.health_address is set by the chart",
+        ),
+        (
+            {"processor": {"workers": 3, "tls": {"enabled": True, "healthPort": 50053}}},
+            "processor.tls.healthPort 50053..50055 overlaps the workers' ports 50051..50053",
+        ),
+        (
+            {
+                "processor": {"tls": {"enabled": True, "healthPort": 9090}},
+                "metrics": {"enabled": True},
+            },
+            "metrics.port 9090 is one of the health ports 9090..9090",
+        ),
+        ({"processor": {"tls": {"hostname": "Not A Name"}}}, "at '/processor/tls/hostname'"),
         # values.schema.json, which Helm applies before any template runs
         ({"processor": {"replicas": "two"}}, "at '/processor/replicas': got string, want integer"),
         ({"istio": {"context": "SIDECAR"}}, "at '/istio/context': value must be one of"),

@@ -27,6 +27,32 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 
 {{- define "gx.healthService" -}}envoy.service.ext_proc.v3.ExternalProcessor{{- end -}}
 
+{{/* processor.tls: the Secret, its mount, the name Envoy checks, and the config the
+     processor runs with (the chart's config plus extproc.tls and extproc.health_address). */}}
+{{- define "gx.tlsDir" -}}/etc/extproc-tls{{- end -}}
+
+{{- define "gx.tlsSecretName" -}}
+{{- .Values.processor.tls.secretName | default (printf "%s-tls" (include "gx.fullname" .)) -}}
+{{- end -}}
+
+{{- define "gx.tlsHostname" -}}
+{{- .Values.processor.tls.hostname | default (printf "%s.%s.svc" (include "gx.fullname" .) .Release.Namespace) -}}
+{{- end -}}
+
+{{- define "gx.tlsConfig" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $extproc := get $config "extproc" | default dict -}}
+{{- $dir := include "gx.tlsDir" . -}}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) -}}
+{{- if .Values.processor.tls.clientCertificates -}}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $dir) -}}
+{{- end -}}
+{{- $_ := set $extproc "tls" $tls -}}
+{{- $_ := set $extproc "health_address" (printf "0.0.0.0:%d" (int .Values.processor.tls.healthPort)) -}}
+{{- $_ := set $config "extproc" $extproc -}}
+{{- toYaml $config -}}
+{{- end -}}
+
 {{/* Settings that must agree across the chart: fail the render, not the cluster. */}}
 {{- define "gx.checks" -}}
 {{- $extproc := .Values.config.extproc | default dict -}}
@@ -39,6 +65,24 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 {{- if hasKey $extproc "listen_address" -}}
 {{- fail "config.extproc.listen_address is set by the chart (--address): leave it out" -}}
+{{- end -}}
+{{- range $key := list "tls" "health_address" -}}
+{{- if hasKey $extproc $key -}}
+{{- fail (printf "config.extproc.%s is set by the chart: use processor.tls (the sidecar's unix socket needs no TLS)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $p := .Values.processor -}}
+{{- if $p.tls.enabled -}}
+{{- $workers := int ($p.workers | default 1) -}}
+{{- $health := int $p.tls.healthPort -}}
+{{- $grpc := int $p.port -}}
+{{- if and (lt $health (add $grpc $workers)) (lt $grpc (add $health $workers)) -}}
+{{- fail (printf "processor.tls.healthPort %d..%d overlaps the workers' ports %d..%d: give each worker a gRPC port and a health port of its own" $health (sub (add $health $workers) 1) $grpc (sub (add $grpc $workers) 1)) -}}
+{{- end -}}
+{{- $metrics := int .Values.metrics.port -}}
+{{- if and .Values.metrics.enabled (le $health $metrics) (lt $metrics (add $health $workers)) -}}
+{{- fail (printf "metrics.port %d is one of the health ports %d..%d (processor.tls.healthPort)" $metrics $health (sub (add $health $workers) 1)) -}}
+{{- end -}}
 {{- end -}}
 {{- $grace := int (get $extproc "shutdown_grace_seconds" | default 10) -}}
 {{- if gt (add $grace .Values.processor.preStopSleepSeconds 5) 120 -}}
@@ -79,7 +123,7 @@ args:
   - extproc
   - serve
   - --config
-  - /etc/extproc/config.yaml
+  - {{ .config | default "/etc/extproc/config.yaml" }}
   - --address
   - {{ .address | quote }}
   {{- if gt (int (.workers | default 1)) 1 }}
