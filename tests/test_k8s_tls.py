@@ -242,6 +242,25 @@ def test_envoy_reaches_the_tls_processor_as_each_recipe_configures_it(tmp_path, 
             assert handshakes(client, stack) >= 1, name
 
 
+def test_an_envoy_that_checks_another_hostname_fails_closed(tmp_path, client):
+    """The SAN check is real: the processor's certificate is not for this hostname, so no
+    handshake completes and the request fails closed before the model sees it."""
+    values = {**VALUES, "processor": {"tls": {"enabled": True, "hostname": "elsewhere.example"}}}
+    objects = rendered(values)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, clients, envoy = secret_files(certs)
+    socket = envoy_gateway_transport_socket(objects, ca.path, envoy)
+    config = extproc_config(tmp_path, ca.issue("server"), clients.path)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    template = envoy_with(socket, tmp_path / "envoy.yaml")
+    with TlsStack(ca.path, envoy, config=config, workdir=workdir, envoy_template=template) as stack:
+        refused = post(client, stack, chat_body(f"mail {EMAIL}"))
+        assert refused.status_code in (500, 503), refused.text
+        assert upstream_last(client, stack) == {}
+
+
 def test_without_processor_tls_nothing_speaks_tls():
     objects = rendered(chart.plain_values())
     assert not [o for o in objects if o["kind"] == "BackendTLSPolicy"]
