@@ -10,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -24,22 +22,10 @@ pytest.importorskip("cryptography")
 from extproc.config.settings import SIBLING_WORKERS_ENV
 from extproc.protocol.pb import SERVICE_NAME
 from extproc.stack.processes import free_port, free_ports_in_a_row, serving
+from tests.e2e.test_workers import children, wait_for
 from tests.fakes.certs import Authority, Issued
 
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout:.0f}s: {what}")
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+SLOW_SECONDS = 60.0  # startup under load; a hang is found in 3 probes 5 s apart (+ the restart)
 
 
 def worker_pid(supervisor: int, address: str) -> int | None:
@@ -112,6 +98,7 @@ extproc:
         wait_for(
             lambda: metric(metrics, 'extproc_workers{state="serving"}') == 2,
             "the supervisor sees both TLS workers serving",
+            SLOW_SECONDS,
         )
         assert all(mtls_serving(a, ca.path, envoy) for a in addresses)
         assert not any(serving(a) for a in addresses)  # no plaintext on the real listeners
@@ -127,6 +114,7 @@ extproc:
         wait_for(
             lambda: metric(metrics, "extproc_worker_restarts_total") == 1,
             "the hung worker is killed and restarted",
+            SLOW_SECONDS,
         )
         replaced = wait_for(
             lambda: (p := worker_pid(supervisor.pid, addresses[1])) != pids[1] and p, "new pid"
