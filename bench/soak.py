@@ -20,6 +20,9 @@ blocked    10 %   an AWS key in the last message -> 400 naming block-secrets
 streamed   17 %   ``stream: true``, 60 words with an e-mail -> 200, SSE ending ``[DONE]``, masked
 aborted     8 %   half the client's body, then the connection closed (mid-request-body); or a
                   400-word streamed answer closed after its first bytes (mid-streamed-answer)
+large      0 %    ``--large-percent P`` (taken from plain): 400 KB of one-line messages with an
+                  e-mail each, judged off the loop with the collector's full passes held off
+                  (extproc/exchange/collector.py) -> 200, the echo (last message) masked
 ========== ====== ==========================================================================
 
 Anything else (another status, a wrong body, a reset, a 30 s timeout) is counted as unexpected
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import random
 import sys
@@ -111,6 +115,25 @@ KINDS = (
 assert sum(kind.share for kind in KINDS) == 100
 
 
+def _large_body() -> bytes:
+    messages = [{"role": "user", "content": f"note {i} to u{i}@example.org"} for i in range(8_000)]
+    return json.dumps({"model": "fake-echo-1", "messages": messages}).encode()
+
+
+# The echo is the last message: "note 7999 to [EMAIL]" (the address masked).
+LARGE = Kind("large", 0, _large_body(), 200, lambda b: b"7999 to [EMAIL]" in b and b"@" not in b)
+
+
+def with_large(percent: int) -> tuple[Kind, ...]:
+    """The mix with ``percent`` of large bodies, taken from the plain requests' share."""
+    if not 0 <= percent <= KINDS[0].share:
+        raise SystemExit(f"--large-percent must be between 0 and {KINDS[0].share}")
+    if not percent:
+        return KINDS
+    plain = dataclasses.replace(KINDS[0], share=KINDS[0].share - percent)
+    return (plain, *KINDS[1:], dataclasses.replace(LARGE, share=percent))
+
+
 def request_bytes(host: str, body: bytes) -> bytes:
     head = (
         f"POST {PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
@@ -166,16 +189,19 @@ class Results:
 class Client:
     """One of ``--concurrency`` clients: one keep-alive connection, requests one after another."""
 
-    def __init__(self, host: str, port: int, results: Results, seed: int) -> None:
+    def __init__(
+        self, host: str, port: int, results: Results, seed: int, kinds: tuple[Kind, ...] = KINDS
+    ) -> None:
         self.host, self.port = host, port
+        self.kinds = kinds
         self.results = results
         self.random = random.Random(seed)
         self.connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self.requests = {kind.name: request_bytes(f"{host}:{port}", kind.body) for kind in KINDS}
+        self.requests = {kind.name: request_bytes(f"{host}:{port}", kind.body) for kind in kinds}
 
     def pick(self) -> Kind:
         roll = self.random.randrange(100)
-        for kind in KINDS:
+        for kind in self.kinds:
             if roll < kind.share:
                 return kind
             roll -= kind.share
@@ -307,7 +333,12 @@ def ext_proc_counters(admin_url: str) -> dict[str, int]:
 
 
 async def traffic(
-    stack: Stack, seconds: float, concurrency: int, samples: Samples, sample_every: float
+    stack: Stack,
+    seconds: float,
+    concurrency: int,
+    samples: Samples,
+    sample_every: float,
+    kinds: tuple[Kind, ...] = KINDS,
 ) -> tuple[Results, float, float]:
     """Run the clients; returns the results, the warm-up length and the actual duration."""
     results = Results()
@@ -315,7 +346,7 @@ async def traffic(
     started = time.monotonic()
     stop = asyncio.Event()
     sampler = asyncio.create_task(samples.every(sample_every, started, stop))
-    clients = [Client("127.0.0.1", stack.port, results, seed) for seed in range(concurrency)]
+    clients = [Client("127.0.0.1", stack.port, results, seed, kinds) for seed in range(concurrency)]
     deadline, warm_until = started + seconds, started + warmup
     await asyncio.gather(*(client.run(deadline, warm_until) for client in clients))
     duration = time.monotonic() - started
@@ -362,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a variant of envoy/envoy.yaml (e.g. without ext_proc_graceful_grpc_close)",
     )
+    parser.add_argument(
+        "--large-percent", type=int, default=0, help="share of 400 KB bodies (from plain's)"
+    )
     args = parser.parse_args(argv)
+    kinds = with_large(args.large_percent)
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     metrics_port = free_port()
     config = workdir / "config.yaml"
@@ -376,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         results, warmup, duration = asyncio.run(
-            traffic(stack, args.seconds, args.concurrency, samples, args.sample_seconds)
+            traffic(stack, args.seconds, args.concurrency, samples, args.sample_seconds, kinds)
         )
         drained, last = drain_seconds(metrics_url)
         after = {name: rss_kib(pid) for name, pid in pids.items()}
@@ -384,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = sum(sum(c.values()) for c in results.statuses.values())
     print(f"requests: {total} in {duration:.0f} s ({total / duration:.0f}/s)")
-    for kind in KINDS:
+    for kind in kinds:
         counts = results.statuses.get(kind.name, Counter())
         latencies = sorted(results.latencies.get(kind.name, []))
         timing = ""
