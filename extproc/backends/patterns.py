@@ -15,6 +15,7 @@ search resumes one byte further, so a rejected long candidate never hides a shor
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -83,11 +84,16 @@ class Entity:
     # Splits an accepted span into the findings it stands for (several card numbers separated
     # only by spaces are one candidate, each of them a finding); None: the span is one finding.
     split: Callable[[bytes, int, int], list[tuple[int, int]]] | None = None
-    # Candidates taken as they are, without ``refine`` and ``validate`` (text dense with valid
-    # findings): RE2 over a candidate's span with one character of context on each side, as
-    # the identify set sees it, and how many bytes of ``trailer`` the span ends with (the value
-    # ends that much earlier). Every span it matches must be one the entity's own pattern
-    # matches and its checks accept unchanged (tests prove it against them).
+    # Candidates taken as they are, without the identification set, ``glue``, ``refine`` and
+    # ``validate`` (text dense with valid findings: each of those is a call per candidate): a
+    # stdlib ``re`` pattern on bytes, matched at the alternation's match start with the text
+    # around it in view (lookbehind and lookahead see the neighbours), and how many bytes of
+    # ``trailer`` the match ends with (the value ends that much earlier). A candidate is taken
+    # when the form matches it exactly (start to end). Every span it matches so must be one
+    # the entity's own pattern matches there, that no entity before it in the table matches,
+    # whose start its own glue group's check does not call glued, and that its checks accept
+    # unchanged (tests prove it against them). Bounded repetitions only: each match attempt
+    # then costs a bounded number of steps (stdlib ``re`` backtracks).
     accepted: tuple[str, int] | None = None
 
 
@@ -97,6 +103,8 @@ class _Compiled:
     action: Action
     position: int  # index in the table of chosen entities
     checked: bool = True  # the entity has a refine or a validator (else any candidate is taken)
+    type: str = ""  # its findings' type and subtype (the entity's name is the subtype when the
+    subtype: str | None = None  # entity has a ``type`` of its own, e.g. key formats' SECRET)
 
 
 class _Alternation:
@@ -114,14 +122,30 @@ class _Alternation:
         regex: Any,
         members: list[_Member],
         identify: Callable[[bytes], list[int]] | None,
-        accepted_forms: dict[int, tuple[int, int]] | None = None,
     ) -> None:
         self._search = raw_match(regex)
         self._members = members  # in table order
         # Which entities match a span, in one call (see _Matcher._identifier), or None.
         self._identify = identify
-        # Member index -> (the set's index of its ``Entity.accepted`` form, trailer bytes).
-        self.accepted_forms = accepted_forms or {}
+        # The members' ``Entity.accepted`` forms as one stdlib regex, one group per form:
+        # ``taken`` says, in one C call, whether a candidate is taken as it is.
+        forms = [(i, m.compiled.entity.accepted) for i, m in enumerate(members)]
+        forms = [(i, form) for i, form in forms if form is not None]
+        self.forms: list[tuple[_Compiled, int]] = [(members[i].compiled, t) for i, (_, t) in forms]
+        self.taken: Callable[[bytes, int], re.Match[bytes] | None] | None = None
+        if forms:
+            pattern = "|".join(f"({form})" for _, (form, _) in forms)
+            self.taken = re.compile(pattern.encode("ascii")).match
+
+    def taken_at(self, data: bytes, start: int, end: int) -> tuple[int, _Compiled] | None:
+        """(value end, entity) when ``data[start:end]`` has an accepted form, else None."""
+        if self.taken is None:
+            return None
+        found = self.taken(data, start)
+        if found is None or found.end() != end:
+            return None
+        compiled, trailer = self.forms[found.lastindex - 1]  # type: ignore[operator]
+        return end - trailer, compiled
 
     def match(
         self, data: bytes, pos: int, anchored: bool = False
@@ -134,16 +158,9 @@ class _Alternation:
         return self.identify(data, start, end)
 
     def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled, bool]:
-        """(value start, value end, entity, taken) of the match ``data[start:end]``; taken: it
-        has its entity's accepted form (no refine or validator needed)."""
-        found = None
-        if self._identify is not None and start > 0 and end < len(data):
-            found = self._named(data, start, end)
-            if found:
-                form = self.accepted_forms.get(min(found))
-                if form is not None and form[0] in found:
-                    return start, end - form[1], self._members[min(found)].compiled, True
-        _, value_start, value_end, compiled = self.identify(data, start, end, found)
+        """(value start, value end, entity, taken) of the match ``data[start:end]``, which the
+        scan found in no accepted form (so never taken: its checks decide)."""
+        _, value_start, value_end, compiled = self.identify(data, start, end)
         return value_start, value_end, compiled, False
 
     def _named(self, data: bytes, start: int, end: int) -> list[int]:
@@ -170,9 +187,6 @@ class _Alternation:
                 member = self._members[first]
                 if not member.value_group:
                     return start, start, end, member.compiled
-                form = self.accepted_forms.get(first)
-                if form is not None and form[0] in found:  # its value span is known
-                    return start, start, end - form[1], member.compiled
                 spans = member.match(ANCHOR_BOTH, data, start, end)
                 if spans[0][0] >= 0:
                     value_start, value_end = spans[member.value_group]
@@ -247,13 +261,9 @@ class _Matcher:
         pattern = "|".join(_plain(e) for e in entities)
         regex = self._owner._compile(pattern, "entities", self._options)
         members = [self._members[i] for i in subset]
-        forms = {i: e.accepted for i, e in enumerate(entities) if e.accepted is not None}
-        identify, accepted_forms = self._identifier(entities, forms)
-        return _Alternation(regex, members, identify, accepted_forms)
+        return _Alternation(regex, members, self._identifier(entities))
 
-    def _identifier(
-        self, entities: list[Entity], forms: dict[int, tuple[str, int]]
-    ) -> tuple[Callable[[bytes], list[int]] | None, dict[int, tuple[int, int]]]:
+    def _identifier(self, entities: list[Entity]) -> Callable[[bytes], list[int]] | None:
         """An RE2 set telling, in one call, which entities match a span given with one
         character of context on each side (matching the entities one by one cost up to one
         call per entity, the most per-candidate work on text dense with candidates). The
@@ -261,19 +271,14 @@ class _Matcher:
         text; at the text's very edges (no context character) the one-by-one match is used."""
         identifier = re2.Set.FullMatchSet(self._options)
         latin1 = self._options.encoding == re2.Options.Encoding.LATIN1
-        accepted_forms: dict[int, tuple[int, int]] = {}
         try:
             for entity in entities:
                 wrapped = f"(?s:.)(?:{_plain(entity)})(?s:.)"
                 identifier.Add(wrapped.encode("latin-1") if latin1 else wrapped)
-            # After the entities (their indexes stay the members'): the accepted forms.
-            for position, (form, trailer) in forms.items():
-                index = identifier.Add(form.encode("latin-1") if latin1 else form)
-                accepted_forms[position] = (index, trailer)
             identifier.Compile()
         except re2.error:
-            return None, {}
-        return raw_set_match(identifier), accepted_forms
+            return None
+        return raw_set_match(identifier)
 
 
 class PatternGuardrail(Guardrail):
@@ -320,7 +325,14 @@ class PatternGuardrail(Guardrail):
         if not chosen:
             raise ConfigError(f"{self._where}: no entities to detect")
         self._compiled = [
-            _Compiled(entity, action, position, bool(entity.refine or entity.validate))
+            _Compiled(
+                entity,
+                action,
+                position,
+                bool(entity.refine or entity.validate),
+                entity.type or entity.name,
+                entity.name if entity.type else None,
+            )
             for position, (entity, action) in enumerate(chosen)
         ]
         self._utf8 = _Matcher(self, self._utf8_options)
@@ -423,9 +435,9 @@ class PatternGuardrail(Guardrail):
             return []
         if not ascii_only:
             hits = byte_spans_to_chars(data, hits)
-        make = self._make_finding
         if not normalized.norm_starts:  # offsets map one to one
-            return [make(index, start, end, compiled) for start, end, compiled in hits]
+            # One call per finding (text dense with findings makes one every ~15 bytes).
+            return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
         return [self._finding(index, normalized, hit) for hit in hits]
 
     def _finding(
@@ -436,10 +448,7 @@ class PatternGuardrail(Guardrail):
 
     @staticmethod
     def _make_finding(index: int, start: int, end: int, compiled: _Compiled) -> Finding:
-        entity = compiled.entity
-        if entity.type:
-            return new_finding(index, start, end, entity.type, compiled.action, entity.name)
-        return new_finding(index, start, end, entity.name, compiled.action)
+        return new_finding(index, start, end, compiled.type, compiled.action, compiled.subtype)
 
     def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
         matcher = self._ascii if ascii_only else self._utf8
@@ -454,7 +463,7 @@ class PatternGuardrail(Guardrail):
         budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         search, identify, accept = everything._search, everything.identify, self._accept
         set_match, members = everything._identify, everything._members
-        accepted_forms = everything.accepted_forms
+        taken_form, forms = everything.taken, everything.forms
         glue = matcher.glue
         # Per glue group: where its next start that is not glued is, and the next match of the
         # other groups' entities; each found once and kept while the scan is before it.
@@ -463,6 +472,18 @@ class PatternGuardrail(Guardrail):
             start, end = search(UNANCHORED, data, pos, size)[0]
             if start < 0:
                 break
+            if taken_form is not None:
+                # A candidate in its entity's accepted form is a finding as it is: one C call
+                # instead of the glue checks, the set and the entity's checks (text dense with
+                # findings has one every ~15 bytes). The glue checks it skips would not skip
+                # it: its own group's check is ruled out by the form, and another group's
+                # tolerant search finds this very match (see Entity.accepted).
+                form = taken_form(data, start)
+                if form is not None and form.end() == end:
+                    compiled, trailer = forms[form.lastindex - 1]  # type: ignore[operator]
+                    hits.append((start, end - trailer, compiled))
+                    pos = max(end - trailer, start + 1)
+                    continue
             skip_to = -1
             identified = None
             for group, (glued, unglued, tolerant, number) in enumerate(glue):
@@ -493,8 +514,7 @@ class PatternGuardrail(Guardrail):
                 value_start, value_end, compiled, taken = identified
             else:
                 # ``identified`` inline (text dense with candidates has one every ~15 bytes):
-                # the set names an entity whose whole match is its value, or one whose
-                # ``accepted`` form the span has (then taken as it is, no refine or validator).
+                # the set names an entity whose whole match is its value.
                 found = None
                 if set_match is not None and start > 0 and end < size:
                     low, high = start - 1, end + 1
@@ -504,12 +524,8 @@ class PatternGuardrail(Guardrail):
                         high += 1
                     found = set_match(data[low:high])
                 first = min(found) if found else -1
-                shortcut = accepted_forms.get(first) if found and accepted_forms else None
                 taken = False
-                if shortcut is not None and shortcut[0] in found:  # type: ignore[operator]
-                    value_start, value_end = start, end - shortcut[1]
-                    compiled, taken = members[first].compiled, True
-                elif first >= 0 and not members[first].value_group:
+                if first >= 0 and not members[first].value_group:
                     value_start, value_end, compiled = start, end, members[first].compiled
                 else:
                     start, value_start, value_end, compiled = identify(data, start, end, found)
@@ -547,10 +563,13 @@ class PatternGuardrail(Guardrail):
         others = matcher.others(rejected.position)
         if others is None:
             return None, rejected
-        found = others.match(data, start, anchored=True)
-        if found is None:
+        end = others._search(ANCHOR_START, data, start, len(data))[0][1]
+        if end < 0:
             return None, rejected
-        _, value_start, value_end, compiled = found
+        taken = others.taken_at(data, start, end)
+        if taken is not None:  # e.g. the address a longer refused phone candidate began with
+            return (start, taken[0]), taken[1]
+        _, value_start, value_end, compiled = others.identify(data, start, end)
         return self._accept(compiled, data, value_start, value_end), compiled
 
     @staticmethod

@@ -458,14 +458,36 @@ _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 # What ``ip_span`` accepts after an address: the end, or neither a letter, digit or colon nor a
 # dot before a digit. "1::1::1::..." and "1.1.1.1.1..." are then no candidates at all.
 _NOT_GLUED_AFTER = r"$|[^0-9A-Za-z:.]|\.(?:$|[^0-9])"
-# A dotted quad taken as it is (see Entity.accepted), with the character before it and the one
-# trailer byte after it: neither a letter, digit, "_", ":" nor "." (so not glued, and \b holds
-# on both sides), the byte after not "/" or "%" either (no prefix length or zone follows), and
-# octets 0-255 without leading zeros (``_plain_ipv4``). ``ip_span`` and ``ip_valid`` accept
-# every such candidate unchanged; the trailer byte is ASCII, so the value ends one byte before.
+# Forms taken as they are (see Entity.accepted): stdlib ``re`` on the bytes, at a candidate's
+# start, the neighbours in view. Each must be a candidate its entity's pattern matches, that no
+# entity before it in ENTITIES matches, not glued for its own GLUE group, and accepted unchanged
+# by its refine and validator (tests/unit/test_pii.py checks them against the checks).
+#
+# A dotted quad: not after a letter, digit, "_", ":" or a dotted number (``_ip_glued_before``;
+# ``\b`` holds), octets 0-255 without leading zeros (``_plain_ipv4``), then one trailer byte:
+# neither a letter, digit, "_", ":" nor "." (``ip_span``), nor "/" or "%" (no prefix length or
+# zone follows). The value ends one byte before the match. EMAIL and IBAN, before it in the
+# table, match no span without "@" or that begins with a digit.
 _ACCEPTED_IPV4 = (
-    rf"[^0-9A-Za-z_:.]{_OCTET}(?:\.{_OCTET}){{3}}"
-    r"[\x00-\x24\x26-\x2d\x3b-\x40\x5b-\x5e\x60\x7b-\x7f](?s:.)"
+    rf"(?<![0-9A-Za-z_:.]){_OCTET}(?:\.{_OCTET}){{3}}"
+    r"[\x00-\x24\x26-\x2d\x3b-\x40\x5b-\x5e\x60\x7b-\x7f]"
+)
+# "+", a country code (not "+91", which India's rule counts) and three groups, each after one
+# space, dot or dash: 2-4, 3-4 and 3-4 digits ("+1 415-555-0100", "+44 20 7123 4567"), so 9-15
+# digits (``phone_valid``'s international rule; no "x", so no extension to cut). Not after a
+# word character (the pattern's ``\B``) nor glued (``_glued_before``); the four bytes before
+# hold no "$" and are ASCII (``phone_span``'s currency check; a start in the text's first four
+# bytes is not taken so); not glued after (``_glued_after``). Every entity before PHONE in
+# the table begins with a letter or digit, or has "@" in it.
+_ACCEPTED_PHONE = (
+    r"(?<=[^$\x80-\xff]{4})(?<![0-9A-Za-z_])(?<![0-9][ .\-:/])"
+    r"\+(?!91)[0-9]{1,3}[ .\-][0-9]{2,4}[ .\-][0-9]{3,4}[ .\-][0-9]{3,4}"
+    r"(?![0-9A-Za-z])(?![ .\-:/][0-9])"
+)
+# An ASCII address within EMAIL's pattern (which has no checks: any span it matches is taken;
+# it is the table's first entity). Bounded parts: labels of 1-63, at most ten of them.
+_ACCEPTED_EMAIL = (
+    r"[0-9A-Za-z._%+\-]{1,64}@[0-9A-Za-z\-]{1,63}(?:\.[0-9A-Za-z\-]{1,63}){0,8}\.[A-Za-z]{2,63}"
 )
 # Only the registry's country codes: other letter pairs before digits (tracking numbers such as
 # "JD0146...", part numbers) are not candidates.
@@ -481,6 +503,7 @@ ENTITIES = (
     Entity(
         "EMAIL",
         r"[\p{L}\p{N}._%+\-]{1,64}@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}",
+        accepted=(_ACCEPTED_EMAIL, 0),
     ),
     # Country code, check digits, then 11-30 letters/digits, compact or in groups of four.
     Entity(
@@ -531,7 +554,7 @@ ENTITIES = (
         glue=0,
         split=card_run_split,
     ),
-    Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0),
+    Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0, accepted=(_ACCEPTED_PHONE, 0)),
     Entity(
         "PHONE",
         rf"\+?\(?\d[\d .\-()]{{5,20}}\d{_EXT}",
