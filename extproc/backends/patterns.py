@@ -95,6 +95,19 @@ class Entity:
     # unchanged (tests prove it against them). Bounded repetitions only: each match attempt
     # then costs a bounded number of steps (stdlib ``re`` backtracks).
     accepted: tuple[str, int] | None = None
+    # Candidates known to be this entity's that begin with another entity's accepted form (a
+    # phone candidate that begins with an address: "10.20.30.40 170.11" in "... 10.20.30.40
+    # 170.11.5.6"), for text dense with such refusals: a stdlib ``re`` pattern like
+    # ``accepted``'s, and the name of that other entity; the pattern's group 1 is a span of
+    # its accepted form. Every span the pattern matches must be one this entity's pattern
+    # matches there and no entity before it in the table matches. Such a candidate skips the
+    # glue checks and the set (the other entity, outside this one's glue group, matches at its
+    # start, so no glue check skips it); when its checks reject it, the retry's search decides,
+    # and where it ends as group 1 does, the other entity is taken as it is. A group 2, when
+    # it takes part in a match, marks a candidate its checks reject (they are not called).
+    # Only for entities without ``context`` and ``trailer`` (the match is the value) and
+    # without ``split``.
+    begins_with: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -128,14 +141,28 @@ class _Alternation:
         # Which entities match a span, in one call (see _Matcher._identifier), or None.
         self._identify = identify
         # The members' ``Entity.accepted`` forms as one stdlib regex, one group per form:
-        # ``taken`` says, in one C call, whether a candidate is taken as it is.
-        forms = [(i, m.compiled.entity.accepted) for i, m in enumerate(members)]
-        forms = [(i, form) for i, form in forms if form is not None]
-        self.forms: list[tuple[_Compiled, int]] = [(members[i].compiled, t) for i, (_, t) in forms]
-        self.taken: Callable[[bytes, int], re.Match[bytes] | None] | None = None
-        if forms:
-            pattern = "|".join(f"({form})" for _, (form, _) in forms)
-            self.taken = re.compile(pattern.encode("ascii")).match
+        # ``taken`` says, in one C call, whether a candidate is taken as it is; ``forms[group]``
+        # is (entity, trailer bytes) of the form whose group matched.
+        self.taken, self.forms = _forms(
+            [
+                (m.compiled.entity.accepted, (m.compiled, m.compiled.entity.accepted[1]))
+                for m in members
+                if m.compiled.entity.accepted
+            ]
+        )
+        # The ``Entity.begins_with`` patterns, likewise, tried where an accepted form matched
+        # only the start of a candidate: ``begun[group]`` is (entity, the accepted form's
+        # entity, its trailer bytes, whether the pattern has a group 2).
+        named = {m.compiled.entity.name: m.compiled for m in members if m.compiled.entity.accepted}
+        begun = []
+        for member in members:
+            shape = member.compiled.entity.begins_with
+            if shape is not None and shape[1] in named:
+                inner = named[shape[1]]
+                marks = re.compile(shape[0].encode("ascii")).groups >= 2  # its group 2
+                trailer = inner.entity.accepted[1]  # type: ignore[index]
+                begun.append((shape, (member.compiled, inner, trailer, marks)))
+        self.begins, self.begun = _forms(begun)
 
     def taken_at(self, data: bytes, start: int, end: int) -> tuple[int, _Compiled] | None:
         """(value end, entity) when ``data[start:end]`` has an accepted form, else None."""
@@ -144,7 +171,7 @@ class _Alternation:
         found = self.taken(data, start)
         if found is None or found.end() != end:
             return None
-        compiled, trailer = self.forms[found.lastindex - 1]  # type: ignore[operator]
+        compiled, trailer = self.forms[found.lastindex]  # type: ignore[index,misc]
         return end - trailer, compiled
 
     def match(
@@ -464,10 +491,13 @@ class PatternGuardrail(Guardrail):
         search, identify, accept = everything._search, everything.identify, self._accept
         set_match, members = everything._identify, everything._members
         taken_form, forms = everything.taken, everything.forms
+        begins, begun = everything.begins, everything.begun
+        glue_checks = {number: check for check, _, _, number in matcher.glue}
         glue = matcher.glue
         # Per glue group: where its next start that is not glued is, and the next match of the
         # other groups' entities; each found once and kept while the scan is before it.
         next_unglued, next_tolerant = [-1] * len(glue), [-1] * len(glue)
+        form = prefix_glue = None
         while pos <= size:
             start, end = search(UNANCHORED, data, pos, size)[0]
             if start < 0:
@@ -479,16 +509,53 @@ class PatternGuardrail(Guardrail):
                 # it: its own group's check is ruled out by the form, and another group's
                 # tolerant search finds this very match (see Entity.accepted).
                 form = taken_form(data, start)
-                if form is not None and form.end() == end:
-                    compiled, trailer = forms[form.lastindex - 1]  # type: ignore[operator]
-                    hits.append((start, end - trailer, compiled))
-                    pos = max(end - trailer, start + 1)
-                    continue
+                if form is not None:
+                    compiled, trailer = forms[form.lastindex]  # type: ignore[index,misc]
+                    if form.end() == end:
+                        hits.append((start, end - trailer, compiled))
+                        pos = max(end - trailer, start + 1)
+                        continue
+                    # The form's entity matches a shorter span here (an address that a longer
+                    # phone candidate begins with): the candidate is another entity's.
+                    prefix_glue = compiled.entity.glue
+                    shape = begins(data, start) if begins is not None else None
+                    if shape is not None and shape.end() == end:
+                        group = shape.lastindex
+                        entity, inner, inner_trailer, marks = begun[group]  # type: ignore[index,misc]
+                        # Entity.begins_with: no glue check skips it, the set would name it.
+                        glued = glue_checks.get(entity.entity.glue)
+                        if (
+                            (marks and shape.start(group + 2) >= 0)
+                            or (glued is not None and glued(data, start))
+                            or not accept(entity, data, start, end)
+                        ):
+                            # Refused: the pattern's group 2 says so, or the glue group's
+                            # check calls its start glued, or its checks reject it.
+                            budget -= end - start
+                            if budget < 0:
+                                pos = max(end, start + 1)
+                                continue
+                            others = matcher.others(entity.position)
+                            found_end = -1
+                            if others is not None:
+                                found_end = others._search(ANCHOR_START, data, start, size)[0][1]
+                            if found_end == shape.end(group + 1):
+                                value_end = found_end - inner_trailer
+                                hits.append((start, value_end, inner))
+                                pos = max(value_end, start + 1)
+                                continue
+                            budget += end - start  # as if the shape had not matched
             skip_to = -1
             identified = None
+            glued_here = None  # the glue groups whose check calls this start glued
             for group, (glued, unglued, tolerant, number) in enumerate(glue):
                 if not glued(data, start):
                     continue
+                glued_here = (*glued_here, number) if glued_here else (number,)
+                if next_tolerant[group] < start and form is not None and prefix_glue != number:
+                    # What the tolerant search would find: the form's entity, outside the
+                    # group, matches here.
+                    next_tolerant[group] = start
                 if next_tolerant[group] < start:
                     # A candidate of an entity outside the group is no reason to skip: another
                     # group's entity matches here (the tolerant search would find it here).
@@ -531,6 +598,8 @@ class PatternGuardrail(Guardrail):
                     start, value_start, value_end, compiled = identify(data, start, end, found)
             if taken or not compiled.checked:
                 accepted = value_start, value_end
+            elif glued_here and compiled.entity.glue in glued_here:
+                accepted = None  # its refine rejects a start its group calls glued (see GLUE)
             else:
                 accepted = accept(compiled, data, value_start, value_end)
             if accepted is None:
@@ -642,6 +711,21 @@ class PatternGuardrail(Guardrail):
                 return [f for index, text in items for f in self.find(index, text)]
             findings.append(self._make_finding(index, start - base, end - base, compiled))
         return findings
+
+
+def _forms(
+    entries: Sequence[tuple[tuple[str, Any], Any]],
+) -> tuple[Callable[[bytes, int], re.Match[bytes] | None] | None, list[Any]]:
+    """The patterns of ``entries`` ((pattern, ...), info) as one stdlib regex on bytes, each
+    alternative a group, and the infos by group number (None for the patterns' own groups)."""
+    infos: list[Any] = [None]
+    for (pattern, _), info in entries:
+        infos.append(info)  # its group's number is its index
+        infos.extend([None] * re.compile(pattern.encode("ascii")).groups)
+    if not entries:
+        return None, infos
+    joined = "|".join(f"({pattern})" for (pattern, _), _ in entries)
+    return re.compile(joined.encode("ascii")).match, infos
 
 
 def _plain(entity: Entity) -> str:

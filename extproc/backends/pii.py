@@ -484,6 +484,19 @@ _ACCEPTED_PHONE = (
     r"\+(?!91)[0-9]{1,3}[ .\-][0-9]{2,4}[ .\-][0-9]{3,4}[ .\-][0-9]{3,4}"
     r"(?![0-9A-Za-z])(?![ .\-:/][0-9])"
 )
+# A phone candidate that begins with a dotted quad of 2-3 digit octets and one space or dash,
+# then one or two groups of 2-8 digits ("10.20.30.40 170.11" in "... 10.20.30.40 170.11.5.6",
+# refused as glued): the pattern's ``\b\d{2,3}`` and four or five digit groups. No entity
+# before PHONE matches it (EMAIL has "@", IBAN a letter first, IP_ADDRESS ends with its
+# trailer, SSN has three groups, cards have no dots). Group 1: the address with its trailer,
+# in IP_ADDRESS's accepted form (the same lookbehind, octets and trailer byte); group 2 takes
+# part when the candidate is glued to what follows it (``_glued_after``: phone_span refuses).
+_OCTET_2_3 = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9])"
+_PHONE_BEGINNING_WITH_ADDRESS = (
+    rf"(?<![0-9A-Za-z_:.])({_OCTET_2_3}(?:\.{_OCTET_2_3}){{3}}[ \-])"
+    r"[0-9]{2,8}(?:[ .\-/][0-9]{2,8})?"
+    r"(?:(?=[0-9A-Za-z]|[ .\-:/][0-9])())?"  # group 2: glued after, so refused (standalone)
+)
 # An ASCII address within EMAIL's pattern (which has no checks: any span it matches is taken;
 # it is the table's first entity). Bounded parts: labels of 1-63, at most ten of them.
 _ACCEPTED_EMAIL = (
@@ -554,7 +567,15 @@ ENTITIES = (
         glue=0,
         split=card_run_split,
     ),
-    Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0, accepted=(_ACCEPTED_PHONE, 0)),
+    Entity(
+        "PHONE",
+        _PHONE,
+        phone_valid,
+        refine=phone_span,
+        glue=0,
+        accepted=(_ACCEPTED_PHONE, 0),
+        begins_with=(_PHONE_BEGINNING_WITH_ADDRESS, "IP_ADDRESS"),
+    ),
     Entity(
         "PHONE",
         rf"\+?\(?\d[\d .\-()]{{5,20}}\d{_EXT}",

@@ -530,14 +530,14 @@ def test_plain_ipv4_check_equals_the_octet_by_octet_rules() -> None:
 
 
 def _without_accepted_forms(pii: PatternGuardrail) -> PatternGuardrail:
-    """``pii`` with every alternation's accepted forms switched off (each candidate refined
-    and validated)."""
+    """``pii`` with every alternation's accepted and ``begins_with`` forms switched off (each
+    candidate identified, refined and validated)."""
     for matcher in (pii._ascii, pii._utf8):
         alternations = [matcher.everything]
         alternations += [matcher.others(i) for i in range(len(pii._compiled))]
         for alternation in alternations:
             if alternation is not None:
-                alternation.taken = None
+                alternation.taken = alternation.begins = None
     return pii
 
 
@@ -575,9 +575,13 @@ def test_candidates_taken_by_their_accepted_form_are_what_the_checks_accept() ->
     groups = ["1", "12", "123", "1234", "12345", "91", "0", "44", "555", "0100"]
 
     def value() -> str:
-        kind = rng.randrange(3)
+        kind = rng.randrange(4)
         if kind == 0:
             return ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
+        if kind == 3:  # addresses that begin longer phone candidates: "10.99.250.1 100.10"
+            wide = [o for o in octets if len(o) >= 2]
+            quads = [".".join(rng.choices(wide, k=4)) for _ in range(rng.randint(1, 4))]
+            return rng.choice([" ", "-"]).join(quads) + rng.choice(["", " 12", "-123", " 1"])
         if kind == 1:
             digits = rng.choices(groups, k=rng.choice([3, 4, 4, 5]))
             return "+" + "".join(g + rng.choice(" .-") for g in digits)[:-1]
@@ -585,6 +589,16 @@ def test_candidates_taken_by_their_accepted_form_are_what_the_checks_accept() ->
         host = ".".join(rng.choices(["ex", "a-b", "co", "1", "com"], k=rng.randint(1, 4)))
         return f"{user}@{host}.{rng.choice(['com', 'io', 'c', 'uk1'])}"
 
+    alternation = shortcut._ascii.everything
+    begins, begun = alternation.begins, [0]
+    assert begins is not None
+
+    def counting(data: bytes, pos: int) -> object:
+        found = begins(data, pos)
+        begun[0] += found is not None
+        return found
+
+    alternation.begins = counting
     taken = 0
     for _ in range(6000):
         parts = [rng.choice(around) + value() + rng.choice(around)]
@@ -592,7 +606,7 @@ def test_candidates_taken_by_their_accepted_form_are_what_the_checks_accept() ->
         text = "".join(parts)
         assert shortcut.find(0, text) == plain.find(0, text), text
         taken += _taken_count(shortcut, text) if text.isascii() else 0
-    assert taken > 3000  # the forms were in use
+    assert taken > 3000 and begun[0] > 300  # the forms were in use
 
 
 def test_a_dense_list_of_findings_costs_one_search_and_one_form_match_each() -> None:
@@ -600,7 +614,8 @@ def test_a_dense_list_of_findings_costs_one_search_and_one_form_match_each() -> 
     addresses) each finding costs one RE2 search and one match of the forms: no set call, no
     glue check, no refine or validator (each a call per finding, the most of the work)."""
     pii = guardrail()
-    units = ["+1 415-555-0100, ", "10.1.2.3, ", "jane.doe@example.com "]
+    # "10.20.30.40 10.20.30.40 ...": each address begins a longer, refused phone candidate.
+    units = ["+1 415-555-0100, ", "10.1.2.3, ", "jane.doe@example.com ", "10.20.30.40 "]
     for unit in units:
         text = "x " + unit * 2_000
         calls: list[bytes] = []
