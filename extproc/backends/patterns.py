@@ -25,7 +25,7 @@ import re2
 from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
-from extproc.text.normalize import Normalized, normalize
+from extproc.text.normalize import normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import (
@@ -60,6 +60,8 @@ _RESCAN_BYTES_FLOOR = 1 << 16
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
 # (the same or narrower), or None to reject the candidate.
 Refine = Callable[[bytes, int, int], "tuple[int, int] | None"]
+# (finding type, subtype) -> (action, subtype, label) findings get instead (see find_all).
+Labels = Mapping[tuple[str, "str | None"], tuple[Action, "str | None", "str | None"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,8 +454,9 @@ class PatternGuardrail(Guardrail):
 
     # -- scanning ---------------------------------------------------------------------------------
 
-    def find(self, index: int, text: str) -> list[Finding]:
-        """Findings in ``text``, with offsets into ``text`` itself (not its normalised form)."""
+    def find(self, index: int, text: str, labels: Labels | None = None) -> list[Finding]:
+        """Findings in ``text``, with offsets into ``text`` itself (not its normalised form);
+        ``labels``: see ``find_all``."""
         normalized = normalize(text)
         data = normalized.text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(normalized.text)
@@ -462,19 +465,37 @@ class PatternGuardrail(Guardrail):
             return []
         if not ascii_only:
             hits = byte_spans_to_chars(data, hits)
+        fields = self._fields(labels)
         if not normalized.norm_starts:  # offsets map one to one
             # One call per finding (text dense with findings makes one every ~15 bytes).
-            return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
-        return [self._finding(index, normalized, hit) for hit in hits]
+            if fields is None:
+                return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
+            return [new_finding(index, s, e, *fields[c]) for s, e, c in hits]
+        return [
+            self._make_finding(index, *normalized.span(start, end), compiled, fields)
+            for start, end, compiled in hits
+        ]
 
-    def _finding(
-        self, index: int, normalized: Normalized, hit: tuple[int, int, _Compiled]
-    ) -> Finding:
-        start, end, compiled = hit
-        return self._make_finding(index, *normalized.span(start, end), compiled)
+    def _fields(self, labels: Labels | None) -> dict[_Compiled, tuple[Any, ...]] | None:
+        """Per entity, its findings' (type, action, subtype, label) under ``labels``."""
+        if labels is None:
+            return None
+        fields: dict[_Compiled, tuple[Any, ...]] = {}
+        for c in self._compiled:
+            action, subtype, label = labels.get((c.type, c.subtype), (c.action, c.subtype, None))
+            fields[c] = (c.type, action, subtype, label)
+        return fields
 
     @staticmethod
-    def _make_finding(index: int, start: int, end: int, compiled: _Compiled) -> Finding:
+    def _make_finding(
+        index: int,
+        start: int,
+        end: int,
+        compiled: _Compiled,
+        fields: dict[_Compiled, tuple[Any, ...]] | None = None,
+    ) -> Finding:
+        if fields is not None:
+            return new_finding(index, start, end, *fields[compiled])
         return new_finding(index, start, end, compiled.type, compiled.action, compiled.subtype)
 
     def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
@@ -687,29 +708,35 @@ class PatternGuardrail(Guardrail):
             return [f for index, text in enumerate(texts) for f in self.find(index, text)]
         return self.find_all(texts)
 
-    def find_all(self, texts: Sequence[str]) -> list[Finding]:
+    def find_all(self, texts: Sequence[str], labels: Labels | None = None) -> list[Finding]:
         """Findings in all ``texts``; the ASCII ones are scanned together, in one buffer.
 
         A request has many short texts (messages, parts); one search over their concatenation
         saves the fixed cost of a search per text, which dominates on texts of a few hundred bytes.
+        ``labels``: (type, subtype) -> (action, subtype, label) the findings of that type and
+        subtype get instead of their own (a detector that re-labels another's findings, such as
+        ``litellm_content_filter``, then builds each finding once, not twice).
         """
         batch, others = split_ascii(texts)
-        findings = [f for index, text in others for f in self.find(index, text)]
+        findings = [f for index, text in others for f in self.find(index, text, labels)]
         if len(batch) == 1:
-            findings.extend(self.find(*batch[0]))
+            findings.extend(self.find(*batch[0], labels))
         elif batch:
-            findings.extend(self._find_ascii_batch(batch))
+            findings.extend(self._find_ascii_batch(batch, labels))
             findings.sort(key=lambda f: f.index)  # stable: offsets stay in order within a text
         return findings
 
-    def _find_ascii_batch(self, items: list[tuple[int, str]]) -> list[Finding]:
+    def _find_ascii_batch(
+        self, items: list[tuple[int, str]], labels: Labels | None = None
+    ) -> list[Finding]:
         batch = AsciiBatch.of(items)
+        fields = self._fields(labels)
         findings = []
         for start, end, compiled in self._scan(batch.data, ascii_only=True):
             index, text, base = batch.locate(start)
             if end - base > len(text):  # a custom pattern ran across texts: do them one by one
-                return [f for index, text in items for f in self.find(index, text)]
-            findings.append(self._make_finding(index, start - base, end - base, compiled))
+                return [f for index, text in items for f in self.find(index, text, labels)]
+            findings.append(self._make_finding(index, start - base, end - base, compiled, fields))
         return findings
 
 
