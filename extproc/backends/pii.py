@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_left
+from itertools import accumulate
 from typing import Any
 
 import re2
@@ -222,15 +224,15 @@ def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     if length is None or _glued_before(data, start):
         return None
     # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
-    # the IBAN ends at its country's length-th letter or digit, counted group by group.
-    seen, position = 0, start
-    for group in data[start:end].replace(b"-", b" ").split(b" "):
-        if seen + len(group) >= length:
-            stop = position + length - seen
-            return (start, stop) if not data[stop : stop + 1].isalnum() else None
-        seen += len(group)
-        position += len(group) + 1
-    return None
+    # the IBAN ends at its country's length-th letter or digit, counted group by group (the
+    # running totals in C, the group where they reach the length found by bisection).
+    groups = data[start:end].replace(b"-", b" ").split(b" ")
+    totals = list(accumulate(map(len, groups)))
+    last = bisect_left(totals, length)  # the first group with seen + len(group) >= length
+    if last == len(totals):
+        return None
+    stop = start + last + length  # earlier groups' letters and digits, and one separator each
+    return (start, stop) if not data[stop : stop + 1].isalnum() else None
 
 
 def _consistent_case(candidate: str) -> bool:
@@ -245,11 +247,15 @@ def iban_valid(candidate: str) -> bool:
         return False
     # ISO 13616 prints IBANs in upper case; people also write them in lower or mixed case,
     # which the check digits do not depend on (letters count as 10-35 in either case).
-    compact = "".join(c for c in candidate if c.isalnum()).upper()
+    compact = "".join(filter(str.isalnum, candidate)).upper()
     if len(compact) != IBAN_LENGTHS.get(compact[:2]):
         return False
     rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
+
+
+# ISO 13616's letters as numbers, A = 10 ... Z = 35 (``int(c, 36)``), one C pass per candidate.
+_LETTER_VALUES = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
 # -- IP addresses ----------------------------------------------------------------------------------
