@@ -134,17 +134,11 @@ class ContentFilterGuardrail(Guardrail):
                 self._plain_rules[("SECRET", entity)] = rules[0]
             elif rules[0].accepts is None:
                 self._plain_rules[(entity, None)] = rules[0]
-        # The same for the pii detector's own findings: (type, None) -> (action, name, label).
+        # What ``_map`` does to the pii detector's findings, as its labels (see find_all).
         self._pii_labels = {
-            key: (rule.action, rule.name, rule.label)
-            for key, rule in self._plain_rules.items()
-            if key[1] is None
-        }
-        # pii types whose first rule checks the value: type -> the rules, in order.
-        self._pii_checked = {
-            entity: rules
+            (entity, None): [(r.accepts, r.action, r.name, r.label) for r in rules]
             for (backend, entity), rules in self._by_entity.items()
-            if backend == "pii" and rules[0].accepts is not None
+            if backend == "pii"
         }
         self._tail, self._window_hold = self._build_tail()
         # The sub-detectors' look-behind is the filter's too.
@@ -298,34 +292,9 @@ class ContentFilterGuardrail(Guardrail):
         plain = self._plain_rules
         for detector in self._detectors:
             if isinstance(detector, PatternGuardrail) and type(detector).find is _FIND:
-                # The pii detector labels the findings of the plain rules' types itself (each
-                # finding built once); the others are mapped below.
-                checked = self._pii_checked
-                for finding in detector.find_all(texts, self._pii_labels):
-                    if (finding.type, None) in plain:
-                        findings.append(finding)
-                        continue
-                    rules = checked.get(finding.type)
-                    if rules is not None:  # ``_map`` inline: e.g. ipv4 / ipv6 on IP_ADDRESS
-                        value = texts[finding.index][finding.start : finding.end]
-                        for rule in rules:
-                            if rule.accepts is None or rule.accepts(value):
-                                findings.append(
-                                    new_finding(
-                                        finding.index,
-                                        finding.start,
-                                        finding.end,
-                                        finding.type,
-                                        rule.action,
-                                        rule.name,
-                                        rule.label,
-                                    )
-                                )
-                                break
-                        continue
-                    mapped = self._map(finding, texts[finding.index])
-                    if mapped is not None:
-                        findings.append(mapped)
+                # The pii detector gives its findings the rules' labels itself (value checks
+                # included: ipv4 / ipv6): each finding is built once, and is final.
+                findings.extend(detector.find_all(texts, self._pii_labels))
                 continue
             for finding in await detector.check(texts):
                 # The common case inline (text dense with findings has one every ~15 bytes): a

@@ -60,8 +60,11 @@ _RESCAN_BYTES_FLOOR = 1 << 16
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
 # (the same or narrower), or None to reject the candidate.
 Refine = Callable[[bytes, int, int], "tuple[int, int] | None"]
-# (finding type, subtype) -> (action, subtype, label) findings get instead (see find_all).
-Labels = Mapping[tuple[str, "str | None"], tuple[Action, "str | None", "str | None"]]
+# (finding type, subtype) -> choices of (value check, action, subtype, label) (see find_all).
+Labels = Mapping[
+    tuple[str, "str | None"],
+    Sequence[tuple["Callable[[str], bool] | None", Action, "str | None", "str | None"]],
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,38 +468,40 @@ class PatternGuardrail(Guardrail):
             return []
         if not ascii_only:
             hits = byte_spans_to_chars(data, hits)
-        fields = self._fields(labels)
         if not normalized.norm_starts:  # offsets map one to one
-            # One call per finding (text dense with findings makes one every ~15 bytes).
-            if fields is None:
+            if labels is None:  # one call per finding (dense text has one every ~15 bytes)
                 return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
-            return [new_finding(index, s, e, *fields[c]) for s, e, c in hits]
-        return [
-            self._make_finding(index, *normalized.span(start, end), compiled, fields)
-            for start, end, compiled in hits
-        ]
+        else:
+            hits = [(*normalized.span(start, end), compiled) for start, end, compiled in hits]
+        return self._findings(index, text, hits, self._choices(labels))
 
-    def _fields(self, labels: Labels | None) -> dict[_Compiled, tuple[Any, ...]] | None:
-        """Per entity, its findings' (type, action, subtype, label) under ``labels``."""
+    def _choices(self, labels: Labels | None) -> dict[_Compiled, Sequence[Any]] | None:
+        """Per entity, the choices ``labels`` give its findings (None: no labels)."""
         if labels is None:
             return None
-        fields: dict[_Compiled, tuple[Any, ...]] = {}
-        for c in self._compiled:
-            action, subtype, label = labels.get((c.type, c.subtype), (c.action, c.subtype, None))
-            fields[c] = (c.type, action, subtype, label)
-        return fields
+        own = {c: ((None, c.action, c.subtype, None),) for c in self._compiled}
+        return {c: labels.get((c.type, c.subtype), own[c]) for c in self._compiled}
 
     @staticmethod
-    def _make_finding(
+    def _findings(
         index: int,
-        start: int,
-        end: int,
-        compiled: _Compiled,
-        fields: dict[_Compiled, tuple[Any, ...]] | None = None,
-    ) -> Finding:
-        if fields is not None:
-            return new_finding(index, start, end, *fields[compiled])
-        return new_finding(index, start, end, compiled.type, compiled.action, compiled.subtype)
+        text: str,
+        hits: list[tuple[int, int, _Compiled]],
+        fields: dict[_Compiled, Sequence[Any]] | None,
+    ) -> list[Finding]:
+        """The findings of ``hits`` (character offsets into ``text``), with ``fields``'
+        choices (see ``find_all``)."""
+        if fields is None:
+            return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
+        findings = []
+        for start, end, compiled in hits:
+            for accepts, action, subtype, label in fields[compiled]:
+                if accepts is None or accepts(text[start:end]):
+                    findings.append(
+                        new_finding(index, start, end, compiled.type, action, subtype, label)
+                    )
+                    break
+        return findings
 
     def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
         matcher = self._ascii if ascii_only else self._utf8
@@ -713,9 +718,12 @@ class PatternGuardrail(Guardrail):
 
         A request has many short texts (messages, parts); one search over their concatenation
         saves the fixed cost of a search per text, which dominates on texts of a few hundred bytes.
-        ``labels``: (type, subtype) -> (action, subtype, label) the findings of that type and
-        subtype get instead of their own (a detector that re-labels another's findings, such as
-        ``litellm_content_filter``, then builds each finding once, not twice).
+        ``labels``: (type, subtype) -> the choices for the findings of that type and subtype,
+        in order, each (a check of the value or None, action, subtype, label): the first whose
+        check accepts the value (or that has none) gives the finding its action, subtype and
+        label, and when none does there is no finding (a detector that re-labels another's
+        findings, such as ``litellm_content_filter``, then builds each finding once, not twice).
+        Types without an entry keep their own.
         """
         batch, others = split_ascii(texts)
         findings = [f for index, text in others for f in self.find(index, text, labels)]
@@ -730,13 +738,14 @@ class PatternGuardrail(Guardrail):
         self, items: list[tuple[int, str]], labels: Labels | None = None
     ) -> list[Finding]:
         batch = AsciiBatch.of(items)
-        fields = self._fields(labels)
+        fields = self._choices(labels)
         findings = []
         for start, end, compiled in self._scan(batch.data, ascii_only=True):
             index, text, base = batch.locate(start)
             if end - base > len(text):  # a custom pattern ran across texts: do them one by one
                 return [f for index, text in items for f in self.find(index, text, labels)]
-            findings.append(self._make_finding(index, start - base, end - base, compiled, fields))
+            hit = [(start - base, end - base, compiled)]
+            findings.extend(self._findings(index, text, hit, fields))
         return findings
 
 
