@@ -538,8 +538,9 @@ class PatternGuardrail(Guardrail):
                 if form is not None:
                     compiled, trailer = forms[form.lastindex]  # type: ignore[index,misc]
                     if form.end() == end:
-                        hits.append((start, end - trailer, compiled))
-                        pos = max(end - trailer, start + 1)
+                        end -= trailer
+                        hits.append((start, end, compiled))
+                        pos = end if end > start else start + 1
                         continue
                     # The form's entity matches a shorter span here (an address that a longer
                     # phone candidate begins with): the candidate is another entity's.

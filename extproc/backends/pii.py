@@ -218,9 +218,13 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 
 
+# Keyed by the country code's bytes (no decoding per candidate; non-ASCII bytes match none).
+_IBAN_LENGTHS_BY_BYTES = {country.encode(): length for country, length in IBAN_LENGTHS.items()}
+
+
 def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     """Cut the candidate to its country's IBAN length (the pattern may run into the next word)."""
-    length = IBAN_LENGTHS.get(data[start : start + 2].upper().decode("ascii", "replace"))
+    length = _IBAN_LENGTHS_BY_BYTES.get(data[start : start + 2].upper())
     if length is None or _glued_before(data, start):
         return None
     # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
