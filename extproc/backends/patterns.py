@@ -189,11 +189,10 @@ class _Alternation:
             return None
         return self.identify(data, start, end)
 
-    def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled, bool]:
-        """(value start, value end, entity, taken) of the match ``data[start:end]``, which the
-        scan found in no accepted form (so never taken: its checks decide)."""
+    def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled]:
+        """(value start, value end, entity) of the match ``data[start:end]``."""
         _, value_start, value_end, compiled = self.identify(data, start, end)
-        return value_start, value_end, compiled, False
+        return value_start, value_end, compiled
 
     def _named(self, data: bytes, start: int, end: int) -> list[int]:
         """The entities whose pattern matches ``data[start:end]`` with one character of context
@@ -605,7 +604,7 @@ class PatternGuardrail(Guardrail):
                 pos = skip_to
                 continue
             if identified is not None:
-                value_start, value_end, compiled, taken = identified
+                value_start, value_end, compiled = identified
             else:
                 # ``identified`` inline (text dense with candidates has one every ~15 bytes):
                 # the set names an entity whose whole match is its value.
@@ -618,12 +617,11 @@ class PatternGuardrail(Guardrail):
                         high += 1
                     found = set_match(data[low:high])
                 first = min(found) if found else -1
-                taken = False
                 if first >= 0 and not members[first].value_group:
                     value_start, value_end, compiled = start, end, members[first].compiled
                 else:
                     start, value_start, value_end, compiled = identify(data, start, end, found)
-            if taken or not compiled.checked:
+            if not compiled.checked:
                 accepted = value_start, value_end
             elif glued_here and compiled.entity.glue in glued_here:
                 accepted = None  # its refine rejects a start its group calls glued (see GLUE)
