@@ -20,6 +20,7 @@ import yaml
 
 from extproc.backends import register
 from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
+from extproc.backends.patterns import PatternGuardrail
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.normalize import normalize, shared_normalization
 from extproc.text.offsets import byte_spans_to_chars, utf8
@@ -27,6 +28,7 @@ from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import UNANCHORED, raw_match
 from extproc.vocabulary import Action, Finding
 
+_FIND = PatternGuardrail.find
 DEFAULT_PATTERN_FORMAT = "[{pattern_name}_REDACTED]"
 DEFAULT_KEYWORD_TAG = "[KEYWORD_REDACTED]"
 
@@ -132,6 +134,12 @@ class ContentFilterGuardrail(Guardrail):
                 self._plain_rules[("SECRET", entity)] = rules[0]
             elif rules[0].accepts is None:
                 self._plain_rules[(entity, None)] = rules[0]
+        # What ``_map`` does to the pii detector's findings, as its labels (see find_all).
+        self._pii_labels = {
+            (entity, None): [(r.accepts, r.action, r.name, r.label) for r in rules]
+            for (backend, entity), rules in self._by_entity.items()
+            if backend == "pii"
+        }
         self._tail, self._window_hold = self._build_tail()
         # The sub-detectors' look-behind is the filter's too.
         looks_back = max((d.capabilities.max_match_chars for d in self._detectors), default=0)
@@ -283,6 +291,11 @@ class ContentFilterGuardrail(Guardrail):
         findings: list[Finding] = []
         plain = self._plain_rules
         for detector in self._detectors:
+            if isinstance(detector, PatternGuardrail) and type(detector).find is _FIND:
+                # The pii detector gives its findings the rules' labels itself (value checks
+                # included: ipv4 / ipv6): each finding is built once, and is final.
+                findings.extend(detector.find_all(texts, self._pii_labels))
+                continue
             for finding in await detector.check(texts):
                 # The common case inline (text dense with findings has one every ~15 bytes): a
                 # finding type whose first rule has no value check takes that rule.
@@ -346,7 +359,11 @@ class ContentFilterGuardrail(Guardrail):
                 rule = rules[0]
             else:
                 value = text[finding.start : finding.end]
-                rule = next((r for r in rules if r.accepts is None or r.accepts(value)), None)
+                rule = None
+                for candidate in rules:  # the first whose check accepts the value
+                    if candidate.accepts is None or candidate.accepts(value):
+                        rule = candidate
+                        break
         if rule is None:
             return None
         return self._finding(finding.index, finding.start, finding.end, rule, finding.type)

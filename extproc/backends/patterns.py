@@ -15,6 +15,7 @@ search resumes one byte further, so a rejected long candidate never hides a shor
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ import re2
 from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, new_finding
 from extproc.config.loader import ConfigError, GuardrailSpec
 from extproc.text.batch import AsciiBatch, split_ascii
-from extproc.text.normalize import Normalized, normalize
+from extproc.text.normalize import normalize
 from extproc.text.offsets import byte_spans_to_chars
 from extproc.text.prefixes import TailHold, Unsupported, normalized_hold
 from extproc.text.re2_raw import (
@@ -59,6 +60,11 @@ _RESCAN_BYTES_FLOOR = 1 << 16
 # Sees the normalised text as UTF-8 bytes and a candidate's byte span; returns the span to report
 # (the same or narrower), or None to reject the candidate.
 Refine = Callable[[bytes, int, int], "tuple[int, int] | None"]
+# (finding type, subtype) -> choices of (value check, action, subtype, label) (see find_all).
+Labels = Mapping[
+    tuple[str, "str | None"],
+    Sequence[tuple["Callable[[str], bool] | None", Action, "str | None", "str | None"]],
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +89,30 @@ class Entity:
     # Splits an accepted span into the findings it stands for (several card numbers separated
     # only by spaces are one candidate, each of them a finding); None: the span is one finding.
     split: Callable[[bytes, int, int], list[tuple[int, int]]] | None = None
-    # Candidates taken as they are, without ``refine`` and ``validate`` (text dense with valid
-    # findings): RE2 over a candidate's span with one character of context on each side, as
-    # the identify set sees it, and how many bytes of ``trailer`` the span ends with (the value
-    # ends that much earlier). Every span it matches must be one the entity's own pattern
-    # matches and its checks accept unchanged (tests prove it against them).
+    # Candidates taken as they are, without the identification set, ``glue``, ``refine`` and
+    # ``validate`` (text dense with valid findings: each of those is a call per candidate): a
+    # stdlib ``re`` pattern on bytes, matched at the alternation's match start with the text
+    # around it in view (lookbehind and lookahead see the neighbours), and how many bytes of
+    # ``trailer`` the match ends with (the value ends that much earlier). A candidate is taken
+    # when the form matches it exactly (start to end). Every span it matches so must be one
+    # the entity's own pattern matches there, that no entity before it in the table matches,
+    # whose start its own glue group's check does not call glued, and that its checks accept
+    # unchanged (tests prove it against them). Bounded repetitions only: each match attempt
+    # then costs a bounded number of steps (stdlib ``re`` backtracks).
     accepted: tuple[str, int] | None = None
+    # Candidates known to be this entity's that begin with another entity's accepted form (a
+    # phone candidate that begins with an address: "10.20.30.40 170.11" in "... 10.20.30.40
+    # 170.11.5.6"), for text dense with such refusals: a stdlib ``re`` pattern like
+    # ``accepted``'s, and the name of that other entity; the pattern's group 1 is a span of
+    # its accepted form. Every span the pattern matches must be one this entity's pattern
+    # matches there and no entity before it in the table matches. Such a candidate skips the
+    # glue checks and the set (the other entity, outside this one's glue group, matches at its
+    # start, so no glue check skips it); when its checks reject it, the retry's search decides,
+    # and where it ends as group 1 does, the other entity is taken as it is. A group 2, when
+    # it takes part in a match, marks a candidate its checks reject (they are not called).
+    # Only for entities without ``context`` and ``trailer`` (the match is the value) and
+    # without ``split``.
+    begins_with: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,6 +121,8 @@ class _Compiled:
     action: Action
     position: int  # index in the table of chosen entities
     checked: bool = True  # the entity has a refine or a validator (else any candidate is taken)
+    type: str = ""  # its findings' type and subtype (the entity's name is the subtype when the
+    subtype: str | None = None  # entity has a ``type`` of its own, e.g. key formats' SECRET)
 
 
 class _Alternation:
@@ -114,14 +140,44 @@ class _Alternation:
         regex: Any,
         members: list[_Member],
         identify: Callable[[bytes], list[int]] | None,
-        accepted_forms: dict[int, tuple[int, int]] | None = None,
     ) -> None:
         self._search = raw_match(regex)
         self._members = members  # in table order
         # Which entities match a span, in one call (see _Matcher._identifier), or None.
         self._identify = identify
-        # Member index -> (the set's index of its ``Entity.accepted`` form, trailer bytes).
-        self.accepted_forms = accepted_forms or {}
+        # The members' ``Entity.accepted`` forms as one stdlib regex, one group per form:
+        # ``taken`` says, in one C call, whether a candidate is taken as it is; ``forms[group]``
+        # is (entity, trailer bytes) of the form whose group matched.
+        self.taken, self.forms = _forms(
+            [
+                (m.compiled.entity.accepted, (m.compiled, m.compiled.entity.accepted[1]))
+                for m in members
+                if m.compiled.entity.accepted
+            ]
+        )
+        # The ``Entity.begins_with`` patterns, likewise, tried where an accepted form matched
+        # only the start of a candidate: ``begun[group]`` is (entity, the accepted form's
+        # entity, its trailer bytes, whether the pattern has a group 2).
+        named = {m.compiled.entity.name: m.compiled for m in members if m.compiled.entity.accepted}
+        begun = []
+        for member in members:
+            shape = member.compiled.entity.begins_with
+            if shape is not None and shape[1] in named:
+                inner = named[shape[1]]
+                marks = re.compile(shape[0].encode("ascii")).groups >= 2  # its group 2
+                trailer = inner.entity.accepted[1]  # type: ignore[index]
+                begun.append((shape, (member.compiled, inner, trailer, marks)))
+        self.begins, self.begun = _forms(begun)
+
+    def taken_at(self, data: bytes, start: int, end: int) -> tuple[int, _Compiled] | None:
+        """(value end, entity) when ``data[start:end]`` has an accepted form, else None."""
+        if self.taken is None:
+            return None
+        found = self.taken(data, start)
+        if found is None or found.end() != end:
+            return None
+        compiled, trailer = self.forms[found.lastindex]  # type: ignore[index,misc]
+        return end - trailer, compiled
 
     def match(
         self, data: bytes, pos: int, anchored: bool = False
@@ -133,18 +189,10 @@ class _Alternation:
             return None
         return self.identify(data, start, end)
 
-    def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled, bool]:
-        """(value start, value end, entity, taken) of the match ``data[start:end]``; taken: it
-        has its entity's accepted form (no refine or validator needed)."""
-        found = None
-        if self._identify is not None and start > 0 and end < len(data):
-            found = self._named(data, start, end)
-            if found:
-                form = self.accepted_forms.get(min(found))
-                if form is not None and form[0] in found:
-                    return start, end - form[1], self._members[min(found)].compiled, True
-        _, value_start, value_end, compiled = self.identify(data, start, end, found)
-        return value_start, value_end, compiled, False
+    def identified(self, data: bytes, start: int, end: int) -> tuple[int, int, _Compiled]:
+        """(value start, value end, entity) of the match ``data[start:end]``."""
+        _, value_start, value_end, compiled = self.identify(data, start, end)
+        return value_start, value_end, compiled
 
     def _named(self, data: bytes, start: int, end: int) -> list[int]:
         """The entities whose pattern matches ``data[start:end]`` with one character of context
@@ -170,9 +218,6 @@ class _Alternation:
                 member = self._members[first]
                 if not member.value_group:
                     return start, start, end, member.compiled
-                form = self.accepted_forms.get(first)
-                if form is not None and form[0] in found:  # its value span is known
-                    return start, start, end - form[1], member.compiled
                 spans = member.match(ANCHOR_BOTH, data, start, end)
                 if spans[0][0] >= 0:
                     value_start, value_end = spans[member.value_group]
@@ -247,13 +292,9 @@ class _Matcher:
         pattern = "|".join(_plain(e) for e in entities)
         regex = self._owner._compile(pattern, "entities", self._options)
         members = [self._members[i] for i in subset]
-        forms = {i: e.accepted for i, e in enumerate(entities) if e.accepted is not None}
-        identify, accepted_forms = self._identifier(entities, forms)
-        return _Alternation(regex, members, identify, accepted_forms)
+        return _Alternation(regex, members, self._identifier(entities))
 
-    def _identifier(
-        self, entities: list[Entity], forms: dict[int, tuple[str, int]]
-    ) -> tuple[Callable[[bytes], list[int]] | None, dict[int, tuple[int, int]]]:
+    def _identifier(self, entities: list[Entity]) -> Callable[[bytes], list[int]] | None:
         """An RE2 set telling, in one call, which entities match a span given with one
         character of context on each side (matching the entities one by one cost up to one
         call per entity, the most per-candidate work on text dense with candidates). The
@@ -261,19 +302,14 @@ class _Matcher:
         text; at the text's very edges (no context character) the one-by-one match is used."""
         identifier = re2.Set.FullMatchSet(self._options)
         latin1 = self._options.encoding == re2.Options.Encoding.LATIN1
-        accepted_forms: dict[int, tuple[int, int]] = {}
         try:
             for entity in entities:
                 wrapped = f"(?s:.)(?:{_plain(entity)})(?s:.)"
                 identifier.Add(wrapped.encode("latin-1") if latin1 else wrapped)
-            # After the entities (their indexes stay the members'): the accepted forms.
-            for position, (form, trailer) in forms.items():
-                index = identifier.Add(form.encode("latin-1") if latin1 else form)
-                accepted_forms[position] = (index, trailer)
             identifier.Compile()
         except re2.error:
-            return None, {}
-        return raw_set_match(identifier), accepted_forms
+            return None
+        return raw_set_match(identifier)
 
 
 class PatternGuardrail(Guardrail):
@@ -320,7 +356,14 @@ class PatternGuardrail(Guardrail):
         if not chosen:
             raise ConfigError(f"{self._where}: no entities to detect")
         self._compiled = [
-            _Compiled(entity, action, position, bool(entity.refine or entity.validate))
+            _Compiled(
+                entity,
+                action,
+                position,
+                bool(entity.refine or entity.validate),
+                entity.type or entity.name,
+                entity.name if entity.type else None,
+            )
             for position, (entity, action) in enumerate(chosen)
         ]
         self._utf8 = _Matcher(self, self._utf8_options)
@@ -413,8 +456,9 @@ class PatternGuardrail(Guardrail):
 
     # -- scanning ---------------------------------------------------------------------------------
 
-    def find(self, index: int, text: str) -> list[Finding]:
-        """Findings in ``text``, with offsets into ``text`` itself (not its normalised form)."""
+    def find(self, index: int, text: str, labels: Labels | None = None) -> list[Finding]:
+        """Findings in ``text``, with offsets into ``text`` itself (not its normalised form);
+        ``labels``: see ``find_all``."""
         normalized = normalize(text)
         data = normalized.text.encode("utf-8", "surrogatepass")
         ascii_only = len(data) == len(normalized.text)
@@ -423,23 +467,40 @@ class PatternGuardrail(Guardrail):
             return []
         if not ascii_only:
             hits = byte_spans_to_chars(data, hits)
-        make = self._make_finding
         if not normalized.norm_starts:  # offsets map one to one
-            return [make(index, start, end, compiled) for start, end, compiled in hits]
-        return [self._finding(index, normalized, hit) for hit in hits]
+            if labels is None:  # one call per finding (dense text has one every ~15 bytes)
+                return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
+        else:
+            hits = [(*normalized.span(start, end), compiled) for start, end, compiled in hits]
+        return self._findings(index, text, hits, self._choices(labels))
 
-    def _finding(
-        self, index: int, normalized: Normalized, hit: tuple[int, int, _Compiled]
-    ) -> Finding:
-        start, end, compiled = hit
-        return self._make_finding(index, *normalized.span(start, end), compiled)
+    def _choices(self, labels: Labels | None) -> dict[_Compiled, Sequence[Any]] | None:
+        """Per entity, the choices ``labels`` give its findings (None: no labels)."""
+        if labels is None:
+            return None
+        own = {c: ((None, c.action, c.subtype, None),) for c in self._compiled}
+        return {c: labels.get((c.type, c.subtype), own[c]) for c in self._compiled}
 
     @staticmethod
-    def _make_finding(index: int, start: int, end: int, compiled: _Compiled) -> Finding:
-        entity = compiled.entity
-        if entity.type:
-            return new_finding(index, start, end, entity.type, compiled.action, entity.name)
-        return new_finding(index, start, end, entity.name, compiled.action)
+    def _findings(
+        index: int,
+        text: str,
+        hits: list[tuple[int, int, _Compiled]],
+        fields: dict[_Compiled, Sequence[Any]] | None,
+    ) -> list[Finding]:
+        """The findings of ``hits`` (character offsets into ``text``), with ``fields``'
+        choices (see ``find_all``)."""
+        if fields is None:
+            return [new_finding(index, s, e, c.type, c.action, c.subtype) for s, e, c in hits]
+        findings = []
+        for start, end, compiled in hits:
+            for accepts, action, subtype, label in fields[compiled]:
+                if accepts is None or accepts(text[start:end]):
+                    findings.append(
+                        new_finding(index, start, end, compiled.type, action, subtype, label)
+                    )
+                    break
+        return findings
 
     def _scan(self, data: bytes, ascii_only: bool) -> list[tuple[int, int, _Compiled]]:
         matcher = self._ascii if ascii_only else self._utf8
@@ -454,20 +515,73 @@ class PatternGuardrail(Guardrail):
         budget = _RESCAN_BYTES_PER_BYTE * size + _RESCAN_BYTES_FLOOR if rescan_rejected else -1
         search, identify, accept = everything._search, everything.identify, self._accept
         set_match, members = everything._identify, everything._members
-        accepted_forms = everything.accepted_forms
+        taken_form, forms = everything.taken, everything.forms
+        begins, begun = everything.begins, everything.begun
+        glue_checks = {number: check for check, _, _, number in matcher.glue}
         glue = matcher.glue
         # Per glue group: where its next start that is not glued is, and the next match of the
         # other groups' entities; each found once and kept while the scan is before it.
         next_unglued, next_tolerant = [-1] * len(glue), [-1] * len(glue)
+        form = prefix_glue = None
         while pos <= size:
             start, end = search(UNANCHORED, data, pos, size)[0]
             if start < 0:
                 break
+            if taken_form is not None:
+                # A candidate in its entity's accepted form is a finding as it is: one C call
+                # instead of the glue checks, the set and the entity's checks (text dense with
+                # findings has one every ~15 bytes). The glue checks it skips would not skip
+                # it: its own group's check is ruled out by the form, and another group's
+                # tolerant search finds this very match (see Entity.accepted).
+                form = taken_form(data, start)
+                if form is not None:
+                    compiled, trailer = forms[form.lastindex]  # type: ignore[index,misc]
+                    if form.end() == end:
+                        end -= trailer
+                        hits.append((start, end, compiled))
+                        pos = end if end > start else start + 1
+                        continue
+                    # The form's entity matches a shorter span here (an address that a longer
+                    # phone candidate begins with): the candidate is another entity's.
+                    prefix_glue = compiled.entity.glue
+                    shape = begins(data, start) if begins is not None else None
+                    if shape is not None and shape.end() == end:
+                        group = shape.lastindex
+                        entity, inner, inner_trailer, marks = begun[group]  # type: ignore[index,misc]
+                        # Entity.begins_with: no glue check skips it, the set would name it.
+                        glued = glue_checks.get(entity.entity.glue)
+                        if (
+                            (marks and shape.start(group + 2) >= 0)
+                            or (glued is not None and glued(data, start))
+                            or not accept(entity, data, start, end)
+                        ):
+                            # Refused: the pattern's group 2 says so, or the glue group's
+                            # check calls its start glued, or its checks reject it.
+                            budget -= end - start
+                            if budget < 0:
+                                pos = max(end, start + 1)
+                                continue
+                            others = matcher.others(entity.position)
+                            found_end = -1
+                            if others is not None:
+                                found_end = others._search(ANCHOR_START, data, start, size)[0][1]
+                            if found_end == shape.end(group + 1):
+                                value_end = found_end - inner_trailer
+                                hits.append((start, value_end, inner))
+                                pos = max(value_end, start + 1)
+                                continue
+                            budget += end - start  # as if the shape had not matched
             skip_to = -1
             identified = None
+            glued_here = None  # the glue groups whose check calls this start glued
             for group, (glued, unglued, tolerant, number) in enumerate(glue):
                 if not glued(data, start):
                     continue
+                glued_here = (*glued_here, number) if glued_here else (number,)
+                if next_tolerant[group] < start and form is not None and prefix_glue != number:
+                    # What the tolerant search would find: the form's entity, outside the
+                    # group, matches here.
+                    next_tolerant[group] = start
                 if next_tolerant[group] < start:
                     # A candidate of an entity outside the group is no reason to skip: another
                     # group's entity matches here (the tolerant search would find it here).
@@ -490,11 +604,10 @@ class PatternGuardrail(Guardrail):
                 pos = skip_to
                 continue
             if identified is not None:
-                value_start, value_end, compiled, taken = identified
+                value_start, value_end, compiled = identified
             else:
                 # ``identified`` inline (text dense with candidates has one every ~15 bytes):
-                # the set names an entity whose whole match is its value, or one whose
-                # ``accepted`` form the span has (then taken as it is, no refine or validator).
+                # the set names an entity whose whole match is its value.
                 found = None
                 if set_match is not None and start > 0 and end < size:
                     low, high = start - 1, end + 1
@@ -504,17 +617,14 @@ class PatternGuardrail(Guardrail):
                         high += 1
                     found = set_match(data[low:high])
                 first = min(found) if found else -1
-                shortcut = accepted_forms.get(first) if found and accepted_forms else None
-                taken = False
-                if shortcut is not None and shortcut[0] in found:  # type: ignore[operator]
-                    value_start, value_end = start, end - shortcut[1]
-                    compiled, taken = members[first].compiled, True
-                elif first >= 0 and not members[first].value_group:
+                if first >= 0 and not members[first].value_group:
                     value_start, value_end, compiled = start, end, members[first].compiled
                 else:
                     start, value_start, value_end, compiled = identify(data, start, end, found)
-            if taken or not compiled.checked:
+            if not compiled.checked:
                 accepted = value_start, value_end
+            elif glued_here and compiled.entity.glue in glued_here:
+                accepted = None  # its refine rejects a start its group calls glued (see GLUE)
             else:
                 accepted = accept(compiled, data, value_start, value_end)
             if accepted is None:
@@ -547,10 +657,13 @@ class PatternGuardrail(Guardrail):
         others = matcher.others(rejected.position)
         if others is None:
             return None, rejected
-        found = others.match(data, start, anchored=True)
-        if found is None:
+        end = others._search(ANCHOR_START, data, start, len(data))[0][1]
+        if end < 0:
             return None, rejected
-        _, value_start, value_end, compiled = found
+        taken = others.taken_at(data, start, end)
+        if taken is not None:  # e.g. the address a longer refused phone candidate began with
+            return (start, taken[0]), taken[1]
+        _, value_start, value_end, compiled = others.identify(data, start, end)
         return self._accept(compiled, data, value_start, value_end), compiled
 
     @staticmethod
@@ -599,30 +712,55 @@ class PatternGuardrail(Guardrail):
             return [f for index, text in enumerate(texts) for f in self.find(index, text)]
         return self.find_all(texts)
 
-    def find_all(self, texts: Sequence[str]) -> list[Finding]:
+    def find_all(self, texts: Sequence[str], labels: Labels | None = None) -> list[Finding]:
         """Findings in all ``texts``; the ASCII ones are scanned together, in one buffer.
 
         A request has many short texts (messages, parts); one search over their concatenation
         saves the fixed cost of a search per text, which dominates on texts of a few hundred bytes.
+        ``labels``: (type, subtype) -> the choices for the findings of that type and subtype,
+        in order, each (a check of the value or None, action, subtype, label): the first whose
+        check accepts the value (or that has none) gives the finding its action, subtype and
+        label, and when none does there is no finding (a detector that re-labels another's
+        findings, such as ``litellm_content_filter``, then builds each finding once, not twice).
+        Types without an entry keep their own.
         """
         batch, others = split_ascii(texts)
-        findings = [f for index, text in others for f in self.find(index, text)]
+        findings = [f for index, text in others for f in self.find(index, text, labels)]
         if len(batch) == 1:
-            findings.extend(self.find(*batch[0]))
+            findings.extend(self.find(*batch[0], labels))
         elif batch:
-            findings.extend(self._find_ascii_batch(batch))
+            findings.extend(self._find_ascii_batch(batch, labels))
             findings.sort(key=lambda f: f.index)  # stable: offsets stay in order within a text
         return findings
 
-    def _find_ascii_batch(self, items: list[tuple[int, str]]) -> list[Finding]:
+    def _find_ascii_batch(
+        self, items: list[tuple[int, str]], labels: Labels | None = None
+    ) -> list[Finding]:
         batch = AsciiBatch.of(items)
+        fields = self._choices(labels)
         findings = []
         for start, end, compiled in self._scan(batch.data, ascii_only=True):
             index, text, base = batch.locate(start)
             if end - base > len(text):  # a custom pattern ran across texts: do them one by one
-                return [f for index, text in items for f in self.find(index, text)]
-            findings.append(self._make_finding(index, start - base, end - base, compiled))
+                return [f for index, text in items for f in self.find(index, text, labels)]
+            hit = [(start - base, end - base, compiled)]
+            findings.extend(self._findings(index, text, hit, fields))
         return findings
+
+
+def _forms(
+    entries: Sequence[tuple[tuple[str, Any], Any]],
+) -> tuple[Callable[[bytes, int], re.Match[bytes] | None] | None, list[Any]]:
+    """The patterns of ``entries`` ((pattern, ...), info) as one stdlib regex on bytes, each
+    alternative a group, and the infos by group number (None for the patterns' own groups)."""
+    infos: list[Any] = [None]
+    for (pattern, _), info in entries:
+        infos.append(info)  # its group's number is its index
+        infos.extend([None] * re.compile(pattern.encode("ascii")).groups)
+    if not entries:
+        return None, infos
+    joined = "|".join(f"({pattern})" for (pattern, _), _ in entries)
+    return re.compile(joined.encode("ascii")).match, infos
 
 
 def _plain(entity: Entity) -> str:

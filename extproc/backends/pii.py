@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_left
+from itertools import accumulate
 from typing import Any
 
 import re2
@@ -216,21 +218,25 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 
 
+# Keyed by the country code's bytes (no decoding per candidate; non-ASCII bytes match none).
+_IBAN_LENGTHS_BY_BYTES = {country.encode(): length for country, length in IBAN_LENGTHS.items()}
+
+
 def iban_span(data: bytes, start: int, end: int) -> tuple[int, int] | None:
     """Cut the candidate to its country's IBAN length (the pattern may run into the next word)."""
-    length = IBAN_LENGTHS.get(data[start : start + 2].upper().decode("ascii", "replace"))
+    length = _IBAN_LENGTHS_BY_BYTES.get(data[start : start + 2].upper())
     if length is None or _glued_before(data, start):
         return None
     # The candidate is letters and digits in groups, each after one " " or "-" (the pattern):
-    # the IBAN ends at its country's length-th letter or digit, counted group by group.
-    seen, position = 0, start
-    for group in data[start:end].replace(b"-", b" ").split(b" "):
-        if seen + len(group) >= length:
-            stop = position + length - seen
-            return (start, stop) if not data[stop : stop + 1].isalnum() else None
-        seen += len(group)
-        position += len(group) + 1
-    return None
+    # the IBAN ends at its country's length-th letter or digit, counted group by group (the
+    # running totals in C, the group where they reach the length found by bisection).
+    groups = data[start:end].replace(b"-", b" ").split(b" ")
+    totals = list(accumulate(map(len, groups)))
+    last = bisect_left(totals, length)  # the first group with seen + len(group) >= length
+    if last == len(totals):
+        return None
+    stop = start + last + length  # earlier groups' letters and digits, and one separator each
+    return (start, stop) if not data[stop : stop + 1].isalnum() else None
 
 
 def _consistent_case(candidate: str) -> bool:
@@ -245,11 +251,15 @@ def iban_valid(candidate: str) -> bool:
         return False
     # ISO 13616 prints IBANs in upper case; people also write them in lower or mixed case,
     # which the check digits do not depend on (letters count as 10-35 in either case).
-    compact = "".join(c for c in candidate if c.isalnum()).upper()
+    compact = "".join(filter(str.isalnum, candidate)).upper()
     if len(compact) != IBAN_LENGTHS.get(compact[:2]):
         return False
     rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
+
+
+# ISO 13616's letters as numbers, A = 10 ... Z = 35 (``int(c, 36)``), one C pass per candidate.
+_LETTER_VALUES = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
 # -- IP addresses ----------------------------------------------------------------------------------
@@ -458,14 +468,49 @@ _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 # What ``ip_span`` accepts after an address: the end, or neither a letter, digit or colon nor a
 # dot before a digit. "1::1::1::..." and "1.1.1.1.1..." are then no candidates at all.
 _NOT_GLUED_AFTER = r"$|[^0-9A-Za-z:.]|\.(?:$|[^0-9])"
-# A dotted quad taken as it is (see Entity.accepted), with the character before it and the one
-# trailer byte after it: neither a letter, digit, "_", ":" nor "." (so not glued, and \b holds
-# on both sides), the byte after not "/" or "%" either (no prefix length or zone follows), and
-# octets 0-255 without leading zeros (``_plain_ipv4``). ``ip_span`` and ``ip_valid`` accept
-# every such candidate unchanged; the trailer byte is ASCII, so the value ends one byte before.
+# Forms taken as they are (see Entity.accepted): stdlib ``re`` on the bytes, at a candidate's
+# start, the neighbours in view. Each must be a candidate its entity's pattern matches, that no
+# entity before it in ENTITIES matches, not glued for its own GLUE group, and accepted unchanged
+# by its refine and validator (tests/unit/test_pii.py checks them against the checks).
+#
+# A dotted quad: not after a letter, digit, "_", ":" or a dotted number (``_ip_glued_before``;
+# ``\b`` holds), octets 0-255 without leading zeros (``_plain_ipv4``), then one trailer byte:
+# neither a letter, digit, "_", ":" nor "." (``ip_span``), nor "/" or "%" (no prefix length or
+# zone follows). The value ends one byte before the match. EMAIL and IBAN, before it in the
+# table, match no span without "@" or that begins with a digit.
 _ACCEPTED_IPV4 = (
-    rf"[^0-9A-Za-z_:.]{_OCTET}(?:\.{_OCTET}){{3}}"
-    r"[\x00-\x24\x26-\x2d\x3b-\x40\x5b-\x5e\x60\x7b-\x7f](?s:.)"
+    rf"(?<![0-9A-Za-z_:.]){_OCTET}(?:\.{_OCTET}){{3}}"
+    r"[\x00-\x24\x26-\x2d\x3b-\x40\x5b-\x5e\x60\x7b-\x7f]"
+)
+# "+", a country code (not "+91", which India's rule counts) and three groups, each after one
+# space, dot or dash: 2-4, 3-4 and 3-4 digits ("+1 415-555-0100", "+44 20 7123 4567"), so 9-15
+# digits (``phone_valid``'s international rule; no "x", so no extension to cut). Not after a
+# word character (the pattern's ``\B``) nor glued (``_glued_before``); the four bytes before
+# hold no "$" and are ASCII (``phone_span``'s currency check; a start in the text's first four
+# bytes is not taken so); not glued after (``_glued_after``). Every entity before PHONE in
+# the table begins with a letter or digit, or has "@" in it.
+_ACCEPTED_PHONE = (
+    r"(?<=[^$\x80-\xff]{4})(?<![0-9A-Za-z_])(?<![0-9][ .\-:/])"
+    r"\+(?!91)[0-9]{1,3}[ .\-][0-9]{2,4}[ .\-][0-9]{3,4}[ .\-][0-9]{3,4}"
+    r"(?![0-9A-Za-z])(?![ .\-:/][0-9])"
+)
+# A phone candidate that begins with a dotted quad of 2-3 digit octets and one space or dash,
+# then one or two groups of 2-8 digits ("10.20.30.40 170.11" in "... 10.20.30.40 170.11.5.6",
+# refused as glued): the pattern's ``\b\d{2,3}`` and four or five digit groups. No entity
+# before PHONE matches it (EMAIL has "@", IBAN a letter first, IP_ADDRESS ends with its
+# trailer, SSN has three groups, cards have no dots). Group 1: the address with its trailer,
+# in IP_ADDRESS's accepted form (the same lookbehind, octets and trailer byte); group 2 takes
+# part when the candidate is glued to what follows it (``_glued_after``: phone_span refuses).
+_OCTET_2_3 = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9])"
+_PHONE_BEGINNING_WITH_ADDRESS = (
+    rf"(?<![0-9A-Za-z_:.])({_OCTET_2_3}(?:\.{_OCTET_2_3}){{3}}[ \-])"
+    r"[0-9]{2,8}(?:[ .\-/][0-9]{2,8})?"
+    r"(?:(?=[0-9A-Za-z]|[ .\-:/][0-9])())?"  # group 2: glued after, so refused (standalone)
+)
+# An ASCII address within EMAIL's pattern (which has no checks: any span it matches is taken;
+# it is the table's first entity). Bounded parts: labels of 1-63, at most ten of them.
+_ACCEPTED_EMAIL = (
+    r"[0-9A-Za-z._%+\-]{1,64}@[0-9A-Za-z\-]{1,63}(?:\.[0-9A-Za-z\-]{1,63}){0,8}\.[A-Za-z]{2,63}"
 )
 # Only the registry's country codes: other letter pairs before digits (tracking numbers such as
 # "JD0146...", part numbers) are not candidates.
@@ -481,6 +526,7 @@ ENTITIES = (
     Entity(
         "EMAIL",
         r"[\p{L}\p{N}._%+\-]{1,64}@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}",
+        accepted=(_ACCEPTED_EMAIL, 0),
     ),
     # Country code, check digits, then 11-30 letters/digits, compact or in groups of four.
     Entity(
@@ -531,7 +577,15 @@ ENTITIES = (
         glue=0,
         split=card_run_split,
     ),
-    Entity("PHONE", _PHONE, phone_valid, refine=phone_span, glue=0),
+    Entity(
+        "PHONE",
+        _PHONE,
+        phone_valid,
+        refine=phone_span,
+        glue=0,
+        accepted=(_ACCEPTED_PHONE, 0),
+        begins_with=(_PHONE_BEGINNING_WITH_ADDRESS, "IP_ADDRESS"),
+    ),
     Entity(
         "PHONE",
         rf"\+?\(?\d[\d .\-()]{{5,20}}\d{_EXT}",

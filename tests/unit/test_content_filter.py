@@ -50,6 +50,34 @@ def test_card_brands_are_told_apart() -> None:
     assert [hit[:2] for hit in found(cf, text)] == [("AMEX", "3782 822463 10005")]
 
 
+def test_value_checked_rules_label_each_finding_once_in_every_path() -> None:
+    """ipv4 / ipv6 (and brands) decide by the value, the first rule that accepts it giving the
+    action and label: the same whether the pii detector labels its findings itself (one text,
+    a batch of short ASCII texts, or a text normalisation rewrote) or not."""
+    cf = make(
+        "litellm_content_filter",
+        patterns=[
+            {"pattern_type": "prebuilt", "pattern_name": "ipv6", "action": "BLOCK"},
+            {"pattern_type": "prebuilt", "pattern_name": "ipv4", "action": "MASK"},
+            {"pattern_type": "prebuilt", "pattern_name": "visa", "action": "MASK"},
+        ],
+    )
+    text = "hosts 10.0.0.1, fe80::1 and 4111 1111 1111 1111 / 3782 822463 10005"
+    expected = [
+        ("IPV4", "10.0.0.1", "mask", "[IPV4_REDACTED]"),
+        ("IPV6", "fe80::1", "block", None),
+        ("VISA", "4111 1111 1111 1111", "mask", "[VISA_REDACTED]"),
+    ]
+    assert found(cf, text) == expected
+    pieces = ["hosts 10.0.0.1,", "fe80::1 and", "4111 1111 1111 1111 / 3782 822463 10005"]
+    batch = asyncio.run(cf.scan(pieces))
+    assert [(f.subtype, pieces[f.index][f.start : f.end]) for f in batch] == [
+        (name, value) for name, value, _, _ in expected
+    ]
+    rewritten = "h\u00e9\u0301 " + text.replace(", ", "\u200b, ")  # offsets map back
+    assert [hit[:2] for hit in found(cf, rewritten)] == [hit[:2] for hit in expected]
+
+
 def test_custom_regex_keywords_and_redaction_formats() -> None:
     cf = make(
         "litellm_content_filter",

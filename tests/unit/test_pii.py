@@ -533,27 +533,108 @@ def test_plain_ipv4_check_equals_the_octet_by_octet_rules() -> None:
     assert found > 10_000  # both answers were exercised
 
 
-def test_addresses_taken_by_their_accepted_form_are_what_the_checks_accept() -> None:
-    """A dotted quad matching IP_ADDRESS's accepted form skips ip_span and ip_valid: with the
-    forms switched off (every candidate refined and validated) the same findings come out, on
-    addresses with every kind of neighbour (glue, '_', '/', '%', ':', non-ASCII, octets past
-    255 and leading zeros)."""
-    shortcut, plain = guardrail(), guardrail()
-    for matcher in (plain._ascii, plain._utf8):
+def _without_accepted_forms(pii: PatternGuardrail) -> PatternGuardrail:
+    """``pii`` with every alternation's accepted and ``begins_with`` forms switched off (each
+    candidate identified, refined and validated)."""
+    for matcher in (pii._ascii, pii._utf8):
         alternations = [matcher.everything]
-        alternations += [matcher.others(i) for i in range(len(plain._compiled))]
+        alternations += [matcher.others(i) for i in range(len(pii._compiled))]
         for alternation in alternations:
             if alternation is not None:
-                alternation.accepted_forms = {}
-    assert shortcut._ascii.everything.accepted_forms  # the form is in use
+                alternation.taken = alternation.begins = None
+    return pii
+
+
+def _taken_count(pii: PatternGuardrail, text: str) -> int:
+    """How many candidates of one scan of ``text`` the accepted forms took."""
+    alternation = pii._ascii.everything if text.isascii() else pii._utf8.everything
+    taken, count = alternation.taken, [0]
+    assert taken is not None
+
+    def counting(data: bytes, pos: int) -> object:
+        found = taken(data, pos)
+        count[0] += found is not None
+        return found
+
+    alternation.taken = counting
+    try:
+        pii.find(0, text)
+    finally:
+        alternation.taken = taken
+    return count[0]
+
+
+def test_candidates_taken_by_their_accepted_form_are_what_the_checks_accept() -> None:
+    """Dotted quads, "+CC" phone numbers and e-mail addresses matching their entity's accepted
+    form skip the set, the glue checks, refine and validate: with the forms switched off (every
+    candidate identified, refined and validated) the same findings come out, on values with
+    every kind of neighbour (glue, '_', '/', '%', ':', '$', non-ASCII, octets past 255, leading
+    zeros, "+91", too few or too many digits)."""
+    shortcut, plain = guardrail(), _without_accepted_forms(guardrail())
     rng = random.Random(41)
     octets = ["0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "01"]
     around = [" ", ",", "\n", ".", ":", "/", "%", "_", "-", "a", "Z", "1", "\u00e9", "(", ")",
-              "/24", "%eth0", "..", " 5", "$", "\t", "x", "::", "@b.co"]  # fmt: skip
-    for _ in range(4000):
-        parts = []
-        for _ in range(rng.randint(1, 6)):
-            quad = ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
-            parts.append(rng.choice(around) + quad + rng.choice(around))
+              "/24", "%eth0", "..", " 5", "$", "$ ", "\t", "x", "::", "@b.co", "+", "12 ", "1.",
+              "\u20ac ", "ext 12", "x9", "(0)", " 1", "-1", "@", "..com", ".com", "a@"]  # fmt: skip
+    groups = ["1", "12", "123", "1234", "12345", "91", "0", "44", "555", "0100"]
+
+    def value() -> str:
+        kind = rng.randrange(4)
+        if kind == 0:
+            return ".".join(rng.choices(octets, k=rng.choice([3, 4, 4, 4, 5])))
+        if kind == 3:  # addresses that begin longer phone candidates: "10.99.250.1 100.10"
+            wide = [o for o in octets if len(o) >= 2]
+            quads = [".".join(rng.choices(wide, k=4)) for _ in range(rng.randint(1, 4))]
+            return rng.choice([" ", "-"]).join(quads) + rng.choice(["", " 12", "-123", " 1"])
+        if kind == 1:
+            digits = rng.choices(groups, k=rng.choice([3, 4, 4, 5]))
+            return "+" + "".join(g + rng.choice(" .-") for g in digits)[:-1]
+        user = "".join(rng.choices("ab1._%+-", k=rng.randint(1, 8)))
+        host = ".".join(rng.choices(["ex", "a-b", "co", "1", "com"], k=rng.randint(1, 4)))
+        return f"{user}@{host}.{rng.choice(['com', 'io', 'c', 'uk1'])}"
+
+    alternation = shortcut._ascii.everything
+    begins, begun = alternation.begins, [0]
+    assert begins is not None
+
+    def counting(data: bytes, pos: int) -> object:
+        found = begins(data, pos)
+        begun[0] += found is not None
+        return found
+
+    alternation.begins = counting
+    taken = 0
+    for _ in range(6000):
+        parts = [rng.choice(around) + value() + rng.choice(around)]
+        parts += [value() + rng.choice(around) for _ in range(rng.randint(0, 5))]
         text = "".join(parts)
         assert shortcut.find(0, text) == plain.find(0, text), text
+        taken += _taken_count(shortcut, text) if text.isascii() else 0
+    assert taken > 3000 and begun[0] > 300  # the forms were in use
+
+
+def test_a_dense_list_of_findings_costs_one_search_and_one_form_match_each() -> None:
+    """On text dense with findings in their accepted forms (phone numbers, addresses, e-mail
+    addresses) each finding costs one RE2 search and one match of the forms: no set call, no
+    glue check, no refine or validator (each a call per finding, the most of the work)."""
+    pii = guardrail()
+    # "10.20.30.40 10.20.30.40 ...": each address begins a longer, refused phone candidate.
+    units = ["+1 415-555-0100, ", "10.1.2.3, ", "jane.doe@example.com ", "10.20.30.40 "]
+    for unit in units:
+        text = "x " + unit * 2_000
+        calls: list[bytes] = []
+        matcher = pii._ascii.everything
+        identify = matcher._identify
+
+        def counting_set(span: bytes, calls=calls, identify=identify) -> list[int]:
+            calls.append(span)
+            return identify(span)  # type: ignore[misc]
+
+        matcher._identify = counting_set
+        try:
+            assert len(pii.find(0, text)) == 2_000
+        finally:
+            matcher._identify = identify
+        assert len(calls) <= 1, unit  # the first, in the text's first bytes, at most
+        assert _count_searches(pii, text) <= 2_001
+        assert _taken_count(pii, text) >= 1_999
