@@ -48,7 +48,7 @@ runs only; LiteLLM: its process and children; ours: Envoy + extproc with its wor
 requests the upstream counted; the ratios ours / LiteLLM, paired per round.
 
 Exit status: 1 if a check failed, a request was not answered 200 or LiteLLM talked to a foreign
-address; 2 if something did not start; 130 on Ctrl-C.
+address; 2 if something did not start; 130 on Ctrl-C (143 on SIGTERM).
 """
 
 from __future__ import annotations
@@ -832,7 +832,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM / SIGHUP unwind like Ctrl-C: main's finally stops every process started."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # every process was stopped in main's finally
