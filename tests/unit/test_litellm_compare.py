@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.litellm_compare import (
     ANSWER_EMAIL,
@@ -39,6 +42,13 @@ def test_config_is_litellm_content_filter_both_ways_and_loads_here() -> None:
     assert spec.default_on
     actions = {p["pattern_name"]: p["action"] for p in spec.params["patterns"]}
     assert actions["email"] == "MASK" and actions["aws_access_key"] == "BLOCK"
+
+
+def test_readme_shows_the_guardrails_section_the_bench_renders() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+    shown = [b for b in blocks if isinstance(b, dict) and "content-filter" in str(b)]
+    assert [b["guardrails"] for b in shown] == [render_config(1)["guardrails"]]
 
 
 def test_fake_llm_answers_with_an_address_and_routes_echo_requests_first() -> None:
