@@ -8,7 +8,8 @@ Run it with ``make bench-litellm`` (``.venv/bin/python bench/litellm_compare.py 
 
 It never runs in CI (it downloads LiteLLM): the first run creates ``.bench/litellm-venv``
 (git-ignored, outside the package's dependencies) and installs LiteLLM ``LITELLM_VERSION`` there
-with its proxy extra's requirements (about a minute); later runs reuse it.
+with its proxy extra's requirements and OpenTelemetry, as LiteLLM's proxy image has it (about a
+minute); later runs reuse it.
 
 What it starts, all on 127.0.0.1 and all stopped on exit (errors and Ctrl-C included):
 
@@ -98,6 +99,10 @@ REFERENCE_CONFIG = ROOT / "bench" / "configs" / "pre-post.yaml"
 # dropped (litellm-proxy: none published) or taken at the newest version there is.
 PROXY_EXTRA_DROP = frozenset({"litellm-proxy"})
 PROXY_EXTRA_UNPIN = frozenset({"litellm-proxy-extras", "litellm-enterprise"})
+# In LiteLLM's own requirements.txt (what its proxy image installs), not in the proxy extra: the
+# proxy imports its OpenTelemetry logger twice per request (guardrail span, auth), and without
+# these packages that import fails and is retried every time (~10 % of its CPU per request).
+PROXY_IMAGE_EXTRAS = ("opentelemetry-api", "opentelemetry-sdk")
 LITELLM_ENV = {
     "LITELLM_OFFLINE_MODE": "true",  # no catalog, check or tokenizer fetched on its own
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # the bundled cost map, not the one on GitHub
@@ -449,19 +454,26 @@ def litellm_version(venv: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _imports(venv: Path, module: str) -> bool:
+    argv = [str(venv / "bin" / "python"), "-c", f"import {module}"]
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+
 def ensure_litellm(venv: Path) -> None:
     """LiteLLM ``LITELLM_VERSION`` and its proxy extra's requirements in ``venv``, outside the
     package's dependencies. ``pip install 'litellm[proxy]==X'`` cannot resolve from the registry
     (its ``litellm-proxy`` sibling is not published), so the extra is installed from LiteLLM's own
-    metadata, less what ``proxy_requirements`` drops or unpins."""
+    metadata, less what ``proxy_requirements`` drops or unpins; plus ``PROXY_IMAGE_EXTRAS``."""
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     if litellm_version(venv) == LITELLM_VERSION:
+        if not _imports(venv, "opentelemetry.sdk.trace"):
+            subprocess.run([*pip, *PROXY_IMAGE_EXTRAS], check=True)
         return
     print(
         f"installing LiteLLM {LITELLM_VERSION} into {venv} (once; about a minute) ...", flush=True
     )
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, f"litellm=={LITELLM_VERSION}"], check=True)
     listed = subprocess.run(
         [str(venv / "bin" / "python"), "-c", _EXTRA_REQUIREMENTS],
@@ -472,7 +484,8 @@ def ensure_litellm(venv: Path) -> None:
     requirements, changed = proxy_requirements(json.loads(listed.stdout))
     for line in changed:
         print(f"  proxy extra: {line}")
-    subprocess.run([*pip, f"litellm=={LITELLM_VERSION}", *requirements], check=True)
+    argv = [*pip, f"litellm=={LITELLM_VERSION}", *requirements, *PROXY_IMAGE_EXTRAS]
+    subprocess.run(argv, check=True)
     if litellm_version(venv) != LITELLM_VERSION:
         raise RuntimeError(f"LiteLLM {LITELLM_VERSION} is not what {venv} has after the install")
 
