@@ -267,6 +267,7 @@ def paired_ratios(ours: list[Run], theirs: list[Run]) -> list[float]:
 
 
 def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (uvicorn's workers with ``--num_workers`` > 1)."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -279,6 +280,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def foreign_peers_of(pid: int) -> list[str]:
+    """Non-loopback peers of the sockets ``pid`` and its descendants hold open now."""
     inodes: set[str] = set()
     for process in _descendants(pid):
         with contextlib.suppress(OSError):
@@ -557,12 +559,14 @@ class Load:
             if done.returncode != 0:
                 raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr[-2000:]}")
             return parse_wrk(done.stdout)
+        # The probe's requests count as measured: the caller's CPU and request counts span both.
+        started = time.perf_counter()
         probe = self.python.run(port, "pii", self.concurrency, 4 * self.concurrency, 0)
         count = max(self.concurrency, int(probe.rps * seconds))
-        started = time.perf_counter()
         result = self.python.run(port, "pii", self.concurrency, count, 0)
         elapsed = time.perf_counter() - started
-        return Run(result.sent, result.failed, 0, elapsed, result.p50_ms, result.p99_ms)
+        sent, failed = probe.sent + result.sent, probe.failed + result.failed
+        return Run(sent, failed, 0, elapsed, result.p50_ms, result.p99_ms)
 
 
 def verify(side: Side, recorder: Recorder) -> list[str]:
