@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
 .PHONY: venv protos test lint format fuzz run bench bench-streaming bench-worstcase soak \
-	detectors quality k8s clean
+	bench-litellm detectors quality k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: protos
 
 bench-streaming: protos
 	$(PY) bench/streaming.py $(ARGS)
+
+# LiteLLM's proxy vs Envoy + extproc, same guardrails config, same fake LLM, wrk at c=32 (~3 min).
+# Installs LiteLLM into .bench/litellm-venv the first time (outside the package's dependencies;
+# never run by CI or the tests).
+bench-litellm: protos
+	$(PY) bench/litellm_compare.py $(ARGS)
 
 # 10 minutes of mixed traffic through the stack; ARGS="--seconds 60" for a shorter run.
 soak: protos
