@@ -90,7 +90,7 @@ def evaluate(eval_dir: Path, backend: str = "secrets", show_text: bool = False) 
     rows = [json.loads(line) for line in (eval_dir / "secrets.dev.jsonl").open()]
     by_family: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
     by_tool: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
-    errors: list[tuple[str, str, str]] = []
+    errors: list[tuple[str, str, int, str]] = []
     for number, row in enumerate(rows, 1):
         findings = asyncio.run(guardrail.scan([row["text"]]))
         predicted = any(f.type == "SECRET" for f in findings)
@@ -102,7 +102,7 @@ def evaluate(eval_dir: Path, backend: str = "secrets", show_text: bool = False) 
         by_tool[family.split(":")[0]][outcome] += 1
         if outcome in ("fp", "fn"):
             shown = repr(row["text"][:90]) if show_text else f"row {number} type {row['type']}"
-            errors.append((outcome, family, shown))
+            errors.append((outcome, family, number, shown))
     header = f"{'source':<40} {'rows':>4} {'tp':>4} {'fp':>4} {'fn':>4}  prec  rec   f1"
     print(header)
     for family in sorted(by_family):
@@ -116,7 +116,7 @@ def evaluate(eval_dir: Path, backend: str = "secrets", show_text: bool = False) 
     print(_line("OVERALL", total))
     print_provenance()
     print("\nremaining errors:")
-    for outcome, family, shown in sorted(errors):
+    for outcome, family, _, shown in sorted(errors):
         print(f"  {outcome} {family:<32} {shown}")
 
 
