@@ -1,6 +1,6 @@
 """Quality and speed of the built-in prompt-injection detector on the labelled dev split.
 
-    /tmp/v/bin/python bench/quality_injection.py [EVAL_DIR]     # default /work/shared/eval
+    python bench/quality_injection.py [EVAL_DIR] [--show-text]     # default ../shared/eval
 
 Prints, in this order (about five minutes on 2 cores: 5 + 13 trainings):
 1. 5-fold stratified cross-validation (deterministic folds; vocabulary selection and weights are
@@ -38,7 +38,7 @@ MULTILINGUAL_FILE = ROOT / "bench" / "data" / "multilingual_check.jsonl"  # neve
 MESSAGE_CHARS = 2048
 
 
-def evaluate(eval_dir: Path) -> None:
+def evaluate(eval_dir: Path, show_text: bool = False) -> None:
     rows = training.load_rows(eval_dir)
     hyper = training.Hyper()
     print(f"# prompt_injection on {eval_dir / training.DATA_FILE} ({len(rows)} rows)")
@@ -58,9 +58,12 @@ def evaluate(eval_dir: Path) -> None:
         detail=False,
     )
     print_everyday(
-        shipped, TUNING_FILE, "benign TUNING set (patterns were tuned on it: optimistic)"
+        shipped,
+        TUNING_FILE,
+        "benign TUNING set (patterns were tuned on it: optimistic)",
+        show_text=show_text,
     )
-    print_everyday(shipped)
+    print_everyday(shipped, show_text=show_text)
     print_multilingual(shipped)
     print(
         f"\n## summary: LOSO score {loso['score']:.1f} | LOSO benign FPR "
@@ -74,8 +77,11 @@ def print_everyday(
     model: pi.InjectionModel,
     path: Path = EVERYDAY_FILE,
     title: str = "everyday-traffic false positives (held out: never trained or tuned on)",
+    show_text: bool = False,
 ) -> None:
-    """False-positive rate on benign everyday requests: what users would see blocked."""
+    """False-positive rate on benign everyday requests: what users would see blocked. The
+    highest-scoring rows are named by line number and category; their text only with
+    ``show_text`` (this set is held out: reading it to write patterns would fit it)."""
     items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     probabilities = [model.probability(item["text"]) for item in items]
     print(f"\n## {title} (shipped model, {len(items)} benign requests)")
@@ -90,9 +96,13 @@ def print_everyday(
     print("| category (medium) | flagged / rows |\n|---|---|")
     for category, flags in sorted(by_category.items()):
         print(f"| {category} | {sum(flags)} / {len(flags)} |")
-    worst = sorted(zip(probabilities, (i["text"] for i in items), strict=True), reverse=True)
-    for probability, text in worst[:5]:
-        print(f"  {probability:.3f} {text[:90]!r}")
+    worst = sorted(
+        zip(probabilities, range(1, len(items) + 1), items, strict=True),
+        key=lambda x: (-x[0], x[1]),
+    )
+    for probability, number, item in worst[:5]:
+        shown = f" {item['text'][:90]!r}" if show_text else ""
+        print(f"  {probability:.3f} line {number} ({item['category']}){shown}")
 
 
 def print_multilingual(model: pi.InjectionModel, path: Path = MULTILINGUAL_FILE) -> None:
@@ -168,4 +178,8 @@ def _time_calls(model: pi.InjectionModel, message: str, repeats: int) -> list[fl
 
 
 if __name__ == "__main__":
-    evaluate(Path(sys.argv[1]) if len(sys.argv) > 1 else training.DEFAULT_EVAL_DIR)
+    arguments = [a for a in sys.argv[1:] if a != "--show-text"]
+    evaluate(
+        Path(arguments[0]) if arguments else training.DEFAULT_EVAL_DIR,
+        show_text="--show-text" in sys.argv[1:],
+    )

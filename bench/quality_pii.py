@@ -101,7 +101,7 @@ def _header(title: str) -> str:
     return f"  {title:<44} {'gold':>5} {'pred':>5} {'prec':>6} {'rec':>6} {'F1':>6}"
 
 
-def evaluate(eval_dir: Path) -> None:
+def evaluate(eval_dir: Path, show_text: bool = False) -> None:
     rows = [json.loads(line) for line in (eval_dir / "pii.dev.jsonl").open()]
     spec = GuardrailSpec("bench-pii", "pii", ("pre_call",), True, {"guardrail": "pii"})
     guardrail = build(spec)
@@ -109,7 +109,7 @@ def evaluate(eval_dir: Path) -> None:
     by_source: dict[str, Counts] = defaultdict(Counts)  # structured types only
     errors: list[str] = []
     started = time.perf_counter()
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         findings = asyncio.run(guardrail.scan([row["text"]]))
         predicted = [(f.type, f.start, f.end) for f in findings]
         gold = [(s["norm_type"], s["start"], s["end"]) for s in row["spans"]]
@@ -122,7 +122,7 @@ def evaluate(eval_dir: Path) -> None:
             if kind in STRUCTURED:
                 by_source[short_source(row["source"])].add(counts)
                 if counts.gold_found < counts.gold or counts.predicted_right < counts.predicted:
-                    errors.append(_describe(row, kind, gold, predicted))
+                    errors.append(_describe(number, row, kind, gold, predicted, show_text))
     elapsed = time.perf_counter() - started
     _print_tables(by_type, by_source)
     size = sum(len(r["text"].encode()) for r in rows)
@@ -151,8 +151,19 @@ def _print_tables(by_type: dict[str, Counts], by_source: dict[str, Counts]) -> N
     print()
 
 
-def _describe(row: dict, kind: str, gold: list, predicted: list) -> str:
+def _describe(
+    number: int, row: dict, kind: str, gold: list, predicted: list, show_text: bool
+) -> str:
+    """One misjudged row: its line number, source and span counts; values and text only with
+    ``show_text`` (see bench/quality.py)."""
     text = row["text"]
-    g = [text[s:e] for k, s, e in gold if k == kind]
-    p = [text[s:e] for k, s, e in predicted if k == kind]
-    return f"{kind}: gold={g} pred={p} text={text[:90]!r}"
+    g = [(s, e) for k, s, e in gold if k == kind]
+    p = [(s, e) for k, s, e in predicted if k == kind]
+    line = (
+        f"row {number} ({short_source(row['source'])}) {kind}: gold {len(g)}, predicted "
+        f"{len(p)}, missed {sum(span not in p for span in g)}"
+    )
+    if show_text:
+        line += f" gold={[text[s:e] for s, e in g]} pred={[text[s:e] for s, e in p]}"
+        line += f" text={text[:90]!r}"
+    return line

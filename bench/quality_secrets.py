@@ -81,16 +81,17 @@ def _line(name: str, counts: dict[str, int]) -> str:
     return f"{name:<40} {n:>4} {tp:>4} {fp:>4} {fn:>4}  {p:.3f} {r:.3f} {f:.3f}"
 
 
-def evaluate(eval_dir: Path, backend: str = "secrets") -> None:
+def evaluate(eval_dir: Path, backend: str = "secrets", show_text: bool = False) -> None:
     """``backend``: ``secrets``, or ``hide_secrets`` (LiteLLM's name: any value assigned to a
-    credential-named key counts)."""
+    credential-named key counts). Errors are listed by row number and type; their text only
+    with ``show_text`` (see bench/quality.py)."""
     spec = GuardrailSpec("secrets-eval", backend, ("pre_call",), True, {"guardrail": backend})
     guardrail = build(spec)
     rows = [json.loads(line) for line in (eval_dir / "secrets.dev.jsonl").open()]
     by_family: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
     by_tool: dict[str, dict[str, int]] = defaultdict(lambda: dict(tp=0, fp=0, fn=0, tn=0))
-    errors: list[tuple[str, str, str]] = []
-    for row in rows:
+    errors: list[tuple[str, str, int, str]] = []
+    for number, row in enumerate(rows, 1):
         findings = asyncio.run(guardrail.scan([row["text"]]))
         predicted = any(f.type == "SECRET" for f in findings)
         outcome = {(1, True): "tp", (0, True): "fp", (1, False): "fn", (0, False): "tn"}[
@@ -100,7 +101,8 @@ def evaluate(eval_dir: Path, backend: str = "secrets") -> None:
         by_family[family][outcome] += 1
         by_tool[family.split(":")[0]][outcome] += 1
         if outcome in ("fp", "fn"):
-            errors.append((outcome, family, row["text"][:90]))
+            shown = repr(row["text"][:90]) if show_text else f"row {number} type {row['type']}"
+            errors.append((outcome, family, number, shown))
     header = f"{'source':<40} {'rows':>4} {'tp':>4} {'fp':>4} {'fn':>4}  prec  rec   f1"
     print(header)
     for family in sorted(by_family):
@@ -114,8 +116,8 @@ def evaluate(eval_dir: Path, backend: str = "secrets") -> None:
     print(_line("OVERALL", total))
     print_provenance()
     print("\nremaining errors:")
-    for outcome, family, text in sorted(errors):
-        print(f"  {outcome} {family:<32} {text!r}")
+    for outcome, family, _, shown in sorted(errors):
+        print(f"  {outcome} {family:<32} {shown}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,13 @@ Sources (repository @ commit, path: licence; what the rows are used as):
   human_eval/user_oriented_instructions.jsonl: Apache-2.0; benign task instructions.
 - google-research/url-nlp @ 452a21ad, mgsm/mgsm_{bn,de,en,es,fr,ja,ru,sw,te,th,zh}.tsv:
   CC-BY-4.0; benign questions in 11 languages (a fixed sample per language).
+- lm-sys/FastChat @ 0e6d3e4b, fastchat/llm_judge/data/{mt_bench,vicuna_bench}/question.jsonl:
+  Apache-2.0; benign questions, every turn a row: role-play, writing, and follow-ups such as
+  "Rewrite your previous response ..." that read like an override and are not one.
+
+Tried and not used: teknium1/GPTeacher's role-play tasks (MIT; 500 of them as benign rows): on
+leave-one-source-out they left the WildGuard-style benign FPR where it was (18.8% -> 19.0%) and
+cost attack recall (PAIR 32% -> 27%), so they are not training input.
 """
 
 from __future__ import annotations
@@ -51,6 +58,11 @@ DEFAULT_EVAL = ROOT.parent / "shared" / "eval" / "injection.dev.jsonl"
 AWESOME_COMMIT = "0a30e147aca4d694b88ee3ddcc51a12be16892af"  # the last README with inline prompts
 SELF_INSTRUCT_COMMIT = "0b26ccaa415992100fa32df62d41b994cf928e23"
 URL_NLP_COMMIT = "452a21ad3dae5668c06ceeac21ff073e1e40f9be"
+FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
+FASTCHAT_QUESTIONS = (
+    ("mt-bench", "fastchat/llm_judge/data/mt_bench/question.jsonl"),
+    ("vicuna-bench", "fastchat/llm_judge/data/vicuna_bench/question.jsonl"),
+)
 MGSM_LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 # 250 questions per language would make maths a third of all benign rows (and the file large);
 # the point is benign text in each script, not arithmetic
@@ -118,6 +130,16 @@ def mgsm(repo: Path) -> Iterator[PublicRow]:
             yield PublicRow(question, 0, f"public:mgsm:{language}", "benign")
 
 
+def fastchat_questions(repo: Path) -> Iterator[PublicRow]:
+    """MT-bench and Vicuna-bench questions, every turn a row: role-play ("Pretend yourself to
+    be ..."), writing and follow-ups that refer to the previous answer ("Rewrite your previous
+    response ...") -- benign wording that reads like an override."""
+    for name, path in FASTCHAT_QUESTIONS:
+        for line in _git_show(repo, FASTCHAT_COMMIT, path).splitlines():
+            for turn in json.loads(line)["turns"]:
+                yield PublicRow(turn.strip(), 0, f"public:{name}", "benign")
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     mirror: str  # directory name of the snapshot under --mirrors
@@ -129,6 +151,7 @@ SOURCES = (
     Source("f+awesome-chatgpt-prompts", "awesome_chatgpt_prompts.jsonl", awesome_chatgpt_prompts),
     Source("yizhongw+self-instruct", "self_instruct.jsonl", self_instruct),
     Source("google-research+url-nlp", "mgsm.jsonl", mgsm),
+    Source("lm-sys+FastChat", "fastchat_questions.jsonl", fastchat_questions),
 )
 
 

@@ -45,7 +45,11 @@ KEEP_TERMS = 2500
 EPOCHS = 15
 LEARNING_RATE = 0.2
 L2 = 1e-4  # hand-written patterns
-L2_TERMS = 3e-3  # vocabulary terms: stronger, they are where dataset-specific topics leak in
+# vocabulary terms: stronger, they are where dataset-specific topics leak in. 1e-2 rather than
+# 3e-3: on leave-one-source-out it raised NotInject 94.7 -> 95.9 and lowered the benign FPR
+# 9.7% -> 9.5% at the cost of some persuasive role-play (PAIR) recall, whose catches lean on topic
+# words learned from the other JailbreakBench families (same goals).
+L2_TERMS = 1e-2
 PATTERN_PRIOR = 1.0  # prior weight of a pattern that has a kind (see fit_logistic)
 PRIOR_L2 = 0.03  # pull towards it per occurrence (replaces L2 for patterns)
 CATEGORY_WEIGHT_POWER = 0.7  # 1 = every (label, category) weighs the same; 0 = every row does

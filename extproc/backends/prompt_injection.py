@@ -660,6 +660,18 @@ PATTERNS: tuple[Pattern, ...] = (
         code_sensitive=True,
     ),
     Pattern(
+        "harm_with_soup",  # GCG / DSN: a harmful request with an optimised token-soup suffix
+        # (Zou et al. 2023): any of the soup signs above, counted only next to a harmful ask and
+        # never in code. Alone each sign is weak (code, maths, emoticons), so its learned weight
+        # can sit below the trigger line and flip with the training mix; the pair is the claim.
+        r"[a-z]{2,}[\[\]{}()\\^~`]{1,3}[a-z]{2,}|[\[\]{}()<>\\|^~`]{3,}"
+        # (not "](" nor "**": markdown links and bold)
+        r"|\b[a-z]{3,}(?:[\[({<\\]+[a-z]+){2,}|\\[!+\-\"\\]|\)\]|\}\{|\]\{",
+        "JAILBREAK",
+        code_sensitive=True,
+        needs_harm=True,
+    ),
+    Pattern(
         "fiction_disclaimer",  # persuasive role-play: the harm is "only fiction" / "for research"
         r"\b(?:for (?:purely |strictly |only )?(?:fictional|educational|research|academic"
         r"|hypothetical|informational|training) (?:purposes|reasons|use)|purely (?:fictional"
