@@ -7,12 +7,13 @@ figures were poor (a benign family held out looked like nothing the model knew).
 add what the dev split lacks: harmless role-play ("I want you to act as a ..."), everyday task
 instructions, and benign questions in eleven languages, several in non-Latin scripts.
 
-The rows ARE committed, one file per source under ``tools/data/public/`` (licences and
-attribution in its LICENSES.md), because they are the training input of the shipped weights:
-``train_injection.py`` reads them, and the test "shipped weights = training output" retrains
-from them offline. This script rebuilds them from local git snapshots of the source
-repositories, each pinned to a commit, so the files are reproducible; ``--check`` rebuilds in
-memory and fails if a committed file differs.
+The rows are NOT committed: they come out of fetched snapshots, and data from those stays out
+of this repository. This script writes them, one file per source, to ``tools/data/public/``
+(git-ignored; licences and attribution in its LICENSES.md, which is committed) from local git
+snapshots of the source repositories, each pinned to a commit, so the files are reproducible;
+``train_injection.py`` reads them (and stops, naming this script, without them), the shipped
+weights record their digest, and the test "shipped weights = training output" retrains from them
+where they are rebuilt. ``--check`` rebuilds in memory and fails if a file there differs.
 
 Every row is de-duplicated against the dev split (same text after whitespace/case folding, or
 the same first 80 characters), so no eval row comes back as training data. Forbidden sources
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirrors", type=Path, default=DEFAULT_MIRRORS)
     parser.add_argument("--eval-file", type=Path, default=DEFAULT_EVAL)
     parser.add_argument("--output-dir", type=Path, default=PUBLIC_DIR)
-    parser.add_argument("--check", action="store_true", help="fail if a committed file differs")
+    parser.add_argument("--check", action="store_true", help="fail if a file there differs")
     args = parser.parse_args(argv)
     stale = []
     for name, rows in build(args.mirrors, args.eval_file).items():

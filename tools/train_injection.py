@@ -60,9 +60,10 @@ DECIMALS = 4
 # benign rows barely cover coding and office work, the most common real traffic. Added to every
 # training set only, never scored.
 EXTRA_BENIGN_FILE = ROOT / "tools" / "data" / "extra_benign.jsonl"
-# Public rows from datasets that are not in ../shared/eval, committed one file per source (licences
-# in tools/data/public/LICENSES.md; tools/injection_public_data.py rebuilds them from pinned
-# snapshots). Added to every training set.
+# Public rows from datasets that are not in ../shared/eval, one file per source (licences in
+# tools/data/public/LICENSES.md). Not committed: they come out of fetched snapshots, which stay
+# out of this repository; tools/injection_public_data.py rebuilds them here from the snapshots,
+# pinned to a commit. Added to every training set (the weights record their digest).
 PUBLIC_DIR = ROOT / "tools" / "data" / "public"
 # Attacks and benign requests written for this project in seventeen languages (the ten most
 # spoken and seven more), so non-Latin scripts are not featureless; training only, never scored.
@@ -291,8 +292,23 @@ def load_labelled(path: Path) -> list[Row]:
     return [Row(i["text"], int(i["label"]), i["source"], i["category"]) for i in items]
 
 
-def public_files(directory: Path = PUBLIC_DIR) -> list[Path]:
-    return sorted(directory.glob("*.jsonl"))
+def public_files(directory: Path | None = None) -> list[Path]:
+    return sorted((directory or PUBLIC_DIR).glob("*.jsonl"))
+
+
+class MissingPublicRows(SystemExit):
+    """Training asked for the public rows and none are here (they are not committed)."""
+
+
+def require_public_files() -> list[Path]:
+    files = public_files()
+    if not files:
+        raise MissingPublicRows(
+            f"no public training rows in {PUBLIC_DIR}: they are rebuilt, not committed; run "
+            "`python tools/injection_public_data.py` after fetching the snapshots it names to "
+            "/work/.mirror"
+        )
+    return files
 
 
 def files_digest(paths: Sequence[Path]) -> str:
@@ -315,7 +331,7 @@ def added_rows(hyper: Hyper, held_out: Iterable[str] = ()) -> list[Row]:
         rows += load_labelled(ENGLISH_FILE)
     if hyper.public:
         excluded = {s for family in held_out for s in RELATED_PUBLIC.get(family, ())}
-        public = [r for path in public_files() for r in load_labelled(path)]
+        public = [r for path in require_public_files() for r in load_labelled(path)]
         rows += [r for r in public if not r.source.startswith(tuple(excluded))]
     return rows
 

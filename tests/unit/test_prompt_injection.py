@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import re2
 from extproc.backends import build
 from extproc.backends import prompt_injection as pi
 from extproc.config import ConfigError, GuardrailSpec
+from tools import injection_public_data as public_data
 from tools import train_injection as training
 
 EVAL_DIR = training.DEFAULT_EVAL_DIR
@@ -303,17 +305,50 @@ def test_training_is_deterministic_on_a_tiny_run() -> None:
     assert model.probability("what is the weather") < 0.5
 
 
-def test_shipped_model_was_trained_on_the_committed_public_rows() -> None:
+PUBLIC_ROWS = bool(training.public_files())
+# The public rows come out of fetched snapshots, which stay out of the repository: where they
+# have not been rebuilt (tools/injection_public_data.py), the tests that read them cannot run.
+needs_public_rows = pytest.mark.skipif(
+    not PUBLIC_ROWS, reason="public training rows not rebuilt here (tools/injection_public_data.py)"
+)
+needs_dev_data = pytest.mark.skipif(
+    not (EVAL_DIR / training.DATA_FILE).exists(), reason="dev data not available"
+)
+
+
+def test_every_public_source_is_named_with_its_licence() -> None:
+    licences = (training.PUBLIC_DIR / "LICENSES.md").read_text()
+    for source in public_data.SOURCES:
+        assert f"`{source.output}`" in licences
+    assert json.loads(pi.MODEL_PATH.read_text())["public_data"]  # trained with public rows
+
+
+def test_no_public_rows_are_committed() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", str(training.PUBLIC_DIR)],
+        capture_output=True, text=True, check=True, cwd=training.ROOT,
+    ).stdout.split()  # fmt: skip
+    assert [path for path in tracked if not path.endswith("LICENSES.md")] == []
+
+
+@needs_public_rows
+def test_the_public_rows_rebuilt_here_are_the_ones_the_model_was_trained_on() -> None:
     files = training.public_files()
-    assert {f.name for f in files} >= {"awesome_chatgpt_prompts.jsonl", "mgsm.jsonl"}
-    assert (training.PUBLIC_DIR / "LICENSES.md").exists()
-    for path in files:  # every committed file is named, with its licence, in LICENSES.md
-        assert f"`{path.name}`" in (training.PUBLIC_DIR / "LICENSES.md").read_text()
+    assert {f.name for f in files} == {s.output for s in public_data.SOURCES}
     recorded = json.loads(pi.MODEL_PATH.read_text())["public_data"]
     assert recorded == training.files_digest(files)
 
 
-@pytest.mark.skipif(not (EVAL_DIR / training.DATA_FILE).exists(), reason="dev data not available")
+def test_training_without_the_public_rows_says_how_to_rebuild_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training, "PUBLIC_DIR", tmp_path)
+    with pytest.raises(training.MissingPublicRows, match=r"injection_public_data\.py"):
+        training.added_rows(training.Hyper())
+
+
+@needs_dev_data
+@needs_public_rows
 def test_no_public_training_row_is_a_dev_row() -> None:
     def fold(text: str) -> str:
         return " ".join(text.lower().split())
@@ -324,7 +359,8 @@ def test_no_public_training_row_is_a_dev_row() -> None:
     assert [r.text for r in public if fold(r.text)[:80] in dev] == []
 
 
-@pytest.mark.skipif(not (EVAL_DIR / training.DATA_FILE).exists(), reason="dev data not available")
+@needs_dev_data
+@needs_public_rows
 def test_shipped_weights_are_what_the_training_script_produces(tmp_path: Path) -> None:
     out = tmp_path / "model.json"
     training.main(["--eval-dir", str(EVAL_DIR), "--no-cv", "--output", str(out)])
@@ -562,11 +598,18 @@ def test_multilingual_check_set_is_mostly_caught() -> None:
     assert sum(benign) <= 1
 
 
-def test_loso_leaves_out_public_sources_related_to_the_held_out_family() -> None:
-    hyper = training.Hyper(extra_benign=False, multilingual=False)
+def test_loso_leaves_out_public_sources_related_to_the_held_out_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     related = training.RELATED_PUBLIC["jackhhao/jailbreak-classification"]
+    rows = [{"text": f"row {source}", "label": 0, "source": source, "category": "benign"}
+            for source in (*related, "public:unrelated")]  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(training, "PUBLIC_DIR", tmp_path)
+    hyper = training.Hyper(extra_benign=False, multilingual=False, english=False)
     kept = training.added_rows(hyper, held_out={"jackhhao/jailbreak-classification"})
-    assert not [r for r in kept if r.source.startswith(related)]
+    assert [r.source for r in kept] == ["public:unrelated"]
+    assert len(training.added_rows(hyper)) == len(rows)
 
 
 def test_family_scores_are_category_macro() -> None:
