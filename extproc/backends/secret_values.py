@@ -496,6 +496,7 @@ def _basic_credentials(value: str) -> bool:
 # application/x-www-form-urlencoded: a literal "&" in a value is written %26).
 _NEXT_PAIR = re.compile(rb"[&|][A-Za-z_][A-Za-z0-9_.\[\]-]*=")
 _CLOSERS = {ord(")"): ord("("), ord("]"): ord("["), ord("}"): ord("{")}
+_BRACKETS = (*_CLOSERS, *_CLOSERS.values())
 
 
 def unquoted_value_end(data: bytes, start: int, end: int) -> int:
@@ -504,9 +505,16 @@ def unquoted_value_end(data: bytes, start: int, end: int) -> int:
     pair = _NEXT_PAIR.search(data, start, end)
     if pair is not None:
         end = pair.start()
-    while end > start and data[end - 1] in _CLOSERS:
-        if data.count(_CLOSERS[data[end - 1]], start, end) >= data.count(data[end - 1], start, end):
+    if end <= start or data[end - 1] not in _CLOSERS:
+        return end
+    # Each bracket of data[start:end] counted once (dropping a closer takes one off its own
+    # count): a value ending in many closers stays linear.
+    counts = {bracket: data.count(bracket, start, end) for bracket in _BRACKETS}
+    for closer in reversed(data[start:end]):
+        opener = _CLOSERS.get(closer)
+        if opener is None or counts[opener] >= counts[closer]:
             break
+        counts[closer] -= 1
         end -= 1
     return end
 
@@ -726,13 +734,50 @@ def _scheme_credentials(scheme: str, value: str) -> bool:
     return len(value) >= 8 and not _full(_CODE_REFERENCE, value)
 
 
-def digest_near(data: bytes, line_start: int, value: str) -> bool:
+def digest_near(lines: DigestLines, line_start: int, value: str) -> bool:
     """A value of hex digits of a digest's length (MD5, SHA-1, SHA-2) on a line that names a
     digest (``sha256``, ``checksum``, ``commit``, ``etag``): a hash, not a credential."""
     if len(value) not in _DIGEST_HEX_LENGTHS or not _full(_HEX_ANY_CASE, value):
         return False
-    line = data[line_start:].split(b"\n", 1)[0].lower()
-    return _DIGEST_WORDS.search(line) is not None
+    return lines.names_digest(line_start)
+
+
+_DIGEST_WORDS_ANY_CASE = re.compile(_DIGEST_WORDS.pattern, re.IGNORECASE)  # ASCII (bytes)
+_LONGEST_DIGEST_WORD = 16  # bytes a match of _DIGEST_WORDS can span, with its \b's look-ahead
+
+
+class DigestLines:
+    """Whether ``data`` from a position to the end of its line names a digest: what
+    ``_DIGEST_WORDS.search(data[start:line_end].lower())`` says, but linear over a scan whose
+    positions come in order (a one-line body of many hex values once searched the rest of the
+    line per value: quadratic). Where the line ends and its next digest word after a position
+    are remembered; each search starts past what the previous one found."""
+
+    __slots__ = ("data", "line", "word")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.line = (len(data) + 1, len(data))  # (from, end): no newline in data[from:end]
+        self.word = (len(data) + 1, -1, -1)  # (from, start, line end): first word at >= from
+
+    def names_digest(self, start: int) -> bool:
+        data = self.data
+        since, end = self.line
+        if not since <= start <= end:
+            end = data.find(b"\n", start)
+            end = len(data) if end < 0 else end
+            self.line = (start, end)
+        # A word at ``start`` itself, where the sliced line begins (``\b`` holds there).
+        head = data[start : min(end, start + _LONGEST_DIGEST_WORD)].lower()
+        if _DIGEST_WORDS.match(head) is not None:
+            return True
+        # A word further on sees its own context, as in the slice: one search of the data.
+        since, found, line_end = self.word
+        if line_end != end or since > start + 1 or 0 <= found < start + 1:
+            match = _DIGEST_WORDS_ANY_CASE.search(data, start + 1, end)
+            found = -1 if match is None else match.start()
+            self.word = (start + 1, found, end)
+        return found >= 0
 
 
 # Literals that are no value at all, whatever the key's name.
@@ -757,6 +802,7 @@ def assigned_value_ok(candidate: Candidate) -> bool:
 __all__ = [
     "HIGH_ENTROPY_BITS",
     "Candidate",
+    "DigestLines",
     "assigned_value_ok",
     "auth_scheme",
     "credential_strength",

@@ -27,6 +27,7 @@ from extproc.backends.base import INPUT, Capabilities, Guardrail, ScanContext, n
 from extproc.backends.secret_rules import RULES, Rule
 from extproc.backends.secret_values import (
     Candidate,
+    DigestLines,
     assigned_value_ok,
     auth_scheme,
     credential_strength,
@@ -198,10 +199,11 @@ Hit = tuple[int, int, str]  # byte start, byte end, subtype
 class _Scan:
     """State of one scan over ``data[lo:hi]``: memos that keep repeated work linear."""
 
-    __slots__ = ("data", "footer_memo", "hi", "k8s_memo", "lo", "memo")
+    __slots__ = ("data", "digests", "footer_memo", "hi", "k8s_memo", "lo", "memo")
 
     def __init__(self, data: bytes, lo: int, hi: int) -> None:
         self.data, self.lo, self.hi = data, lo, hi
+        self.digests: DigestLines | None = None  # made at the first hex value of a digest's size
         self.footer_memo: dict[str, tuple[int, int, int]] = {}  # rule -> (from, start, end)
         self.k8s_memo: tuple[int, int, int] | None = None  # doc start, doc end, data end or -1
         # Verdicts by (kind, offsets, the bytes the rules see), relative to the trigger.
@@ -513,7 +515,9 @@ class _Detector:
         before = state.data[max(line_start, name_start - 64) : name_start]
         if not generic_value_ok(candidate, self.entropy_threshold, lambda: service_named(before)):
             return False
-        return not digest_near(state.data, line_start, candidate.value)
+        if state.digests is None:
+            state.digests = DigestLines(state.data)
+        return not digest_near(state.digests, line_start, candidate.value)
 
     @staticmethod
     def _line_start(state: _Scan, pos: int) -> int:

@@ -437,3 +437,81 @@ def test_character_counts_equal_a_counters_in_its_order() -> None:
         length = len(value)
         expected = -sum(n / length * math.log2(n / length) for n in Counter(value).values())
         assert shannon_entropy(value) == expected
+
+
+def test_digest_lines_answer_what_the_sliced_line_search_answers() -> None:
+    """DigestLines (remembered line ends and next digest words) says what searching the
+    lowered rest of the line from each start said, for starts in order and out of order."""
+    import random
+
+    from extproc.backends import secret_values as values
+
+    def reference(data: bytes, start: int) -> bool:
+        line = data[start:].split(b"\n", 1)[0].lower()
+        return values._DIGEST_WORDS.search(line) is not None
+
+    rng = random.Random(53)
+    words = ["sha256", "SHA-1", "md5", "xmd5", "Hash", "digest", "checksum", "commit", "git",
+             "github", "etag", "fingerprint", "integrity", "sha2560", "a", "token=", " ", "\n",
+             "_", "9f", "-"]  # fmt: skip
+    for _ in range(2000):
+        data = "".join(rng.choices(words, k=rng.randint(0, 30))).encode()
+        lines = values.DigestLines(data)
+        starts = sorted(rng.randint(0, len(data)) for _ in range(8))
+        if rng.random() < 0.3:
+            rng.shuffle(starts)
+        for start in starts:
+            assert lines.names_digest(start) == reference(data, start), (data, start)
+
+
+def test_one_search_answers_every_hex_value_on_a_line(monkeypatch) -> None:
+    """Hex values of a digest's length on one long line cost one search for a digest word,
+    not one per value over the rest of the line (that was quadratic on a one-line body)."""
+    from extproc.backends import secret_values as values
+
+    searches = [0]
+    pattern = values._DIGEST_WORDS_ANY_CASE
+
+    class Counting:
+        def search(self, *args: object) -> object:
+            searches[0] += 1
+            return pattern.search(*args)
+
+    monkeypatch.setattr(values, "_DIGEST_WORDS_ANY_CASE", Counting())
+    value = "9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c"  # 32 hex digits: an MD5's length
+    found = scan(f"token={value} " * 500)
+    assert len(found) == 500
+    assert searches[0] <= 2
+
+
+def test_closing_brackets_are_counted_once_per_value() -> None:
+    """An unquoted value loses the closing brackets it did not open, as counting both
+    brackets again at each one did, but each bracket is counted once (a value ending in
+    many closers was quadratic)."""
+    import random
+
+    from extproc.backends import secret_values as values
+
+    def reference(data: bytes, start: int, end: int) -> int:
+        while end > start and data[end - 1] in values._CLOSERS:
+            closer = data[end - 1]
+            if data.count(values._CLOSERS[closer], start, end) >= data.count(closer, start, end):
+                break
+            end -= 1
+        return end
+
+    rng = random.Random(59)
+    for _ in range(5000):
+        data = "".join(rng.choices("ab()[]{}", k=rng.randint(0, 16))).encode()
+        assert values.unquoted_value_end(data, 0, len(data)) == reference(data, 0, len(data))
+
+    counts = [0]
+
+    class Counting(bytes):
+        def count(self, *args: object) -> int:  # type: ignore[override]
+            counts[0] += 1
+            return super().count(*args)  # type: ignore[arg-type]
+
+    data = Counting(b"abcdef(" + b")]" * 5_000)
+    assert values.unquoted_value_end(data, 0, len(data)) == 8  # "abcdef()"
+    assert counts[0] <= 6
