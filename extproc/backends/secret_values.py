@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import functools
 import json
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import re2
 
@@ -271,6 +270,9 @@ _HAS_ALPHABET_RUN = re.compile(
 _TIME_UUID = re2.compile(
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[167][0-9A-Fa-f]{3}-[89ABab][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}"
 )
+_UUID_LENGTH = 36  # every match of _TIME_UUID is 36 ASCII characters
+# Code (``a.b``, ``call(``, a plain identifier) or words (``foo-bar``): one call for both.
+_CODE_OR_WORDS = re2.compile(f"(?:{_CODE_REFERENCE.pattern})|(?:{_WORDY.pattern})")
 _HEX_ANY_CASE = re2.compile(r"[0-9A-Fa-f]+")
 _DIGEST_HEX_LENGTHS = frozenset([32, 40, 56, 64, 96, 128])  # MD5, SHA-1, SHA-2 family
 _DIGEST_WORDS = re.compile(
@@ -295,12 +297,21 @@ def shannon_entropy(value: str) -> float:
     if not value:
         return 0.0
     length = len(value)
+    if length <= _COUNT_DIRECTLY:  # the same terms, looked up: one C-level pass
+        return -sum(map(_entropy_terms(length).__getitem__, _counts(value)))
     return -sum(n / length * math.log2(n / length) for n in _counts(value))
 
 
 # Up to this length a string's character counts are taken by ``str.count`` per distinct
 # character (C calls, quadratic in the length, so short strings only), beyond it by a Counter.
 _COUNT_DIRECTLY = 64
+
+
+@functools.cache
+def _entropy_terms(length: int) -> tuple[float, ...]:
+    """``n / length * log2(n / length)`` for each count ``n`` (0 unused): the very floats the
+    sum adds, so a looked-up entropy equals the computed one bit for bit."""
+    return (0.0, *(n / length * math.log2(n / length) for n in range(1, length + 1)))
 
 
 def _counts(value: str) -> Iterable[int]:
@@ -313,6 +324,10 @@ def _counts(value: str) -> Iterable[int]:
 
 def _dominated(folded: str) -> bool:
     """One character makes up half the value: typed filler (``xxxx``), not random material."""
+    # A character that fills half of n leaves at most n/2 others: more distinct characters
+    # than n/2 + 1 rule it out in one C call (most random values), without the counts.
+    if len(set(folded)) * 2 > len(folded) + 2:
+        return False
     return max(_counts(folded)) * 2 >= len(folded)
 
 
@@ -437,9 +452,9 @@ def credential_strength(identifier: str) -> str | None:
     return None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Candidate:
-    """A keyword assignment taken apart: which form matched, the name, and the value."""
+class Candidate(NamedTuple):
+    """A keyword assignment taken apart: which form matched, the name, and the value (a
+    named tuple: one is built per candidate, and a frozen dataclass costs ~3x to build)."""
 
     form: str
     identifier: str
@@ -705,22 +720,67 @@ def generic_value_ok(
         named = service_named() if callable(service_named) else service_named
         if named:
             strength = "weak"
+    if strength is None:
+        return False
     value = candidate.value
-    if strength is not None and candidate.scheme:
+    if candidate.scheme:
         return _scheme_credentials(candidate.scheme.lower(), value)
-    if strength is None or looks_like_placeholder(value):
-        return False
     if strength == "strong" and candidate.quoted and candidate.form == "assign":
-        return len(value) >= 6  # a chosen password: weak ones are still secrets
-    if _has_space(value) or _has_alphabet_run(value):
+        # A chosen password: weak ones are still secrets.
+        return len(value) >= 6 and not looks_like_placeholder(value)
+    # Each judge from here on can only refuse, so the cheapest run first (the verdict is the
+    # same in any order): length, whitespace, typed runs, placeholders, code, UUIDs, entropy.
+    if len(value) < (8 if strength == "strong" else 16) or _has_space(value):
         return False
-    if len(value) < (8 if strength == "strong" else 16):
+    if _has_alphabet_run(value) or looks_like_placeholder(value):
         return False
-    if not candidate.quoted and (_full(_CODE_REFERENCE, value) or _full(_WORDY, value)):
+    if not candidate.quoted and _full(_CODE_OR_WORDS, value):
         return False
-    if _full(_TIME_UUID, value):
+    if len(value) == _UUID_LENGTH and _full(_TIME_UUID, value):
         return False
-    return shannon_entropy(value) >= entropy_threshold
+    return entropy_at_least(value, entropy_threshold)
+
+
+def entropy_at_least(value: str, threshold: float) -> bool:
+    """``shannon_entropy(value) >= threshold``, most often told by the number of distinct
+    characters alone (one C call): n characters of which d distinct have at least the entropy
+    of one character repeated n - d + 1 times beside d - 1 singles, and at most log2(d)."""
+    length = len(value)
+    if 0 < length <= _COUNT_DIRECTLY:
+        low, high = _distinct_bounds(threshold)[length]
+        distinct = len(set(value))
+        if distinct >= high:
+            return True
+        if distinct < low:
+            return False
+    return shannon_entropy(value) >= threshold
+
+
+# Far above the float error of a sum of 64 terms (~1e-15): a bound this far past the threshold
+# decides the computed entropy's comparison too.
+_ENTROPY_MARGIN = 1e-9
+
+
+@functools.cache
+def _distinct_bounds(threshold: float) -> tuple[tuple[int, int], ...]:
+    """Per length n (up to ``_COUNT_DIRECTLY``): (fewest distinct characters whose log2 reaches
+    the threshold, fewest whose least entropy clears it); below the first the entropy is under
+    the threshold, from the second on above it."""
+    bounds = [(0, 0)]
+    for n in range(1, _COUNT_DIRECTLY + 1):
+        low = next((d for d in range(1, n + 1) if math.log2(d) >= threshold - _ENTROPY_MARGIN), 0)
+        high = next(
+            (d for d in range(1, n + 1) if _least_entropy(n, d) >= threshold + _ENTROPY_MARGIN),
+            n + 1,
+        )
+        bounds.append((low or n + 1, high))
+    return tuple(bounds)
+
+
+def _least_entropy(n: int, distinct: int) -> float:
+    """The entropy of n characters with this many distinct ones, all but one of them single."""
+    most = n - distinct + 1
+    return -(most / n * math.log2(most / n)) + (distinct - 1) / n * math.log2(n)
 
 
 def _scheme_credentials(scheme: str, value: str) -> bool:

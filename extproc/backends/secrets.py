@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import re2
 
@@ -108,7 +108,8 @@ _OPTIONS = re2.Options()
 _OPTIONS.encoding = re2.Options.Encoding.LATIN1
 _OPTIONS.max_mem = 32 << 20
 _CAPTURE = re2.compile(r"\(\?P<[a-z]+>")
-_IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_IDENT_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+_IDENT_BYTES = frozenset(_IDENT_CHARS)
 _MEMO_ENTRIES = 2048  # per scan: repeated text is what the memo is for, not variety
 _MEMO_KEY_BYTES = 2048
 _KIND_ENTRIES, _KIND_KEY_BYTES = 4096, 64
@@ -142,6 +143,18 @@ class _Pattern:
     floor: bytes = b""
 
 
+class _Form(NamedTuple):
+    """A keyword form: its raw ``Match`` and the indexes of its name and value groups."""
+
+    name: str
+    match: Any
+    id: int
+    val: int
+
+
+_Parsed = tuple[_Form, Any]  # a form and its match's spans
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _RuleMatcher:
     rule: Rule
@@ -154,8 +167,8 @@ def _any_pattern(matchers: tuple[_RuleMatcher, ...]) -> Any | None:
     trigger; None otherwise, or when the union does not compile. Without groups, it is a DFA
     search alone (the raw ``Match`` fills every group of a pattern that has them)."""
     patterns = [p for m in matchers for p in m.rule.patterns]
-    if len(patterns) == 1 or any(m.rule.back for m in matchers):
-        return None  # one pattern: its own search (if the memo does not answer) says as much
+    if any(m.rule.back for m in matchers):
+        return None
     union = "|".join(f"(?:{_strip_groups(p)})" for p in patterns)
     try:
         return raw_match(_compile(union))
@@ -199,11 +212,14 @@ Hit = tuple[int, int, str]  # byte start, byte end, subtype
 class _Scan:
     """State of one scan over ``data[lo:hi]``: memos that keep repeated work linear."""
 
-    __slots__ = ("data", "digests", "footer_memo", "hi", "k8s_memo", "lo", "memo")
+    __slots__ = ("data", "digests", "footer_memo", "hi", "k8s_memo", "lo", "memo", "next_token")
 
     def __init__(self, data: bytes, lo: int, hi: int) -> None:
         self.data, self.lo, self.hi = data, lo, hi
         self.digests: DigestLines | None = None  # made at the first hex value of a digest's size
+        # (from, start): the first token or manifest trigger at or after ``from`` starts at
+        # ``start`` (-1: none before ``hi``); one search answers every keyword value before it.
+        self.next_token = (hi + 1, -1)
         self.footer_memo: dict[str, tuple[int, int, int]] = {}  # rule -> (from, start, end)
         self.k8s_memo: tuple[int, int, int] | None = None  # doc start, doc end, data end or -1
         # Verdicts by (kind, offsets, the bytes the rules see), relative to the trigger.
@@ -229,7 +245,16 @@ class _Detector:
         self.any_assigned_value = any_assigned_value
         self.generic = generic
         self.kubernetes = kubernetes
-        self.generic_forms = [(form, raw_match(_compile(p))) for form, p in _GENERIC_FORMS]
+        # The keyword forms in priority order, and by the byte a match starts with, the ones
+        # that can match there: '-' (cli), a quote (compare) or a keyword's letter (the others).
+        self.generic_forms = [
+            _Form(name, raw_match(regex), _group(regex, "id"), _group(regex, "val"))
+            for name, regex in ((name, _compile(p)) for name, p in _GENERIC_FORMS)
+        ]
+        self.forms_at: dict[int, tuple[_Form, ...]] = {}
+        for form in self.generic_forms:
+            for byte in _FORM_FIRST_BYTES[form.name]:
+                self.forms_at[byte] = (*self.forms_at.get(byte, ()), form)
         # Alternatives in priority order: keyword shapes, Kubernetes, then provider triggers.
         # Kinds: "generic", "k8s", or the tuple of rule matchers a provider trigger stands for.
         triggers: dict[str, list[_RuleMatcher]] = {}
@@ -270,6 +295,12 @@ class _Detector:
             else None
             for kind in self.kinds
         ]
+        # The prefilter without the keyword shapes: where a token or manifest may start in a
+        # keyword's value (most values hold none: one search, not a nested scan, says so).
+        tokens = alternatives[1:] if generic else alternatives
+        self.token_prefilter = (
+            raw_match(_compile("|".join(f"(?:{a})" for a in tokens))) if tokens else None
+        )
         self.prefilter = None
         if alternatives:
             self.prefilter = raw_match(_compile("|".join(f"(?:{a})" for a in alternatives)))
@@ -352,14 +383,26 @@ class _Detector:
                 break
             trigger = data[s:e]
             which = self.kind_of.get(trigger, -1)
+            parsed = None
             if which < 0:
-                which = min(self.classify(trigger))
-                if len(trigger) <= _KIND_KEY_BYTES and len(self.kind_of) < _KIND_ENTRIES:
+                if self.generic and not nested and data[s] in _FIRST_TRIED:
+                    # A keyword form matching here means the hit is the prefilter's first
+                    # alternative (which has no context assertion): no set call is needed.
+                    # The likeliest form is tried (its spans are the candidate's parse).
+                    form = self.forms_at[data[s]][0]
+                    spans = form.match(ANCHOR_START, data, s, e)
+                    if spans[0][0] >= 0:
+                        which, parsed = 0, (form, spans)
+                if which < 0:
+                    which = min(self.classify(trigger))
+                if len(trigger) <= _KIND_KEY_BYTES:
+                    if len(self.kind_of) >= _KIND_ENTRIES:
+                        self.kind_of.clear()  # unique triggers (keyword values) filled it
                     self.kind_of[trigger] = which
             kind = self.kinds[which]
             if kind == "generic":
                 if not nested:
-                    hits.extend(self._generic(state, s, e))
+                    hits.extend(self._generic(state, s, e, parsed))
                 pos = max(e, s + 1)
                 continue
             hit = self._k8s(state, s, e) if kind == "k8s" else self._provider(state, which, s)
@@ -479,25 +522,29 @@ class _Detector:
 
     # -- keyword + entropy --------------------------------------------------------------------
 
-    def _generic(self, state: _Scan, s: int, e: int) -> list[Hit]:
-        """A keyword assignment, judged once per distinct text (memoised like providers)."""
+    def _generic(self, state: _Scan, s: int, e: int, parsed: _Parsed | None) -> list[Hit]:
+        """A keyword assignment, judged once per distinct text (memoised like providers);
+        ``parsed``: a form's match at ``s``, when the trigger's kind was found by it."""
         name_start = self._name_start(state, s)
         key = (-1, s - name_start, e - s, state.data[name_start:e])
         if key in state.memo:
             return [(s + a, s + b, name) for a, b, name in state.memo[key]]  # type: ignore[union-attr]
-        hits = self._judge_generic(state, s, e, name_start)
+        hits = self._judge_generic(state, s, e, name_start, parsed)
         state.remember(key, [(a - s, b - s, name) for a, b, name in hits])
         return hits
 
-    def _judge_generic(self, state: _Scan, s: int, e: int, name_start: int) -> list[Hit]:
-        candidate = self._parse(state, s, e, name_start)
+    def _judge_generic(
+        self, state: _Scan, s: int, e: int, name_start: int, parsed: _Parsed | None
+    ) -> list[Hit]:
+        candidate = self._parse(state, s, e, name_start, parsed)
         if candidate is None:
             return []
         # One byte more: formats end with a boundary character (the closing quote, here).
         value_hi = min(state.hi, candidate.value_end + 1)
-        inner = self.scan(state.data, candidate.value_start, value_hi, True, state.hi)
-        if inner:
-            return inner[:1]  # a provider token: reported under the provider's name
+        if self._token_starts(state, candidate.value_start, value_hi):
+            inner = self.scan(state.data, candidate.value_start, value_hi, True, state.hi)
+            if inner:
+                return inner[:1]  # a provider token: reported under the provider's name
         if candidate.value_end <= candidate.value_start:
             return []
         if self.any_assigned_value and candidate.form != "compare":
@@ -511,13 +558,30 @@ class _Detector:
         """The value judges, and no hex digest on a line that names one (``sha256 = ...``).
         A bare ``key`` is a credential's name when the words before it name a service or
         the kind of key (``stripe key: ...``, ``API key is ...``)."""
-        line_start = self._line_start(state, name_start)
-        before = state.data[max(line_start, name_start - 64) : name_start]
-        if not generic_value_ok(candidate, self.entropy_threshold, lambda: service_named(before)):
+
+        def named() -> bool:
+            line_start = self._line_start(state, name_start)
+            return service_named(state.data[max(line_start, name_start - 64) : name_start])
+
+        if not generic_value_ok(candidate, self.entropy_threshold, named):
             return False
         if state.digests is None:
             state.digests = DigestLines(state.data)
-        return not digest_near(state.digests, line_start, candidate.value)
+        return not digest_near(state.digests, self._line_start(state, name_start), candidate.value)
+
+    def _token_starts(self, state: _Scan, start: int, end: int) -> bool:
+        """Whether a token's or manifest's trigger may start in ``data[start:end]``: the first
+        one at or after ``start`` (searched up to the scan's end, which only adds triggers
+        that run past a nested scan's bound) starts before ``end``. The answer is kept, so
+        the values before the next trigger cost no search (linear: each search starts past
+        the trigger the previous one found)."""
+        if self.token_prefilter is None:
+            return False
+        since, found = state.next_token
+        if since > start or 0 <= found < start:
+            found = self.token_prefilter(UNANCHORED, state.data, start, state.hi)[0][0]
+            state.next_token = (start, found)
+        return 0 <= found < end
 
     @staticmethod
     def _line_start(state: _Scan, pos: int) -> int:
@@ -525,56 +589,66 @@ class _Detector:
         floor = max(state.lo, pos - _MAX_NAME)
         return state.data.rfind(b"\n", floor, pos) + 1 or floor
 
-    def _parse(self, state: _Scan, s: int, e: int, name_start: int) -> Candidate | None:
+    def _parse(
+        self, state: _Scan, s: int, e: int, name_start: int, parsed: _Parsed | None
+    ) -> Candidate | None:
         data = state.data
-        for form, match in self.generic_forms:
-            spans = match(ANCHOR_START, data, s, e)
-            if spans[0][0] < 0:
-                continue
-            id_group, val_group = _FORM_GROUPS[form]
-            id_start, id_end = spans[id_group]
-            if form != "compare":
-                id_start = name_start
-            if id_end - id_start > _MAX_NAME:
+        if parsed is None:
+            for form in self.forms_at.get(data[s], ()):  # the first form matching at s
+                spans = form.match(ANCHOR_START, data, s, e)
+                if spans[0][0] >= 0:
+                    parsed = form, spans
+                    break
+            else:
                 return None
-            raw_start, raw_end = spans[val_group]
-            escaped = data.startswith(b'\\"', raw_start, raw_end)  # JSON in a string: \"...\"
-            raw_start += escaped
-            quoted, value_start, value_end = unquote(data, raw_start, raw_end)
-            if escaped and data.endswith(b"\\", value_start, value_end):
-                value_end -= 1
-            if not quoted:
-                value_end = unquoted_value_end(data, value_start, value_end)
+        form, spans = parsed
+        id_start, id_end = spans[form.id]
+        if form.name != "compare":
+            id_start = name_start
+        if id_end - id_start > _MAX_NAME:
+            return None
+        raw_start, raw_end = spans[form.val]
+        escaped = data.startswith(b'\\"', raw_start, raw_end)  # JSON in a string: \"...\"
+        raw_start += escaped
+        quoted, value_start, value_end = unquote(data, raw_start, raw_end)
+        if escaped and data.endswith(b"\\", value_start, value_end):
+            value_end -= 1
+        if not quoted:
+            value_end = unquoted_value_end(data, value_start, value_end)
+        if data.startswith(b"${", value_start, value_end):
             value_start, value_end = shell_default(data, value_start, value_end)
-            identifier = data[id_start:id_end].decode("utf-8", "replace")
-            value = data[value_start:value_end].decode("utf-8", "replace")
-            scheme = (
-                auth_scheme(data, raw_start + quoted, value_start)
-                if value_start > raw_start + quoted
-                else ""
-            )
-            return Candidate(form, identifier, value, quoted, value_start, value_end, scheme)
-        return None
+        identifier = data[id_start:id_end].decode("utf-8", "replace")
+        value = data[value_start:value_end].decode("utf-8", "replace")
+        scheme = (
+            auth_scheme(data, raw_start + quoted, value_start)
+            if value_start > raw_start + quoted
+            else ""
+        )
+        return Candidate(form.name, identifier, value, quoted, value_start, value_end, scheme)
 
     @staticmethod
     def _name_start(state: _Scan, s: int) -> int:
         """The keyword may sit inside a longer name (``db_password``): walk back to its start."""
-        data, start = state.data, s
+        data = state.data
+        if s <= state.lo or data[s - 1] not in _IDENT_BYTES:
+            return s  # (most keywords start their name)
         floor = max(state.lo, s - _MAX_NAME)
-        while start > floor and data[start - 1] in _IDENT_BYTES:
-            start -= 1
-        return start
+        return floor + len(data[floor:s].rstrip(_IDENT_CHARS))
 
 
-def _form_groups() -> dict[str, tuple[int, int]]:
-    groups = {}
-    for form, pattern in _GENERIC_FORMS:
-        regex = _compile(pattern)
-        groups[form] = (_group(regex, "id"), _group(regex, "val"))
-    return groups
-
-
-_FORM_GROUPS = _form_groups()
+# The bytes a keyword form's match can start with: a form starting with anything else is not
+# tried there (``_IDENT`` starts with a keyword, which starts with one of these letters).
+_KEYWORD_INITIALS = b"psktacPSKTAC"
+_FORM_FIRST_BYTES = {
+    "cli": b"-",
+    "assign": _KEYWORD_INITIALS,
+    "call": _KEYWORD_INITIALS,
+    "said": _KEYWORD_INITIALS,
+    "compare": b"\"'`",
+}
+# Where a trigger's kind is first asked of its likeliest form (then of the set): not at a
+# quote, which opens far more high-entropy strings than comparisons.
+_FIRST_TRIED = frozenset(b"-" + _KEYWORD_INITIALS)
 
 
 # -- the guardrail ----------------------------------------------------------------------------

@@ -515,3 +515,46 @@ def test_closing_brackets_are_counted_once_per_value() -> None:
     data = Counting(b"abcdef(" + b")]" * 5_000)
     assert values.unquoted_value_end(data, 0, len(data)) == 8  # "abcdef()"
     assert counts[0] <= 6
+
+
+def test_entropy_and_dominance_shortcuts_equal_the_counts() -> None:
+    """The distinct-character bounds decide ``entropy >= threshold`` and one character's
+    dominance as the full counts do, thresholds on the bounds' edges included."""
+    import math
+    import random
+
+    from extproc.backends import secret_values as values
+
+    rng = random.Random(61)
+    alphabets = ["ab", "abcdef", "aaaaaaab", "ABCDEFabcdef0123456789+/", "xyz\u00e9\u0301"]
+    thresholds = [0, 1, 2, 3.0, 3.5, 4.5, 8, math.log2(5), math.log2(12)]
+    for _ in range(30_000):
+        value = "".join(rng.choices(rng.choice(alphabets), k=rng.randint(0, 80)))
+        threshold = rng.choice(thresholds)
+        entropy = shannon_entropy(value)
+        assert values.entropy_at_least(value, threshold) == (entropy >= threshold), value
+        if value:
+            dominated = max(values._counts(value)) * 2 >= len(value)
+            assert values._dominated(value) == dominated, value
+
+
+def test_keyword_values_without_tokens_cost_no_nested_scan() -> None:
+    """A list of keyword assignments is one scan: no set call per trigger (the form's match
+    names it) and one search for a token inside all the values (none is there)."""
+    spec = GuardrailSpec("s", "secrets", ("pre_call",), True, {"guardrail": "secrets"})
+    detector = build(spec)._detector
+    calls = {"scan": 0, "classify": 0, "token_prefilter": 0}
+    for name in calls:
+        original = getattr(detector, name)
+
+        def counting(*args: object, _name: str = name, _original: object = original) -> object:
+            calls[_name] += 1
+            return _original(*args)  # type: ignore[operator]
+
+        setattr(detector, name, counting)
+    text = "".join(
+        f"password = {RANDOM[i:]}{i:04d} token: '{RANDOM[: i + 16]}' " for i in range(20)
+    )
+    data = (text * 50).encode()
+    assert len(detector.scan(data, 0, len(data))) == 2_000
+    assert calls == {"scan": 1, "classify": 0, "token_prefilter": 1}
