@@ -145,6 +145,12 @@ def _assignment(rng: random.Random) -> str:
     return f"{name}{operator}{quote}{value} "
 
 
+def _hex_assignment(rng: random.Random) -> str:
+    """A keyword value of hex digits of a digest's length, all on one line (each used to search
+    the rest of the line for a digest word)."""
+    return f"token={''.join(rng.choices(HEX, k=rng.choice([32, 40, 64])))} "
+
+
 def _jwtish(rng: random.Random) -> str:
     part = "".join(rng.choices(B64[:-2] + "-_", k=rng.randint(10, 40)))
     return f"eyJ{part}.eyJ{part}." + rng.choice(["", part]) + " "
@@ -226,6 +232,8 @@ CLASSES: dict[str, Generator] = {
     "PEM no END": lambda r, n: "-----BEGIN RSA PRIVATE KEY-----\n" + CLASSES["base64 lines"](r, n),
     "PEM headers": repeat("-----BEGIN RSA PRIVATE KEY-----\n"),
     "assignments": pieces(_assignment),
+    "hex assignments": pieces(_hex_assignment),
+    "closing brackets": lambda _r, n: "password=abcdef" + ")" * n,
     "keyword prefixes": repeat("passsecrettokenkey"),
     "kind: Secret": repeat("kind: Secret\ndata:\n  a: QUJDREVGR0g=\n---\n"),
     "jwt-ish": pieces(_jwtish),

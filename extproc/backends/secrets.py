@@ -287,8 +287,10 @@ class _Detector:
         # one of them starts at its trigger (``back`` 0), else None. Most triggers in hostile
         # text (a prefix alone, a near-miss) match none of them: one call says so, instead of a
         # call per pattern (up to 17 for one trigger) and the memo's window slice and hash.
-        # (Not for a PEM header's one pattern: its own search is the same call, and repeated
-        # headers that are no key are answered by the memo, whose window is the same bytes.)
+        # A single pattern too: a near-miss's window is seldom seen twice, so the memo would
+        # only add its slice and hash to the pattern's own search. (Not for a PEM header's
+        # pattern: its own search is the same call, and repeated headers that are no key are
+        # answered by the memo, whose window is the same bytes.)
         self.any_pattern = [
             _any_pattern(kind)
             if isinstance(kind, tuple) and not all(m.footer for m in kind)
@@ -405,6 +407,13 @@ class _Detector:
                     hits.extend(self._generic(state, s, e, parsed))
                 pos = max(e, s + 1)
                 continue
+            any_pattern = self.any_pattern[which]
+            if any_pattern is not None:
+                # Inline: most provider triggers in hostile text are near-misses (see below).
+                high = min(reach, s + self.windows[which][1])
+                if any_pattern(ANCHOR_START, data, s, high)[0][0] < 0:
+                    pos = s + 1
+                    continue
             hit = self._k8s(state, s, e) if kind == "k8s" else self._provider(state, which, s)
             if hit is not None and (not hits or hit[0] >= hits[-1][1]):
                 hits.append(hit)
@@ -420,10 +429,8 @@ class _Detector:
         the bytes the rules can see, so repeated text (``sk-sk-sk-...``) is judged once."""
         back, reach = self.windows[which]
         low, high = max(state.lo, s - back), min(state.hi, s + reach)
-        # A match of one rule's pattern within its own reach is one within the longest reach.
-        any_pattern = self.any_pattern[which]
-        if any_pattern is not None and any_pattern(ANCHOR_START, state.data, s, high)[0][0] < 0:
-            return None
+        # (The scan loop has asked ``any_pattern``, where there is one: a match of one rule's
+        # pattern within its own reach is one within the longest reach.)
         key = None
         # A longer window is never remembered (``_Scan.remember``): not sliced and hashed either.
         if high - low <= _MEMO_KEY_BYTES:
@@ -449,13 +456,17 @@ class _Detector:
             floor = pattern.floor
             if not rule.back and floor and data[s : s + len(floor)] < floor:
                 continue  # a match starting at s would be at least ``floor``: none
+            if rule.name == "JWT":
+                # Checked first, before the match: it rejects nearly every random near-miss,
+                # for less than the body. The header is what precedes the first dot (its
+                # alphabet has none), which a match starting at the trigger ends with.
+                dot = data.find(b".", s, end)
+                if dot < 0 or not jwt_header_ok(data[s:dot].decode("latin-1")):
+                    continue
             spans = self._locate(pattern, data, s, max(state.lo, s - rule.back), end, rule.back)
             if spans is None:
                 continue
             start, stop = spans[pattern.value]
-            # Checked first: it rejects nearly every random near-miss, for less than the body.
-            if rule.name == "JWT" and not jwt_header_ok(data[start:stop].decode("latin-1")):
-                continue
             body_start, body_end = spans[pattern.body]
             if rule.check != "none":  # "none": the format is enough, the body is not read
                 body = data[body_start:body_end].decode("utf-8", "replace")
