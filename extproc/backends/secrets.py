@@ -537,6 +537,10 @@ class _Detector:
         """A keyword assignment, judged once per distinct text (memoised like providers);
         ``parsed``: a form's match at ``s``, when the trigger's kind was found by it."""
         name_start = self._name_start(state, s)
+        if parsed is not None and e - s <= _KIND_KEY_BYTES:
+            # Trigger bytes not seen before (``kind_of`` did not know them), as most keyword
+            # lines are: judged without the memo's key. Seen again, they are remembered.
+            return self._judge_generic(state, s, e, name_start, parsed)
         key = (-1, s - name_start, e - s, state.data[name_start:e])
         if key in state.memo:
             return [(s + a, s + b, name) for a, b, name in state.memo[key]]  # type: ignore[union-attr]
