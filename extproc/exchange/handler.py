@@ -13,7 +13,6 @@ This is where the protocol layer (bytes, phases) meets formats (where text lives
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -27,7 +26,13 @@ from extproc.exchange.guardrails import GuardrailSet
 from extproc.formats import generic, route_for_path
 from extproc.formats.api import RequestFormat
 from extproc.formats.base import JoinedSlot, MaskError, TextSlot
-from extproc.formats.document import DocumentError, inspected_slots, parse_document, snippet
+from extproc.formats.document import (
+    DocumentError,
+    dump_document,
+    inspected_slots,
+    parse_document,
+    snippet,
+)
 from extproc.formats.query import Query, QueryError
 from extproc.formats.sse import SSE, Framing, FramingError, SseEventTooLarge
 from extproc.observability import COUNTERS, audit
@@ -100,11 +105,9 @@ async def _judged(size: int, judging: Awaitable[_T]) -> _T:
         return await judging
 
 
-def _dump(document: object) -> bytes:
-    try:
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate ("\ud83d" in the JSON): keep it escaped
-        return json.dumps(document, separators=(",", ":")).encode()
+def _dump(document: object, size: int) -> bytes:
+    """The body re-encoded; from ``OFF_LOOP_BYTES`` on in pieces (see ``dump_document``)."""
+    return dump_document(document, in_pieces=size >= OFF_LOOP_BYTES)
 
 
 def log_findings(findings: Found, names: frozenset[str]) -> None:
@@ -333,7 +336,7 @@ class GuardedExchange:
         if isinstance(document, dict):
             self.request = document
         if not self.plan.on_request:
-            return ReplaceBody(await _cpu(size, _dump, document)) if changed else CONTINUE
+            return ReplaceBody(await _cpu(size, _dump, document, size)) if changed else CONTINUE
         box = [document]  # a holder, so even a bare top-level string has a place to write to
         try:
             slots = await _cpu(size, self._request_slots, document, box)
@@ -341,7 +344,7 @@ class GuardedExchange:
             return _bad_request(str(error), "request_body_uninspectable")
         verdict = await self._judge_request(box, slots, changed=changed, size=size)
         if isinstance(verdict, ReplaceBody):
-            return ReplaceBody(await _cpu(size, _dump, box[0]))
+            return ReplaceBody(await _cpu(size, _dump, box[0], size))
         return verdict
 
     def _request_slots(self, document: Any, box: list[Any]) -> list[TextSlot]:
@@ -543,7 +546,7 @@ class GuardedExchange:
             return self._uninspectable_response("is nested too deeply to inspect")
         verdict = await self._judge_response(slots, size)
         if isinstance(verdict, ReplaceBody):
-            return ReplaceBody(await _cpu(size, _dump, box[0]))
+            return ReplaceBody(await _cpu(size, _dump, box[0], size))
         return verdict
 
     def _response_slots(self, document: Any, box: list[Any]) -> list[TextSlot]:
