@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import re2
@@ -545,22 +546,30 @@ def _without_accepted_forms(pii: PatternGuardrail) -> PatternGuardrail:
     return pii
 
 
+@contextlib.contextmanager
+def _counted(owner: object, name: str, hits_only: bool = False) -> Iterator[list[int]]:
+    """Counts the calls of ``owner.<name>`` (with ``hits_only``, those that found something)
+    while the block runs; the count is the yielded list's one item."""
+    real, count = getattr(owner, name), [0]
+    assert real is not None
+
+    def counting(*args: object) -> object:
+        found = real(*args)
+        count[0] += found is not None if hits_only else 1
+        return found
+
+    setattr(owner, name, counting)
+    try:
+        yield count
+    finally:
+        setattr(owner, name, real)
+
+
 def _taken_count(pii: PatternGuardrail, text: str) -> int:
     """How many candidates of one scan of ``text`` the accepted forms took."""
     alternation = pii._ascii.everything if text.isascii() else pii._utf8.everything
-    taken, count = alternation.taken, [0]
-    assert taken is not None
-
-    def counting(data: bytes, pos: int) -> object:
-        found = taken(data, pos)
-        count[0] += found is not None
-        return found
-
-    alternation.taken = counting
-    try:
+    with _counted(alternation, "taken", hits_only=True) as count:
         pii.find(0, text)
-    finally:
-        alternation.taken = taken
     return count[0]
 
 
@@ -593,23 +602,14 @@ def test_candidates_taken_by_their_accepted_form_are_what_the_checks_accept() ->
         host = ".".join(rng.choices(["ex", "a-b", "co", "1", "com"], k=rng.randint(1, 4)))
         return f"{user}@{host}.{rng.choice(['com', 'io', 'c', 'uk1'])}"
 
-    alternation = shortcut._ascii.everything
-    begins, begun = alternation.begins, [0]
-    assert begins is not None
-
-    def counting(data: bytes, pos: int) -> object:
-        found = begins(data, pos)
-        begun[0] += found is not None
-        return found
-
-    alternation.begins = counting
     taken = 0
-    for _ in range(6000):
-        parts = [rng.choice(around) + value() + rng.choice(around)]
-        parts += [value() + rng.choice(around) for _ in range(rng.randint(0, 5))]
-        text = "".join(parts)
-        assert shortcut.find(0, text) == plain.find(0, text), text
-        taken += _taken_count(shortcut, text) if text.isascii() else 0
+    with _counted(shortcut._ascii.everything, "begins", hits_only=True) as begun:
+        for _ in range(6000):
+            parts = [rng.choice(around) + value() + rng.choice(around)]
+            parts += [value() + rng.choice(around) for _ in range(rng.randint(0, 5))]
+            text = "".join(parts)
+            assert shortcut.find(0, text) == plain.find(0, text), text
+            taken += _taken_count(shortcut, text) if text.isascii() else 0
     assert taken > 3000 and begun[0] > 300  # the forms were in use
 
 
@@ -622,19 +622,8 @@ def test_a_dense_list_of_findings_costs_one_search_and_one_form_match_each() -> 
     units = ["+1 415-555-0100, ", "10.1.2.3, ", "jane.doe@example.com ", "10.20.30.40 "]
     for unit in units:
         text = "x " + unit * 2_000
-        calls: list[bytes] = []
-        matcher = pii._ascii.everything
-        identify = matcher._identify
-
-        def counting_set(span: bytes, calls=calls, identify=identify) -> list[int]:
-            calls.append(span)
-            return identify(span)  # type: ignore[misc]
-
-        matcher._identify = counting_set
-        try:
+        with _counted(pii._ascii.everything, "_identify") as calls:
             assert len(pii.find(0, text)) == 2_000
-        finally:
-            matcher._identify = identify
-        assert len(calls) <= 1, unit  # the first, in the text's first bytes, at most
+        assert calls[0] <= 1, unit  # the first, in the text's first bytes, at most
         assert _count_searches(pii, text) <= 2_001
         assert _taken_count(pii, text) >= 1_999
