@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import re2
@@ -247,6 +247,11 @@ def _any_of(words: tuple[str, ...]) -> Any:
 
 
 _HAS_PLACEHOLDER_WORD = _any_of(_PLACEHOLDER_WORDS)
+# Lower-case hex (digests, random keys) is where stdlib re's literal alternations are slowest
+# (every a-f starts a partial match): for such a value only the words and runs spelt in hex can
+# occur, a few ``in`` tests (C calls), none for the placeholder words as they stand.
+_HEX_DIGITS = "0123456789abcdef"
+_HEX_PLACEHOLDER_WORDS = tuple(w for w in _PLACEHOLDER_WORDS if not w.strip(_HEX_DIGITS))
 _HAS_TOKEN_PLACEHOLDER_WORD = _any_of(_TOKEN_PLACEHOLDER_WORDS)
 _TEMPLATE_STARTS = ("${", "$(", "{{", "<", "%", "#{", "[", "$")
 # Unquoted code, not a literal: ``a.b.c``, ``obj->field``, ``call(...`` or a plain identifier
@@ -260,9 +265,9 @@ _CAMEL = re2.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re2.compile(r"[^A-Za-z0-9]+")
 _HEX = re2.compile(r"[0-9a-f]+")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
-_HAS_ALPHABET_RUN = re.compile(
-    "|".join(_ALPHABET[i : i + 6] for i in range(len(_ALPHABET) - 5))
-).search
+_ALPHABET_RUNS = tuple(_ALPHABET[i : i + 6] for i in range(len(_ALPHABET) - 5))
+_HAS_ALPHABET_RUN = re.compile("|".join(_ALPHABET_RUNS)).search
+_HEX_ALPHABET_RUNS = tuple(r for r in _ALPHABET_RUNS if not r.strip(_HEX_DIGITS))  # abcdef
 # RFC 9562 UUIDs of the time-based versions (1, 6, 7) with the RFC variant are a timestamp plus
 # a node id or counter: identifiers, never key material (random version-4 UUIDs are used as API
 # keys by several vendors, so those stay candidates). Hex of a digest's length next to a digest
@@ -314,12 +319,24 @@ def _entropy_terms(length: int) -> tuple[float, ...]:
     return (0.0, *(n / length * math.log2(n / length) for n in range(1, length + 1)))
 
 
-def _counts(value: str) -> Iterable[int]:
+def _counts(value: str) -> Sequence[int]:
     """How often each distinct character occurs, in order of first occurrence (as a Counter's
-    values: the same order gives the same floating-point sums)."""
+    values: the same order gives the same floating-point sums). The last answer is kept: a
+    lower-case value (hex, most often) is counted by the filler judge and again by the entropy
+    judge, and the counts are most of either's cost."""
+    global _LAST_COUNTS
+    last_value, last_counts = _LAST_COUNTS  # one tuple: read and replaced whole (threads)
+    if value == last_value:
+        return last_counts
     if len(value) <= _COUNT_DIRECTLY:
-        return map(value.count, dict.fromkeys(value))
-    return Counter(value).values()
+        counts: Sequence[int] = tuple(map(value.count, dict.fromkeys(value)))
+    else:
+        counts = tuple(Counter(value).values())
+    _LAST_COUNTS = (value, counts)
+    return counts
+
+
+_LAST_COUNTS: tuple[str, Sequence[int]] = ("", ())
 
 
 def _dominated(folded: str) -> bool:
@@ -339,9 +356,11 @@ def _is_uniform(value: str) -> bool:
 
 def _has_alphabet_run(value: str, run: int = 6) -> bool:
     """``abcdef...``: typed by hand as a dummy, never produced by a key generator."""
-    if run == 6:
-        return _HAS_ALPHABET_RUN(value.lower()) is not None
     folded = value.lower()
+    if run == 6:
+        if not folded.strip(_HEX_DIGITS):
+            return any(r in folded for r in _HEX_ALPHABET_RUNS)
+        return _HAS_ALPHABET_RUN(folded) is not None
     return any(_ALPHABET[i : i + run] in folded for i in range(len(_ALPHABET) - run + 1))
 
 
@@ -354,7 +373,10 @@ def looks_like_placeholder(value: str) -> bool:
     folded = stripped.lower()
     if not stripped or folded in _COMMON_VALUES or stripped.startswith(_TEMPLATE_STARTS):
         return True
-    if _HAS_PLACEHOLDER_WORD(folded):
+    if folded.strip(_HEX_DIGITS):
+        if _HAS_PLACEHOLDER_WORD(folded):
+            return True
+    elif any(w in folded for w in _HEX_PLACEHOLDER_WORDS):
         return True
     if stripped.upper() == stripped and any(w in stripped for w in _NAME_WORDS):
         return stripped.replace("-", "_").replace("_", "").isalnum()  # an env-var name

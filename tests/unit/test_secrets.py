@@ -358,6 +358,41 @@ def test_one_call_value_checks_equal_the_word_by_word_checks() -> None:
         )
 
 
+def test_hex_value_shortcuts_equal_the_alternations() -> None:
+    """On hex-only values the typed-run and placeholder judges test only the runs and words spelt
+    in hex: the same verdicts as the full alternations, and the remembered character counts give
+    the same entropy and filler verdicts as counting afresh."""
+    import math
+    import random
+    from collections import Counter
+
+    from extproc.backends import secret_values as values
+
+    rng = random.Random(43)
+    alphabets = ("0123456789abcdef", "abcdef", "0123456789abcdefABCDEF", "abcdefg0 x-")
+    for _ in range(20_000):
+        value = "".join(rng.choices(rng.choice(alphabets), k=rng.randint(0, 80)))
+        if rng.random() < 0.1:
+            value = value[: len(value) // 2] + "abcdef" + value[len(value) // 2 :]
+        folded = value.lower()
+        assert values._has_alphabet_run(value) == (values._HAS_ALPHABET_RUN(folded) is not None), (
+            repr(value)
+        )
+        shortcut = values.looks_like_placeholder(value)
+        values._HEX_DIGITS = ""  # no value is hex-only: the alternation decides
+        try:
+            assert values.looks_like_placeholder(value) == shortcut, repr(value)
+        finally:
+            values._HEX_DIGITS = "0123456789abcdef"
+        n = len(value)
+        fresh = -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
+        assert math.isclose(values.shannon_entropy(value), fresh, abs_tol=1e-12), repr(value)
+        assert values.shannon_entropy(value) == values.shannon_entropy(value + "")
+        assert (n > 0 and values._dominated(folded)) == (
+            n > 0 and max(Counter(folded).values()) * 2 >= n
+        ), repr(value)
+
+
 def test_manifest_values_found_on_bytes_as_by_the_text_patterns() -> None:
     """k8s_last_value_end on raw bytes gives what finditer of the text patterns gave."""
     import base64
