@@ -979,7 +979,6 @@ def code_from(tree: str | None) -> Iterator[None]:
 def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> Bench:
     """Start the extproc server(s) and Envoy; every started stack is appended to ``stacks``
     before anything can fail, so the caller stops it."""
-    from extproc.stack.envoy_config import EnvoyOptions
     from extproc.stack.processes import Stack
 
     stack = Stack(
@@ -1002,15 +1001,11 @@ def start_bench(args: argparse.Namespace, workdir: Path, stacks: list[Any]) -> B
         ports["baseline"] = baseline_port
     ports["extproc"] = stack.port
     stack.start_extproc()
-    options = EnvoyOptions(
-        stack.port,
-        stack.admin_port,
-        stack.extproc_address,
-        stack.upstream,
-        extproc_workers=args.workers,
-    )
     extra = (baseline_port, baseline.extproc_address) if baseline else None
-    start_envoy(stack, envoy_config(options, bare_port, direct_port, extra, args.route_metadata))
+    start_envoy(
+        stack,
+        envoy_config(stack.envoy_options(), bare_port, direct_port, extra, args.route_metadata),
+    )
     stack.wait_ready(30)
     if baseline:
         wait_extproc(baseline, 30)

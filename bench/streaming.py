@@ -260,7 +260,7 @@ def start_bench(
     anything can fail, so the caller stops it."""
     from latency import _add_bare, _add_baseline, distinct_ports, start_envoy, wait_extproc
 
-    from extproc.stack.envoy_config import EnvoyOptions, Upstream, named, render
+    from extproc.stack.envoy_config import Upstream, named, render
     from extproc.stack.processes import Stack
 
     configs = {n: write_config(workdir / f"{n}.yaml", g) for n, g in GUARDRAIL_CONFIGS.items()}
@@ -279,8 +279,7 @@ def start_bench(
     wait_port(upstream_port, upstream, 10)
     pii.start_extproc()
     both.start_extproc()
-    options = EnvoyOptions(pii.port, pii.admin_port, pii.extproc_address, pii.upstream)
-    config = render(options)
+    config = render(pii.envoy_options())
     resources = config["static_resources"]
     llm = named(resources["clusters"], "llm")
     llm["type"] = "STATIC"

@@ -180,14 +180,9 @@ class Stack:
                     ],
                 )
             self.start_extproc()
-            options = EnvoyOptions(
-                self.port,
-                self.admin_port,
-                self.extproc_address,
-                self.upstream,
-                extproc_workers=self.workers,
+            envoy_yaml = write(
+                self.envoy_options(), self.workdir / "envoy.yaml", self.envoy_template
             )
-            envoy_yaml = write(options, self.workdir / "envoy.yaml", self.envoy_template)
             self._spawn(
                 "envoy",
                 [
@@ -222,6 +217,17 @@ class Stack:
         ):
             return response.status == 200
         return False
+
+    def envoy_options(self) -> EnvoyOptions:
+        """What envoy.yaml is rendered from for this stack: its ports, its extproc workers'
+        addresses and its upstream."""
+        return EnvoyOptions(
+            self.port,
+            self.admin_port,
+            self.extproc_address,
+            self.upstream,
+            extproc_workers=self.workers,
+        )
 
     @property
     def extproc_addresses(self) -> list[str]:
